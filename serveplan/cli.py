@@ -295,18 +295,23 @@ def _launch(argv: list[str]) -> int:
     p = _Parser(prog="plan launch", description="Start the planned engine(s), wait for health, smoke-test, "
                 "supervise until Ctrl-C.")
     p.add_argument("plan_dir", help="folder holding plan.yaml (plan -o)")
-    p.add_argument("--model", help="checkpoint path or HF id to serve (a quantized one for awq/gptq/int8)")
+    p.add_argument("--model", help="checkpoint path or HF id to serve instead of the plan's; it must hold the "
+                   "planned precision")
     p.add_argument("--dry-run", action="store_true", help="print what would run; start and write nothing")
     p.add_argument("--force", action="store_true", help="launch even if the visible GPUs do not match the plan")
     p.add_argument("--port", type=int, default=8000, help="first replica's port")
     p.add_argument("--health-timeout", type=float, default=900.0, help="seconds to wait for /health")
     p.add_argument("--detach", action="store_true", help="return once healthy; stop later with plan stop DIR")
+    p.add_argument("--engine-args", default="", help="extra engine flags, checked against the engine's flag "
+                   "schema (e.g. --engine-args='--load-format dummy')")
     a = p.parse_args(argv)
+    import shlex
     from serveplan.launcher.launch import launch_plan
 
     try:
         rec = launch_plan(Path(a.plan_dir), model=a.model, dry_run=a.dry_run, force=a.force, base_port=a.port,
-                          health_timeout_s=a.health_timeout, detach=a.detach)
+                          health_timeout_s=a.health_timeout, detach=a.detach,
+                          extra_args=tuple(shlex.split(a.engine_args)))
     except KeyboardInterrupt:
         # Stopped by a signal while starting: the engines are stopped and run.json says which signal.
         print("interrupted", file=sys.stderr)

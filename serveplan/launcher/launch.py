@@ -29,10 +29,10 @@ from serveplan.fileio import write_atomic as _write_atomic
 from serveplan.launcher.gpus import check_gpus
 from serveplan.launcher.run import ProcSpec, ProcState, Supervisor, group_members, pid_alive, proc_start_ticks
 from serveplan.planner.result import Plan, load_plan
+from serveplan.planner.spec import Checkpoint
 
 RUN_FILE = "run.json"
 LOCAL_HOST = "127.0.0.1"
-NEEDS_CHECKPOINT = ("awq", "gptq", "int8")
 
 Status = Literal["dry-run", "starting", "running", "detached", "stopped", "failed"]
 
@@ -119,38 +119,38 @@ class _Prepared:
         self.record, self.procs, self.files = record, procs, files
 
 
-def _resolve_model(plan: Plan, model: str | None, plan_dir: Path, notes: list[str], dry_run: bool) -> str:
-    cfg, spec = plan.winner.config, plan.request.model
-    default = spec.hf_id or spec.name
-    wd = cfg.weight_dtype
-    if model is None and wd in NEEDS_CHECKPOINT:
-        how = (f"The winning configuration uses {wd} weights, which need {'an' if wd[0] in 'aeiou' else 'a'} {wd}-quantized checkpoint: make one "
-               f"with `serveplan quantize --model {default} --method {wd} -o ./ckpt`, then run "
-               f"`plan launch {plan_dir} --model ./ckpt`.")
+def _resolve_checkpoint(plan: Plan, model: str | None, plan_dir: Path, notes: list[str], dry_run: bool) -> Checkpoint:
+    """The checkpoint to serve: the plan's, or one named with --model (which must hold the planned precision).
+    A checkpoint that `quantize` has still to make stops the launch (the dry run says how to make it)."""
+    from serveplan.launcher.engines.base import served_checkpoint
+    from serveplan.planner.checkpoints import user_checkpoint
+
+    cfg, req = plan.winner.config, plan.request
+    if model is not None:
+        ckpt = user_checkpoint(model, cfg.weight_dtype, req.model)
+        notes.append(f"weights: {ckpt.describe()}")
+        return ckpt
+    ckpt = served_checkpoint(cfg, req)
+    if ckpt.source == "needs_quantize":
+        local = plan_dir / ckpt.id
+        if (local / "config.json").is_file():
+            return ckpt.model_copy(update={"id": str(local.resolve())})
+        how = (f"The winning configuration serves {cfg.weight_dtype} weights and no published {cfg.weight_dtype} "
+               f"checkpoint of {req.model.name} exists for {cfg.engine}: make it with `{plan_dir}/quantize.sh` "
+               f"(serveplan quantize --model {ckpt.base_id} --method {ckpt.quantize_method} -o {local}), or name "
+               f"yours with `plan launch {plan_dir} --model PATH`.")
         if not dry_run:
             raise LaunchError(how)
         notes.append(how)
-        return f"<{wd}-checkpoint>"
-    if model is None and wd == "fp8":
-        gpu = plan.request.inventory.gpu
-        how = ("fp8 weights: the engine quantizes the unquantized checkpoint to FP8 when it loads it "
-               "(no separate checkpoint needed)")
-        if gpu.has_fp8_tensor_cores:
-            notes.append(how + f"; {gpu.display_name} runs it as W8A8 on its FP8 tensor cores.")
-        else:
-            notes.append(how + f"; {gpu.display_name} has no FP8 tensor cores, so it runs weight-only FP8.")
-    if model is not None:
-        local = Path(model).expanduser()
-        if local.exists():
-            model = str(local.resolve())
-        if wd in NEEDS_CHECKPOINT:
-            notes.append(f"{wd} weights from the checkpoint {model} (it must be {wd}-quantized).")
-        return model
-    return default
+        return ckpt.model_copy(update={"id": str(local)})
+    notes.append(f"weights: {ckpt.describe()}")
+    if ckpt.engine_quantizes and not req.inventory.gpu.has_fp8_tensor_cores:
+        notes.append(f"{req.inventory.gpu.display_name} has no FP8 tensor cores, so it runs weight-only FP8.")
+    return ckpt
 
 
 def _prepare(plan_dir: Path, *, model: str | None, force: bool, base_port: int, dry_run: bool,
-             notes: list[str]) -> _Prepared:
+             notes: list[str], extra_args: tuple[str, ...] = ()) -> _Prepared:
     assign_gpus, get_adapter, replica_port = _engines()
 
     plan = load_plan(plan_dir)
@@ -167,8 +167,10 @@ def _prepare(plan_dir: Path, *, model: str | None, force: bool, base_port: int, 
                           f"it node by node or re-plan with use of one node.")
     warnings = check_gpus(plan, force=force or dry_run)
     notes.extend(f"GPU check ({'dry run' if dry_run else 'forced'}): {w}" for w in warnings)
+    ckpt = _resolve_checkpoint(plan, model, plan_dir, notes, dry_run)
+    cfg = cfg.model_copy(update={"checkpoint": ckpt})
+    resolved = ckpt.id
     served_default = req.model.hf_id or req.model.name
-    resolved = _resolve_model(plan, model, plan_dir, notes, dry_run)
     served = served_default if resolved != served_default else None
 
     adapter = get_adapter(cfg.engine)
@@ -181,7 +183,7 @@ def _prepare(plan_dir: Path, *, model: str | None, force: bool, base_port: int, 
         render_gpus = [int(t) for t in phys] if all(t.isdigit() for t in phys) else list(gpus)
         port = replica_port(base_port, r)
         launch = adapter.render(cfg, req, model=resolved, replica=r, gpus=render_gpus, port=port,
-                                served_model_name=served)
+                                served_model_name=served, extra_args=tuple(extra_args))
         problems = adapter.validate(list(launch.argv))
         if problems:
             msg = (f"The rendered {adapter.name} {adapter.version} command for replica {r} is not valid: "
@@ -259,12 +261,13 @@ class _Run:
     """One launch: prepare, start, and keep run.json in step."""
 
     def __init__(self, plan_dir: str | Path, *, model: str | None, force: bool, base_port: int,
-                 health_timeout_s: float, console: Console | None, grace_s: float, quiet: bool):
+                 health_timeout_s: float, console: Console | None, grace_s: float, quiet: bool,
+                 extra_args: tuple[str, ...] = ()):
         self.plan_dir = _plan_dir(plan_dir)
         self.console = console or Console(highlight=False)
         self.notes: list[str] = []
         self.prep = _prepare(self.plan_dir, model=model, force=force, base_port=base_port, dry_run=False,
-                             notes=self.notes)
+                             notes=self.notes, extra_args=extra_args)
         self.record = self.prep.record
         on_line = (lambda name, line: None) if quiet else None
         self.sup = Supervisor(self.prep.procs, log_dir=self.plan_dir / "logs", health_timeout_s=health_timeout_s,
@@ -320,7 +323,8 @@ class _Run:
 
 def launch_plan(plan_dir: Path, *, model: str | None = None, dry_run: bool = False, force: bool = False,
                 base_port: int = 8000, health_timeout_s: float = 900, detach: bool = False,
-                console: Console | None = None, grace_s: float = 10.0, quiet: bool = False) -> RunRecord:
+                console: Console | None = None, grace_s: float = 10.0, quiet: bool = False,
+                extra_args: tuple[str, ...] = ()) -> RunRecord:
     """Launch the winner of the plan in plan_dir (see the module docstring).
 
     dry_run prints the commands and environment and touches nothing. Foreground (detach=False) supervises
@@ -332,13 +336,14 @@ def launch_plan(plan_dir: Path, *, model: str | None = None, dry_run: bool = Fal
     console = console or Console(highlight=False)
     if dry_run:
         pdir = _plan_dir(plan_dir)
-        prep = _prepare(pdir, model=model, force=force, base_port=base_port, dry_run=True, notes=[])
+        prep = _prepare(pdir, model=model, force=force, base_port=base_port, dry_run=True, notes=[],
+                        extra_args=extra_args)
         prep.record.stop_hint = "dry run: nothing was started"
         _print_commands(console, prep.record)
         return prep.record
 
     run = _Run(plan_dir, model=model, force=force, base_port=base_port, health_timeout_s=health_timeout_s,
-               console=console, grace_s=grace_s, quiet=quiet)
+               console=console, grace_s=grace_s, quiet=quiet, extra_args=extra_args)
     rec = run.record
     _print_commands(console, rec)
     if detach:

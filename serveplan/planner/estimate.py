@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from serveplan.errors import ConfigError
 from serveplan.planner.catalog import quant_method
+from serveplan.planner.checkpoints import checkpoint_for
 from serveplan.planner.memory import memory_breakdown, weight_bytes_per_gpu
 from serveplan.planner.perf import StepModel
 from serveplan.planner.profiles import Calibration, HardwareProfile, find_calibration, find_profile
@@ -41,7 +42,7 @@ class Scorer:
 
     def weights_fit(self, st: Structure) -> bool:
         w = weight_bytes_per_gpu(self.req.model, st.tp, st.pp, st.weight_dtype)
-        return w < self.req.inventory.gpu.memory_gb * 1e9 * self.req.engine.gpu_memory_utilization
+        return w < self.req.inventory.gpu.usable_gib * 2**30 * self.req.engine.gpu_memory_utilization
 
     def explain_nothing_fits(self, structs: list[Structure]) -> str:
         """One sentence: why nothing fits, and what would."""
@@ -98,6 +99,9 @@ class Scorer:
         return base * (1 - QUALITY_PENALTY_PER_PCT * q)
 
     def score(self, cand: Candidate, *, simulated: bool = False, seed: int = 0) -> Estimate:
+        if cand.checkpoint is None:  # a candidate built by hand (estimate, calibrate): say what it serves
+            ckpt = checkpoint_for(self.req.model, cand.weight_dtype, cand.engine)
+            cand = cand.model_copy(update={"checkpoint": ckpt})
         mem = self.memory(cand)
         q = quant_method(cand.weight_dtype).quality_cost_pct
         if not mem.fits:

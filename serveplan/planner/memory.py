@@ -2,9 +2,17 @@
 
 Sizes are in GB (1e9 bytes). The worst pipeline stage is the one that counts (it runs out first). The KV
 budget follows each engine's own rule:
-  vLLM:     capacity x gpu_memory_utilization - weights - peak activations - non-torch - CUDA graphs
+  vLLM:     capacity x gpu_memory_utilization - weights - peak activations - non-torch (0.26.0 captures the
+            CUDA graphs afterwards, in the 1 - utilization headroom: seen on the H100, KV 56.51 GiB =
+            0.92 x 79.18 - 15.0 - 1.1 - 0.22)
   SGLang:   capacity x mem_fraction_static - weights (activations and graphs live outside the fraction)
   TRT-LLM:  (capacity - weights - activations - reserve) x free_gpu_memory_fraction
+Capacity is what the CUDA runtime reports (GPUSpec.usable_gib: 79.18 GiB on an H100 80GB), not the datasheet.
+
+Besides steady state, `start_problems` holds the rules an engine enforces when it starts, so the planner
+never recommends what the engine refuses: the weights as they are while loading (an online-quantized
+checkpoint is held unquantized first), TP dividing the heads, max_num_batched_tokens >= max_num_seqs (and >=
+max_model_len without chunked prefill), one max_model_len sequence in the KV cache.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import math
 
 from serveplan.planner.catalog import quant_method
+from serveplan.planner.checkpoints import checkpoint_for
 from serveplan.planner.result import MemoryBreakdown
 from serveplan.planner.spec import Candidate, EngineConfig, GPUSpec, ModelSpec, Traffic
 
@@ -67,9 +76,36 @@ def activation_bytes(model: ModelSpec, cand: Candidate) -> float:
     return tokens * per_token + logits
 
 
+def load_peak_bytes(model: ModelSpec, cand: Candidate, engine: str) -> float:
+    """Weights on one GPU while the engine loads them. A checkpoint the engine quantizes while loading
+    (vLLM/SGLang `--quantization fp8` on bf16 weights) is allocated at its checkpoint precision first and
+    quantized after loading, so the load needs the unquantized size (vLLM's docs say so; measured on an H100
+    with vLLM 0.26.0 in docs/launch-safety.md)."""
+    ckpt = cand.checkpoint or checkpoint_for(model, cand.weight_dtype, engine)
+    online = ckpt is not None and ckpt.engine_quantizes
+    return weight_bytes_per_gpu(model, cand.tp, cand.pp, "bf16" if online else cand.weight_dtype)
+
+
+def start_problems(model: ModelSpec, cand: Candidate) -> list[str]:
+    """Configuration rules the engines check at start, independent of memory."""
+    out = []
+    kv = model.num_kv_heads
+    if model.num_attention_heads % cand.tp or (cand.tp <= kv and kv % cand.tp) or (cand.tp > kv and cand.tp % kv):
+        out.append(f"TP{cand.tp} does not divide the {model.num_attention_heads} attention / {kv} KV heads")
+    if cand.max_num_batched_tokens < cand.max_num_seqs:
+        out.append(f"max_num_batched_tokens ({cand.max_num_batched_tokens}) is below max_num_seqs "
+                   f"({cand.max_num_seqs})")
+    if not cand.chunked_prefill and cand.max_num_batched_tokens < cand.max_model_len:
+        out.append(f"without chunked prefill max_num_batched_tokens ({cand.max_num_batched_tokens}) must hold "
+                   f"a whole max_model_len ({cand.max_model_len}) prompt")
+    if cand.pp > model.num_layers:
+        out.append(f"PP{cand.pp} exceeds the {model.num_layers} layers")
+    return out
+
+
 def memory_breakdown(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig, cand: Candidate,
                      traffic: Traffic) -> MemoryBreakdown:
-    capacity = gpu.memory_gib * 2**30
+    capacity = gpu.usable_gib * 2**30
     weights = weight_bytes_per_gpu(model, cand.tp, cand.pp, cand.weight_dtype)
     acts = activation_bytes(model, cand)
     reserve = (engine.non_torch_memory_gb + engine.cuda_graph_memory_gb) * GB
@@ -81,17 +117,24 @@ def memory_breakdown(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig, cand:
         kv = budget - weights
         if budget + acts + reserve > capacity:
             kv = min(kv, capacity - weights - acts - reserve)
-    else:
+    else:  # vLLM: CUDA graphs are captured after the KV cache is sized, in the headroom above the budget
         budget = capacity * cand.gpu_memory_utilization
-        kv = budget - weights - acts - reserve
+        kv = budget - weights - acts - engine.non_torch_memory_gb * GB
     kv_per_token = kv_bytes_per_token_per_gpu(model, cand.tp, cand.pp, cand.kv_cache_dtype)
     block = max(1, engine.kv_block_size)
     kv_tokens = max(0, int(kv // kv_per_token) // block * block) if kv > 0 else 0
     seq_tokens = traffic.input_len.mean + traffic.output_len.mean
     max_seqs = int(kv_tokens // seq_tokens) if seq_tokens > 0 else 0
 
-    reason = ""
-    if weights > budget:
+    reason = "; ".join(start_problems(model, cand))
+    load_peak = load_peak_bytes(model, cand, engine.name)
+    if reason:
+        pass
+    elif load_peak > weights and load_peak + engine.non_torch_memory_gb * GB > capacity:
+        reason = (f"the engine quantizes the bf16 checkpoint while loading it and holds {load_peak / GB:.1f} GB "
+                  f"of bf16 weights per GPU first, more than the {capacity / GB:.1f} GB of a {gpu.display_name}; "
+                  f"a pre-quantized {cand.weight_dtype} checkpoint avoids this (--checkpoint)")
+    elif weights > budget:
         reason = (f"weights need {weights / GB:.1f} GB per GPU at {cand.weight_dtype} with TP{cand.tp}"
                   f"{f' PP{cand.pp}' if cand.pp > 1 else ''}, more than the {budget / GB:.1f} GB "
                   f"the engine may use on a {gpu.display_name}")
@@ -101,6 +144,9 @@ def memory_breakdown(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig, cand:
     elif kv_tokens < cand.max_model_len:
         reason = (f"the KV cache holds {kv_tokens:,} tokens, less than one {cand.max_model_len:,}-token "
                   f"sequence (max_model_len)")
+    elif engine.name == "vllm" and capacity - budget < engine.cuda_graph_memory_gb * GB:
+        reason = (f"CUDA graphs ({engine.cuda_graph_memory_gb:.1f} GB) do not fit in the "
+                  f"{(capacity - budget) / GB:.1f} GB above gpu_memory_utilization {cand.gpu_memory_utilization:g}")
     return MemoryBreakdown(
         capacity_gb=capacity / GB, budget_gb=budget / GB, weights_gb=weights / GB,
         activations_gb=acts / GB, reserve_gb=reserve / GB, kv_cache_gb=kv / GB,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from serveplan.planner.catalog import quant_method
+from serveplan.planner.checkpoints import checkpoint_for
 from serveplan.planner.spec import Candidate, PlanRequest
 
 
@@ -75,6 +76,8 @@ def weight_dtypes(req: PlanRequest) -> list[str]:
             continue
         if s.max_quality_cost is not None and quant_method(w).quality_cost_pct > s.max_quality_cost:
             continue
+        if checkpoint_for(req.model, w, eng.name) is None:
+            continue  # no checkpoint this engine loads at that precision, and no way to make one
         out.append(w)
     return out
 
@@ -119,5 +122,5 @@ def make_candidate(req: PlanRequest, st: Structure, seqs: int, tokens: int, chun
         kv_cache_dtype=st.kv_cache_dtype, max_num_seqs=seqs, max_num_batched_tokens=tokens,
         chunked_prefill=chunked, max_model_len=req.max_model_len,
         gpu_memory_utilization=req.engine.gpu_memory_utilization,
-        enable_prefix_caching=True,
+        enable_prefix_caching=True, checkpoint=checkpoint_for(req.model, st.weight_dtype, req.engine.name),
     )

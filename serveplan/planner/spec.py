@@ -47,6 +47,9 @@ class ModelSpec(Frozen):
     qkv_bias: bool = Field(default=False, description="Q/K/V projections carry a bias (Qwen2).")
     max_position_embeddings: int = Field(default=8192, gt=0)
     sliding_window: int | None = Field(default=None, description="Sliding-window size, where the model has one.")
+    checkpoints: dict[str, str] = Field(default_factory=dict, description="Your own checkpoints by weight "
+                                        "method (awq: ./llama-awq or an HF id): they take precedence over the "
+                                        "published ones in conf/checkpoints.yaml.")
 
     @model_validator(mode="after")
     def _check(self) -> "ModelSpec":
@@ -135,10 +138,18 @@ class GPUSpec(Frozen):
     tdp_w: int | None = None
     price_per_hour_usd: float = Field(gt=0, description="Typical on-demand cloud price per GPU-hour.")
     price_source: str = ""
+    usable_memory_gib: float | None = Field(default=None, gt=0, description="What the CUDA runtime reports as "
+                                            "total memory (torch.cuda.mem_get_info), which the engines' "
+                                            "utilization fractions multiply: 79.2 GiB on an H100 80GB.")
 
     @property
     def memory_gb(self) -> float:
         return self.memory_gib * 1.073741824
+
+    @property
+    def usable_gib(self) -> float:
+        """Memory the engines see; datasheet GiB less ~1% (ECC, driver) where not measured."""
+        return self.usable_memory_gib or self.memory_gib * 0.99
 
     @property
     def has_fp8_tensor_cores(self) -> bool:
@@ -157,6 +168,9 @@ class Inventory(Frozen):
     gpus_per_node: int = Field(default=1, ge=1, le=16)
     inter_node_bw_gbs: float = Field(default=50.0, gt=0, description="Per-node network bandwidth, GB/s "
                                      "(50 = 400 Gb/s InfiniBand / RoCE).")
+    nvlink_multicast: bool = Field(default=True, description="NVLink multicast (NVLS) is usable on the nodes. "
+                                   "false: the artifacts turn off what needs it (vLLM's FlashInfer all-reduce "
+                                   "fusion, which crashes TP>1 without it, NCCL NVLS, symmetric memory).")
 
     @property
     def total_gpus(self) -> int:
@@ -377,6 +391,44 @@ class PlanRequest(Frozen):
         return min(rounded, self.model.max_position_embeddings)
 
 
+# ---------------------------------------------------------------------------------------------- checkpoint
+CheckpointSource = Literal["base", "published", "user", "online", "needs_quantize"]
+CheckpointFormat = Literal["hf", "compressed-tensors", "fp8", "awq", "gptq", "modelopt", "auto"]
+
+
+class Checkpoint(Frozen):
+    """The weights a candidate serves, and how the engine gets its precision from them.
+
+    base: the model's own bf16 checkpoint; published: a pre-quantized checkpoint from conf/checkpoints.yaml;
+    user: one you named (--checkpoint / model.checkpoints); online: the base checkpoint quantized by the engine
+    while it loads (vLLM/SGLang `--quantization fp8`); needs_quantize: none exists yet, `quantize` makes it at
+    `id` (a local path) with `quantize_method`.
+    """
+
+    id: str = Field(description="Hugging Face id or path the engine loads.")
+    source: CheckpointSource = Field(description="Where the weights come from (see the class docstring).")
+    format: CheckpointFormat = Field(default="hf", description="Serialization: hf = unquantized; the others "
+                                     "are the quantization_config formats engines detect; auto = unknown "
+                                     "(a checkpoint you named).")
+    weight_dtype: WeightDtype = Field(description="The planned weight precision these weights serve.")
+    base_id: str = Field(description="The unquantized checkpoint (what quantize starts from).")
+    found: str = Field(default="", description="Where a published id was found.")
+    quantize_method: str | None = Field(default=None, description="needs_quantize: the `quantize --method`.")
+
+    @property
+    def engine_quantizes(self) -> bool:
+        """The engine quantizes bf16 weights at load time (it holds them unquantized first)."""
+        return self.source == "online"
+
+    def describe(self) -> str:
+        return {"base": f"{self.id} (unquantized)",
+                "published": f"{self.id} ({self.format}, published)",
+                "user": f"{self.id} (yours)",
+                "online": f"{self.id} quantized to {self.weight_dtype} by the engine at load",
+                "needs_quantize": f"{self.id} (needs quantize: `quantize --model {self.base_id} --method "
+                                  f"{self.quantize_method} -o {self.id}`)"}[self.source]
+
+
 # ---------------------------------------------------------------------------------------------- candidate
 class Candidate(Frozen):
     """One engine configuration: the unit the planner scores and the launcher renders."""
@@ -393,6 +445,12 @@ class Candidate(Frozen):
     max_model_len: int = Field(default=8192, ge=16)
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     enable_prefix_caching: bool = True
+    checkpoint: Checkpoint | None = Field(default=None, description="The weights served; None: resolved from "
+                                          "the model and weight_dtype when rendered.")
+
+    @property
+    def needs_quantize(self) -> bool:
+        return self.checkpoint is not None and self.checkpoint.source == "needs_quantize"
 
     @property
     def gpus_per_replica(self) -> int:
@@ -407,5 +465,6 @@ class Candidate(Frozen):
         par = f"TP{self.tp}" + (f" PP{self.pp}" if self.pp > 1 else "") + (
             f" x{self.replicas}" if self.replicas > 1 else "")
         cp = "chunked" if self.chunked_prefill else "no-chunk"
-        return (f"{par} {self.weight_dtype}{kv} seqs={self.max_num_seqs} "
+        nq = " (needs quantize)" if self.needs_quantize else ""
+        return (f"{par} {self.weight_dtype}{kv}{nq} seqs={self.max_num_seqs} "
                 f"tokens={self.max_num_batched_tokens} {cp}")

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from serveplan.errors import ConfigError, UnknownName
-from serveplan.planner.spec import Candidate, PlanRequest
+from serveplan.planner.checkpoints import checkpoint_for
+from serveplan.planner.spec import Candidate, Checkpoint, PlanRequest
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 ENGINE_MODULES = {"vllm": "serveplan.launcher.engines.vllm",
@@ -44,15 +45,45 @@ class EngineAdapter(Protocol):
     image: str
     oom_patterns: tuple[str, ...]     # regexes that mean CUDA out-of-memory in this engine's log
 
-    def render(self, candidate: Candidate, request: PlanRequest, *, model: str, replica: int, gpus: list[int],
-               port: int, host: str = "0.0.0.0", served_model_name: str | None = None,
-               extra_args: tuple[str, ...] = ()) -> ReplicaLaunch: ...
+    def render(self, candidate: Candidate, request: PlanRequest, *, replica: int, gpus: list[int],
+               port: int, host: str = "0.0.0.0", model: str | None = None, served_model_name: str | None = None,
+               extra_args: tuple[str, ...] = ()) -> ReplicaLaunch:
+        """The replica's command. It serves `served_checkpoint(candidate, request)` (its id, or `model`: the
+        same checkpoint at another path, e.g. inside a container) with the flags that checkpoint needs."""
 
     def validate(self, argv: list[str]) -> list[str]: ...
 
     def health_url(self, host: str, port: int) -> str: ...
 
     def parse_metrics(self, text: str) -> dict[str, float]: ...
+
+
+def served_checkpoint(candidate: Candidate, request: PlanRequest) -> Checkpoint:
+    """The checkpoint a candidate serves: the one the planner chose, else the catalog's for its precision."""
+    if candidate.checkpoint is not None:
+        return candidate.checkpoint
+    ckpt = checkpoint_for(request.model, candidate.weight_dtype, candidate.engine)
+    if ckpt is None:
+        raise ConfigError(f"{candidate.engine} has no {candidate.weight_dtype} checkpoint of {request.model.name} "
+                          f"to serve and cannot make one; name yours with --checkpoint {candidate.weight_dtype}=PATH.")
+    return ckpt
+
+
+def online_quantization_args(ckpt: Checkpoint) -> list[str]:
+    """`--quantization fp8` where the engine quantizes an unquantized checkpoint while loading it. A
+    pre-quantized checkpoint declares its method in its config and gets no flag (vLLM and SGLang pick the
+    fastest kernel for it, awq -> awq_marlin; an explicit flag that differs is refused)."""
+    return ["--quantization", ckpt.weight_dtype] if ckpt.engine_quantizes else []
+
+
+def multicast_off_env(request: PlanRequest, candidate: Candidate) -> dict[str, str]:
+    """Environment for TP>1 on nodes without NVLink multicast: NCCL NVLS, torch symmetric memory and vLLM's
+    FlashInfer / symm-mem all-reduce all need it (seen on 2x H100/H200 with vLLM 0.26.0: an illegal memory
+    access in the memory profile, workers left spinning)."""
+    if request.inventory.nvlink_multicast or candidate.tp == 1:
+        return {}
+    return {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1",
+            "VLLM_ALLREDUCE_USE_SYMM_MEM": "0", "VLLM_ALLREDUCE_USE_FLASHINFER": "0"}
 
 
 def get_adapter(name: str) -> EngineAdapter:

@@ -3,13 +3,16 @@
 `python -m sglang.launch_server`; flags checked against `schemas/sglang-0.5.23.json`, extracted from
 `ServerArgs.add_cli_args` of the 0.5.23 wheel. Replicas are separate processes (no --dp). Notes from that schema:
 tensor parallelism is `--tp-size` (alias `--tensor-parallel-size`; there is no `--tp`), the FP8 KV cache is
-`fp8_e4m3` (no plain `fp8`), and `--chunked-prefill-size -1` disables chunked prefill.
+`fp8_e4m3` (no plain `fp8`), and `--chunked-prefill-size -1` disables chunked prefill. Weights: the candidate's
+checkpoint; SGLang reads a pre-quantized checkpoint's method from its config (no --quantization), and an
+unquantized one planned at fp8 gets `--quantization fp8`.
 """
 
 from __future__ import annotations
 
 from serveplan.launcher.engines.base import (ReplicaLaunch, cuda_visible_devices, load_schema, local_host,
-                                             parse_prometheus, pick_metrics, validate_flags)
+                                             multicast_off_env, online_quantization_args, parse_prometheus,
+                                             pick_metrics, served_checkpoint, validate_flags)
 from serveplan.planner.spec import Candidate, PlanRequest
 
 VERSION = "0.5.23"
@@ -40,19 +43,12 @@ class SGLangAdapter:
     def schema(self) -> dict:
         return load_schema(self.name, self.version)
 
-    def quantization_flag(self, weight_dtype: str) -> str | None:
-        choices = set(self.schema["flags"]["--quantization"]["choices"] or ())
-        if weight_dtype == "fp8":
-            return "fp8"
-        if weight_dtype in ("awq", "gptq"):
-            marlin = f"{weight_dtype}_marlin"
-            return marlin if marlin in choices else weight_dtype
-        return None  # int8: compressed-tensors checkpoint, detected from its config
-
-    def render(self, candidate: Candidate, request: PlanRequest, *, model: str, replica: int, gpus: list[int],
-               port: int, host: str = "0.0.0.0", served_model_name: str | None = None,
+    def render(self, candidate: Candidate, request: PlanRequest, *, replica: int, gpus: list[int],
+               port: int, host: str = "0.0.0.0", model: str | None = None, served_model_name: str | None = None,
                extra_args: tuple[str, ...] = ()) -> ReplicaLaunch:
         c = candidate
+        ckpt = served_checkpoint(c, request)
+        model = model or ckpt.id
         argv = ["python", "-m", "sglang.launch_server",
                 "--model-path", model,
                 "--tp-size", str(c.tp),
@@ -64,14 +60,12 @@ class SGLangAdapter:
                 "--context-length", str(c.max_model_len),
                 "--dtype", _DTYPE[c.weight_dtype],
                 "--kv-cache-dtype", _KV[c.kv_cache_dtype]]
-        q = self.quantization_flag(c.weight_dtype)
-        if q:
-            argv += ["--quantization", q]
+        argv += online_quantization_args(ckpt)
         if not c.enable_prefix_caching:
             argv.append("--disable-radix-cache")
         argv += ["--host", host, "--port", str(port), "--served-model-name", served_model_name or model]
         argv += list(extra_args)
-        env = {"CUDA_VISIBLE_DEVICES": cuda_visible_devices(gpus)}
+        env = {"CUDA_VISIBLE_DEVICES": cuda_visible_devices(gpus), **multicast_off_env(request, c)}
         return ReplicaLaunch(replica=replica, argv=argv, env=env, port=port, gpus=list(gpus))
 
     def validate(self, argv: list[str]) -> list[str]:

@@ -6,7 +6,8 @@ carried in ReplicaLaunch.files and referenced by its relative name: the run dire
 working directory. Flags are checked against `schemas/trtllm-1.2.1.json` and the option keys against its
 `options_file_keys` (see that file's `caveat`: the flags come from the newest serve.py the code index holds, not
 from the v1.2.1 tag, which could not be fetched). Quantization is not a flag: TRT-LLM reads it from the
-checkpoint (ModelOpt `hf_quant_config.json`), so fp8/int8/awq/gptq need a pre-quantized checkpoint.
+checkpoint (ModelOpt `hf_quant_config.json`): the candidate's checkpoint is a published ModelOpt one (fp8); the
+planner offers no other quantized precision for this engine.
 `--served_model_name` does not exist in that schema, so the served name is the model argument.
 """
 
@@ -15,7 +16,8 @@ from __future__ import annotations
 import yaml
 
 from serveplan.launcher.engines.base import (ReplicaLaunch, cuda_visible_devices, load_schema, local_host,
-                                             parse_prometheus, pick_metrics, validate_flags)
+                                             multicast_off_env, parse_prometheus, pick_metrics, served_checkpoint,
+                                             validate_flags)
 from serveplan.planner.spec import Candidate, PlanRequest
 
 VERSION = "1.2.1"
@@ -66,10 +68,11 @@ class TRTLLMAdapter:
             "enable_chunked_prefill": candidate.chunked_prefill,
         }
 
-    def render(self, candidate: Candidate, request: PlanRequest, *, model: str, replica: int, gpus: list[int],
-               port: int, host: str = "0.0.0.0", served_model_name: str | None = None,
+    def render(self, candidate: Candidate, request: PlanRequest, *, replica: int, gpus: list[int],
+               port: int, host: str = "0.0.0.0", model: str | None = None, served_model_name: str | None = None,
                extra_args: tuple[str, ...] = ()) -> ReplicaLaunch:
         c = candidate
+        model = model or served_checkpoint(c, request).id
         opts = self.options(c, request)
         fname = options_file_name(replica)
         argv = ["trtllm-serve", model,
@@ -83,7 +86,7 @@ class TRTLLMAdapter:
                 "--host", host, "--port", str(port),
                 "--extra_llm_api_options", fname]
         argv += list(extra_args)
-        env = {"CUDA_VISIBLE_DEVICES": cuda_visible_devices(gpus)}
+        env = {"CUDA_VISIBLE_DEVICES": cuda_visible_devices(gpus), **multicast_off_env(request, c)}
         return ReplicaLaunch(replica=replica, argv=argv, env=env, port=port, gpus=list(gpus),
                              files={fname: yaml.safe_dump(opts, sort_keys=False)})
 

@@ -1,17 +1,21 @@
 """vLLM adapter, pinned to vLLM 0.26.0 (`vllm serve`, image vllm/vllm-openai:v0.26.0).
 
 Flags are checked against `schemas/vllm-0.26.0.json`, extracted from `make_arg_parser` of the 0.26.0 wheel.
-Weights: fp8 -> `--quantization fp8` (quantized at load time); awq/gptq -> the Marlin kernels (`awq_marlin`,
-`gptq_marlin`, present in 0.26.0's QuantizationMethods) on a pre-quantized checkpoint; int8 -> a
-compressed-tensors checkpoint, which vLLM detects from its config (no flag). On a multi-node inventory a replica
+Weights: the candidate's checkpoint (planner/checkpoints.py). A pre-quantized one (compressed-tensors, fp8, AWQ,
+GPTQ, ModelOpt) declares its method and gets no --quantization (vLLM upgrades awq/gptq to the Marlin kernels
+itself); an unquantized one planned at fp8 gets `--quantization fp8` (quantized while loading). TP>1 on nodes
+without NVLink multicast turns the FlashInfer all-reduce fusion off (compilation pass + environment). On a multi-node inventory a replica
 that spans nodes gets `--distributed-executor-backend ray`; one that fits a node keeps vLLM's default (mp), so a
 single-machine launch never needs a Ray cluster (targets' ray/serve.sh adds the flag itself).
 """
 
 from __future__ import annotations
 
+import json
+
 from serveplan.launcher.engines.base import (ReplicaLaunch, cuda_visible_devices, load_schema, local_host,
-                                             parse_prometheus, pick_metrics, validate_flags)
+                                             multicast_off_env, online_quantization_args, parse_prometheus,
+                                             pick_metrics, served_checkpoint, validate_flags)
 from serveplan.planner.spec import Candidate, PlanRequest
 
 VERSION = "0.26.0"
@@ -24,19 +28,6 @@ _METRICS = {
     "prompt_tokens_total": ("vllm:prompt_tokens_total",),
     "generation_tokens_total": ("vllm:generation_tokens_total",),
 }
-
-
-def _prequantized(model: str) -> bool:
-    """Whether `model` is a local checkpoint whose config.json carries a quantization_config
-    (compressed-tensors from `serveplan quantize`, AWQ, GPTQ, FP8 checkpoints)."""
-    import json
-    from pathlib import Path
-
-    cfg = Path(model) / "config.json"
-    try:
-        return "quantization_config" in json.loads(cfg.read_text())
-    except (OSError, ValueError):
-        return False
 
 
 class VLLMAdapter:
@@ -55,19 +46,12 @@ class VLLMAdapter:
     def schema(self) -> dict:
         return load_schema(self.name, self.version)
 
-    def quantization_flag(self, weight_dtype: str) -> str | None:
-        known = set(self.schema.get("known_values", {}).get("--quantization", ()))
-        if weight_dtype == "fp8":
-            return "fp8"
-        if weight_dtype in ("awq", "gptq"):
-            marlin = f"{weight_dtype}_marlin"
-            return marlin if marlin in known else weight_dtype
-        return None  # bf16/fp16: none; int8: compressed-tensors checkpoint config
-
-    def render(self, candidate: Candidate, request: PlanRequest, *, model: str, replica: int, gpus: list[int],
-               port: int, host: str = "0.0.0.0", served_model_name: str | None = None,
+    def render(self, candidate: Candidate, request: PlanRequest, *, replica: int, gpus: list[int],
+               port: int, host: str = "0.0.0.0", model: str | None = None, served_model_name: str | None = None,
                extra_args: tuple[str, ...] = ()) -> ReplicaLaunch:
         c = candidate
+        ckpt = served_checkpoint(c, request)
+        model = model or ckpt.id
         argv = ["vllm", "serve", model,
                 "--tensor-parallel-size", str(c.tp),
                 "--pipeline-parallel-size", str(c.pp),
@@ -79,15 +63,17 @@ class VLLMAdapter:
                 "--kv-cache-dtype", c.kv_cache_dtype,
                 "--enable-chunked-prefill" if c.chunked_prefill else "--no-enable-chunked-prefill",
                 "--enable-prefix-caching" if c.enable_prefix_caching else "--no-enable-prefix-caching"]
-        q = self.quantization_flag(c.weight_dtype)
-        if q and not _prequantized(model):  # a quantized checkpoint declares its own method; vLLM refuses
-            argv += ["--quantization", q]      # an explicit --quantization that differs from it
+        argv += online_quantization_args(ckpt)
+        env_off = multicast_off_env(request, c)
+        if env_off:
+            argv += ["--compilation-config", json.dumps({"pass_config": {"fuse_allreduce_rms": False}},
+                                                        separators=(",", ":"))]
         inv = request.inventory
         if inv.nodes > 1 and c.gpus_per_replica > inv.gpus_per_node:  # a replica spanning nodes runs on Ray
             argv += ["--distributed-executor-backend", "ray"]
         argv += ["--host", host, "--port", str(port), "--served-model-name", served_model_name or model]
         argv += list(extra_args)
-        env = {"CUDA_VISIBLE_DEVICES": cuda_visible_devices(gpus)}
+        env = {"CUDA_VISIBLE_DEVICES": cuda_visible_devices(gpus), **env_off}
         return ReplicaLaunch(replica=replica, argv=argv, env=env, port=port, gpus=list(gpus))
 
     def validate(self, argv: list[str]) -> list[str]:

@@ -24,8 +24,9 @@ from pathlib import Path
 
 from serveplan.launcher.targets.common import Deployment, resolve
 from serveplan.launcher.targets.compose import compose_yaml
-from serveplan.launcher.targets.k8s import k8s_files
+from serveplan.launcher.targets.k8s import k8s_files, pvc_name
 from serveplan.launcher.targets.nginx import nginx_conf
+from serveplan.launcher.targets.quantize import launch_guard, quantize_files
 from serveplan.launcher.targets.shell import launch_sh, ray_scripts
 from serveplan.planner.result import Plan
 
@@ -37,10 +38,13 @@ def render_artifacts(plan: Plan, *, model: str | None = None, base_port: int = 8
     dep = resolve(plan, model, base_port)
     files: dict[str, str] = {}
     notes: list[str] = []
+    needs_quantize = dep.checkpoint.source == "needs_quantize"
+    if needs_quantize:
+        files.update(quantize_files(dep, pvc_name(dep)))
     if dep.fits_one_node:
         launches = dep.local_launches()
-        files["launch.sh"] = launch_sh(dep, launches)
-        files["docker-compose.yaml"] = compose_yaml(dep, launches)
+        files["launch.sh"] = launch_sh(dep, launches, guard=launch_guard(dep) if needs_quantize else "")
+        files["docker-compose.yaml"] = compose_yaml(dep, dep.local_launches(container=True))
         for x in launches:
             files.update(x.files)
         if len(launches) > 1:
@@ -57,8 +61,14 @@ def render_artifacts(plan: Plan, *, model: str | None = None, base_port: int = 8
     if dep.request.inventory.nodes > 1:
         if dep.candidate.engine == "vllm":
             files.update(ray_scripts(dep))
+            if dep.candidate.replicas > 1:
+                # serve.sh runs every replica's API server on the head node (Ray places the workers):
+                # the front balances them there (`nginx -c $PWD/ray/nginx.conf` on the head node).
+                files["ray/nginx.conf"] = nginx_conf(dep, [f"127.0.0.1:{dep.base_port + i}"
+                                                           for i in range(dep.candidate.replicas)])
         else:
-            notes.append("ray/: not written, the Ray recipe is for vLLM only.")
+            notes.append(f"ray/: not written: {dep.candidate.engine} does not run on a Ray cluster (only vLLM "
+                         f"does); {'its k8s/ manifests place one replica per node' if not dep.replica_spans_nodes else 'a replica spanning nodes has no launchable recipe here: plan with --engine vllm, or with TP within one node'}.")
     files["README.md"] = _readme(dep, files, notes)
     return files
 
@@ -68,6 +78,14 @@ def _readme(dep: Deployment, files: dict[str, str], notes: list[str]) -> str:
     lines = [f"# {dep.model}: {c.engine} {dep.adapter.version}", "", f"Winner: `{c.label()}` on "
              f"{dep.request.inventory.describe()}; image `{dep.adapter.image}`.", "", "Files:", ""]
     lines += [f"- `{p}`" for p in sorted(files)] + [""]
+    ck = dep.checkpoint
+    lines += [f"Weights: {ck.describe()}.", ""]
+    if ck.found:
+        lines += [f"Found at: {ck.found}", ""]
+    if ck.source == "needs_quantize":
+        lines += ["No published checkpoint of this precision exists for this engine: run `./quantize.sh` "
+                  "(this machine) or apply `k8s/quantize-job.yaml` (cluster) first; launch.sh and the "
+                  "Deployment's init container wait for it.", ""]
     if c.replicas > 1 and dep.fits_one_node:
         lines += [f"Replicas listen on ports {dep.base_port}..{dep.base_port + c.replicas - 1}; the nginx "
                   f"configs balance them on port {dep.lb_port}.", ""]

@@ -6,11 +6,16 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from serveplan.launcher.engines.base import EngineAdapter, ReplicaLaunch, assign_gpus, get_adapter, replica_port
+from pathlib import PurePosixPath
+
+from serveplan.launcher.engines.base import (EngineAdapter, ReplicaLaunch, assign_gpus, get_adapter, replica_port,
+                                             served_checkpoint)
+from serveplan.planner.checkpoints import user_checkpoint
 from serveplan.planner.result import Plan
-from serveplan.planner.spec import Candidate, PlanRequest
+from serveplan.planner.spec import Candidate, Checkpoint, PlanRequest
 
 CONTAINER_PORT = 8000  # what a replica listens on inside its pod
+MODEL_VOLUME = "/models"  # the model volume in containers: HF downloads (HF_HOME) and local checkpoints
 
 
 @dataclass(frozen=True)
@@ -21,8 +26,27 @@ class Deployment:
     candidate: Candidate
     request: PlanRequest
     adapter: EngineAdapter
-    model: str
+    checkpoint: Checkpoint
     base_port: int
+
+    @property
+    def model(self) -> str:
+        """What the engine loads on this machine (launch.sh runs in the plan folder: relative paths hold)."""
+        return self.checkpoint.id
+
+    @property
+    def local_checkpoint(self) -> bool:
+        """The checkpoint is a folder, not a Hugging Face id (a quantize output or one you named)."""
+        return self.checkpoint.source == "needs_quantize" or self.checkpoint.id.startswith(("/", ".", "~"))
+
+    @property
+    def container_model(self) -> str:
+        """What the engine loads inside a container: HF ids as they are (downloaded into the model volume's
+        HF_HOME), local folders under the model volume."""
+        if not self.local_checkpoint:
+            return self.checkpoint.id
+        rel = self.checkpoint.id if self.checkpoint.source == "needs_quantize" else PurePosixPath(self.checkpoint.id).name
+        return f"{MODEL_VOLUME}/{rel}"
 
     @property
     def fits_one_node(self) -> bool:
@@ -43,16 +67,24 @@ class Deployment:
 
     @property
     def name(self) -> str:
-        return dns_name(f"serveplan-{self.candidate.engine}-{self.model.rsplit('/', 1)[-1]}")
+        return dns_name(f"serveplan-{self.candidate.engine}-{self.served_model_name.rsplit('/', 1)[-1]}")
 
-    def local_launches(self, host: str = "0.0.0.0") -> list[ReplicaLaunch]:
+    @property
+    def served_model_name(self) -> str:
+        """Clients ask for the model by its base name, whatever precision serves it."""
+        return self.checkpoint.base_id if self.checkpoint.source != "base" else self.checkpoint.id
+
+    def local_launches(self, host: str = "0.0.0.0", *, container: bool = False) -> list[ReplicaLaunch]:
         """One process per replica on this machine: disjoint GPUs, ports base_port + i."""
         gpus = assign_gpus(self.candidate, self.request.inventory.gpus_per_node)
-        return [self.render(i, gpus[i], replica_port(self.base_port, i), host) for i in range(self.candidate.replicas)]
+        return [self.render(i, gpus[i], replica_port(self.base_port, i), host, container=container)
+                for i in range(self.candidate.replicas)]
 
-    def render(self, replica: int, gpus: list[int], port: int, host: str = "0.0.0.0") -> ReplicaLaunch:
-        launch = self.adapter.render(self.candidate, self.request, model=self.model, replica=replica, gpus=gpus,
-                                     port=port, host=host)
+    def render(self, replica: int, gpus: list[int], port: int, host: str = "0.0.0.0", *,
+               container: bool = False) -> ReplicaLaunch:
+        model = self.container_model if container else self.model
+        launch = self.adapter.render(self.candidate, self.request, model=model, replica=replica, gpus=gpus,
+                                     port=port, host=host, served_model_name=self.served_model_name)
         problems = self.adapter.validate(launch.argv)
         if problems:  # a bug in the adapter, not a user error
             raise AssertionError(f"{self.adapter.name} rendered an invalid command: {'; '.join(problems)}")
@@ -64,8 +96,10 @@ def resolve(plan: Plan, model: str | None, base_port: int) -> Deployment:
         raise ValueError("the plan has no candidates to deploy")
     cand = plan.winner.config
     req = plan.request
-    return Deployment(plan=plan, candidate=cand, request=req, adapter=get_adapter(cand.engine),
-                      model=model or req.model.hf_id or req.model.name, base_port=base_port)
+    ckpt = user_checkpoint(model, cand.weight_dtype, req.model) if model else served_checkpoint(cand, req)
+    cand = cand.model_copy(update={"checkpoint": ckpt})
+    return Deployment(plan=plan, candidate=cand, request=req, adapter=get_adapter(cand.engine), checkpoint=ckpt,
+                      base_port=base_port)
 
 
 def dns_name(s: str) -> str:
@@ -80,5 +114,5 @@ def sh_join(argv: list[str]) -> str:
 
 def header(dep: Deployment, comment: str = "#") -> str:
     c = dep.candidate
-    return (f"{comment} Generated by serveplan: {dep.model} on {dep.request.inventory.describe()}\n"
+    return (f"{comment} Generated by serveplan: {dep.checkpoint.describe()} on {dep.request.inventory.describe()}\n"
             f"{comment} {c.engine} {dep.adapter.version}: {c.label()}\n")

@@ -24,8 +24,9 @@ def _service(dep: Deployment, x: ReplicaLaunch) -> dict:
         "command": x.argv[1:],
         "ipc": "host",
         "ports": [f"{x.port}:{x.port}"],
-        "environment": {"HF_TOKEN": "${HF_TOKEN:-}"},
-        "volumes": ["${HF_HOME:-~/.cache/huggingface}:/root/.cache/huggingface"],
+        "environment": {"HF_TOKEN": "${HF_TOKEN:-}", "HF_HOME": "/root/.cache/huggingface",
+                        **{k: v for k, v in sorted(x.env.items()) if k != "CUDA_VISIBLE_DEVICES"}},
+        "volumes": ["${HF_HOME:-~/.cache/huggingface}:/root/.cache/huggingface"] + _model_mount(dep),
         "healthcheck": _healthcheck(x.port, x.health_path),
         "deploy": {"resources": {"reservations": {"devices": [
             {"driver": "nvidia", "device_ids": [str(g) for g in x.gpus], "capabilities": ["gpu"]}]}}},
@@ -35,6 +36,14 @@ def _service(dep: Deployment, x: ReplicaLaunch) -> dict:
         svc["working_dir"] = WORKDIR
         svc["volumes"] += [f"./{name}:{WORKDIR}/{name}:ro" for name in sorted(x.files)]
     return svc
+
+
+def _model_mount(dep: Deployment) -> list[str]:
+    """A local checkpoint (quantize's output beside this file, or a folder you named) under the model volume."""
+    if not dep.local_checkpoint:
+        return []
+    host = f"./{dep.checkpoint.id}" if dep.checkpoint.source == "needs_quantize" else dep.checkpoint.id
+    return [f"{host}:{dep.container_model}:ro"]
 
 
 def compose_yaml(dep: Deployment, launches: list[ReplicaLaunch]) -> str:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import yaml
 
-from serveplan.launcher.targets.common import CONTAINER_PORT, Deployment, header
+import math
+
+from serveplan.launcher.targets.common import CONTAINER_PORT, MODEL_VOLUME, Deployment, header
+from serveplan.planner.memory import GB
 
 CONFIG_DIR = "/etc/serveplan"
 
@@ -19,9 +22,44 @@ def _probes(path: str) -> dict:
     }
 
 
-def _volumes(name: str, files: dict[str, str]) -> tuple[list, list]:
-    vols = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}]
-    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}]
+def pvc_name(dep: Deployment) -> str:
+    return f"{dep.name}-models"
+
+
+def model_volume_claim(dep: Deployment) -> dict:
+    """The model volume: Hugging Face downloads (HF_HOME) and quantized checkpoints live here, so a pod
+    restart does not download the weights again. Sized for the served checkpoint (plus the bf16 base when
+    the quantize Job reads it) with 30% slack. ReadWriteMany so replicas on several nodes share it."""
+    from serveplan.planner.memory import weight_bytes_per_gpu
+
+    m, c = dep.request.model, dep.candidate
+    served = weight_bytes_per_gpu(m, 1, 1, c.weight_dtype)
+    base = weight_bytes_per_gpu(m, 1, 1, "bf16") if dep.checkpoint.source in ("needs_quantize", "online") else 0
+    size = max(10, math.ceil((served + base) / GB * 1.3 / 10) * 10)
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": pvc_name(dep), "labels": {"app.kubernetes.io/name": dep.name}},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": f"{size}Gi"}}}}
+
+
+def _engine_env(dep: Deployment, env: dict[str, str]) -> list:
+    return _hf_env() + [{"name": "HF_HOME", "value": f"{MODEL_VOLUME}/hf"}] + [
+        {"name": k, "value": v} for k, v in sorted(env.items()) if k != "CUDA_VISIBLE_DEVICES"]
+
+
+def _wait_for_checkpoint(dep: Deployment) -> list:
+    """An init container that holds the engine until the quantize Job has written the checkpoint."""
+    if dep.checkpoint.source != "needs_quantize":
+        return []
+    cfg = f"{dep.container_model}/config.json"
+    return [{"name": "wait-for-checkpoint", "image": "busybox:1.36",
+             "command": ["sh", "-c", f"until [ -f {cfg} ]; do echo waiting for {cfg}; sleep 30; done"],
+             "volumeMounts": [{"name": "models", "mountPath": MODEL_VOLUME, "readOnly": True}]}]
+
+
+def _volumes(name: str, files: dict[str, str], pvc: str) -> tuple[list, list]:
+    vols = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}},
+            {"name": "models", "persistentVolumeClaim": {"claimName": pvc}}]
+    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "models", "mountPath": MODEL_VOLUME}]
     if files:
         vols.append({"name": "engine-config", "configMap": {"name": f"{name}-config"}})
         mounts.append({"name": "engine-config", "mountPath": CONFIG_DIR, "readOnly": True})
@@ -41,15 +79,15 @@ def _hf_env() -> list:
 
 
 def deployment_manifests(dep: Deployment) -> list[dict]:
-    x = dep.render(0, list(range(dep.candidate.gpus_per_replica)), CONTAINER_PORT)
+    x = dep.render(0, list(range(dep.candidate.gpus_per_replica)), CONTAINER_PORT, container=True)
     gpus = dep.candidate.gpus_per_replica
     labels = {"app.kubernetes.io/name": dep.name, "app.kubernetes.io/managed-by": "serveplan"}
-    vols, mounts = _volumes(dep.name, x.files)
+    vols, mounts = _volumes(dep.name, x.files, pvc_name(dep))
     container = {
         "name": "engine", "image": dep.adapter.image,
         "command": x.argv[:1], "args": x.argv[1:],
         "ports": [{"name": "http", "containerPort": CONTAINER_PORT}],
-        "env": _hf_env(),
+        "env": _engine_env(dep, x.env),
         "resources": {"limits": {"nvidia.com/gpu": gpus}, "requests": {"nvidia.com/gpu": gpus}},
         "volumeMounts": mounts, **_probes(x.health_path),
     }
@@ -65,8 +103,8 @@ def deployment_manifests(dep: Deployment) -> list[dict]:
         "spec": {"replicas": dep.candidate.replicas,
                  "selector": {"matchLabels": {"app.kubernetes.io/name": dep.name}},
                  "template": {"metadata": {"labels": labels},
-                              "spec": {"containers": [container], "volumes": vols,
-                                       "terminationGracePeriodSeconds": 60}}}})
+                              "spec": {"initContainers": _wait_for_checkpoint(dep), "containers": [container],
+                                       "volumes": vols, "terminationGracePeriodSeconds": 60}}}})
     docs.append(_service(dep, {"app.kubernetes.io/name": dep.name}))
     return docs
 
@@ -76,7 +114,7 @@ def leaderworkerset_manifests(dep: Deployment) -> list[dict]:
     ray`; workers join the leader's Ray cluster. One group (size = nodes per replica) per replica."""
     inv = dep.request.inventory
     size = dep.nodes_per_replica
-    x = dep.render(0, list(range(dep.candidate.gpus_per_replica)), CONTAINER_PORT)
+    x = dep.render(0, list(range(dep.candidate.gpus_per_replica)), CONTAINER_PORT, container=True)
     argv = list(x.argv)
     if "--distributed-executor-backend" not in argv:
         argv += ["--distributed-executor-backend", "ray"]
@@ -86,12 +124,13 @@ def leaderworkerset_manifests(dep: Deployment) -> list[dict]:
                   f"until [ \"$(ray status 2>/dev/null | grep -c node_)\" -ge {size} ]; do sleep 5; done && "
                   f"exec {sh_join(argv)}")
     worker_cmd = (f"ray start --address=$(LWS_LEADER_ADDRESS):6379 --num-gpus={inv.gpus_per_node} --block")
-    vols, mounts = _volumes(dep.name, {})
+    vols, mounts = _volumes(dep.name, {}, pvc_name(dep))
     res = {"limits": {"nvidia.com/gpu": inv.gpus_per_node}, "requests": {"nvidia.com/gpu": inv.gpus_per_node}}
 
     def pod(cmd: str, leader: bool) -> dict:
         c = {"name": "leader" if leader else "worker", "image": dep.adapter.image,
-             "command": ["bash", "-c", cmd], "env": _hf_env(), "resources": res, "volumeMounts": mounts}
+             "command": ["bash", "-c", cmd], "env": _engine_env(dep, x.env), "resources": res,
+             "volumeMounts": mounts}
         if leader:
             c["ports"] = [{"name": "http", "containerPort": CONTAINER_PORT}]
             c.update(_probes(x.health_path))
@@ -111,6 +150,7 @@ def leaderworkerset_manifests(dep: Deployment) -> list[dict]:
 def k8s_files(dep: Deployment) -> dict[str, str]:
     if dep.replica_spans_nodes:
         docs = leaderworkerset_manifests(dep)
+        docs = [model_volume_claim(dep)] + docs
         return {"k8s/leaderworkerset.yaml": header(dep) + yaml.safe_dump_all(docs, sort_keys=False, width=120)}
-    docs = deployment_manifests(dep)
+    docs = [model_volume_claim(dep)] + deployment_manifests(dep)
     return {"k8s/deployment.yaml": header(dep) + yaml.safe_dump_all(docs, sort_keys=False, width=120)}

@@ -35,11 +35,11 @@ def _start(launch: ReplicaLaunch, env_prefix: bool = True) -> str:
             f'echo "replica {launch.replica} (pid $!) on port {launch.port}, log: replica-{launch.replica}.log"\n')
 
 
-def launch_sh(dep: Deployment, launches: list[ReplicaLaunch]) -> str:
+def launch_sh(dep: Deployment, launches: list[ReplicaLaunch], guard: str = "") -> str:
     body = "".join(_start(x) for x in launches)
     return ("#!/usr/bin/env bash\n" + header(dep) +
             "# Starts every replica in its own process group; Ctrl-C / SIGTERM stops them all.\n"
-            'set -euo pipefail\ncd "$(dirname "$0")"\n\n' + _TRAP + "\n" + body + "\n" + _WAIT)
+            'set -euo pipefail\ncd "$(dirname "$0")"\n\n' + guard + _TRAP + "\n" + body + "\n" + _WAIT)
 
 
 def ray_scripts(dep: Deployment) -> dict[str, str]:
@@ -56,7 +56,7 @@ def ray_scripts(dep: Deployment) -> dict[str, str]:
     launches = []
     for i in range(dep.candidate.replicas):
         x = dep.adapter.render(dep.candidate, dep.request, model=dep.model, replica=i, gpus=[],
-                               port=dep.base_port + i)
+                               port=dep.base_port + i, served_model_name=dep.served_model_name)
         argv = list(x.argv)
         if "--distributed-executor-backend" not in argv:
             argv += ["--distributed-executor-backend", "ray"]

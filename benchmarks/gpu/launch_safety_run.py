@@ -1,0 +1,236 @@
+"""On the GPU machine: launch each planned candidate of benchmarks/launch_safety.py through `plan launch`, with
+dummy weights in a local folder that declares the planned checkpoint format, and record what vLLM reports.
+
+  PATH=benchmarks/gpu/bin:$PATH python3 benchmarks/gpu/launch_safety_run.py DIR RESULTS.jsonl [--only Q,..]
+
+Runs candidates side by side on free GPUs (first fit, in manifest order), each as
+`python3 -m serveplan.cli launch PLAN --detach --model FOLDER --port P` then `plan stop`; appends one JSON
+line per candidate to RESULTS: healthy or why not, vLLM's "Model loading took X GiB" (max over workers),
+"GPU KV cache size: N tokens" (replica 0), start seconds. Load tests (`--load-tests`) start vLLM directly on
+a bf16 folder with `--quantization fp8` (what the planner refuses on an 80 GB card) and record how it ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CATALOG = ROOT / "serveplan" / "conf" / "model"
+LOCK = threading.Lock()
+
+_CT = {  # compressed-tensors quantization_config per planned precision (llm-compressor's presets)
+    "fp8": {"weights": {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "channel", "dynamic": False},
+            "input_activations": {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "token",
+                                  "dynamic": True}, "format": "float-quantized"},
+    "int8": {"weights": {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "channel", "dynamic": False},
+             "input_activations": {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "token",
+                                   "dynamic": True}, "format": "int-quantized"},
+    "gptq": {"weights": {"num_bits": 4, "type": "int", "symmetric": True, "strategy": "group", "group_size": 128,
+                         "dynamic": False}, "format": "pack-quantized"},
+    "awq": {"weights": {"num_bits": 4, "type": "int", "symmetric": False, "strategy": "group", "group_size": 128,
+                        "dynamic": False}, "format": "pack-quantized"},
+}
+
+
+def quant_config(fmt: str) -> dict | None:
+    if fmt == "hf":
+        return None
+    if fmt == "fp8":
+        return {"quant_method": "fp8", "activation_scheme": "dynamic"}
+    if fmt == "awq":
+        return {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"}
+    if fmt == "gptq":
+        return {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": False, "sym": True}
+    method = fmt.removeprefix("ct-")
+    g = dict(_CT[method])
+    form = g.pop("format")
+    return {"quant_method": "compressed-tensors", "format": form, "quantization_status": "compressed",
+            "config_groups": {"group_0": {"targets": ["Linear"], **g}}, "ignore": ["lm_head"]}
+
+
+def make_folder(base: Path, model: str, fmt: str) -> Path:
+    """config.json from the catalog's architecture numbers + the format's quantization_config + a synthetic
+    word-level tokenizer (as ../shared/gpu/mkmodel.py makes them)."""
+    import yaml
+
+    out = base / f"{model}-{fmt}"
+    if (out / "config.json").exists():
+        return out
+    m = yaml.safe_load((CATALOG / f"{model}.yaml").read_text())
+    moe = m["num_experts"] > 0
+    cfg = {"architectures": [m["architecture"]], "model_type": "mixtral" if moe else "llama",
+           "hidden_size": m["hidden_size"], "intermediate_size": m["intermediate_size"],
+           "num_hidden_layers": m["num_layers"], "num_attention_heads": m["num_attention_heads"],
+           "num_key_value_heads": m["num_kv_heads"], "head_dim": m["head_dim"], "vocab_size": m["vocab_size"],
+           "max_position_embeddings": min(m["max_position_embeddings"], 32768), "rope_theta": 500000.0,
+           "attention_bias": False, "mlp_bias": False, "hidden_act": "silu", "rms_norm_eps": 1e-5,
+           "tie_word_embeddings": m["tie_word_embeddings"], "torch_dtype": "bfloat16", "bos_token_id": 0,
+           "eos_token_id": 1, "initializer_range": 0.02, "use_cache": True}
+    if moe:
+        cfg.update(num_local_experts=m["num_experts"], num_experts_per_tok=m["experts_per_token"],
+                   sliding_window=None, router_aux_loss_coef=0.02, rope_theta=1e6)
+    q = quant_config(fmt)
+    if q:
+        cfg["quantization_config"] = q
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg, indent=1))
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {f"t{i}": i for i in range(2, cfg["vocab_size"])}
+    vocab["<s>"], vocab["</s>"] = 0, 1
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="t2"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    tok.save(str(out / "tokenizer.json"))
+    (out / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "t2",
+        "model_max_length": 131072}))
+    (out / "generation_config.json").write_text(json.dumps({"bos_token_id": 0, "eos_token_id": 1}))
+    return out
+
+
+def read_log(log: Path) -> dict:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    loads = [float(x) for x in re.findall(r"Model loading took ([\d.]+) GiB", text)]
+    kv = re.findall(r"GPU KV cache size: ([\d,]+) tokens", text)
+    avail = re.findall(r"Available KV cache memory: ([\d.]+) GiB", text)
+    err = [ln for ln in text.splitlines() if re.search(r"Error|error:|OutOfMemory|out of memory", ln)]
+    return {"weights_gib": max(loads) if loads else None, "kv_tokens": int(kv[0].replace(",", "")) if kv else None,
+            "kv_gib_vllm": float(avail[0]) if avail else None, "log_error": err[-1][-300:] if err else None}
+
+
+def gpu_name() -> str:
+    out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[0]
+
+
+def run_one(job: dict, gpus: list[int], port: int, models: Path, results: Path) -> None:
+    t0 = time.time()
+    row = dict(job, gpus_used=gpus, port=port)
+    plan_dir = ROOT / job["dir"]
+    try:
+        folder = make_folder(models, job["model"], job["dummy_format"])
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(map(str, gpus)), PYTHONUNBUFFERED="1")
+        p = subprocess.run([sys.executable, "-m", "serveplan.cli", "launch", str(plan_dir), "--detach",
+                            "--model", str(folder), "--port", str(port), "--health-timeout", "720"],
+                           env=env, capture_output=True, text=True, timeout=900)
+        row["launch_rc"] = p.returncode
+        row["healthy"] = p.returncode == 0
+        row["start_s"] = round(time.time() - t0, 1)
+        if p.returncode != 0:
+            row["why"] = (p.stderr.strip().splitlines() or ["?"])[-1][-300:]
+        row.update(read_log(plan_dir / "logs" / "replica-0.log"))
+        try:
+            rj = json.loads((plan_dir / "run.json").read_text())
+            row["argv"] = rj["replicas"][0]["argv"]
+            row["env"] = rj["replicas"][0]["env"]
+        except Exception:  # noqa: BLE001
+            pass
+    except Exception as e:  # noqa: BLE001
+        row["healthy"], row["why"] = False, f"{type(e).__name__}: {e}"
+    finally:
+        subprocess.run([sys.executable, "-m", "serveplan.cli", "stop", str(plan_dir)], capture_output=True,
+                       timeout=120)
+        row["total_s"] = round(time.time() - t0, 1)
+        with LOCK:
+            with open(results, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        print(f"[{row['total_s']:6.1f}s] {job['question']} #{job['rank']} healthy={row.get('healthy')} "
+              f"kv={row.get('kv_tokens')} pred={job['predicted_kv_tokens']} w={row.get('weights_gib')}", flush=True)
+
+
+def load_test(name: str, model: str, gpu: int, port: int, models: Path, results: Path) -> None:
+    """vLLM's online FP8 (`--quantization fp8`) on a bf16 folder: does it load on this card?"""
+    t0 = time.time()
+    folder = make_folder(models, model, "hf")
+    log = models / f"load-{name}.log"
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu), PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(folder), "--load-format", "dummy",
+           "--quantization", "fp8", "--max-model-len", "4096", "--port", str(port), "--enforce-eager"]
+    with open(log, "w") as f:
+        p = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+    healthy = False
+    while time.time() - t0 < 420 and p.poll() is None:
+        try:
+            import urllib.request
+
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            healthy = True
+            break
+        except Exception:  # noqa: BLE001
+            time.sleep(3)
+    peak = subprocess.run(["nvidia-smi", "-i", str(gpu), "--query-gpu=memory.used", "--format=csv,noheader"],
+                          capture_output=True, text=True).stdout.strip()
+    try:
+        os.killpg(p.pid, 9)
+    except ProcessLookupError:
+        pass
+    p.wait()
+    row = {"load_test": name, "model": model, "cmd": " ".join(cmd), "healthy": healthy, "exit": p.returncode,
+           "seconds": round(time.time() - t0, 1), "mem_used_at_end": peak, **read_log(log)}
+    text = log.read_text(errors="replace")
+    oom = [ln for ln in text.splitlines() if "out of memory" in ln.lower() or "OutOfMemoryError" in ln]
+    row["oom_line"] = oom[0][-400:] if oom else None
+    with LOCK:
+        with open(results, "a") as f:
+            f.write(json.dumps(row) + "\n")
+    print(f"load test {name}: healthy={healthy} oom={bool(oom)} weights={row['weights_gib']}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dir", type=Path)
+    ap.add_argument("results", type=Path)
+    ap.add_argument("--models", type=Path, default=Path("/tmp/ls-models"))
+    ap.add_argument("--only", default="", help="comma-separated questions")
+    ap.add_argument("--load-tests", action="store_true")
+    a = ap.parse_args()
+    name = gpu_name()
+    gpu = "h200" if "H200" in name else "h100-sxm"
+    ngpus = len(subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout.strip().splitlines())
+    jobs = [j for j in json.loads((a.dir / "manifest.json").read_text()) if j["gpu"] == gpu and j["gpus"] <= ngpus]
+    if a.only:
+        keep = a.only.split(",")
+        jobs = [j for j in jobs if j["question"] in keep]
+    print(f"{name} x{ngpus}: {len(jobs)} launches", flush=True)
+    a.models.mkdir(parents=True, exist_ok=True)
+    free = list(range(ngpus))
+    threads: list[threading.Thread] = []
+    port = 8100
+    pending: list = [("load", "70b-online-fp8", "llama-3.1-70b"), ("load", "mixtral-online-fp8", "mixtral-8x7b")] \
+        if a.load_tests else []
+    pending = jobs[:2] + pending + jobs[2:] if pending else jobs
+    busy: dict[threading.Thread, list[int]] = {}
+    while pending or busy:
+        for t in [t for t in busy if not t.is_alive()]:
+            free += busy.pop(t)
+        started = False
+        for item in list(pending):
+            need = 1 if isinstance(item, tuple) else item["gpus"]
+            if need <= len(free):
+                gs, free = free[:need], free[need:]
+                port += 10
+                if isinstance(item, tuple):
+                    t = threading.Thread(target=load_test, args=(item[1], item[2], gs[0], port, a.models, a.results))
+                else:
+                    t = threading.Thread(target=run_one, args=(item, gs, port, a.models, a.results))
+                t.start()
+                busy[t] = gs
+                pending.remove(item)
+                started = True
+                time.sleep(2)
+        if not started:
+            time.sleep(2)
+    print("done", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Launch proof: do the planner's top candidates start on a real GPU, at the memory the plan shows?
+
+Three steps (docs/launch-safety.md has the commands and the table):
+
+  python benchmarks/launch_safety.py plans benchmarks/gpu/launch_safety      # here: plan each question for the
+        lent GPU kinds, write one plan folder per top-3 candidate and manifest.json (predicted weights, KV tokens)
+  python benchmarks/gpu/launch_safety_run.py benchmarks/gpu/launch_safety    # on the GPU machine: `plan launch`
+        each with dummy weights in a folder of the planned checkpoint format, read vLLM's log, `plan stop`
+  python benchmarks/launch_safety.py report benchmarks/gpu/launch_safety/results.jsonl   # the table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# (name, model, GPUs per question, overrides). Sized to a lent machine of 1-2 GPUs (H100 80GB or H200).
+# TP>1 plans render with hardware.nvlink_multicast=false: the lent machines have NVLink multicast off.
+QUESTIONS = [
+    ("70b-2gpu-chat", "llama-70b", 2, ["search.use_all_gpus=true", "hardware.nvlink_multicast=false"]),
+    ("70b-1gpu-fp8", "llama-70b", 1, ["search.allowed_quant=[fp8]"]),
+    ("8b-1gpu-chat", "llama-8b", 1, []),
+    ("13b-1gpu-rag", "llama-2-13b", 1, ["traffic=rag"]),
+    ("mixtral-2gpu-chat", "mixtral-8x7b", 2, ["search.use_all_gpus=true", "hardware.nvlink_multicast=false"]),
+    ("8b-2gpu-summarize", "llama-8b", 2, ["traffic=summarize", "search.use_all_gpus=true",
+                                          "hardware.nvlink_multicast=false"]),
+]
+GPUS = {"h100-sxm": "H100", "h200": "H200"}
+TOP = 3
+
+
+def _dummy_format(ckpt: dict) -> str:
+    """The quantization_config the dummy folder declares: the planned checkpoint's format, or for a bf16
+    folder served with online quantization, none."""
+    if ckpt["source"] in ("base", "online"):
+        return "hf"
+    if ckpt["source"] == "needs_quantize" or ckpt["format"] == "compressed-tensors":
+        return f"ct-{ckpt['weight_dtype']}"
+    return ckpt["format"] if ckpt["format"] != "modelopt" else "fp8"
+
+
+def make_plans(out: Path) -> None:
+    from serveplan.planner.api import plan
+    from serveplan.planner.config import build_request
+    from serveplan.planner.report import write_outdir
+    from serveplan.launcher.targets import write_artifacts
+
+    out = out.resolve()
+    if out.exists():
+        shutil.rmtree(out)
+    manifest = []
+    for gpu, short in GPUS.items():
+        for name, model, n, ovs in QUESTIONS:
+            p = plan(build_request(model=model, gpus=f"{n}x{short}", overrides=ovs))
+            for k, est in enumerate(p.ranked[:TOP]):
+                others = tuple(e for e in p.ranked if e is not est)
+                one = p.model_copy(update={"ranked": (est,) + others})
+                d = out / gpu / f"{name}-{k + 1}"
+                write_outdir(one, d, extra_writer=lambda pl, tmp: write_artifacts(pl, tmp))
+                c, m = est.config, est.memory
+                ck = c.checkpoint.model_dump()
+                manifest.append({
+                    "gpu": gpu, "question": name, "rank": k + 1, "dir": str(d.relative_to(ROOT)),
+                    "model": p.request.model.name, "candidate": c.label(), "gpus": c.total_gpus,
+                    "tp": c.tp, "pp": c.pp, "replicas": c.replicas, "weight_dtype": c.weight_dtype,
+                    "checkpoint": ck, "dummy_format": _dummy_format(ck),
+                    "predicted_weights_gib": m.weights_gb * 1e9 / 2**30,
+                    "predicted_kv_tokens": m.kv_tokens, "predicted_kv_gib": m.kv_cache_gb * 1e9 / 2**30,
+                    "max_model_len": c.max_model_len,
+                })
+                print(f"{gpu:9s} {name:20s} #{k + 1} {c.label():60s} {ck['source']:14s} "
+                      f"weights {m.weights_gb:5.1f} GB, KV {m.kv_tokens:>9,} tokens")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    print(f"wrote {len(manifest)} plan folders and {out / 'manifest.json'}")
+
+
+def report(results: Path) -> None:
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    print("| question | # | candidate | weights | healthy | weights GiB vLLM / plan | KV tokens vLLM / plan | "
+          "error | start s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    ok = within = n_kv = 0
+    for r in rows:
+        if "question" not in r:
+            continue
+        kv, pkv = r.get("kv_tokens"), r["predicted_kv_tokens"]
+        err = f"{(pkv - kv) / kv:+.1%}" if kv else "-"
+        if kv:
+            n_kv += 1
+            within += abs(pkv - kv) / kv <= 0.03
+        ok += bool(r.get("healthy"))
+        w = r.get("weights_gib")
+        print(f"| {r['question']} | {r['rank']} | `{r['candidate']}` | {r['checkpoint']['source']} "
+              f"{r['dummy_format']} | {'yes' if r.get('healthy') else 'NO: ' + (r.get('why') or '?')[:80]} | "
+              f"{w if w is not None else '-'} / {r['predicted_weights_gib']:.2f} | "
+              f"{kv if kv is not None else '-':,} / {pkv:,} | {err} | {r.get('start_s', '-')} |"
+              if kv is not None else
+              f"| {r['question']} | {r['rank']} | `{r['candidate']}` | {r['checkpoint']['source']} "
+              f"{r['dummy_format']} | {'yes' if r.get('healthy') else 'NO: ' + (r.get('why') or '?')[:80]} | "
+              f"{w if w is not None else '-'} / {r['predicted_weights_gib']:.2f} | - / {pkv:,} | - | "
+              f"{r.get('start_s', '-')} |")
+    print(f"\nhealthy {ok}/{len([r for r in rows if 'question' in r])}; KV tokens within 3%: {within}/{n_kv}")
+    for r in rows:
+        if "load_test" in r:
+            print(f"- load test {r['load_test']}: {r}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("plans").add_argument("out", type=Path)
+    sub.add_parser("report").add_argument("results", type=Path)
+    a = ap.parse_args()
+    make_plans(a.out) if a.cmd == "plans" else report(a.results)
+
+
+if __name__ == "__main__":
+    main()
