@@ -119,8 +119,11 @@ def run_one(job: dict, gpus: list[int], port: int, models: Path, results: Path) 
     try:
         folder = make_folder(models, job["model"], job["dummy_format"])
         env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(map(str, gpus)), PYTHONUNBUFFERED="1")
+        extra = []
+        if job.get("emulate_util"):  # an 80 GB card's budget on a bigger one: same util x total, same KV
+            extra = ["--force", "--engine-args", f"--gpu-memory-utilization {job['emulate_util']:.4f}"]
         p = subprocess.run([sys.executable, "-m", "serveplan.cli", "launch", str(plan_dir), "--detach",
-                            "--model", str(folder), "--port", str(port), "--health-timeout", "720"],
+                            "--model", str(folder), "--port", str(port), "--health-timeout", "720", *extra],
                            env=env, capture_output=True, text=True, timeout=900)
         row["launch_rc"] = p.returncode
         row["healthy"] = p.returncode == 0
@@ -158,7 +161,11 @@ def load_test(name: str, model: str, gpu: int, port: int, models: Path, results:
     with open(log, "w") as f:
         p = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
     healthy = False
+    peak_mib = 0.0
     while time.time() - t0 < 420 and p.poll() is None:
+        used = subprocess.run(["nvidia-smi", "-i", str(gpu), "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True).stdout.strip()
+        peak_mib = max(peak_mib, float(used or 0))
         try:
             import urllib.request
 
@@ -166,7 +173,7 @@ def load_test(name: str, model: str, gpu: int, port: int, models: Path, results:
             healthy = True
             break
         except Exception:  # noqa: BLE001
-            time.sleep(3)
+            time.sleep(0.5)
     peak = subprocess.run(["nvidia-smi", "-i", str(gpu), "--query-gpu=memory.used", "--format=csv,noheader"],
                           capture_output=True, text=True).stdout.strip()
     try:
@@ -175,7 +182,8 @@ def load_test(name: str, model: str, gpu: int, port: int, models: Path, results:
         pass
     p.wait()
     row = {"load_test": name, "model": model, "cmd": " ".join(cmd), "healthy": healthy, "exit": p.returncode,
-           "seconds": round(time.time() - t0, 1), "mem_used_at_end": peak, **read_log(log)}
+           "seconds": round(time.time() - t0, 1), "mem_used_at_end": peak,
+           "peak_used_gib": round(peak_mib / 1024, 2), **read_log(log)}
     text = log.read_text(errors="replace")
     oom = [ln for ln in text.splitlines() if "out of memory" in ln.lower() or "OutOfMemoryError" in ln]
     row["oom_line"] = oom[0][-400:] if oom else None
@@ -192,11 +200,20 @@ def main() -> None:
     ap.add_argument("--models", type=Path, default=Path("/tmp/ls-models"))
     ap.add_argument("--only", default="", help="comma-separated questions")
     ap.add_argument("--load-tests", action="store_true")
+    ap.add_argument("--emulate", default="70b-1gpu-fp8,70b-2gpu-chat",
+                    help="on an H200: also run these questions' H100 plans at the H100's memory budget")
     a = ap.parse_args()
     name = gpu_name()
     gpu = "h200" if "H200" in name else "h100-sxm"
     ngpus = len(subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout.strip().splitlines())
-    jobs = [j for j in json.loads((a.dir / "manifest.json").read_text()) if j["gpu"] == gpu and j["gpus"] <= ngpus]
+    manifest = json.loads((a.dir / "manifest.json").read_text())
+    jobs = [j for j in manifest if j["gpu"] == gpu and j["gpus"] <= ngpus]
+    if gpu == "h200":  # the 80 GB questions too: H100 plans at the H100's budget (0.92 x 79.18 GiB)
+        total = float(subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                                     capture_output=True, text=True).stdout.split()[0]) / 1024
+        util = 0.92 * 79.18 / (total * 0.9957)  # CUDA's total is ~0.43% under nvidia-smi's
+        jobs = [dict(j, emulate_util=util) for j in manifest
+                if j["gpu"] == "h100-sxm" and j["question"] in a.emulate.split(",")] + jobs
     if a.only:
         keep = a.only.split(",")
         jobs = [j for j in jobs if j["question"] in keep]
