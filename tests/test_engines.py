@@ -57,9 +57,23 @@ OOM_LINES = {
 
 def render_all(adapter: EngineAdapter, cand: Candidate, request: PlanRequest, **kw) -> list[ReplicaLaunch]:
     gpus = assign_gpus(cand, request.inventory.gpus_per_node)
-    return [adapter.render(cand.model_copy(update={"engine": adapter.name}), request, model="meta-llama/Llama-3.1-8B",
+    return [adapter.render(_online(cand.model_copy(update={"engine": adapter.name})), request,
+                           model="meta-llama/Llama-3.1-8B",
                            replica=i, gpus=gpus[i], port=replica_port(8000, i), **kw)
             for i in range(cand.replicas)]
+
+
+def _online(cand: Candidate) -> Candidate:
+    """The contract renders the base checkpoint; fp8 on it is the engine's load-time quantization."""
+    from serveplan.planner.spec import Checkpoint
+
+    if cand.weight_dtype in ("bf16", "fp16"):
+        return cand
+    src = "online" if cand.weight_dtype == "fp8" and cand.engine != "trtllm" else "published"
+    fmt = "hf" if src == "online" else ("modelopt" if cand.engine == "trtllm" else "compressed-tensors")
+    return cand.model_copy(update={"checkpoint": Checkpoint(
+        id="meta-llama/Llama-3.1-8B", source=src, format=fmt, weight_dtype=cand.weight_dtype,
+        base_id="meta-llama/Llama-3.1-8B")})
 
 
 def flag_value(argv: list[str], *names: str) -> str | None:
