@@ -48,7 +48,6 @@ def _dummy_format(ckpt: dict) -> str:
 def make_plans(out: Path) -> None:
     from serveplan.planner.api import plan
     from serveplan.planner.config import build_request
-    from serveplan.planner.report import write_outdir
     from serveplan.launcher.targets import write_artifacts
 
     out = out.resolve()
@@ -62,7 +61,7 @@ def make_plans(out: Path) -> None:
                 others = tuple(e for e in p.ranked if e is not est)
                 one = p.model_copy(update={"ranked": (est,) + others})
                 d = out / gpu / f"{name}-{k + 1}"
-                write_outdir(one, d, extra_writer=lambda pl, tmp: write_artifacts(pl, tmp))
+                write_artifacts(one, d)
                 c, m = est.config, est.memory
                 ck = c.checkpoint.model_dump()
                 manifest.append({

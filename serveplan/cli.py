@@ -182,7 +182,7 @@ def _plan(argv: list[str], prog: str = "plan") -> int:
     result = plan(req)
     written: list[Path] = []
     if not a.no_write:
-        written = write_outdir(result, Path(a.out), extra_writer=_artifact_writer())
+        written = write_outdir(result, Path(a.out), extra_files=_artifact_files)
     if a.json:
         doc = plan_json(result)
         doc["written"] = [str(w) for w in written]
@@ -191,21 +191,15 @@ def _plan(argv: list[str], prog: str = "plan") -> int:
         con = _console()
         render_plan(result, con)
         if written:
-            con.print(f"Wrote {a.out}/plan.yaml and {len(written) - 1} launch files. "
+            con.print(f"Wrote {a.out}/plan.yaml and {len(written) - 2} launch files. "
                       f"Launch it: plan launch {a.out}")
     return 0 if result.winner.meets_slo else EXIT_SLO_NOT_MET
 
 
-def _artifact_writer():  # noqa: ANN202
-    def write(plan, tmpdir: Path) -> None:  # noqa: ANN001
-        try:
-            from serveplan.launcher.targets import write_artifacts
-        except ImportError:  # launch targets not installed in this build
-            return
+def _artifact_files(plan) -> dict[str, str]:  # noqa: ANN001
+    from serveplan.launcher.targets import render_artifacts
 
-        write_artifacts(plan, tmpdir)
-
-    return write
+    return render_artifacts(plan)
 
 
 # ------------------------------------------------------------------------------------------------ estimate

@@ -34,3 +34,54 @@ def write_atomic(path: str | os.PathLike, content: str | Callable[[IO[str]], Non
             os.unlink(tmp)
         raise
     return path
+
+
+def write_tree_atomic(outdir: str | os.PathLike, files: dict[str, str], *,
+                      carry_over: tuple[str, ...] = ("checkpoints",)) -> list[Path]:
+    """Replace the folder `outdir` whole with `files` (relative path -> text; `.sh` files executable).
+
+    Everything is written into a new folder beside `outdir`, which then takes its place: no file of an
+    earlier content is left behind (re-planning into a used `-o` leaves no stale launch file), and on any
+    failure `outdir` is as it was and no temporary folder remains. Entries named in `carry_over` (e.g. the
+    checkpoints a quantize step made there) move into the new folder."""
+    outdir = Path(outdir)
+    parent = outdir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if outdir.exists() and not outdir.is_dir():
+        raise NotADirectoryError(20, "Not a directory", str(outdir))
+    new = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.new-", dir=parent))
+    old = parent / f"{new.name.replace('.new-', '.old-', 1)}"
+    carried: list[str] = []
+    swapped = False
+    try:
+        for rel, text in files.items():
+            path = new / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            if path.suffix == ".sh":
+                path.chmod(0o755)
+        if outdir.exists():
+            for name in carry_over:
+                if (outdir / name).exists() and name not in files:
+                    os.replace(outdir / name, new / name)
+                    carried.append(name)
+            os.replace(outdir, old)
+        swapped = True
+        os.replace(new, outdir)
+    except BaseException:
+        if swapped and old.exists() and not outdir.exists():
+            os.replace(old, outdir)
+        for name in carried:  # put what was moved back where it was
+            with contextlib.suppress(OSError):
+                os.replace(new / name, outdir / name)
+        import shutil
+
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    import shutil
+
+    shutil.rmtree(old, ignore_errors=True)
+    return sorted(outdir / rel for rel in files)

@@ -183,9 +183,9 @@ vllm:time_to_first_token_seconds_bucket{le="0.001",model_name="llama"} 0.0
         assert "--no-enable-chunked-prefill" in a and "--no-enable-prefix-caching" in a
         assert flag_value(a, "--gpu-memory-utilization") == "0.85" and flag_value(a, "--max-model-len") == "4096"
         assert flag_value(a, "--served-model-name") == "llama"
-        assert flag_value(render_all(adapter, CANDIDATES[2], req)[0].argv, "--quantization") == "awq_marlin"
-        assert flag_value(render_all(adapter, CANDIDATES[3], req)[0].argv, "--quantization") == "gptq_marlin"
-        assert "--quantization" not in render_all(adapter, CANDIDATES[4], req)[0].argv  # int8: checkpoint config
+        # Pre-quantized checkpoints (awq, gptq, int8) declare their method: no flag, vLLM picks the kernel.
+        for i in (2, 3, 4):
+            assert "--quantization" not in render_all(adapter, CANDIDATES[i], req)[0].argv
         assert flag_value(render_all(adapter, CANDIDATES[5], req)[0].argv, "--dtype") == "float16"
         assert "--distributed-executor-backend" not in a
 
@@ -332,20 +332,33 @@ def test_schemas_well_formed():
             assert set(spec) >= {"type", "choices", "nargs", "takes_value"}
 
 
-def test_vllm_omits_quantization_flag_for_a_prequantized_checkpoint(tmp_path):
-    """A compressed-tensors checkpoint declares its method; an explicit --quantization would be refused."""
+def test_vllm_flags_follow_the_checkpoint(tmp_path):
+    """An unquantized folder planned at fp8 is quantized at load (--quantization fp8); a quantized folder
+    declares its method (no flag: vLLM refuses an explicit one that differs); an unquantized folder named for
+    an awq plan is refused, since it would serve bf16."""
     import json
 
+    from serveplan.errors import ConfigError
     from serveplan.launcher.engines.base import get_adapter
+    from serveplan.planner.checkpoints import user_checkpoint
     from serveplan.planner.config import build_request
     from serveplan.planner.spec import Candidate
 
     req = build_request(model="llama-8b", gpus="1xH100")
     ad = get_adapter("vllm")
-    cand = Candidate(weight_dtype="awq", max_model_len=4096)
-    plain = ad.render(cand, req, model="meta-llama/Llama-3.1-8B-Instruct", replica=0, gpus=[0], port=8000)
-    assert "--quantization" in plain.argv
-    (tmp_path / "config.json").write_text(json.dumps({"quantization_config": {"quant_method": "compressed-tensors"}}))
-    quant = ad.render(cand, req, model=str(tmp_path), replica=0, gpus=[0], port=8000)
-    assert "--quantization" not in quant.argv
-    assert ad.validate(quant.argv) == []
+    plain, quant = tmp_path / "plain", tmp_path / "quant"
+    plain.mkdir(), quant.mkdir()
+    (plain / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    (quant / "config.json").write_text(json.dumps({"quantization_config": {"quant_method": "awq", "bits": 4}}))
+    fp8 = Candidate(weight_dtype="fp8", max_model_len=4096)
+    online = fp8.model_copy(update={"checkpoint": user_checkpoint(str(plain), "fp8", req.model)})
+    argv = ad.render(online, req, replica=0, gpus=[0], port=8000).argv
+    assert flag_value(argv, "--quantization") == "fp8" and argv[2] == str(plain.resolve())
+    awq = Candidate(weight_dtype="awq", max_model_len=4096)
+    awq = awq.model_copy(update={"checkpoint": user_checkpoint(str(quant), "awq", req.model)})
+    argv = ad.render(awq, req, replica=0, gpus=[0], port=8000).argv
+    assert "--quantization" not in argv and ad.validate(argv) == []
+    with pytest.raises(ConfigError, match="not quantized"):
+        user_checkpoint(str(plain), "awq", req.model)
+    with pytest.raises(ConfigError, match="awq-quantized"):
+        user_checkpoint(str(quant), "int8", req.model)

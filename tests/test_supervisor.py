@@ -297,14 +297,24 @@ def test_dry_run_touches_nothing(plan_dir, capsys):
 
 
 def test_quantized_winner_needs_checkpoint(plan_dir):
+    """A winner whose checkpoint nobody published stops before starting anything and says how to make it;
+    once quantize's output is where the plan serves it from, the launch serves that folder."""
     from serveplan.launcher.launch import launch_plan
+    from serveplan.planner.spec import Checkpoint
 
-    d = plan_dir(weight_dtype="awq")
+    ck = Checkpoint(id="checkpoints/llama-3.1-8b-awq", source="needs_quantize", format="compressed-tensors",
+                    weight_dtype="awq", base_id="meta-llama/Llama-3.1-8B-Instruct", quantize_method="awq")
+    d = plan_dir(weight_dtype="awq", checkpoint=ck)
     with pytest.raises(LaunchError) as e:
         launch_plan(d, base_port=free_base_port(2))
-    assert "serveplan quantize --model meta-llama/Llama-3.1-8B-Instruct --method awq -o ./ckpt" in str(e.value)
-    assert f"plan launch {d} --model ./ckpt" in str(e.value)
+    assert f"serveplan quantize --model meta-llama/Llama-3.1-8B-Instruct --method awq -o {d}/checkpoints" in str(e.value)
+    assert f"plan launch {d} --model PATH" in str(e.value)
     assert not (d / "run.json").exists()
+    (d / "checkpoints" / "llama-3.1-8b-awq").mkdir(parents=True)
+    (d / "checkpoints" / "llama-3.1-8b-awq" / "config.json").write_text("{}")
+    rec = launch_plan(d, dry_run=True, base_port=free_base_port(2))
+    assert rec.replicas[0].argv[2] == str((d / "checkpoints" / "llama-3.1-8b-awq").resolve())
+    assert "--quantization" not in rec.replicas[0].argv
 
 
 def test_detach_then_stop_run(plan_dir):

@@ -48,7 +48,7 @@ def test_single_replica_vllm(tmp_path):
     out = tmp_path / "deploy"
     paths = write_artifacts(make_plan(tp=4), out)
     names = {p.relative_to(out).as_posix() for p in paths}
-    assert names == {"launch.sh", "docker-compose.yaml", "k8s/deployment.yaml", "README.md"}
+    assert names == {"plan.yaml", "plan.json", "launch.sh", "docker-compose.yaml", "k8s/deployment.yaml", "README.md"}
     assert all(p.exists() for p in paths)
     sh = (out / "launch.sh").read_text()
     assert "CUDA_VISIBLE_DEVICES=0,1,2,3" in sh and "trap" in sh and "kill -TERM --" in sh and "setsid vllm serve" in sh
@@ -95,15 +95,21 @@ def test_k8s_deployment(tmp_path):
     write_artifacts(make_plan(tp=2, replicas=2), out)
     manifests = docs((out / "k8s" / "deployment.yaml").read_text())
     kinds = [m["kind"] for m in manifests]
-    assert kinds == ["Deployment", "Service"]
-    dep = manifests[0]
+    assert kinds == ["PersistentVolumeClaim", "Deployment", "Service"]
+    pvc, dep = manifests[0], manifests[1]
     assert dep["spec"]["replicas"] == 2
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 2
     assert c["readinessProbe"]["httpGet"]["path"] == "/health" and c["livenessProbe"]["httpGet"]["path"] == "/health"
     assert {"name": "dshm", "mountPath": "/dev/shm"} in c["volumeMounts"]
     assert c["command"] == ["vllm"] and c["args"][0] == "serve" and "--port" in c["args"]
-    assert manifests[1]["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    assert manifests[2]["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    # The model volume: weights download once into HF_HOME on the claim, not into the container.
+    assert {"name": "models", "mountPath": "/models"} in c["volumeMounts"]
+    assert {"name": "HF_HOME", "value": "/models/hf"} in c["env"]
+    vol = next(v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "models")
+    assert vol["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    assert int(pvc["spec"]["resources"]["requests"]["storage"].removesuffix("Gi")) >= 141 * 1.3 * 1e9 / 2**30
 
 
 def test_trtllm_options_travel(tmp_path):
@@ -115,8 +121,8 @@ def test_trtllm_options_travel(tmp_path):
     assert svc["image"].endswith(":1.2.1") and svc["entrypoint"] == ["trtllm-serve"]
     assert any("trtllm-options-r1.yaml" in v for v in svc["volumes"]) and svc["working_dir"]
     manifests = docs((out / "k8s" / "deployment.yaml").read_text())
-    assert [m["kind"] for m in manifests] == ["ConfigMap", "Deployment", "Service"]
-    assert "trtllm-options-r0.yaml" in manifests[0]["data"]
+    assert [m["kind"] for m in manifests] == ["PersistentVolumeClaim", "ConfigMap", "Deployment", "Service"]
+    assert "trtllm-options-r0.yaml" in manifests[1]["data"]
 
 
 def test_sglang(tmp_path):
@@ -131,13 +137,15 @@ def test_sglang(tmp_path):
 def test_multinode_vllm(tmp_path):
     out = tmp_path / "d"
     names = {p.relative_to(out).as_posix() for p in write_artifacts(make_plan(nodes=2, tp=8, pp=2), out)}
-    assert names == {"k8s/leaderworkerset.yaml", "ray/head.sh", "ray/worker.sh", "ray/serve.sh", "README.md"}
+    assert names == {"plan.yaml", "plan.json", "k8s/leaderworkerset.yaml", "ray/head.sh", "ray/worker.sh",
+                     "ray/serve.sh", "README.md"}
     assert "not written" in (out / "README.md").read_text()
     serve = (out / "ray" / "serve.sh").read_text()
     assert "--distributed-executor-backend ray" in serve and "--pipeline-parallel-size 2" in serve
     assert "ray start --head" in (out / "ray" / "head.sh").read_text()
     assert "HEAD_IP" in (out / "ray" / "worker.sh").read_text()
-    lws, svc = docs((out / "k8s" / "leaderworkerset.yaml").read_text())
+    pvc, lws, svc = docs((out / "k8s" / "leaderworkerset.yaml").read_text())
+    assert pvc["kind"] == "PersistentVolumeClaim"
     assert lws["kind"] == "LeaderWorkerSet" and lws["spec"]["leaderWorkerTemplate"]["size"] == 2
     leader = lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]
     assert "--distributed-executor-backend ray" in leader["command"][-1]
@@ -173,59 +181,78 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 
 
 def test_atomic_on_write_failure(tmp_path, monkeypatch):
+    """A failure while writing leaves the old folder exactly as it was and no temporary folder."""
+    import builtins
+
     out = tmp_path / "deploy"
     out.mkdir()
-    (out / "keep.txt").write_text("mine")
     (out / "launch.sh").write_text("old launch")
     before = _snapshot(out)
-    real = targets._write_file
-    calls = {"n": 0}
+    real_open, calls = builtins.open, {"n": 0}
 
-    def flaky(path, text):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise OSError("disk full")
-        real(path, text)
+    def flaky(path, mode="r", *a, **kw):
+        if "w" in mode and ".deploy.new-" in str(path):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise OSError(28, "No space left on device")
+        return real_open(path, mode, *a, **kw)
 
-    monkeypatch.setattr(targets, "_write_file", flaky)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(builtins, "open", flaky)
+    with pytest.raises(Exception, match="No space left"):
         write_artifacts(make_plan(tp=2, replicas=2), out)
+    monkeypatch.setattr(builtins, "open", real_open)
     assert _snapshot(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deploy"]  # no temp folder left behind
 
 
-def test_atomic_on_move_failure(tmp_path, monkeypatch):
-    """Failing while moving files in (after some were already replaced) restores the previous contents."""
+def test_atomic_on_swap_failure(tmp_path, monkeypatch):
+    """Failing when the new folder takes the old one's place restores the old folder (and what it carried)."""
+    import serveplan.fileio as fileio
+
     out = tmp_path / "deploy"
-    out.mkdir()
+    (out / "checkpoints" / "m-awq").mkdir(parents=True)
+    (out / "checkpoints" / "m-awq" / "config.json").write_text("{}")
     (out / "launch.sh").write_text("old launch")
-    (out / "docker-compose.yaml").write_text("old compose")
     before = _snapshot(out)
-    real = targets.os.replace
-    calls = {"n": 0}
+    real = fileio.os.replace
 
     def flaky(src, dst):
-        calls["n"] += 1
-        if calls["n"] == 4:
+        if ".new-" in str(src) and Path(dst) == out:
             raise OSError("rename failed")
         return real(src, dst)
 
-    monkeypatch.setattr(targets.os, "replace", flaky)
-    with pytest.raises(OSError, match="rename failed"):
+    monkeypatch.setattr(fileio.os, "replace", flaky)
+    with pytest.raises(Exception, match="rename failed"):
         write_artifacts(make_plan(tp=2, replicas=2), out)
-    monkeypatch.setattr(targets.os, "replace", real)
+    monkeypatch.setattr(fileio.os, "replace", real)
     assert _snapshot(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deploy"]
 
 
 def test_atomic_new_outdir_not_created_on_failure(tmp_path, monkeypatch):
-    def boom(path, text):
+    import serveplan.fileio as fileio
+
+    def boom(*a, **kw):
         raise OSError("nope")
 
-    monkeypatch.setattr(targets, "_write_file", boom)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(fileio.os, "fsync", boom)
+    with pytest.raises(Exception, match="nope"):
         write_artifacts(make_plan(), tmp_path / "new")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_replan_leaves_no_stale_file_and_keeps_checkpoints(tmp_path):
+    """Re-planning into a used folder: the earlier plan's files are gone (nginx.conf of a 2-replica plan, the
+    TRT-LLM options file, a stray file), a quantize step's checkpoints/ stays."""
+    out = tmp_path / "d"
+    write_artifacts(make_plan("trtllm", tp=2, replicas=2), out)
+    assert (out / "nginx.conf").exists() and (out / "trtllm-options-r1.yaml").exists()
+    (out / "stray.txt").write_text("x")
+    (out / "checkpoints" / "m").mkdir(parents=True)
+    (out / "checkpoints" / "m" / "config.json").write_text("{}")
+    paths = write_artifacts(make_plan(tp=4), out)
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert on_disk == {p.relative_to(out).as_posix() for p in paths} | {"checkpoints/m/config.json"}
 
 
 def test_overwrite_existing(tmp_path):

@@ -77,13 +77,19 @@ def activation_bytes(model: ModelSpec, cand: Candidate) -> float:
 
 
 def load_peak_bytes(model: ModelSpec, cand: Candidate, engine: str) -> float:
-    """Weights on one GPU while the engine loads them. A checkpoint the engine quantizes while loading
-    (vLLM/SGLang `--quantization fp8` on bf16 weights) is allocated at its checkpoint precision first and
-    quantized after loading, so the load needs the unquantized size (vLLM's docs say so; measured on an H100
-    with vLLM 0.26.0 in docs/launch-safety.md)."""
+    """Weights on one GPU while the engine loads them. A checkpoint the engine quantizes while loading (online
+    `--quantization fp8` on bf16 weights): vLLM 0.26.0 quantizes layer by layer, measured on an H200 with
+    dummy weights (docs/launch-safety.md): peak 71.7 GiB for Llama-3.1-70B (67.7 GiB FP8 after loading),
+    48.5 GiB for Mixtral-8x7B (43.8 GiB), so the peak is taken as the FP8 weights plus two layers in bf16.
+    SGLang's load is not measured: it is assumed to hold the bf16 weights whole."""
     ckpt = cand.checkpoint or checkpoint_for(model, cand.weight_dtype, engine)
-    online = ckpt is not None and ckpt.engine_quantizes
-    return weight_bytes_per_gpu(model, cand.tp, cand.pp, "bf16" if online else cand.weight_dtype)
+    quantized = weight_bytes_per_gpu(model, cand.tp, cand.pp, cand.weight_dtype)
+    if ckpt is None or not ckpt.engine_quantizes:
+        return quantized
+    if engine == "vllm":
+        layer_bf16 = linear_params_per_gpu_per_layer(model, cand.tp) * 2
+        return quantized + 2 * layer_bf16
+    return weight_bytes_per_gpu(model, cand.tp, cand.pp, "bf16")
 
 
 def start_problems(model: ModelSpec, cand: Candidate) -> list[str]:
@@ -131,9 +137,9 @@ def memory_breakdown(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig, cand:
     if reason:
         pass
     elif load_peak > weights and load_peak + engine.non_torch_memory_gb * GB > capacity:
-        reason = (f"the engine quantizes the bf16 checkpoint while loading it and holds {load_peak / GB:.1f} GB "
-                  f"of bf16 weights per GPU first, more than the {capacity / GB:.1f} GB of a {gpu.display_name}; "
-                  f"a pre-quantized {cand.weight_dtype} checkpoint avoids this (--checkpoint)")
+        reason = (f"the engine quantizes the bf16 checkpoint while loading it and needs {load_peak / GB:.1f} GB "
+                  f"per GPU for that, more than the {capacity / GB:.1f} GB of a {gpu.display_name}; a "
+                  f"pre-quantized {cand.weight_dtype} checkpoint avoids this (--checkpoint {cand.weight_dtype}=PATH)")
     elif weights > budget:
         reason = (f"weights need {weights / GB:.1f} GB per GPU at {cand.weight_dtype} with TP{cand.tp}"
                   f"{f' PP{cand.pp}' if cand.pp > 1 else ''}, more than the {budget / GB:.1f} GB "

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from serveplan.planner.result import Estimate, Plan
@@ -107,35 +105,44 @@ def render_plan(plan: Plan, console) -> None:  # noqa: ANN001 (rich Console, imp
                       f"Relax the SLO, lower the load, or add GPUs.")
 
 
-def write_outdir(plan: Plan, outdir: Path, extra_writer=None) -> list[Path]:  # noqa: ANN001
-    """Write plan.yaml (+ launch artifacts from `extra_writer(plan, tmpdir)`) atomically: everything is
-    written to a temporary folder beside `outdir`, then moved in; on failure nothing new is left."""
-    outdir = Path(outdir)
-    try:
-        return _write_outdir(plan, outdir, extra_writer)
-    except OSError as e:
-        from serveplan.errors import ConfigError
+def write_outdir(plan: Plan, outdir: Path, extra_files=None) -> list[Path]:  # noqa: ANN001
+    """Write plan.yaml, plan.json and the launch files from `extra_files(plan) -> {relative path: text}` as one
+    folder that replaces `outdir` whole (fileio.write_tree_atomic): nothing stale from an earlier plan stays,
+    and on failure nothing new is left. A folder whose launch is still running is refused."""
+    from serveplan.errors import ConfigError
+    from serveplan.fileio import write_tree_atomic
 
+    outdir = Path(outdir)
+    live = _live_run(outdir)
+    if live:
+        raise ConfigError(f"'{outdir}' holds a running launch ({live}); stop it with `plan stop {outdir}` or "
+                          f"write this plan elsewhere with -o.")
+    files = {"plan.yaml": plan.to_yaml(), "plan.json": json.dumps(plan_json(plan), indent=1)}
+    if extra_files is not None:
+        files.update(extra_files(plan))
+    try:
+        return write_tree_atomic(outdir, files)
+    except OSError as e:
         raise ConfigError(f"Cannot write the plan to '{outdir}': {e.strerror or e}; give -o a folder you "
                           f"can write to (or --no-write).") from None
 
 
-def _write_outdir(plan: Plan, outdir: Path, extra_writer) -> list[Path]:  # noqa: ANN001
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+def _live_run(outdir: Path) -> str:
+    """'pid N' when outdir/run.json names an engine process that is still alive, else ''."""
     try:
-        (tmp / "plan.yaml").write_text(plan.to_yaml())
-        (tmp / "plan.json").write_text(json.dumps(plan_json(plan), indent=1))
-        if extra_writer is not None:
-            extra_writer(plan, tmp)
-        outdir.mkdir(exist_ok=True)
-        written = []
-        for src in sorted(tmp.rglob("*")):
-            if src.is_file():
-                dst = outdir / src.relative_to(tmp)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(src, dst)
-                written.append(dst)
-        return written
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        doc = json.loads((outdir / "run.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(doc, dict) or doc.get("status") not in ("starting", "running", "detached"):
+        return ""
+    for r in doc.get("replicas") or []:
+        pid = r.get("pid") if isinstance(r, dict) else None
+        if isinstance(pid, int) and pid > 0:
+            try:
+                os.kill(pid, 0)
+                return f"pid {pid}"
+            except ProcessLookupError:
+                continue
+            except PermissionError:
+                return f"pid {pid}"
+    return ""

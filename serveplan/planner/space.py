@@ -54,6 +54,8 @@ def layouts(req: PlanRequest) -> list[tuple[int, int, int]]:
             if per_replica > inv.gpus_per_node and (tp != inv.gpus_per_node or per_replica % inv.gpus_per_node):
                 continue
             max_r = inv.total_gpus // per_replica
+            if s.use_all_gpus and max_r * per_replica != inv.total_gpus:
+                continue  # this layout would leave GPUs idle
             rs = [max_r] if s.use_all_gpus else list(range(1, max_r + 1))
             for r in rs:
                 if per_replica <= inv.gpus_per_node and r > inv.nodes * (inv.gpus_per_node // per_replica):

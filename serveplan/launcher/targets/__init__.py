@@ -1,7 +1,7 @@
 """Deployment artifacts for a plan's winner: launch.sh, docker-compose.yaml, k8s/, ray/, nginx.conf.
 
-`write_artifacts` renders everything in memory, writes it into a temporary folder next to `outdir`, and only then
-moves the files in; if anything fails, `outdir` is left as it was (no half-written file, no partial set).
+`render_artifacts` renders everything in memory; `write_artifacts` writes it with plan.yaml as one folder that
+replaces `outdir` whole (fileio.write_tree_atomic): no stale file of an earlier plan, nothing half-written.
 
 What is written:
   launch.sh, docker-compose.yaml     when the plan fits on one node (replicas on disjoint GPUs, ports base+i)
@@ -9,17 +9,14 @@ What is written:
                                      proxy on this machine, the second for compose's lb service)
   k8s/deployment.yaml                Deployment + Service (+ ConfigMap) when each replica fits on one node
   k8s/leaderworkerset.yaml           LeaderWorkerSet + Service when a vLLM replica spans nodes
-  ray/head.sh worker.sh serve.sh     vLLM on a multi-node inventory
+  ray/head.sh worker.sh serve.sh     vLLM on a multi-node inventory (+ ray/nginx.conf for several replicas)
+  quantize.sh, k8s/quantize-job.yaml when the checkpoint must be made (no published one of that precision)
   engine files (e.g. trtllm options) next to launch.sh, referenced by relative name
   README.md                          what was written and what was not, and why
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import stat
-import tempfile
 from pathlib import Path
 
 from serveplan.launcher.targets.common import Deployment, resolve
@@ -93,55 +90,10 @@ def _readme(dep: Deployment, files: dict[str, str], notes: list[str]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _write_file(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    if path.suffix == ".sh":
-        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-
-
 def write_artifacts(plan: Plan, outdir: Path, *, model: str | None = None, base_port: int = 8000) -> list[Path]:
-    """Write every artifact into outdir atomically; returns the written paths (sorted)."""
-    outdir = Path(outdir)
-    files = render_artifacts(plan, model=model, base_port=base_port)
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
-    backup = tmp / ".replaced"
-    moved: list[tuple[Path, Path | None]] = []  # (destination, backup of what it replaced)
-    created_outdir = not outdir.exists()
-    created_dirs: list[Path] = []
-    try:
-        for rel, text in files.items():
-            _write_file(tmp / "new" / rel, text)
-        outdir.mkdir(parents=True, exist_ok=True)
-        for rel in files:
-            dest = outdir / rel
-            if not dest.parent.exists():
-                for parent in reversed([p for p in dest.relative_to(outdir).parents if str(p) != "."]):
-                    if not (outdir / parent).exists():
-                        (outdir / parent).mkdir()
-                        created_dirs.append(outdir / parent)
-            saved = None
-            if dest.exists():
-                saved = backup / rel
-                saved.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(dest, saved)
-            moved.append((dest, saved))
-            os.replace(tmp / "new" / rel, dest)
-    except BaseException:
-        for dest, saved in reversed(moved):  # undo: remove what we put, restore what it replaced
-            if dest.exists():
-                dest.unlink()
-            if saved is not None and saved.exists():
-                os.replace(saved, dest)
-        for d in reversed(created_dirs):
-            shutil.rmtree(d, ignore_errors=True)
-        if created_outdir:
-            shutil.rmtree(outdir, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return sorted(outdir / rel for rel in files)
+    """Write the plan folder (plan.yaml, plan.json and every artifact) as one folder that replaces `outdir`
+    whole (see serveplan.planner.report.write_outdir); returns the written paths (sorted)."""
+    from serveplan.planner.report import write_outdir
+
+    return write_outdir(plan, Path(outdir), extra_files=lambda p: render_artifacts(p, model=model,
+                                                                                  base_port=base_port))
