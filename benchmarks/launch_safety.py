@@ -81,33 +81,30 @@ def make_plans(out: Path) -> None:
 
 def report(results: Path) -> None:
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-    print("| question | # | candidate | weights | healthy | weights GiB vLLM / plan | KV tokens vLLM / plan | "
-          "error | start s |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    ok = within = n_kv = 0
+    print("| card | question | # | candidate | checkpoint (dummy folder) | healthy | weights GiB vLLM / plan | "
+          "KV tokens vLLM / plan | plan vs vLLM | start s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    ok = within = n_kv = n = 0
     for r in rows:
         if "question" not in r:
             continue
-        kv, pkv = r.get("kv_tokens"), r["predicted_kv_tokens"]
-        err = f"{(pkv - kv) / kv:+.1%}" if kv else "-"
+        n += 1
+        kv, pkv, w = r.get("kv_tokens"), r["predicted_kv_tokens"], r.get("weights_gib")
         if kv:
             n_kv += 1
             within += abs(pkv - kv) / kv <= 0.03
         ok += bool(r.get("healthy"))
-        w = r.get("weights_gib")
-        print(f"| {r['question']} | {r['rank']} | `{r['candidate']}` | {r['checkpoint']['source']} "
-              f"{r['dummy_format']} | {'yes' if r.get('healthy') else 'NO: ' + (r.get('why') or '?')[:80]} | "
-              f"{w if w is not None else '-'} / {r['predicted_weights_gib']:.2f} | "
-              f"{kv if kv is not None else '-':,} / {pkv:,} | {err} | {r.get('start_s', '-')} |"
-              if kv is not None else
-              f"| {r['question']} | {r['rank']} | `{r['candidate']}` | {r['checkpoint']['source']} "
-              f"{r['dummy_format']} | {'yes' if r.get('healthy') else 'NO: ' + (r.get('why') or '?')[:80]} | "
-              f"{w if w is not None else '-'} / {r['predicted_weights_gib']:.2f} | - / {pkv:,} | - | "
+        card = "H100 budget*" if r.get("emulate_util") else "H200"
+        health = "yes" if r.get("healthy") else "NO: " + (r.get("why") or "?")[:80]
+        print(f"| {card} | {r['question']} | {r['rank']} | `{r['candidate']}` | {r['checkpoint']['source']} "
+              f"({r['dummy_format']}) | {health} | {w if w is not None else '-'} / {r['predicted_weights_gib']:.2f} | "
+              f"{f'{kv:,}' if kv else '-'} / {pkv:,} | {f'{(pkv - kv) / kv:+.1%}' if kv else '-'} | "
               f"{r.get('start_s', '-')} |")
-    print(f"\nhealthy {ok}/{len([r for r in rows if 'question' in r])}; KV tokens within 3%: {within}/{n_kv}")
+    print(f"\nhealthy {ok}/{n}; KV tokens within 3% of vLLM's: {within}/{n_kv}")
     for r in rows:
-        if "load_test" in r:
-            print(f"- load test {r['load_test']}: {r}")
+        if "peak_used_mib" in r:
+            print(f"- online FP8 load, {r['load_test']}: peak {r['peak_used_mib'] / 1024:.1f} GiB while loading; "
+                  f"{r['loaded']}")
 
 
 def main() -> None:

@@ -131,6 +131,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                                      "or a YAML file")
     p.add_argument("--engine", help="vllm (default), trtllm or sglang")
     p.add_argument("--json", action="store_true", help="print a machine-readable document instead of tables")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="[METHOD=]PATH_OR_ID",
+                   help="serve your own checkpoint for a weight method (awq=./llama-awq); METHOD may be left out "
+                        "for a local folder whose config.json declares its quantization")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -178,7 +181,8 @@ def _plan(argv: list[str], prog: str = "plan") -> int:
     from serveplan.planner.config import build_request
     from serveplan.planner.report import plan_json, render_plan, write_outdir
 
-    req = build_request(model=a.model, gpus=a.gpus, traffic=a.traffic, engine=a.engine, overrides=overrides)
+    req = build_request(model=a.model, gpus=a.gpus, traffic=a.traffic, engine=a.engine,
+                        overrides=overrides + _checkpoint_overrides(a.checkpoint))
     result = plan(req)
     written: list[Path] = []
     if not a.no_write:
@@ -194,6 +198,28 @@ def _plan(argv: list[str], prog: str = "plan") -> int:
             con.print(f"Wrote {a.out}/plan.yaml and {len(written) - 2} launch files. "
                       f"Launch it: plan launch {a.out}")
     return 0 if result.winner.meets_slo else EXIT_SLO_NOT_MET
+
+
+def _checkpoint_overrides(specs: list[str]) -> list[str]:
+    """--checkpoint [METHOD=]PATH_OR_ID -> model.checkpoints.METHOD=PATH_OR_ID overrides."""
+    from serveplan.errors import ConfigError
+    from serveplan.planner.checkpoints import QUANTIZE_METHOD, detect_format
+
+    out = []
+    for spec in specs:
+        method, eq, where = spec.partition("=")
+        if not eq:
+            where = spec
+            method, _ = detect_format(where)
+            if method is None:
+                raise ConfigError(f"--checkpoint {spec}: cannot tell its weight method (no quantization_config "
+                                  f"in a local config.json); write METHOD=PATH with METHOD one of "
+                                  f"{', '.join(QUANTIZE_METHOD)}.")
+        elif method not in QUANTIZE_METHOD:
+            raise ConfigError(f"--checkpoint {spec}: '{method}' is not a weight method; use one of "
+                              f"{', '.join(QUANTIZE_METHOD)}.")
+        out.append(f"model.checkpoints.{method}={where}")
+    return out
 
 
 def _artifact_files(plan) -> dict[str, str]:  # noqa: ANN001

@@ -37,6 +37,8 @@ def candidate_doc(e: Estimate) -> dict:
                       "kv_tokens": m.kv_tokens, "max_concurrent_seqs": m.max_concurrent_seqs},
         "meets_slo": e.meets_slo, "violations": list(e.violations), "quality_cost_pct": e.quality_cost,
     }
+    if c.checkpoint is not None:
+        doc["checkpoint"] = c.checkpoint.model_dump(exclude_none=True)
     if p is not None:
         pct = lambda x: {k: round(getattr(x, k), 3) for k in ("p50", "p90", "p99", "mean")}  # noqa: E731
         doc["predictions"] = {
@@ -90,6 +92,8 @@ def render_plan(plan: Plan, console) -> None:  # noqa: ANN001 (rich Console, imp
                   _sources(e), style=style)
     console.print(t)
     console.print(f"[bold]Why:[/] {plan.why}")
+    if plan.winner.config.checkpoint is not None:
+        console.print(f"[bold]Weights:[/] {plan.winner.config.checkpoint.describe()}")
     used, have = plan.winner.config.total_gpus, r.inventory.total_gpus
     if used < have and plan.winner.meets_slo:
         console.print(f"The winner uses {used} of the {have} GPUs: at this load the others would only add "
