@@ -48,7 +48,7 @@ def _dummy_format(ckpt: dict) -> str:
 def make_plans(out: Path) -> None:
     from serveplan.planner.api import plan
     from serveplan.planner.config import build_request
-    from serveplan.launcher.targets import write_artifacts
+    from serveplan.render.targets import write_artifacts
 
     out = out.resolve()
     if out.exists():

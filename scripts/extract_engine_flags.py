@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Extract the command-line flag schema of a serving engine from the engine's own argument parser.
 
-Writes `serveplan/launcher/engines/schemas/<engine>-<version>.json`::
+Writes `serveplan/render/engines/schemas/<engine>-<version>.json`::
 
     {"engine", "version", "source", "extracted_with",
      "flags": {"--tensor-parallel-size": {"type": "int", "choices": null, "nargs": null, "takes_value": true}, ...},

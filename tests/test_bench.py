@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from serveplan.errors import ConfigError
-from serveplan.launcher import bench_report
-from serveplan.launcher.bench import (BenchResult, render_sweep_table, render_table, run_bench,
+from serveplan.bench import report as bench_report
+from serveplan.bench.loadgen import (BenchResult, render_sweep_table, render_table, run_bench,
                                       run_bench_async, sweep)
 from serveplan.planner.spec import SLO, LengthDist, Traffic
 
@@ -35,7 +35,7 @@ def free_port() -> int:
 def start_engine(**env: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     e = dict(os.environ, FAKE_ENGINE_STARTUP_S="0", FAKE_ENGINE_LIFETIME_S="120", **env)
-    proc = subprocess.Popen([sys.executable, "-m", "serveplan.launcher.fake_engine", "serve", "fake-model",
+    proc = subprocess.Popen([sys.executable, "-m", "serveplan.testing.fake_engine", "serve", "fake-model",
                              "--port", str(port), "--host", "127.0.0.1"], env=e, cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -265,7 +265,7 @@ def test_cancelled_run_returns_and_writes(engine, tmp_path):
 def test_sigint_still_writes_json(engine, tmp_path):
     out = tmp_path / "sigint.json"
     script = textwrap.dedent(f"""
-        from serveplan.launcher.bench import run_bench
+        from serveplan.bench.loadgen import run_bench
         from serveplan.planner.spec import Traffic, LengthDist
         t = Traffic(input_len=LengthDist(kind="fixed", mean=50), output_len=LengthDist(kind="fixed", mean=10),
                     arrival="closed", concurrency=2)

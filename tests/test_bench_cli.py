@@ -26,7 +26,7 @@ def engine():
     port = free_port()
     env = dict(os.environ, FAKE_ENGINE_STARTUP_S="0", FAKE_ENGINE_LIFETIME_S="120",
                FAKE_ENGINE_TTFT_MS=str(TTFT_MS), FAKE_ENGINE_ITL_MS=str(ITL_MS))
-    proc = subprocess.Popen([sys.executable, "-m", "serveplan.launcher.fake_engine", "serve", "fake-model",
+    proc = subprocess.Popen([sys.executable, "-m", "serveplan.testing.fake_engine", "serve", "fake-model",
                              "--port", str(port), "--host", "127.0.0.1"], env=env, cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -121,8 +121,8 @@ def test_vllm_json(tmp_path):
 
 
 def test_report_without_matplotlib_says_so(engine, tmp_path, monkeypatch, capsys):
-    from serveplan.launcher import bench_cli
-    from serveplan.launcher.bench_report import NO_MATPLOTLIB
+    from serveplan.cli import bench as bench_cli
+    from serveplan.bench.report import NO_MATPLOTLIB
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     report = tmp_path / "r.html"

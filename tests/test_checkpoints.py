@@ -10,7 +10,7 @@ import shlex
 import pytest
 import yaml
 
-from serveplan.launcher.targets import render_artifacts
+from serveplan.render.targets import render_artifacts
 from serveplan.planner import checkpoints
 from serveplan.planner.api import plan
 from serveplan.planner.catalog import options
@@ -133,8 +133,8 @@ def test_quantized_winners_serve_their_precision_in_every_artifact(engine, metho
 
 def test_quantize_job_recipes_match_quantize_command():
     """The Job's standalone script uses the same llm-compressor schemes as `serveplan quantize`."""
-    from serveplan.launcher.quantize import METHODS as QMETHODS
-    from serveplan.launcher.targets.quantize import RECIPES, quantize_script
+    from serveplan.quantize.run import METHODS as QMETHODS
+    from serveplan.render.targets.quantize import RECIPES, quantize_script
 
     assert set(RECIPES) == set(QMETHODS)
     for name, m in QMETHODS.items():
@@ -205,7 +205,7 @@ def test_use_all_gpus_uses_every_gpu():
 def test_tp_without_multicast_turns_off_what_needs_it():
     r = build_request(model="llama-70b", gpus="2xH100", overrides=["hardware.nvlink_multicast=false"])
     ck = checkpoints.checkpoint_for(r.model, "fp8", "vllm")
-    from serveplan.launcher.engines.base import get_adapter
+    from serveplan.render.engines.base import get_adapter
 
     ad = get_adapter("vllm")
     x = ad.render(Candidate(tp=2, weight_dtype="fp8", checkpoint=ck), r, replica=0, gpus=[0, 1], port=8000)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from serveplan.launcher.engines.base import get_adapter
+from serveplan.render.engines.base import get_adapter
 from serveplan.planner import catalog
 from serveplan.planner.spec import EngineConfig
 

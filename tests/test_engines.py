@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from serveplan.errors import ConfigError, UnknownName
-from serveplan.launcher.engines.base import (SCHEMA_DIR, EngineAdapter, ReplicaLaunch, assign_gpus, get_adapter,
+from serveplan.render.engines.base import (SCHEMA_DIR, EngineAdapter, ReplicaLaunch, assign_gpus, get_adapter,
                                              parse_prometheus, replica_port)
 from serveplan.planner.spec import (SLO, Candidate, EngineConfig, GPUSpec, Inventory, LengthDist, ModelSpec,
                                     PlanRequest, SearchConfig, Traffic)
@@ -314,7 +314,7 @@ def test_parse_prometheus():
 
 
 def test_adapters_do_not_import_each_other():
-    engines = ROOT / "serveplan" / "launcher" / "engines"
+    engines = ROOT / "serveplan" / "render" / "engines"
     for name in ("vllm", "sglang", "trtllm"):
         src = (engines / f"{name}.py").read_text()
         others = {"vllm", "sglang", "trtllm"} - {name}
@@ -339,7 +339,7 @@ def test_vllm_flags_follow_the_checkpoint(tmp_path):
     import json
 
     from serveplan.errors import ConfigError
-    from serveplan.launcher.engines.base import get_adapter
+    from serveplan.render.engines.base import get_adapter
     from serveplan.planner.checkpoints import user_checkpoint
     from serveplan.planner.config import build_request
     from serveplan.planner.spec import Candidate

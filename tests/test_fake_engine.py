@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from conftest import BIN, alive, free_port
-from serveplan.launcher.fake_engine import parse_args
+from serveplan.testing.fake_engine import parse_args
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 

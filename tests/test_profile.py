@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serveplan.launcher import profile as P
+from serveplan.hwprofile import profile as P
 from serveplan.planner.profiles import find_profile, load_profile_file, parse_profile
 
 SHIPPED = Path(P.__file__).resolve().parent.parent / "profiles" / "measured"
@@ -25,7 +25,7 @@ def _increasing(xs) -> bool:
 
 # ------------------------------------------------------------------ pure helpers (no torch needed)
 def test_module_imports_without_torch():
-    code = ("import sys, serveplan.launcher.profile as p; "
+    code = ("import sys, serveplan.hwprofile.profile as p; "
             "bad = [m for m in ('torch', 'pydantic', 'rich', 'numpy') if m in sys.modules]; "
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -93,7 +93,9 @@ def test_missing_torch_message(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
     with pytest.raises(P.ProfileError, match=r"profile needs PyTorch with CUDA: pip install 'serveplan\[profile\]'"):
         P.run_profile(tmp_path / "x.yaml", gpu_name="h100-sxm")
-    assert P.main(["--gpu", "h100-sxm", "-o", str(tmp_path / "x.yaml")]) == 2
+    from serveplan.cli import main as cli_main
+
+    assert cli_main(["profile", "--gpu", "h100-sxm", "-o", str(tmp_path / "x.yaml")]) == 2
     assert not (tmp_path / "x.yaml").exists()
 
 
@@ -224,7 +226,9 @@ def test_cli_quick(tmp_path, monkeypatch):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     out = tmp_path / "q.yaml"
-    assert P.main(["--quick", "--no-progress", "-o", str(out)]) == 0
+    from serveplan.cli import main as cli_main
+
+    assert cli_main(["profile", "--quick", "--no-progress", "-o", str(out)]) == 0
     parse_profile(yaml.safe_load(out.read_text()), str(out))
 
 
@@ -243,4 +247,4 @@ def test_shipped_measured_profiles_load(path):
     assert 300 < peak < 990  # dense bf16 on Hopper: under the 989 TFLOP/s datasheet peak
     assert 1500 < prof.memory_bandwidth_gbs < 5000
     assert 0 < prof.launch_overhead_us < 50
-    assert prof.provenance["command"].startswith("python -m serveplan.launcher.profile")
+    assert prof.provenance["command"].startswith("python -m serveplan.hwprofile.profile")

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from serveplan.errors import ConfigError
-from serveplan.launcher import quantize as qz
-from serveplan.launcher.perplexity import BUILTIN_CALIBRATION, BUILTIN_EVAL, read_text
+from serveplan.quantize import run as qz
+from serveplan.quantize.perplexity import BUILTIN_CALIBRATION, BUILTIN_EVAL, read_text
 from serveplan.planner.spec import GPUSpec
 
 VOCAB = 1024

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-import serveplan.launcher.targets as targets
-from serveplan.launcher.targets import render_artifacts, write_artifacts
+import serveplan.render.targets as targets
+from serveplan.render.targets import render_artifacts, write_artifacts
 from serveplan.planner.result import Estimate, MemoryBreakdown, Plan, SearchStats
 from serveplan.planner.spec import (SLO, Candidate, EngineConfig, GPUSpec, Inventory, LengthDist, ModelSpec,
                                     PlanRequest, SearchConfig, Traffic)

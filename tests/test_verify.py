@@ -91,7 +91,7 @@ def test_verify_end_to_end(plan_dir):
 def test_load_override_re_estimates(plan_dir):
     from rich.console import Console
 
-    from serveplan.launcher.verify import verify_plan
+    from serveplan.bench.verify import verify_plan
     from serveplan.planner.estimate import estimate
     from serveplan.planner.result import load_plan
 
@@ -114,7 +114,7 @@ def test_load_override_re_estimates(plan_dir):
 
 def test_launch_failure_propagates(plan_dir, fake_env):
     from serveplan.launcher.launch import read_run
-    from serveplan.launcher.verify import verify_plan
+    from serveplan.bench.verify import verify_plan
 
     fake_env.setenv("FAKE_ENGINE_MODE", "crash")
     with pytest.raises(LaunchError, match="exited with code 1 while starting"):

@@ -33,7 +33,7 @@ def main(out: Path) -> None:
         plan = Plan(request=req, ranked=(est,), why="fixed configuration for GPU measurement",
                     stats=SearchStats(sampler="fixed", space_size=1, memory_feasible=1, trials=1,
                                       examined_fraction=1.0, seconds=0.0))
-        from serveplan.launcher.targets import render_artifacts
+        from serveplan.render.targets import render_artifacts
         write_outdir(plan, out / name, extra_files=render_artifacts)
         print(out / name, f"KV {est.memory.kv_cache_gb:.2f} GB = {est.memory.kv_tokens:,} tokens")
 

@@ -10,9 +10,9 @@ export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 
 nvidia-smi --query-gpu=name,memory.total,driver_version,pci.bus_id,clocks.sm,clocks.mem,clocks.max.sm,power.limit \
   --format=csv | tee "$OUT/nvidia-smi.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(), torch.cuda.get_device_capability(), torch.cuda.device_count(), 'GPUs')"
-python3 -m serveplan.launcher.profile --quick --no-progress -o "$OUT/$name-quick.yaml" 2>&1 | tee "$OUT/$name-quick.log"
+python3 -m serveplan.cli.profile --quick --no-progress -o "$OUT/$name-quick.yaml" 2>&1 | tee "$OUT/$name-quick.log"
 start=$(date +%s)
-python3 -m serveplan.launcher.profile -o "$OUT/$name.yaml" 2>&1 | tee "$OUT/$name.log"
+python3 -m serveplan.cli.profile -o "$OUT/$name.yaml" 2>&1 | tee "$OUT/$name.log"
 rc=${PIPESTATUS[0]}
 echo "full profile: rc=$rc, $(( $(date +%s) - start )) s wall"
 exit $rc

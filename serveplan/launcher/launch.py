@@ -122,7 +122,7 @@ class _Prepared:
 def _resolve_checkpoint(plan: Plan, model: str | None, plan_dir: Path, notes: list[str], dry_run: bool) -> Checkpoint:
     """The checkpoint to serve: the plan's, or one named with --model (which must hold the planned precision).
     A checkpoint that `quantize` has still to make stops the launch (the dry run says how to make it)."""
-    from serveplan.launcher.engines.base import served_checkpoint
+    from serveplan.render.engines.base import served_checkpoint
     from serveplan.planner.checkpoints import user_checkpoint
 
     cfg, req = plan.winner.config, plan.request
@@ -221,9 +221,9 @@ def _prepare(plan_dir: Path, *, model: str | None, force: bool, base_port: int, 
 def _engines():
     """(assign_gpus, get_adapter, replica_port) from the engine-adapter package."""
     try:
-        from serveplan.launcher.engines import assign_gpus, get_adapter, replica_port
+        from serveplan.render.engines import assign_gpus, get_adapter, replica_port
     except ImportError:
-        from serveplan.launcher.engines.base import assign_gpus, get_adapter, replica_port
+        from serveplan.render.engines.base import assign_gpus, get_adapter, replica_port
     return assign_gpus, get_adapter, replica_port
 
 

@@ -63,7 +63,7 @@ def _prepare_overrides(overrides: list[str]) -> list[str]:
     return out
 
 
-def _validation_sentence(err: ValidationError, prefix: str) -> str:
+def validation_sentence(err: ValidationError, prefix: str) -> str:
     parts = []
     for e in err.errors()[:3]:
         loc = ".".join(str(x) for x in (prefix, *e["loc"]) if x != "")
@@ -146,7 +146,7 @@ def request_from_dict(doc: dict) -> PlanRequest:
         try:
             parts[group] = cls.model_validate(doc.get(group) or {})
         except ValidationError as e:
-            raise ConfigError(_validation_sentence(e, group)) from None
+            raise ConfigError(validation_sentence(e, group)) from None
     key = {"hardware": "inventory"}
     req = {key.get(g, g): v for g, v in parts.items()}
     return PlanRequest(**req)

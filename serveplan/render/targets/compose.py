@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import yaml
 
-from serveplan.launcher.engines.base import ReplicaLaunch
-from serveplan.launcher.targets.common import Deployment, header
+from serveplan.render.engines.base import ReplicaLaunch
+from serveplan.render.targets.common import Deployment, header
 
 WORKDIR = "/run/serveplan"
 

@@ -1,7 +1,7 @@
 """A stand-in for `vllm serve` that speaks the real OpenAI-compatible protocol over HTTP, without a GPU.
 
-    python -m serveplan.launcher.fake_engine serve MODEL [vllm flags...]
-    python serveplan/launcher/fake_engine.py serve MODEL [vllm flags...]   # what tests/bin/vllm runs
+    python -m serveplan.testing.fake_engine serve MODEL [vllm flags...]
+    python serveplan/testing/fake_engine.py serve MODEL [vllm flags...]   # what tests/bin/vllm runs
 
 Stdlib only (asyncio streams), so it runs wherever Python does and can be exec'd by a shim named `vllm`:
 a rendered `vllm serve ...` argv then runs unchanged. Every flag of the real CLI is accepted (unknown

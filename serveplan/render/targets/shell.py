@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from serveplan.launcher.engines.base import ReplicaLaunch
-from serveplan.launcher.targets.common import Deployment, header, sh_join
+from serveplan.render.engines.base import ReplicaLaunch
+from serveplan.render.targets.common import Deployment, header, sh_join
 
 _TRAP = '''pids=()
 stop() {

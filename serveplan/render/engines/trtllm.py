@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import yaml
 
-from serveplan.launcher.engines.base import (ReplicaLaunch, cuda_visible_devices, load_schema, local_host,
+from serveplan.render.engines.base import (ReplicaLaunch, cuda_visible_devices, load_schema, local_host,
                                              multicast_off_env, parse_prometheus, pick_metrics, served_checkpoint,
                                              validate_flags)
 from serveplan.planner.spec import Candidate, PlanRequest

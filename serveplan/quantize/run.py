@@ -25,12 +25,10 @@ llm-compressor when a checkpoint is made.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as _dt
 import json
 import os
-import shlex
 import shutil
 import struct
 import sys
@@ -41,7 +39,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from serveplan.errors import ConfigError, ServeplanError
-from serveplan.launcher.perplexity import BUILTIN_CALIBRATION, BUILTIN_EVAL, read_text
+from serveplan.quantize.perplexity import BUILTIN_CALIBRATION, BUILTIN_EVAL, read_text
 
 MISSING = "quantize needs llm-compressor: pip install 'serveplan[quantize]'"
 REPORT = "quantize-report.json"
@@ -283,7 +281,7 @@ def calibration_dataset(tokenizer: Any, text: str, samples: int, seq_len: int) -
     """A datasets.Dataset of up to `samples` windows of `seq_len` tokens cut from the text."""
     from datasets import Dataset
 
-    from serveplan.launcher.perplexity import token_ids, windows
+    from serveplan.quantize.perplexity import token_ids, windows
 
     chunks = windows(token_ids(tokenizer, text), seq_len)[:samples]
     if not chunks:
@@ -391,7 +389,7 @@ def quantize(model: str, method_name: str, out: Path, *, calibration: str | None
     from llmcompressor import oneshot
     from transformers import AutoTokenizer
 
-    from serveplan.launcher.perplexity import perplexity
+    from serveplan.quantize.perplexity import perplexity
 
     t0 = time.perf_counter()
     times: dict[str, float] = {}
@@ -573,48 +571,3 @@ def render(report: dict, console: Any) -> None:
         console.print(f"[yellow]note:[/] {n}")
     console.print(f"Wrote {report['output']} ({REPORT} inside). Serve it: plan launch PLAN_DIR --model "
                   f"{report['output']}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-
-    class _P(argparse.ArgumentParser):
-        def error(self, message: str) -> None:  # one sentence, exit 2
-            raise ConfigError(f"{message} (see serveplan quantize --help).")
-
-    ap = _P(prog="serveplan quantize", description="Make a quantized checkpoint vLLM loads (llm-compressor, "
-            "compressed-tensors) and measure its size and perplexity against the original.")
-    ap.add_argument("--model", required=True, help="local model folder, HF id, or catalog name (llama-3.1-8b)")
-    ap.add_argument("--method", required=True, help=f"{', '.join(METHODS)} (int8 = w8a8)")
-    ap.add_argument("-o", "--out", required=True, help="output folder (written atomically)")
-    ap.add_argument("--calibration", help="calibration text (.txt, or .jsonl with a 'text' field); default: a "
-                                          "small built-in text, enough for the mechanics only")
-    ap.add_argument("--samples", type=int, default=256, help="calibration samples (default 256)")
-    ap.add_argument("--seq-len", type=int, default=512, help="tokens per calibration sample and eval window")
-    ap.add_argument("--eval", dest="eval_file", help="held-out text for perplexity (default: built-in sample)")
-    ap.add_argument("--skip-eval", action="store_true", help="no perplexity (saves two model loads)")
-    ap.add_argument("--gpu", help="serving GPU (A100, H100, L4, ...): check the method runs on it")
-    ap.add_argument("--lm-eval", help="comma-separated lm-eval tasks (e.g. arc_easy,hellaswag); needs lm-eval")
-    ap.add_argument("--lm-eval-fewshot", type=int, default=5)
-    ap.add_argument("--lm-eval-limit", type=int, help="examples per task (default: all)")
-    ap.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (after success only)")
-    ap.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
-    a = ap.parse_args(argv)
-    report = quantize(a.model, a.method, Path(a.out), calibration=a.calibration, samples=a.samples,
-                      seq_len=a.seq_len, eval_file=a.eval_file, gpu=a.gpu, skip_eval=a.skip_eval,
-                      lm_eval_tasks=[x.strip() for x in a.lm_eval.split(",") if x.strip()] if a.lm_eval else None,
-                      lm_eval_fewshot=a.lm_eval_fewshot, lm_eval_limit=a.lm_eval_limit, overwrite=a.overwrite,
-                      command=shlex.join(["serveplan", "quantize", *argv]))
-    if a.json:
-        print(json.dumps(report, indent=1))
-    else:
-        from rich.console import Console
-
-        render(report, Console(highlight=False, width=None if sys.stdout.isatty() else 160))
-    return 0
-
-
-if __name__ == "__main__":
-    from serveplan.cli import quantize_main
-
-    sys.exit(quantize_main())

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from pathlib import PurePosixPath
 
-from serveplan.launcher.engines.base import (EngineAdapter, ReplicaLaunch, assign_gpus, get_adapter, replica_port,
+from serveplan.render.engines.base import (EngineAdapter, ReplicaLaunch, assign_gpus, get_adapter, replica_port,
                                              served_checkpoint)
 from serveplan.planner.checkpoints import user_checkpoint
 from serveplan.planner.result import Plan

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from serveplan.launcher.targets.common import Deployment, header
+from serveplan.render.targets.common import Deployment, header
 
 
 def nginx_conf(dep: Deployment, servers: list[str]) -> str:

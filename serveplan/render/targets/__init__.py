@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serveplan.launcher.targets.common import Deployment, resolve
-from serveplan.launcher.targets.compose import compose_yaml
-from serveplan.launcher.targets.k8s import k8s_files, pvc_name
-from serveplan.launcher.targets.nginx import nginx_conf
-from serveplan.launcher.targets.quantize import launch_guard, quantize_files
-from serveplan.launcher.targets.shell import launch_sh, ray_scripts
+from serveplan.render.targets.common import Deployment, resolve
+from serveplan.render.targets.compose import compose_yaml
+from serveplan.render.targets.k8s import k8s_files, pvc_name
+from serveplan.render.targets.nginx import nginx_conf
+from serveplan.render.targets.quantize import launch_guard, quantize_files
+from serveplan.render.targets.shell import launch_sh, ray_scripts
 from serveplan.planner.result import Plan
 
 __all__ = ["write_artifacts", "render_artifacts"]

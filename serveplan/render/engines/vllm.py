@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from serveplan.launcher.engines.base import (ReplicaLaunch, cuda_visible_devices, load_schema, local_host,
+from serveplan.render.engines.base import (ReplicaLaunch, cuda_visible_devices, load_schema, local_host,
                                              multicast_off_env, online_quantization_args, parse_prometheus,
                                              pick_metrics, served_checkpoint, validate_flags)
 from serveplan.planner.spec import Candidate, PlanRequest

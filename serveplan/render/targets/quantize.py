@@ -3,14 +3,14 @@
 quantize.sh runs `serveplan quantize` on this machine (extra `quantize`: llm-compressor) into the folder the
 launch files serve; k8s/quantize-job.yaml runs the same llm-compressor recipe in a GPU Job that writes into the
 model volume, where the Deployment's init container waits for it. The recipes mirror
-`serveplan.launcher.quantize.build_recipe` (a test keeps the two in step).
+`serveplan.quantize.run.build_recipe` (a test keeps the two in step).
 """
 
 from __future__ import annotations
 
 import yaml
 
-from serveplan.launcher.targets.common import MODEL_VOLUME, Deployment, header
+from serveplan.render.targets.common import MODEL_VOLUME, Deployment, header
 
 # llm-compressor modifiers per quantize method, as Python source (same as quantize.build_recipe).
 RECIPES = {

@@ -22,9 +22,9 @@ from serveplan.planner.checkpoints import checkpoint_for
 from serveplan.planner.spec import Candidate, Checkpoint, PlanRequest
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
-ENGINE_MODULES = {"vllm": "serveplan.launcher.engines.vllm",
-                  "trtllm": "serveplan.launcher.engines.trtllm",
-                  "sglang": "serveplan.launcher.engines.sglang"}
+ENGINE_MODULES = {"vllm": "serveplan.render.engines.vllm",
+                  "trtllm": "serveplan.render.engines.trtllm",
+                  "sglang": "serveplan.render.engines.sglang"}
 
 
 @dataclass(frozen=True)

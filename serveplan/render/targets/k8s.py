@@ -7,7 +7,7 @@ import yaml
 
 import math
 
-from serveplan.launcher.targets.common import CONTAINER_PORT, MODEL_VOLUME, Deployment, header
+from serveplan.render.targets.common import CONTAINER_PORT, MODEL_VOLUME, Deployment, header
 from serveplan.planner.memory import GB
 
 CONFIG_DIR = "/etc/serveplan"
@@ -118,7 +118,7 @@ def leaderworkerset_manifests(dep: Deployment) -> list[dict]:
     argv = list(x.argv)
     if "--distributed-executor-backend" not in argv:
         argv += ["--distributed-executor-backend", "ray"]
-    from serveplan.launcher.targets.common import sh_join
+    from serveplan.render.targets.common import sh_join
 
     leader_cmd = (f"ray start --head --port=6379 --num-gpus={inv.gpus_per_node} && "
                   f"until [ \"$(ray status 2>/dev/null | grep -c node_)\" -ge {size} ]; do sleep 5; done && "

@@ -80,7 +80,7 @@ def load_slo(name_or_file: str):  # noqa: ANN201
     import yaml
     from pydantic import ValidationError
 
-    from serveplan.planner.config import _validation_sentence, build_request
+    from serveplan.planner.config import validation_sentence, build_request
     from serveplan.planner.spec import SLO
 
     p = Path(name_or_file)
@@ -91,7 +91,7 @@ def load_slo(name_or_file: str):  # noqa: ANN201
         try:
             return SLO.model_validate(yaml.safe_load(p.read_text()) or {})
         except ValidationError as e:
-            raise ConfigError(_validation_sentence(e, "slo")) from None
+            raise ConfigError(validation_sentence(e, "slo")) from None
         except yaml.YAMLError as e:
             raise ConfigError(f"SLO file '{p}' is not valid YAML ({str(e).splitlines()[0]}).") from None
     return build_request(overrides=[f"slo={name_or_file}"]).slo
@@ -124,7 +124,7 @@ def main(argv: list[str]) -> int:
     if a.vllm_json:
         return _vllm_json(a, slo, con)
 
-    from serveplan.launcher.bench import render_sweep_table, render_table, run_bench, sweep
+    from serveplan.bench.loadgen import render_sweep_table, render_table, run_bench, sweep
     from serveplan.planner.config import load_traffic
 
     traffic = load_traffic(a.traffic, overrides)
@@ -155,7 +155,7 @@ def main(argv: list[str]) -> int:
         if a.output:
             con.print(f"wrote {a.output}", markup=False)
     if a.report:
-        from serveplan.launcher.bench_report import NO_MATPLOTLIB, plots_available, write_report
+        from serveplan.bench.report import NO_MATPLOTLIB, plots_available, write_report
 
         write_report(results, a.report)
         if not plots_available():
@@ -173,8 +173,8 @@ def _vllm_json(a, slo, con) -> int:  # noqa: ANN001
     from rich.table import Table
 
     from serveplan.fileio import write_atomic
-    from serveplan.launcher.bench import _f, latency_table, slo_checks
-    from serveplan.launcher.bench_report import load_vllm_bench_json
+    from serveplan.bench.loadgen import fmt_num, latency_table, slo_checks
+    from serveplan.bench.report import load_vllm_bench_json
 
     s = load_vllm_bench_json(a.vllm_json)
     if slo is not None:
@@ -185,13 +185,13 @@ def _vllm_json(a, slo, con) -> int:  # noqa: ANN001
     t2.add_column(justify="right")
     t2.add_row("requests ok / failed", f"{s.completed} / {s.failed}")
     t2.add_row("duration", f"{s.duration_s:.1f} s")
-    t2.add_row("requests/s", _f(s.requests_per_s, 2))
-    t2.add_row("output tok/s", _f(s.output_tok_s))
-    t2.add_row("input tok/s", _f(s.input_tok_s))
+    t2.add_row("requests/s", fmt_num(s.requests_per_s, 2))
+    t2.add_row("output tok/s", fmt_num(s.output_tok_s))
+    t2.add_row("input tok/s", fmt_num(s.input_tok_s))
     if s.goodput_rps is not None:
-        t2.add_row("goodput req/s", _f(s.goodput_rps, 2))
+        t2.add_row("goodput req/s", fmt_num(s.goodput_rps, 2))
     if s.offered_rps is not None:
-        t2.add_row("offered req/s", _f(s.offered_rps, 2))
+        t2.add_row("offered req/s", fmt_num(s.offered_rps, 2))
     if s.concurrency_limit is not None:
         t2.add_row("max concurrency", str(s.concurrency_limit))
     if s.errors:

@@ -11,7 +11,7 @@ needs. Prompt lengths use the model's tokenizer when `transformers` and a local 
 and otherwise a stated approximation; the server's reported usage.prompt_tokens is what gets reported.
 
 Entry points: `run_bench` (one load point), `sweep` (several), `render_table` (rich), `BenchResult.write_json`;
-`serveplan.launcher.bench_report` writes the HTML report and reads `vllm bench serve --save-result` JSON.
+`serveplan.bench.report` writes the HTML report and reads `vllm bench serve --save-result` JSON.
 """
 
 from __future__ import annotations
@@ -921,7 +921,8 @@ def sweep(urls: list[str], traffic: Traffic, *, rates: list[float] | None = None
 
 
 # ----------------------------------------------------------------------------------------------- table
-def _f(v: float | None, digits: int = 1) -> str:
+def fmt_num(v: float | None, digits: int = 1) -> str:
+    """A number for a table cell: thousands separators, "-" when missing."""
     return "-" if v is None else f"{v:,.{digits}f}"
 
 
@@ -934,7 +935,7 @@ def latency_table(s: BenchSummary, title: str):  # noqa: ANN201 (rich Table, imp
     for c in ("P50", "P90", "P99", "mean", "n"):
         t.add_column(c, justify="right")
     for name, st in (("TTFT", s.ttft_ms), ("TPOT", s.tpot_ms), ("ITL", s.itl_ms), ("E2E", s.e2e_ms)):
-        t.add_row(name, _f(st.p50), _f(st.p90), _f(st.p99), _f(st.mean), str(st.count))
+        t.add_row(name, fmt_num(st.p50), fmt_num(st.p90), fmt_num(st.p99), fmt_num(st.mean), str(st.count))
     return t
 
 
@@ -955,14 +956,14 @@ def render_table(result: BenchResult, console=None) -> None:
     t2.add_row("requests ok / failed", f"{s.completed} / {s.failed}"
                + (f"  ({s.cancelled} cancelled)" if s.cancelled else ""))
     t2.add_row("duration", f"{s.duration_s:.1f} s")
-    t2.add_row("requests/s", _f(s.requests_per_s, 2))
-    t2.add_row("output tok/s", _f(s.output_tok_s))
-    t2.add_row("input tok/s", _f(s.input_tok_s))
+    t2.add_row("requests/s", fmt_num(s.requests_per_s, 2))
+    t2.add_row("output tok/s", fmt_num(s.output_tok_s))
+    t2.add_row("input tok/s", fmt_num(s.input_tok_s))
     if s.goodput_rps is not None:
         t2.add_row("goodput req/s (SLO)", f"{s.goodput_rps:.2f}  ({(s.slo_attainment or 0) * 100:.0f}% met)")
     t2.add_row("in flight max / mean", f"{s.max_in_flight} / {s.mean_in_flight:.1f}")
     if s.achieved_send_rps is not None and result.args.mode == "open":
-        t2.add_row("sent req/s (offered)", f"{s.achieved_send_rps:.2f} ({_f(s.offered_rps, 2)})")
+        t2.add_row("sent req/s (offered)", f"{s.achieved_send_rps:.2f} ({fmt_num(s.offered_rps, 2)})")
     if s.errors:
         t2.add_row("errors", ", ".join(f"{k} {v}" for k, v in s.errors.items()))
     if s.slo_met:
@@ -976,16 +977,16 @@ def render_table(result: BenchResult, console=None) -> None:
             t3.add_column(c, justify="right" if c != "class" else "left")
         for c in result.classes:
             rng = "-" if c.input_len_min is None else f"{c.input_len_min}-{c.input_len_max}"
-            t3.add_row(c.name, rng, str(c.count), str(c.failed), _f(c.ttft_ms.p50), _f(c.ttft_ms.p99),
-                       _f(c.tpot_ms.p99), _f(c.e2e_ms.p99))
+            t3.add_row(c.name, rng, str(c.count), str(c.failed), fmt_num(c.ttft_ms.p50), fmt_num(c.ttft_ms.p99),
+                       fmt_num(c.tpot_ms.p99), fmt_num(c.e2e_ms.p99))
         console.print(t3)
     if result.per_url:
         t4 = Table(title="per url", title_justify="left")
         for c in ("url", "ok", "failed", "req/s", "out tok/s", "TTFT P99", "TPOT P99", "E2E P99"):
             t4.add_column(c, justify="right" if c != "url" else "left")
         for u, us in result.per_url.items():
-            t4.add_row(u, str(us.completed), str(us.failed), _f(us.requests_per_s, 2), _f(us.output_tok_s),
-                       _f(us.ttft_ms.p99), _f(us.tpot_ms.p99), _f(us.e2e_ms.p99))
+            t4.add_row(u, str(us.completed), str(us.failed), fmt_num(us.requests_per_s, 2), fmt_num(us.output_tok_s),
+                       fmt_num(us.ttft_ms.p99), fmt_num(us.tpot_ms.p99), fmt_num(us.e2e_ms.p99))
         console.print(t4)
     for n in result.notes:
         console.print(f"[yellow]note:[/] {n}")
@@ -1004,6 +1005,6 @@ def render_sweep_table(results: list[BenchResult], console=None) -> None:
     for r in results:
         s = r.summary
         t.add_row(r.load_label + (" (interrupted)" if r.interrupted else ""), str(s.completed), str(s.failed),
-                  _f(s.requests_per_s, 2), _f(s.output_tok_s), _f(s.goodput_rps, 2), _f(s.ttft_ms.p50),
-                  _f(s.ttft_ms.p99), _f(s.tpot_ms.p50), _f(s.tpot_ms.p99), _f(s.e2e_ms.p99))
+                  fmt_num(s.requests_per_s, 2), fmt_num(s.output_tok_s), fmt_num(s.goodput_rps, 2), fmt_num(s.ttft_ms.p50),
+                  fmt_num(s.ttft_ms.p99), fmt_num(s.tpot_ms.p50), fmt_num(s.tpot_ms.p99), fmt_num(s.e2e_ms.p99))
     console.print(t)

@@ -223,7 +223,7 @@ def _checkpoint_overrides(specs: list[str]) -> list[str]:
 
 
 def _artifact_files(plan) -> dict[str, str]:  # noqa: ANN001
-    from serveplan.launcher.targets import render_artifacts
+    from serveplan.render.targets import render_artifacts
 
     return render_artifacts(plan)
 
@@ -405,10 +405,10 @@ def _lazy(module: str, func: str = "main") -> Callable[[list[str]], int]:
 
 
 SUBCOMMANDS.update({
-    "bench": _lazy("serveplan.launcher.bench_cli"),
-    "verify": _lazy("serveplan.launcher.verify", "main"),
-    "profile": _lazy("serveplan.launcher.profile", "main"),
-    "quantize": _lazy("serveplan.launcher.quantize"),
+    "bench": _lazy("serveplan.cli.bench"),
+    "verify": _lazy("serveplan.cli.verify"),
+    "profile": _lazy("serveplan.cli.profile"),
+    "quantize": _lazy("serveplan.cli.quantize"),
 })
 
 

@@ -1,6 +1,6 @@
 """Measure a hardware profile (schema version 1, see `serveplan.planner.profiles`) on this machine's GPU.
 
-    python -m serveplan.launcher.profile --gpu h100-sxm -o profiles/measured/h100-sxm.yaml
+    python -m serveplan.hwprofile.profile --gpu h100-sxm -o profiles/measured/h100-sxm.yaml
 
 What is measured, each with warmup and the median of several timed repetitions (CUDA events; small kernels
 are captured `n_inner` at a time in a CUDA graph so that host launch gaps stay out of the kernel time):
@@ -25,7 +25,6 @@ YAML loaders read too) are imported when a profile is run.
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import math
@@ -832,31 +831,3 @@ def summary(doc: dict) -> str:
         d = doc["attention"]["decode"]
         lines.append(f"  decode attention {max(d['bandwidth_gbs']):.0f} GB/s best")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(prog="python -m serveplan.launcher.profile",
-                                 description="Measure a hardware profile of this machine's GPU(s).")
-    ap.add_argument("--gpu", help="catalog name of the GPU (default: from the device name)")
-    ap.add_argument("-o", "--output", required=True, help="where to write the profile YAML")
-    ap.add_argument("--quick", action="store_true", help="a tiny subset (seconds)")
-    ap.add_argument("--dtypes", help=f"comma-separated GEMM dtypes (default: {','.join(DTYPES)})")
-    ap.add_argument("--n-gpus", type=int, help="GPUs for the collectives (default: all visible)")
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
-    dtypes = tuple(d.strip() for d in args.dtypes.split(",") if d.strip()) if args.dtypes else None
-    try:
-        doc = run_profile(args.output, gpu_name=args.gpu, quick=args.quick, dtypes=dtypes, n_gpus=args.n_gpus,
-                          progress=not args.no_progress,
-                          command=shlex.join(["python", "-m", "serveplan.launcher.profile", *argv]))
-    except ServeplanError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    print(summary(doc))
-    print(f"wrote {args.output}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The measurement client: load generation over the OpenAI protocol (loadgen), reports, verify."""

@@ -1,0 +1,1 @@
+"""GPU microbenchmarks -> hardware profiles (torch, imported lazily)."""

@@ -1,0 +1,1 @@
+"""Quantized checkpoints with llm-compressor (run) and their perplexity (perplexity)."""

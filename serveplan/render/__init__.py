@@ -1,0 +1,1 @@
+"""Pure rendering: a planned candidate -> engine command lines (engines/) and deployment files (targets/)."""
