@@ -276,3 +276,25 @@ def test_prices_rank_like_the_hardware(gpus):
     p = {k: g.price_per_hour_usd for k, g in gpus.items()}
     assert p["b200"] > p["h200"] > p["h100-sxm"] > p["a100-80gb-sxm"] > p["l40s"] > p["rtx-4090"]
     assert p["h100-sxm"] > p["h100-pcie"] and p["a100-80gb-sxm"] >= p["a100-80gb-pcie"]
+
+
+# nvidia-smi names as the driver reports them -> the catalog GPU (one matcher for `profile` and `plan launch`).
+SMI_NAMES = {
+    "NVIDIA H100 80GB HBM3": "h100-sxm", "NVIDIA H100 PCIe": "h100-pcie", "NVIDIA H200": "h200",
+    "NVIDIA A100-SXM4-80GB": "a100-80gb-sxm", "NVIDIA A100-SXM4-40GB": "a100-40gb-sxm",
+    "NVIDIA A100 80GB PCIe": "a100-80gb-pcie", "NVIDIA L4": "l4", "NVIDIA L40S": "l40s", "NVIDIA A10G": "a10g",
+    "NVIDIA A10": "a10", "NVIDIA GeForce RTX 4090": "rtx-4090", "NVIDIA GeForce RTX 3090": "rtx-3090",
+    "NVIDIA B200": "b200",
+}
+
+
+@pytest.mark.parametrize("smi,option", sorted(SMI_NAMES.items()))
+def test_device_names_map_to_catalog_gpus(smi, option):
+    """`profile` names its output by the catalog GPU `plan launch` would accept, so find_profile finds it."""
+    from serveplan.hwprofile.profile import catalog_name
+    from serveplan.launcher.gpus import gpu_matches
+    from serveplan.planner.catalog import gpu_for_device, gpu_spec
+
+    assert gpu_for_device(smi) == option == catalog_name(smi)
+    assert gpu_matches(gpu_spec(option), smi)
+    assert gpu_for_device("NVIDIA Tesla K80") is None

@@ -61,25 +61,16 @@ ROTATE_BYTES = 256 * 2 ** 20  # weights/KV read per timed pass at least this muc
 KV_BYTES_PER_TOKEN = 2 * 8 * HEAD_DIM * 2  # K and V, one layer, 8 KV heads, bf16
 NO_MULTICAST_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
 
-# nvidia-smi name fragment -> catalog name, first match wins (more specific first)
-_CATALOG = (
-    ("H200 NVL", "h200-nvl"), ("H200", "h200"), ("GH200", "gh200"),
-    ("H100 PCIe", "h100-pcie"), ("H100 NVL", "h100-nvl"), ("H100", "h100-sxm"), ("H800", "h800"),
-    ("A100-PCIE", "a100-pcie"), ("A100 PCIe", "a100-pcie"), ("A100", "a100-sxm"),
-    ("B200", "b200"), ("L40S", "l40s"), ("L40", "l40"), ("L4", "l4"), ("A10G", "a10g"),
-)
-
-
 class ProfileError(ServeplanError):
     """Profiling cannot run here (no PyTorch, no CUDA, unknown GPU)."""
 
 
 def catalog_name(gpu_name: str) -> str | None:
-    """The catalog name for an nvidia-smi / torch device name ('NVIDIA H100 80GB HBM3' -> 'h100-sxm')."""
-    for frag, name in _CATALOG:
-        if frag.lower() in gpu_name.lower():
-            return name
-    return None
+    """The catalog name for an nvidia-smi / torch device name ('NVIDIA H100 80GB HBM3' -> 'h100-sxm'): the
+    catalog's own matcher, so `find_profile` finds what `profile` names (None: pass --gpu)."""
+    from serveplan.planner.catalog import gpu_for_device
+
+    return gpu_for_device(gpu_name)
 
 
 def linear_shapes(models: dict[str, dict[str, int]] | None = None,

@@ -8,12 +8,12 @@ stands in for nvidia-smi in tests. `check_gpus()` refuses a launch on the wrong 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 
 from serveplan.errors import LaunchError
+from serveplan.planner.catalog import gpu_matches  # noqa: F401  (re-exported: the one name matcher)
 
 FAKE_ENV = "SERVEPLAN_FAKE_GPUS"
 
@@ -79,67 +79,6 @@ def visible_devices() -> list[VisibleGPU]:
 def visible_gpus() -> list[str]:
     """nvidia-smi names of the GPUs this process may use ([] when there are none)."""
     return [g.name for g in visible_devices()]
-
-
-# ---------------------------------------------------------------------------------------------- matching
-_SKIP = {"nvidia", "geforce", "tesla", "quadro", "generation", "graphics", "gpu", "tensor", "core"}
-
-
-@dataclass(frozen=True)
-class _Sig:
-    family: str | None
-    memory_gb: int | None
-    form: str | None  # sxm | pcie | nvl
-
-
-def _signature(text: str) -> _Sig:
-    """Family (h100, a100, l40s, rtx4090), memory tag (80) and form factor of a GPU name, if named."""
-    toks = [t for t in re.split(r"[^a-z0-9]+", text.lower()) if t]
-    family = memory = form = hbm = None
-    i = 0
-    while i < len(toks):
-        t = toks[i]
-        if m := re.fullmatch(r"(\d+)gb?", t):
-            memory = memory or int(m.group(1))
-        elif re.fullmatch(r"sxm\d*", t):
-            form = "sxm"
-        elif re.fullmatch(r"pcie?\d*", t):
-            form = "pcie"
-        elif t == "nvl":
-            form = "nvl"
-        elif re.fullmatch(r"hbm\d*e?", t):
-            hbm = t
-        elif t in _SKIP:
-            pass
-        elif family is None and t in ("rtx", "gtx", "titan") and i + 1 < len(toks) and toks[i + 1][:1].isdigit():
-            family = t + toks[i + 1]
-            i += 1
-        elif family is None and re.fullmatch(r"[a-z]{1,3}\d{1,4}[a-z]?", t):
-            family = t
-        i += 1
-    if family == "h100" and form is None and hbm == "hbm3":
-        form = "sxm"  # nvidia-smi calls the SXM part "H100 80GB HBM3"; the others say PCIe / NVL
-    return _Sig(family, memory, form)
-
-
-def gpu_matches(plan_gpu, smi_name: str) -> bool:
-    """Whether an nvidia-smi name is the plan's GPUSpec: same family; memory and form factor agree where
-    both say. "NVIDIA H100 80GB HBM3" ~ h100-sxm; "NVIDIA A100-SXM4-80GB" ~ a100-80gb-sxm; "NVIDIA H100 PCIe"
-    is not h100-sxm."""
-    got = _signature(smi_name)
-    if got.family is None:
-        return False
-    names = [plan_gpu.name, plan_gpu.display_name, *plan_gpu.aliases]
-    sigs = [_signature(n) for n in names]
-    if got.family not in {s.family for s in sigs if s.family}:
-        return False
-    want_mem = next((s.memory_gb for s in sigs[:2] if s.memory_gb), None)
-    if want_mem and got.memory_gb and abs(want_mem - got.memory_gb) > 2:
-        return False
-    want_form = next((s.form for s in sigs[:2] if s.form), None)
-    if want_form and got.form and want_form != got.form:
-        return False
-    return True
 
 
 def check_gpus(plan, force: bool = False) -> list[str]:

@@ -50,8 +50,7 @@ def nothing_fits_message(req: PlanRequest) -> str:
             options.append(f"{n}x {inv.gpu.display_name} fit it at {w}")
     best = None
     for name in catalog.options("hardware"):
-        doc = catalog.catalog_doc("hardware", name)
-        gpu = GPUSpec(**doc["gpu"])
+        gpu = catalog.gpu_spec(name)
         for w in allowed:
             n = smallest_count(req, gpu, w, limit=8)
             if n:

@@ -100,10 +100,9 @@ def check_gpu(method: Method, gpu: Any) -> list[str]:
 def gpu_spec(name: str) -> Any:
     """The planner's GPUSpec for a catalog name or alias (A100, h100-sxm, 2xL40S)."""
     from serveplan.planner import catalog
-    from serveplan.planner.spec import GPUSpec
 
     option, _, _ = catalog.parse_gpus(name)
-    return GPUSpec(**catalog.catalog_doc("hardware", option)["gpu"])
+    return catalog.gpu_spec(option)
 
 
 def mem_available_bytes(meminfo: str | Path = "/proc/meminfo") -> float | None:
