@@ -211,3 +211,28 @@ def test_unknown_group_and_engine():
     assert "groups are" in _one_line_error(ConfigError, overrides=["foo.bar=1"])
     msg = _one_line_error(UnknownName, engine="tgi")
     assert "vllm" in msg and "sglang" in msg and "trtllm" in msg
+
+
+def test_every_config_and_result_field_is_documented():
+    """Typed config is the single source of truth: every field says what it holds (CLI help and docs come
+    from these descriptions)."""
+    import inspect
+
+    import pydantic
+
+    import serveplan.planner.result as result
+    import serveplan.planner.spec as spec
+
+    missing = [f"{cls.__name__}.{name}" for mod in (spec, result)
+               for _, cls in inspect.getmembers(mod, inspect.isclass)
+               if issubclass(cls, pydantic.BaseModel) and cls.__module__ == mod.__name__
+               for name, info in cls.model_fields.items() if not info.description]
+    assert not missing, missing
+
+
+def test_search_lists_hold_positive_values():
+    from serveplan.errors import ConfigError
+
+    for ov in ("search.max_num_seqs=[0]", "search.tp=[-2]", "search.max_num_batched_tokens=[0,2048]"):
+        with pytest.raises(ConfigError):
+            build_request(model="llama-8b", gpus="1xH100", overrides=[ov])

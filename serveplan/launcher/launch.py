@@ -27,6 +27,7 @@ from rich.text import Text
 from serveplan.errors import LaunchError
 from serveplan.fileio import write_atomic as _write_atomic
 from serveplan.launcher.gpus import check_gpus
+from serveplan.render.targets.common import Deployment
 from serveplan.launcher.run import ProcSpec, ProcState, Supervisor, group_members, pid_alive, proc_start_ticks
 from serveplan.planner.result import Plan, load_plan
 from serveplan.planner.spec import Checkpoint
@@ -168,12 +169,9 @@ def _prepare(plan_dir: Path, *, model: str | None, force: bool, base_port: int, 
     warnings = check_gpus(plan, force=force or dry_run)
     notes.extend(f"GPU check ({'dry run' if dry_run else 'forced'}): {w}" for w in warnings)
     ckpt = _resolve_checkpoint(plan, model, plan_dir, notes, dry_run)
-    cfg = cfg.model_copy(update={"checkpoint": ckpt})
-    resolved = ckpt.id
-    served_default = req.model.hf_id or req.model.name
-    served = served_default if resolved != served_default else None
-
-    adapter = get_adapter(cfg.engine)
+    dep = Deployment.of(plan, ckpt, base_port)  # the one replica renderer, shared with the launch files
+    cfg, adapter = dep.candidate, dep.adapter
+    resolved, served = ckpt.id, dep.served_model_name
     assignment = assign_gpus(cfg, inv.gpus_per_node)
     parent_cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
     tokens = [t.strip() for t in parent_cvd.split(",")] if parent_cvd else None
@@ -182,8 +180,7 @@ def _prepare(plan_dir: Path, *, model: str | None, force: bool, base_port: int, 
         phys = [tokens[i] if tokens and i < len(tokens) else str(i) for i in gpus]
         render_gpus = [int(t) for t in phys] if all(t.isdigit() for t in phys) else list(gpus)
         port = replica_port(base_port, r)
-        launch = adapter.render(cfg, req, model=resolved, replica=r, gpus=render_gpus, port=port,
-                                served_model_name=served, extra_args=tuple(extra_args))
+        launch = dep.render(r, render_gpus, port, extra_args=tuple(extra_args), check=False)
         problems = adapter.validate(list(launch.argv))
         if problems:
             msg = (f"The rendered {adapter.name} {adapter.version} command for replica {r} is not valid: "
@@ -205,14 +202,14 @@ def _prepare(plan_dir: Path, *, model: str | None, force: bool, base_port: int, 
             log=str(plan_dir / "logs" / f"{name}.log")))
         procs.append(ProcSpec(name=name, argv=list(launch.argv), env=env, cwd=plan_dir, port=launch.port,
                               health_url=health, oom_patterns=tuple(adapter.oom_patterns),
-                              base_url=f"http://{LOCAL_HOST}:{launch.port}", model=served or resolved))
+                              base_url=f"http://{LOCAL_HOST}:{launch.port}", model=served))
         files.append(written)
     if len(replicas) > 1:
         notes.append(f"{len(replicas)} replicas serve on {len(replicas)} ports with no load balancer in front: "
                      f"spread requests over the endpoints, or put a router (e.g. nginx, LiteLLM) before them.")
     record = RunRecord(plan_dir=str(plan_dir), status="dry-run" if dry_run else "starting", engine=adapter.name,
                        engine_version=adapter.version, image=getattr(adapter, "image", "") or "",
-                       model=resolved, served_model_name=served or resolved, candidate=cfg.label(),
+                       model=resolved, served_model_name=served, candidate=cfg.label(),
                        gpu=inv.gpu.display_name, replicas=replicas, endpoints=[r.url for r in replicas],
                        notes=notes)
     return _Prepared(record, procs, files)
@@ -220,10 +217,8 @@ def _prepare(plan_dir: Path, *, model: str | None, force: bool, base_port: int, 
 
 def _engines():
     """(assign_gpus, get_adapter, replica_port) from the engine-adapter package."""
-    try:
-        from serveplan.render.engines import assign_gpus, get_adapter, replica_port
-    except ImportError:
-        from serveplan.render.engines.base import assign_gpus, get_adapter, replica_port
+    from serveplan.render.engines.base import assign_gpus, get_adapter, replica_port
+
     return assign_gpus, get_adapter, replica_port
 
 

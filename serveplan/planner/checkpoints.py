@@ -141,10 +141,10 @@ def user_checkpoint(path_or_id: str, weight_dtype: str, model: ModelSpec) -> Che
             raise ConfigError(f"The checkpoint {ident} is {method or fmt}-quantized, but the plan serves "
                               f"{weight_dtype} weights; name an unquantized checkpoint, or plan with "
                               f"search.allowed_quant=[{method or weight_dtype}].")
-        return Checkpoint(id=ident, source="base", format="hf", weight_dtype=weight_dtype, base_id=ident)
+        return Checkpoint(id=ident, source="base", format="hf", weight_dtype=weight_dtype, base_id=base)
     if fmt == "hf":
         if weight_dtype in ("fp8",):
-            return Checkpoint(id=ident, source="online", format="hf", weight_dtype=weight_dtype, base_id=ident)
+            return Checkpoint(id=ident, source="online", format="hf", weight_dtype=weight_dtype, base_id=base)
         raise ConfigError(f"The checkpoint {ident} is not quantized (its config.json has no quantization_config), "
                           f"but the plan serves {weight_dtype} weights: make one with `quantize --model {ident} "
                           f"--method {QUANTIZE_METHOD[weight_dtype]} -o ./ckpt` and name that.")

@@ -19,15 +19,15 @@ class MemoryBreakdown(_Frozen):
 
     capacity_gb: float = Field(description="GPU memory.")
     budget_gb: float = Field(description="What the engine may use (capacity x utilization).")
-    weights_gb: float
-    activations_gb: float
+    weights_gb: float = Field(description="Weights on one GPU of the worst stage.")
+    activations_gb: float = Field(description="Peak activations of the engine's profiling pass.")
     reserve_gb: float = Field(description="CUDA graphs + non-torch memory (context, NCCL).")
     kv_cache_gb: float = Field(description="Left for the KV cache; negative when it does not fit.")
     kv_bytes_per_token: float = Field(description="KV bytes per token on one GPU.")
     kv_tokens: int = Field(description="Tokens of KV cache per replica.")
     max_concurrent_seqs: int = Field(description="Sequences of the traffic's mean length that fit at once.")
-    fits: bool
-    reason: str = ""
+    fits: bool = Field(description="The engine would start with this configuration.")
+    reason: str = Field(default="", description="Why not, when it does not fit.")
 
     @property
     def other_gb(self) -> float:
@@ -35,10 +35,10 @@ class MemoryBreakdown(_Frozen):
 
 
 class Percentiles(_Frozen):
-    p50: float
-    p90: float
-    p99: float
-    mean: float
+    p50: float = Field(description="Median.")
+    p90: float = Field(description="90th percentile.")
+    p99: float = Field(description="99th percentile.")
+    mean: float = Field(description="Mean.")
 
     def at(self, p: str) -> float:
         return float(getattr(self, p))
@@ -47,15 +47,15 @@ class Percentiles(_Frozen):
 class Predictions(_Frozen):
     """What users of the endpoint would see, for the whole deployment (all replicas)."""
 
-    ttft_ms: Percentiles
-    tpot_ms: Percentiles
-    e2e_ms: Percentiles
+    ttft_ms: Percentiles = Field(description="Time to first token, ms.")
+    tpot_ms: Percentiles = Field(description="Time per output token after the first, ms.")
+    e2e_ms: Percentiles = Field(description="Request latency, ms.")
     throughput_tok_s: float = Field(description="Output tokens/s, all replicas.")
     input_tok_s: float = Field(description="Prompt tokens/s, all replicas.")
-    requests_per_s: float
+    requests_per_s: float = Field(description="Requests/s served.")
     goodput_rps: float = Field(description="Requests/s that meet every SLO target.")
     slo_attainment: float = Field(description="Share of requests meeting every SLO target.")
-    tok_s_per_gpu: float
+    tok_s_per_gpu: float = Field(description="Output tokens/s per GPU.")
     cost_per_1m_tokens: float = Field(description="USD per 1M output tokens at this throughput.")
     concurrency: float = Field(description="Mean requests in service per replica.")
     saturated: bool = Field(description="Offered load exceeds what the deployment can serve.")
@@ -66,12 +66,12 @@ class Predictions(_Frozen):
 class Estimate(_Frozen):
     """One scored candidate."""
 
-    config: Candidate
-    memory: MemoryBreakdown
-    predictions: Predictions | None = None
-    violations: tuple[str, ...] = ()
-    quality_cost: float = 0.0
-    score: float = 0.0
+    config: Candidate = Field(description="The candidate.")
+    memory: MemoryBreakdown = Field(description="Its per-GPU memory.")
+    predictions: Predictions | None = Field(default=None, description="What users would see (None when it does not fit).")
+    violations: tuple[str, ...] = Field(default=(), description="SLO targets (or the memory reason) it misses.")
+    quality_cost: float = Field(default=0.0, description="Stated perplexity cost of its precision, %.")
+    score: float = Field(default=0.0, description="The objective's value (higher is better).")
 
     @property
     def meets_slo(self) -> bool:
@@ -79,25 +79,25 @@ class Estimate(_Frozen):
 
 
 class SearchStats(_Frozen):
-    sampler: str
+    sampler: str = Field(description="Sampler that ran (grid, staged, tpe, nsga2, random).")
     space_size: int = Field(description="Discrete candidates in the space.")
     memory_feasible: int = Field(description="Candidates that fit in memory.")
     trials: int = Field(description="Candidates the study evaluated.")
     examined_fraction: float = Field(description="trials / memory_feasible.")
-    seconds: float
-    study_name: str = ""
-    storage: str | None = None
+    seconds: float = Field(description="Wall time of the search.")
+    study_name: str = Field(default="", description="Optuna study name.")
+    storage: str | None = Field(default=None, description="Optuna storage URL, if persisted.")
 
 
 class Plan(_Frozen):
     """The planner's answer: the request, the ranked candidates, and why the winner won."""
 
-    request: PlanRequest
+    request: PlanRequest = Field(description="The question answered.")
     ranked: tuple[Estimate, ...] = Field(description="Best first; SLO-meeting candidates before others.")
-    pareto: tuple[Estimate, ...] = ()
-    why: str = ""
+    pareto: tuple[Estimate, ...] = Field(default=(), description="Pareto front (search.pareto).")
+    why: str = Field(default="", description="Why the winner won, one sentence.")
     profile: dict = Field(default_factory=dict, description="The hardware profile and calibration used.")
-    stats: SearchStats
+    stats: SearchStats = Field(description="How the search went.")
 
     @property
     def winner(self) -> Estimate:

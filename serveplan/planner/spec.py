@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 WeightDtype = Literal["bf16", "fp16", "fp8", "int8", "awq", "gptq"]
 """Weight precision: bf16/fp16 unquantized; fp8 (W8A8 where the tensor cores have FP8, else weight-only);
@@ -34,18 +34,18 @@ class ModelSpec(Frozen):
     aliases: tuple[str, ...] = Field(default=(), description="Short names that also select this model.")
     architecture: str = Field(default="LlamaForCausalLM", description="HF architectures[0].")
     num_layers: int = Field(gt=0, description="num_hidden_layers.")
-    hidden_size: int = Field(gt=0)
+    hidden_size: int = Field(gt=0, description="Model width (hidden_size).")
     intermediate_size: int = Field(gt=0, description="MLP width (per expert for MoE models).")
-    num_attention_heads: int = Field(gt=0)
+    num_attention_heads: int = Field(gt=0, description="Query heads per layer.")
     num_kv_heads: int = Field(gt=0, description="num_key_value_heads (GQA); equals heads for MHA.")
-    head_dim: int = Field(gt=0)
-    vocab_size: int = Field(gt=0)
-    tie_word_embeddings: bool = False
+    head_dim: int = Field(gt=0, description="Width of one attention head.")
+    vocab_size: int = Field(gt=0, description="Tokenizer vocabulary (embedding and LM-head rows).")
+    tie_word_embeddings: bool = Field(default=False, description="LM head shares the input embedding's weights.")
     num_experts: int = Field(default=0, ge=0, description="Routed experts per MoE layer; 0 for dense.")
     experts_per_token: int = Field(default=0, ge=0, description="Experts each token is routed to.")
     gated_mlp: bool = Field(default=True, description="SwiGLU/GeGLU MLP with 3 matrices (else 2).")
     qkv_bias: bool = Field(default=False, description="Q/K/V projections carry a bias (Qwen2).")
-    max_position_embeddings: int = Field(default=8192, gt=0)
+    max_position_embeddings: int = Field(default=8192, gt=0, description="Longest context the model supports.")
     sliding_window: int | None = Field(default=None, description="Sliding-window size, where the model has one.")
     checkpoints: dict[str, str] = Field(default_factory=dict, description="Your own checkpoints by weight "
                                         "method (awq: ./llama-awq or an HF id): they take precedence over the "
@@ -123,21 +123,21 @@ class GPUSpec(Frozen):
     """One GPU type, from its datasheet. FLOPS are dense (no sparsity), in TFLOP/s."""
 
     name: str = Field(description="Canonical name, e.g. a100-80gb-sxm.")
-    display_name: str
-    aliases: tuple[str, ...] = ()
-    arch: Literal["ampere", "ada", "hopper", "blackwell"]
+    display_name: str = Field(description="Name as the vendor writes it.")
+    aliases: tuple[str, ...] = Field(default=(), description="Short names that also select this GPU.")
+    arch: Literal["ampere", "ada", "hopper", "blackwell"] = Field(description="GPU architecture generation.")
     compute_capability: float = Field(description="CUDA compute capability, e.g. 8.0, 8.9, 9.0.")
     memory_gib: float = Field(gt=0, description="Device memory in GiB.")
     hbm_bandwidth_gbs: float = Field(gt=0, description="Peak memory bandwidth, GB/s.")
     tflops: dict[str, float] = Field(description="Dense peak TFLOP/s (TOP/s for int) per dtype: bf16, fp16, "
                                                  "fp8 (only where the tensor cores have FP8), int8, int4.")
     interconnect: Literal["nvlink", "pcie"] = Field(description="Intra-node GPU-to-GPU link.")
-    nvlink_generation: int | None = None
+    nvlink_generation: int | None = Field(default=None, description="NVLink generation, where the part has NVLink.")
     intra_node_bw_gbs: float = Field(gt=0, description="GPU-to-GPU bandwidth per direction, GB/s.")
-    pcie_generation: int = 4
-    tdp_w: int | None = None
+    pcie_generation: int = Field(default=4, description="PCIe generation of the host link.")
+    tdp_w: int | None = Field(default=None, description="Board power, W.")
     price_per_hour_usd: float = Field(gt=0, description="Typical on-demand cloud price per GPU-hour.")
-    price_source: str = ""
+    price_source: str = Field(default="", description="Where the price came from.")
     usable_memory_gib: float | None = Field(default=None, gt=0, description="What the CUDA runtime reports as "
                                             "total memory (torch.cuda.mem_get_info), which the engines' "
                                             "utilization fractions multiply: 79.2 GiB on an H100 80GB.")
@@ -163,9 +163,9 @@ class GPUSpec(Frozen):
 class Inventory(Frozen):
     """The GPUs the model may use: one GPU type, nodes x GPUs per node."""
 
-    gpu: GPUSpec
-    nodes: int = Field(default=1, ge=1, le=64)
-    gpus_per_node: int = Field(default=1, ge=1, le=16)
+    gpu: GPUSpec = Field(description="The GPU type (one per inventory).")
+    nodes: int = Field(default=1, ge=1, le=64, description="Machines.")
+    gpus_per_node: int = Field(default=1, ge=1, le=16, description="GPUs in each machine.")
     inter_node_bw_gbs: float = Field(default=50.0, gt=0, description="Per-node network bandwidth, GB/s "
                                      "(50 = 400 Gb/s InfiniBand / RoCE).")
     nvlink_multicast: bool = Field(default=True, description="NVLink multicast (NVLS) is usable on the nodes. "
@@ -185,7 +185,7 @@ class Inventory(Frozen):
 class LengthDist(Frozen):
     """A token-length distribution. Sampled deterministically through its quantiles."""
 
-    kind: Literal["fixed", "uniform", "normal", "lognormal", "choice"] = "lognormal"
+    kind: Literal["fixed", "uniform", "normal", "lognormal", "choice"] = Field(default="lognormal", description="Distribution family.")
     mean: float = Field(default=512, gt=0, description="Mean length in tokens (fixed: the length).")
     std: float = Field(default=0, ge=0, description="Standard deviation (normal, lognormal).")
     min: int = Field(default=1, ge=1, description="Lengths are clipped to at least this.")
@@ -242,10 +242,10 @@ class LengthDist(Frozen):
 class Traffic(Frozen):
     """What the endpoint is asked to serve: lengths and load."""
 
-    name: str = "custom"
-    description: str = ""
-    input_len: LengthDist
-    output_len: LengthDist
+    name: str = Field(default="custom", description="Preset name.")
+    description: str = Field(default="", description="What this traffic is.")
+    input_len: LengthDist = Field(description="Prompt lengths, tokens.")
+    output_len: LengthDist = Field(description="Output lengths, tokens.")
     arrival: Literal["poisson", "constant", "bursty", "closed"] = Field(
         default="poisson", description="Arrival process; closed = a fixed number of concurrent clients.")
     rate_rps: float | None = Field(default=None, gt=0, description="Arrival rate, requests/s (open loop).")
@@ -272,15 +272,15 @@ class Traffic(Frozen):
 class SLO(Frozen):
     """Latency and throughput targets; any field left empty is not a constraint."""
 
-    ttft_p50_ms: float | None = Field(default=None, gt=0)
-    ttft_p90_ms: float | None = Field(default=None, gt=0)
-    ttft_p99_ms: float | None = Field(default=None, gt=0)
-    tpot_p50_ms: float | None = Field(default=None, gt=0)
-    tpot_p90_ms: float | None = Field(default=None, gt=0)
-    tpot_p99_ms: float | None = Field(default=None, gt=0)
-    e2e_p50_ms: float | None = Field(default=None, gt=0)
-    e2e_p90_ms: float | None = Field(default=None, gt=0)
-    e2e_p99_ms: float | None = Field(default=None, gt=0)
+    ttft_p50_ms: float | None = Field(default=None, gt=0, description="TTFT P50 target, ms (none: no target).")
+    ttft_p90_ms: float | None = Field(default=None, gt=0, description="TTFT P90 target, ms (none: no target).")
+    ttft_p99_ms: float | None = Field(default=None, gt=0, description="TTFT P99 target, ms (none: no target).")
+    tpot_p50_ms: float | None = Field(default=None, gt=0, description="TPOT P50 target, ms (none: no target).")
+    tpot_p90_ms: float | None = Field(default=None, gt=0, description="TPOT P90 target, ms (none: no target).")
+    tpot_p99_ms: float | None = Field(default=None, gt=0, description="TPOT P99 target, ms (none: no target).")
+    e2e_p50_ms: float | None = Field(default=None, gt=0, description="E2E P50 target, ms (none: no target).")
+    e2e_p90_ms: float | None = Field(default=None, gt=0, description="E2E P90 target, ms (none: no target).")
+    e2e_p99_ms: float | None = Field(default=None, gt=0, description="E2E P99 target, ms (none: no target).")
     min_throughput_tok_s: float | None = Field(default=None, gt=0, description="Output tokens/s, all GPUs.")
 
     def latency_targets(self) -> list[tuple[str, str, float]]:
@@ -307,7 +307,7 @@ class SLO(Frozen):
 class EngineConfig(Frozen):
     """Engine defaults that the memory and step-time models need. One YAML per engine in conf/engine/."""
 
-    name: EngineName
+    name: EngineName = Field(description="Engine: vllm, trtllm or sglang.")
     version: str = Field(description="The pinned engine version the adapter renders for.")
     image: str = Field(default="", description="Official container image at that version.")
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1, description="vLLM: share of GPU memory "
@@ -331,11 +331,11 @@ class EngineConfig(Frozen):
     request_overhead_ms: float = Field(default=8.0, ge=0, description="Per-request time outside the "
                                        "engine steps, added to TTFT: HTTP, tokenization, admission, "
                                        "first-token detokenization and streaming.")
-    weight_dtypes: tuple[WeightDtype, ...] = ALL_WEIGHT_DTYPES
-    kv_dtypes: tuple[KVDtype, ...] = ("auto", "fp8")
-    supports_pp: bool = True
-    supports_chunked_prefill: bool = True
-    kv_block_size: int = 16
+    weight_dtypes: tuple[WeightDtype, ...] = Field(default=ALL_WEIGHT_DTYPES, description="Weight precisions this engine serves.")
+    kv_dtypes: tuple[KVDtype, ...] = Field(default=("auto", "fp8"), description="KV-cache dtypes this engine offers.")
+    supports_pp: bool = Field(default=True, description="Pipeline parallelism available.")
+    supports_chunked_prefill: bool = Field(default=True, description="Chunked prefill available.")
+    kv_block_size: int = Field(default=16, description="Tokens per KV-cache block (the KV cache is whole blocks).")
 
 
 # ---------------------------------------------------------------------------------------------- search
@@ -355,16 +355,16 @@ class SearchConfig(Frozen):
                          "NSGA-II; reports the Pareto front.")
     storage: str | None = Field(default=None, description="Optuna storage URL (sqlite:///study.db) to "
                                 "persist and resume the study.")
-    study_name: str | None = None
-    allowed_quant: tuple[WeightDtype, ...] = ALL_WEIGHT_DTYPES
-    allowed_kv_dtype: tuple[KVDtype, ...] = ("auto", "fp8")
+    study_name: str | None = Field(default=None, description="Optuna study name (default: derived from the request).")
+    allowed_quant: tuple[WeightDtype, ...] = Field(default=ALL_WEIGHT_DTYPES, description="Weight precisions the search may pick.")
+    allowed_kv_dtype: tuple[KVDtype, ...] = Field(default=("auto", "fp8"), description="KV-cache dtypes the search may pick.")
     max_quality_cost: float | None = Field(default=None, ge=0, description="Largest stated quality cost "
                                            "(approximate % perplexity increase) a quantization may carry.")
-    tp: tuple[int, ...] | None = Field(default=None, description="Restrict tensor-parallel sizes.")
-    pp: tuple[int, ...] | None = Field(default=None, description="Restrict pipeline-parallel sizes.")
-    max_num_seqs: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
-    max_num_batched_tokens: tuple[int, ...] = (2048, 8192, 16384)
-    chunked_prefill: tuple[bool, ...] = (True, False)
+    tp: tuple[PositiveInt, ...] | None = Field(default=None, description="Restrict tensor-parallel sizes.")
+    pp: tuple[PositiveInt, ...] | None = Field(default=None, description="Restrict pipeline-parallel sizes.")
+    max_num_seqs: tuple[PositiveInt, ...] = Field(default=(16, 32, 64, 128, 256, 512), description="max_num_seqs values searched.")
+    max_num_batched_tokens: tuple[PositiveInt, ...] = Field(default=(2048, 8192, 16384), description="max_num_batched_tokens values searched (chunked prefill).")
+    chunked_prefill: tuple[bool, ...] = Field(default=(True, False), description="Chunked prefill on/off values searched.")
     use_all_gpus: bool = Field(default=False, description="Only layouts that use every GPU.")
     top_k: int = Field(default=5, ge=1, le=50, description="Candidates shown and written.")
     max_model_len: int | None = Field(default=None, gt=0, description="Context to provision; default: "
@@ -375,12 +375,12 @@ class SearchConfig(Frozen):
 class PlanRequest(Frozen):
     """Everything one plan answers, resolved."""
 
-    model: ModelSpec
-    inventory: Inventory
-    traffic: Traffic
-    slo: SLO
-    search: SearchConfig
-    engine: EngineConfig
+    model: ModelSpec = Field(description="The model to serve.")
+    inventory: Inventory = Field(description="The GPUs it may use.")
+    traffic: Traffic = Field(description="The load it must carry.")
+    slo: SLO = Field(description="Latency and throughput targets.")
+    search: SearchConfig = Field(description="How the space is searched.")
+    engine: EngineConfig = Field(description="The engine and its defaults.")
 
     @property
     def max_model_len(self) -> int:
@@ -411,7 +411,8 @@ class Checkpoint(Frozen):
                                      "are the quantization_config formats engines detect; auto = unknown "
                                      "(a checkpoint you named).")
     weight_dtype: WeightDtype = Field(description="The planned weight precision these weights serve.")
-    base_id: str = Field(description="The unquantized checkpoint (what quantize starts from).")
+    base_id: str = Field(description="The model's own checkpoint id: what quantize starts from, and the name "
+                         "clients ask for (--served-model-name), whatever weights serve it.")
     found: str = Field(default="", description="Where a published id was found.")
     quantize_method: str | None = Field(default=None, description="needs_quantize: the `quantize --method`.")
 
@@ -433,18 +434,18 @@ class Checkpoint(Frozen):
 class Candidate(Frozen):
     """One engine configuration: the unit the planner scores and the launcher renders."""
 
-    engine: EngineName = "vllm"
-    tp: int = Field(default=1, ge=1)
-    pp: int = Field(default=1, ge=1)
-    replicas: int = Field(default=1, ge=1)
-    weight_dtype: WeightDtype = "bf16"
-    kv_cache_dtype: KVDtype = "auto"
-    max_num_seqs: int = Field(default=256, ge=1)
-    max_num_batched_tokens: int = Field(default=8192, ge=1)
-    chunked_prefill: bool = True
-    max_model_len: int = Field(default=8192, ge=16)
-    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
-    enable_prefix_caching: bool = True
+    engine: EngineName = Field(default="vllm", description="Engine that serves it.")
+    tp: int = Field(default=1, ge=1, description="Tensor-parallel size (GPUs sharing each layer).")
+    pp: int = Field(default=1, ge=1, description="Pipeline-parallel stages (layers split across GPUs).")
+    replicas: int = Field(default=1, ge=1, description="Independent copies behind a load balancer.")
+    weight_dtype: WeightDtype = Field(default="bf16", description="Weight precision served.")
+    kv_cache_dtype: KVDtype = Field(default="auto", description="KV-cache dtype (auto = activation dtype, fp8 = e4m3).")
+    max_num_seqs: int = Field(default=256, ge=1, description="Most sequences in one batch (vLLM --max-num-seqs).")
+    max_num_batched_tokens: int = Field(default=8192, ge=1, description="Token budget of one engine step (prefill chunk + decodes).")
+    chunked_prefill: bool = Field(default=True, description="Split long prompts across steps so decodes keep running.")
+    max_model_len: int = Field(default=8192, ge=16, description="Longest prompt + output a request may have.")
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1, description="Share of GPU memory the engine may use (vLLM; SGLang mem_fraction_static).")
+    enable_prefix_caching: bool = Field(default=True, description="Reuse KV blocks of shared prompt prefixes.")
     checkpoint: Checkpoint | None = Field(default=None, description="The weights served; None: resolved from "
                                           "the model and weight_dtype when rendered.")
 

@@ -72,7 +72,7 @@ class Deployment:
     @property
     def served_model_name(self) -> str:
         """Clients ask for the model by its base name, whatever precision serves it."""
-        return self.checkpoint.base_id if self.checkpoint.source != "base" else self.checkpoint.id
+        return self.checkpoint.base_id
 
     def local_launches(self, host: str = "0.0.0.0", *, container: bool = False) -> list[ReplicaLaunch]:
         """One process per replica on this machine: disjoint GPUs, ports base_port + i."""
@@ -80,12 +80,21 @@ class Deployment:
         return [self.render(i, gpus[i], replica_port(self.base_port, i), host, container=container)
                 for i in range(self.candidate.replicas)]
 
+    @classmethod
+    def of(cls, plan: Plan, checkpoint: Checkpoint, base_port: int) -> "Deployment":
+        cand = plan.winner.config.model_copy(update={"checkpoint": checkpoint})
+        return cls(plan=plan, candidate=cand, request=plan.request, adapter=get_adapter(cand.engine),
+                   checkpoint=checkpoint, base_port=base_port)
+
     def render(self, replica: int, gpus: list[int], port: int, host: str = "0.0.0.0", *,
-               container: bool = False) -> ReplicaLaunch:
+               container: bool = False, extra_args: tuple[str, ...] = (), check: bool = True) -> ReplicaLaunch:
+        """One replica's command. check: an invalid command is a bug in the adapter (the launcher checks
+        itself instead, since your --engine-args may be what is wrong)."""
         model = self.container_model if container else self.model
         launch = self.adapter.render(self.candidate, self.request, model=model, replica=replica, gpus=gpus,
-                                     port=port, host=host, served_model_name=self.served_model_name)
-        problems = self.adapter.validate(launch.argv)
+                                     port=port, host=host, served_model_name=self.served_model_name,
+                                     extra_args=extra_args)
+        problems = self.adapter.validate(launch.argv) if check else []
         if problems:  # a bug in the adapter, not a user error
             raise AssertionError(f"{self.adapter.name} rendered an invalid command: {'; '.join(problems)}")
         return launch
@@ -94,12 +103,9 @@ class Deployment:
 def resolve(plan: Plan, model: str | None, base_port: int) -> Deployment:
     if not plan.ranked:
         raise ValueError("the plan has no candidates to deploy")
-    cand = plan.winner.config
-    req = plan.request
+    cand, req = plan.winner.config, plan.request
     ckpt = user_checkpoint(model, cand.weight_dtype, req.model) if model else served_checkpoint(cand, req)
-    cand = cand.model_copy(update={"checkpoint": ckpt})
-    return Deployment(plan=plan, candidate=cand, request=req, adapter=get_adapter(cand.engine), checkpoint=ckpt,
-                      base_port=base_port)
+    return Deployment.of(plan, ckpt, base_port)
 
 
 def dns_name(s: str) -> str:
