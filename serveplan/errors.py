@@ -50,3 +50,14 @@ class LaunchError(ServeplanError):
 
 def close_matches(name: str, known: list[str]) -> list[str]:
     return difflib.get_close_matches(name, known, n=4, cutoff=0.4)
+
+
+def validation_sentence(err, prefix: str = "") -> str:  # noqa: ANN001 (a pydantic ValidationError)
+    """The one sentence for a pydantic ValidationError: where, what, and the value given (first three)."""
+    parts = []
+    for e in err.errors()[:3]:
+        loc = ".".join(str(x) for x in (prefix, *e["loc"]) if x != "")
+        got = e.get("input")
+        got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+        parts.append(f"{loc}: {e['msg'].rstrip('.')}{got_s}" if loc else f"{e['msg'].rstrip('.')}{got_s}")
+    return "Invalid configuration: " + "; ".join(parts) + "."

@@ -85,3 +85,46 @@ def write_tree_atomic(outdir: str | os.PathLike, files: dict[str, str], *,
 
     shutil.rmtree(old, ignore_errors=True)
     return sorted(outdir / rel for rel in files)
+
+
+def read_document(path: str | os.PathLike, what: str, *, expect: type = dict):
+    """A user-given YAML or JSON document (plan.yaml, run.json, bench JSON, traffic file, config.json, profile),
+    parsed; a missing, unreadable, empty, corrupt or wrongly shaped one raises ConfigError with one sentence
+    naming the file and what it should hold. JSON is YAML 1.2, but .json files are read as JSON for the
+    exact error position."""
+    import json
+
+    from serveplan.errors import ConfigError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} '{path}' is a folder, not a file.")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} '{path}' does not exist.") from None
+    except OSError as e:
+        raise ConfigError(f"Cannot read {what} '{path}': {e.strerror or e}.") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} '{path}' is not text (binary content); give a YAML or JSON file.") from None
+    if not text.strip():
+        raise ConfigError(f"{what} '{path}' is empty.")
+    try:
+        if path.suffix == ".json":
+            doc = json.loads(text)
+        else:
+            import yaml
+
+            doc = yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{what} '{path}' is not valid JSON ({e.msg} at line {e.lineno}).") from None
+    except Exception as e:  # noqa: BLE001 - yaml.YAMLError and its subclasses; yaml is imported lazily
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{what} '{path}' is not valid YAML ({getattr(e, 'problem', None) or e}{where}).") from None
+    if not isinstance(doc, expect):
+        shape = {dict: "a mapping", list: "a list"}.get(expect, expect.__name__)
+        raise ConfigError(f"{what} '{path}' holds {type(doc).__name__}, not {shape}.")
+    return doc

@@ -85,7 +85,7 @@ def test_sweep(engine, tmp_path):
 
 @pytest.mark.parametrize("args, needle", [
     (["--url", "http://127.0.0.1:1", "--sweep-rates", "1,x"], "--sweep-rates takes comma-separated numbers"),
-    (["--url", "http://127.0.0.1:1", "--rate", "fast"], "invalid float value"),
+    (["--url", "http://127.0.0.1:1", "--rate", "fast"], "is not a number"),
     (["--traffic", "chat"], "bench needs --url"),
     (["--url", "http://127.0.0.1:1", "--traffic", "chatt"], "Did you mean chat"),
 ])

@@ -10,7 +10,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "serveplan"
 BASE = {"errors", "fileio"}
 ALLOWED = {
-    "errors": set(), "fileio": set(),
+    "errors": set(), "fileio": {"errors"},
     "planner": BASE,
     "render": BASE | {"planner"},
     "launcher": BASE | {"planner", "render"},

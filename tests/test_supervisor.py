@@ -400,3 +400,19 @@ def test_foreground_launch_stops_on_signal(plan_dir, sig):
     assert rec.status == "stopped" and rec.stop_signal == sig.name
     records_gone(rec)
     assert not temp_leftovers(d)
+
+
+def test_second_launch_of_a_running_plan_is_refused(plan_dir):
+    """A second `plan launch --detach` would orphan the first engines (run.json would name only the new ones):
+    it is refused, and `plan stop` still stops the first."""
+    from serveplan.launcher.launch import launch_plan, read_run, stop_run
+
+    d = plan_dir(tp=1, replicas=1)
+    rec = launch_plan(d, detach=True, base_port=free_base_port(2), health_timeout_s=10, quiet=True)
+    try:
+        with pytest.raises(LaunchError, match="already running"):
+            launch_plan(d, detach=True, base_port=free_base_port(2), health_timeout_s=10, quiet=True)
+        assert read_run(d).replicas[0].pid == rec.replicas[0].pid
+    finally:
+        stop_run(d, grace_s=3)
+    records_gone(rec)

@@ -136,6 +136,38 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "for a local folder whose config.json declares its quantization")
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number above 0")
+    return v
+
+
+def port(text: str) -> int:
+    """argparse type: a TCP port a server can listen on."""
+    v = positive_int(text)
+    if v > 65535:
+        raise argparse.ArgumentTypeError(f"{v} is not a port (1-65535)")
+    return v
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one sentence, exit 2, no usage dump
         from serveplan.errors import ConfigError
@@ -181,6 +213,10 @@ def _plan(argv: list[str], prog: str = "plan") -> int:
     from serveplan.planner.config import build_request
     from serveplan.planner.report import plan_json, render_plan, write_outdir
 
+    if a.model is not None and not a.model.strip():
+        from serveplan.errors import ConfigError
+
+        raise ConfigError("--model is empty; give a catalog name (e.g. llama-70b) or a path to a config.json.")
     req = build_request(model=a.model, gpus=a.gpus, traffic=a.traffic, engine=a.engine,
                         overrides=overrides + _checkpoint_overrides(a.checkpoint))
     result = plan(req)
@@ -235,18 +271,18 @@ def _estimate(argv: list[str]) -> int:
     _common(p)
     p.add_argument("--weights", default="bf16", help="bf16, fp16, fp8, int8, awq, gptq")
     p.add_argument("--kv-cache-dtype", default="auto", help="auto or fp8")
-    p.add_argument("--tp", type=int, default=1)
-    p.add_argument("--pp", type=int, default=1)
-    p.add_argument("--replicas", type=int, default=1)
-    p.add_argument("--max-num-seqs", type=int, default=256)
-    p.add_argument("--max-num-batched-tokens", type=int, default=8192)
+    p.add_argument("--tp", type=positive_int, default=1)
+    p.add_argument("--pp", type=positive_int, default=1)
+    p.add_argument("--replicas", type=positive_int, default=1)
+    p.add_argument("--max-num-seqs", type=positive_int, default=256)
+    p.add_argument("--max-num-batched-tokens", type=positive_int, default=8192)
     p.add_argument("--no-chunked-prefill", action="store_true")
-    p.add_argument("--max-model-len", type=int)
-    p.add_argument("--input-len", type=int, help="fixed prompt length (else the traffic's distribution)")
-    p.add_argument("--output-len", type=int, help="fixed output length (else the traffic's distribution)")
+    p.add_argument("--max-model-len", type=positive_int)
+    p.add_argument("--input-len", type=positive_int, help="fixed prompt length (else the traffic's distribution)")
+    p.add_argument("--output-len", type=positive_int, help="fixed output length (else the traffic's distribution)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--concurrency", type=int, help="closed loop: this many concurrent clients")
-    g.add_argument("--rate", type=float, help="open loop: Poisson arrivals at this many requests/s")
+    g.add_argument("--concurrency", type=positive_int, help="closed loop: this many concurrent clients")
+    g.add_argument("--rate", type=positive_float, help="open loop: Poisson arrivals at this many requests/s")
     a = p.parse_args(flags)
 
     from pydantic import ValidationError
@@ -281,6 +317,11 @@ def _estimate(argv: list[str]) -> int:
         err = e.errors()[0]
         raise ConfigError(f"Invalid configuration: {'.'.join(map(str, err['loc']))}: {err['msg']} "
                           f"(got {err.get('input')!r}).") from None
+    from serveplan.planner.memory import start_problems
+
+    problems = start_problems(req.model, cand)
+    if problems:
+        raise ConfigError(f"The engine would refuse this configuration: {'; '.join(problems)}.")
     if cand.total_gpus > req.inventory.total_gpus:
         raise ConfigError(f"TP{cand.tp} x PP{cand.pp} x {cand.replicas} replicas needs {cand.total_gpus} GPUs; "
                           f"the inventory has {req.inventory.total_gpus} ({req.inventory.describe()}).")
@@ -319,8 +360,8 @@ def _launch(argv: list[str]) -> int:
                    "planned precision")
     p.add_argument("--dry-run", action="store_true", help="print what would run; start and write nothing")
     p.add_argument("--force", action="store_true", help="launch even if the visible GPUs do not match the plan")
-    p.add_argument("--port", type=int, default=8000, help="first replica's port")
-    p.add_argument("--health-timeout", type=float, default=900.0, help="seconds to wait for /health")
+    p.add_argument("--port", type=port, default=8000, help="first replica's port")
+    p.add_argument("--health-timeout", type=positive_float, default=900.0, help="seconds to wait for /health")
     p.add_argument("--detach", action="store_true", help="return once healthy; stop later with plan stop DIR")
     p.add_argument("--engine-args", default="", help="extra engine flags, checked against the engine's flag "
                    "schema (e.g. --engine-args='--load-format dummy')")
@@ -414,10 +455,10 @@ SUBCOMMANDS.update({
 
 def plan_main(argv: list[str] | None = None, prog: str = "plan") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "plan":  # `serveplan plan ...` (and `serveplan plan launch ...`)
+        argv = argv[1:]
     if argv and argv[0] in SUBCOMMANDS:
         return _guard(SUBCOMMANDS[argv[0]], argv[1:])
-    if argv and argv[0] == "plan":
-        argv = argv[1:]
     return _guard(lambda args: _plan(args, prog=prog), argv)
 
 

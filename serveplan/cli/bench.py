@@ -20,13 +20,13 @@ import json
 import sys
 from pathlib import Path
 
-from serveplan.errors import ConfigError
+from serveplan.errors import EXIT_LAUNCH_FAILED, ConfigError
 
 EXIT_INTERRUPTED = 130
 
 
 def _parser():  # noqa: ANN202
-    from serveplan.cli import _Parser
+    from serveplan.cli import _Parser, positive_float, positive_int
 
     p = _Parser(prog="bench", description="Load-test OpenAI-compatible endpoint(s) with a traffic preset and "
                 "report TTFT, TPOT, ITL, E2E and throughput. Extra key=value arguments override the traffic, "
@@ -38,14 +38,14 @@ def _parser():  # noqa: ANN202
                    "long-generation, offline-batch) or a YAML file (default chat)")
     p.add_argument("--slo", help="SLO preset (default, interactive, relaxed, none) or a YAML file: adds "
                    "goodput and per-target pass/fail")
-    p.add_argument("--rate", type=float, help="open loop at this many requests/s")
-    p.add_argument("--concurrency", type=int, help="closed loop with this many clients (with --rate: a cap on "
+    p.add_argument("--rate", type=positive_float, help="open loop at this many requests/s")
+    p.add_argument("--concurrency", type=positive_int, help="closed loop with this many clients (with --rate: a cap on "
                    "requests in flight)")
-    p.add_argument("--num-requests", type=int, help="stop after this many requests (default 200 when "
+    p.add_argument("--num-requests", type=positive_int, help="stop after this many requests (default 200 when "
                    "--duration is not given)")
-    p.add_argument("--duration", type=float, help="stop sending after this many seconds")
+    p.add_argument("--duration", type=positive_float, help="stop sending after this many seconds")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled lengths and arrivals")
-    p.add_argument("--timeout", type=float, default=600.0, help="per-request timeout in seconds")
+    p.add_argument("--timeout", type=positive_float, default=600.0, help="per-request timeout in seconds")
     p.add_argument("--model", help="model name for requests (default: the server's first /v1/models entry)")
     p.add_argument("--tokenizer", help="local tokenizer (HF id or path) for exact prompt lengths")
     p.add_argument("--endpoint", choices=("completions", "chat"), default="completions",
@@ -77,10 +77,10 @@ def _numbers(text: str, flag: str, cast):  # noqa: ANN001, ANN202
 
 def load_slo(name_or_file: str):  # noqa: ANN201
     """An SLO preset from conf/slo, or a YAML file of SLO fields."""
-    import yaml
     from pydantic import ValidationError
 
-    from serveplan.planner.config import validation_sentence, build_request
+    from serveplan.errors import validation_sentence
+    from serveplan.planner.config import build_request
     from serveplan.planner.spec import SLO
 
     p = Path(name_or_file)
@@ -88,12 +88,12 @@ def load_slo(name_or_file: str):  # noqa: ANN201
         if not p.is_file():
             raise ConfigError(f"SLO file '{p}' does not exist; give a preset (default, interactive, relaxed, "
                               f"none) or a YAML file.")
+        from serveplan.fileio import read_document
+
         try:
-            return SLO.model_validate(yaml.safe_load(p.read_text()) or {})
+            return SLO.model_validate(read_document(p, "SLO file"))
         except ValidationError as e:
             raise ConfigError(validation_sentence(e, "slo")) from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"SLO file '{p}' is not valid YAML ({str(e).splitlines()[0]}).") from None
     return build_request(overrides=[f"slo={name_or_file}"]).slo
 
 
@@ -106,6 +106,9 @@ def _check_args(a) -> None:  # noqa: ANN001
         return
     if not a.url:
         raise ConfigError("bench needs --url (the server, e.g. --url http://localhost:8000) or --vllm-json FILE.")
+    for u in a.url:
+        if not u.startswith(("http://", "https://")):
+            raise ConfigError(f"--url {u}: write the scheme too, e.g. http://{u}.")
     if a.sweep_rates and a.rate is not None:
         raise ConfigError("--sweep-rates sets the rate of each point; drop --rate.")
     if a.sweep_concurrency and (a.rate is not None or a.concurrency is not None):
@@ -128,15 +131,16 @@ def main(argv: list[str]) -> int:
     from serveplan.planner.config import load_traffic
 
     traffic = load_traffic(a.traffic, overrides)
+    rates = _numbers(a.sweep_rates, "--sweep-rates", float) if a.sweep_rates else None
+    concs = _numbers(a.sweep_concurrency, "--sweep-concurrency", int) if a.sweep_concurrency else None
+    check_reachable(a.url)
     kw = dict(model=a.model, num_requests=a.num_requests, duration_s=a.duration, seed=a.seed, slo=slo,
               timeout_s=a.timeout, tokenizer=a.tokenizer, endpoint=a.endpoint, progress=not a.no_progress)
     if a.sweep_rates or a.sweep_concurrency:
         if a.sweep_rates:
-            results = sweep(a.url, traffic, rates=_numbers(a.sweep_rates, "--sweep-rates", float),
-                            concurrency=a.concurrency, **kw)
+            results = sweep(a.url, traffic, rates=rates, concurrency=a.concurrency, **kw)
         else:
-            results = sweep(a.url, traffic, concurrencies=_numbers(a.sweep_concurrency, "--sweep-concurrency",
-                                                                     int), **kw)
+            results = sweep(a.url, traffic, concurrencies=concs, **kw)
         for r in results:
             render_table(r, con)
         render_sweep_table(results, con)
@@ -166,7 +170,29 @@ def main(argv: list[str]) -> int:
     if any(r.interrupted for r in results):
         print("interrupted: the figures cover the requests that finished before the stop.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    dead = [r for r in results if r.summary.completed == 0]
+    if dead:
+        errors = sorted({k for r in dead for k in r.summary.errors})
+        print(f"error: no request succeeded{' at ' + ', '.join(r.load_label for r in dead) if len(results) > 1 else ''}"
+              f"{' (' + ', '.join(errors) + ')' if errors else ''}; the figures above are not a measurement.",
+              file=sys.stderr)
+        return EXIT_LAUNCH_FAILED
     return 0
+
+
+def check_reachable(urls: list[str], timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not after the whole schedule, when an endpoint does not answer at all."""
+    import httpx
+
+    from serveplan.errors import LaunchError
+
+    for u in dict.fromkeys(urls):
+        base = u.rstrip("/").removesuffix("/v1")
+        try:
+            httpx.get(base + "/v1/models", timeout=timeout_s)
+        except httpx.HTTPError as e:
+            raise LaunchError(f"Cannot reach {u} ({type(e).__name__}): is the server running and listening "
+                              f"there? (plan launch DIR --detach starts one.)") from None
 
 
 def _vllm_json(a, slo, con) -> int:  # noqa: ANN001

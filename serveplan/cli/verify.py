@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from serveplan.bench.verify import render_verify, verify_plan
-from serveplan.cli import _console, _Parser
+from serveplan.cli import _console, _Parser, port, positive_float, positive_int
 
 
 def main(argv: list[str]) -> int:
@@ -12,18 +12,18 @@ def main(argv: list[str]) -> int:
     p.add_argument("plan_dir", help="folder holding plan.yaml (plan -o)")
     p.add_argument("--model", help="checkpoint path or HF id to serve (a quantized one for awq/gptq/int8)")
     p.add_argument("--tokenizer", help="tokenizer to build prompts with (default: the --model folder's own)")
-    p.add_argument("--num-requests", type=int, help="requests to send (default 200 unless --duration)")
-    p.add_argument("--duration", type=float, help="seconds to send for")
-    p.add_argument("--rate", type=float, help="bench open loop at this rate instead of the planned load "
+    p.add_argument("--num-requests", type=positive_int, help="requests to send (default 200 unless --duration)")
+    p.add_argument("--duration", type=positive_float, help="seconds to send for")
+    p.add_argument("--rate", type=positive_float, help="bench open loop at this rate instead of the planned load "
                    "(the prediction is re-estimated for it)")
-    p.add_argument("--concurrency", type=int, help="bench closed loop with this many clients instead (with "
+    p.add_argument("--concurrency", type=positive_int, help="bench closed loop with this many clients instead (with "
                    "--rate: a cap on requests in flight)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timeout", type=float, default=600.0, help="per-request timeout in seconds")
+    p.add_argument("--timeout", type=positive_float, default=600.0, help="per-request timeout in seconds")
     p.add_argument("--endpoint", choices=("completions", "chat"), default="completions")
     p.add_argument("--force", action="store_true", help="launch even if the visible GPUs do not match the plan")
-    p.add_argument("--port", type=int, default=8000, help="first replica's port")
-    p.add_argument("--health-timeout", type=float, default=900.0, help="seconds to wait for /health")
+    p.add_argument("--port", type=port, default=8000, help="first replica's port")
+    p.add_argument("--health-timeout", type=positive_float, default=900.0, help="seconds to wait for /health")
     p.add_argument("-o", "--output", help="where to write verify.json (default: next to plan.yaml)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = p.parse_args(argv)

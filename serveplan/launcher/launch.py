@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
 import shlex
 import signal
@@ -24,7 +23,7 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.text import Text
 
-from serveplan.errors import LaunchError
+from serveplan.errors import LaunchError, ServeplanError
 from serveplan.fileio import write_atomic as _write_atomic
 from serveplan.launcher.gpus import check_gpus
 from serveplan.render.targets.common import Deployment
@@ -102,7 +101,16 @@ def read_run(plan_dir: str | Path) -> RunRecord:
     p = p / RUN_FILE if p.is_dir() else p
     if not p.exists():
         raise LaunchError(f"No {RUN_FILE} in {p.parent}: nothing was launched from this plan folder.")
-    return RunRecord.model_validate(json.loads(p.read_text()))
+    from pydantic import ValidationError
+
+    from serveplan.errors import validation_sentence
+    from serveplan.fileio import read_document
+
+    try:
+        return RunRecord.model_validate(read_document(p, "run record"))
+    except ValidationError as e:
+        raise LaunchError(f"'{p}' is not a run record of `plan launch`: "
+                          f"{validation_sentence(e).removeprefix('Invalid configuration: ')}") from None
 
 
 def _now() -> str:
@@ -252,6 +260,21 @@ def _print_ready(console: Console, record: RunRecord, *, detach: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- launch
+def _refuse_if_running(plan_dir: Path) -> None:
+    """A second launch of a plan whose engines still run would orphan them (run.json would name only the new
+    ones, and `plan stop` could no longer reach the first): refuse it."""
+    if not (plan_dir / RUN_FILE).exists():
+        return
+    try:
+        rec = read_run(plan_dir)
+    except ServeplanError:
+        return  # an unreadable old record names nothing we could stop
+    live = [r.pgid for r in rec.replicas if r.pgid is not None and group_members(r.pgid)]
+    if rec.status in ("starting", "running", "detached") and live:
+        raise LaunchError(f"{plan_dir} is already running (process groups {', '.join(map(str, live))}); stop it "
+                          f"with `plan stop {plan_dir}` first, or launch a copy of the plan folder.")
+
+
 class _Run:
     """One launch: prepare, start, and keep run.json in step."""
 
@@ -259,6 +282,7 @@ class _Run:
                  health_timeout_s: float, console: Console | None, grace_s: float, quiet: bool,
                  extra_args: tuple[str, ...] = ()):
         self.plan_dir = _plan_dir(plan_dir)
+        _refuse_if_running(self.plan_dir)
         self.console = console or Console(highlight=False)
         self.notes: list[str] = []
         self.prep = _prepare(self.plan_dir, model=model, force=force, base_port=base_port, dry_run=False,

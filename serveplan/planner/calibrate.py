@@ -12,7 +12,6 @@ the same number of prompts. The result is written to
 
 from __future__ import annotations
 
-import json
 import math
 from functools import lru_cache
 from pathlib import Path
@@ -138,6 +137,7 @@ def observations_from_bench(plan_dir: Path, bench_files: list[Path]) -> list[Obs
     """Observations from bench results (serveplan `bench -o` JSON or `vllm bench serve --save-result`
     JSON) of the winner of the plan in plan_dir, at fixed lengths and a fixed concurrency."""
     from serveplan.errors import ConfigError
+    from serveplan.fileio import read_document
     from serveplan.planner.result import load_plan
 
     plan = load_plan(plan_dir)
@@ -145,27 +145,40 @@ def observations_from_bench(plan_dir: Path, bench_files: list[Path]) -> list[Obs
     req = plan.request
     out = []
     for f in bench_files:
-        doc = json.loads(Path(f).read_text())
-        if "summary" in doc:  # serveplan bench
-            s = doc["summary"]
-            n = s["completed"]
-            i = round(s["total_input_tokens"] / max(n, 1))
-            o = round(s["total_output_tokens"] / max(n, 1))
-            conc = s.get("concurrency_limit") or doc.get("args", {}).get("concurrency")
-            ttft, tpot, thr = s["ttft_ms"]["mean"], s["tpot_ms"]["mean"], s["output_tok_s"]
-        else:  # vllm bench serve
-            n = doc["completed"]
-            i = round(doc["total_input_tokens"] / max(n, 1))
-            o = round(doc["total_output_tokens"] / max(n, 1))
-            conc = doc.get("max_concurrency")
-            ttft, tpot, thr = doc["mean_ttft_ms"], doc["mean_tpot_ms"], doc["output_throughput"]
-        if not conc:
-            raise ConfigError(f"{f}: calibration needs a closed-loop benchmark (a fixed concurrency).")
-        out.append(Observation(model=req.model.name, gpu=req.inventory.gpu.name, engine=c.engine, tp=c.tp,
-                               weight_dtype=c.weight_dtype, kv_cache_dtype=c.kv_cache_dtype,
-                               max_num_seqs=c.max_num_seqs, max_num_batched_tokens=c.max_num_batched_tokens,
-                               chunked_prefill=c.chunked_prefill, max_model_len=c.max_model_len,
-                               gpu_memory_utilization=c.gpu_memory_utilization, input_len=i, output_len=o,
-                               concurrency=int(conc), num_prompts=n, ttft_ms=ttft, tpot_ms=tpot,
-                               throughput_tok_s=thr, label=str(f)))
+        doc = read_document(f, "bench result")
+        try:
+            out.append(_observation(doc, c, req, f))
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
+            raise ConfigError(f"bench result '{f}' lacks what calibration reads ({type(e).__name__}: {e}); "
+                              f"give `bench -o` or `vllm bench serve --save-result` JSON.") from None
     return out
+
+
+def _observation(doc: dict, c, req, f) -> Observation:  # noqa: ANN001
+    """One closed-loop operating point from a bench JSON document (serveplan bench or vllm bench serve)."""
+    from serveplan.errors import ConfigError
+
+    if "summary" in doc:  # serveplan bench
+        s = doc["summary"]
+        n = s["completed"]
+        i = round(s["total_input_tokens"] / max(n, 1))
+        o = round(s["total_output_tokens"] / max(n, 1))
+        conc = s.get("concurrency_limit") or doc.get("args", {}).get("concurrency")
+        ttft, tpot, thr = s["ttft_ms"]["mean"], s["tpot_ms"]["mean"], s["output_tok_s"]
+    else:  # vllm bench serve
+        n = doc["completed"]
+        i = round(doc["total_input_tokens"] / max(n, 1))
+        o = round(doc["total_output_tokens"] / max(n, 1))
+        conc = doc.get("max_concurrency")
+        ttft, tpot, thr = doc["mean_ttft_ms"], doc["mean_tpot_ms"], doc["output_throughput"]
+    if not conc:
+        raise ConfigError(f"{f}: calibration needs a closed-loop benchmark (a fixed concurrency).")
+    if not n or ttft is None or tpot is None:
+        raise ConfigError(f"{f}: no request completed in that benchmark; nothing to calibrate on.")
+    return Observation(model=req.model.name, gpu=req.inventory.gpu.name, engine=c.engine, tp=c.tp,
+                       weight_dtype=c.weight_dtype, kv_cache_dtype=c.kv_cache_dtype,
+                       max_num_seqs=c.max_num_seqs, max_num_batched_tokens=c.max_num_batched_tokens,
+                       chunked_prefill=c.chunked_prefill, max_model_len=c.max_model_len,
+                       gpu_memory_utilization=c.gpu_memory_utilization, input_len=i, output_len=o,
+                       concurrency=int(conc), num_prompts=n, ttft_ms=ttft, tpot_ms=tpot,
+                       throughput_tok_s=thr, label=str(f))

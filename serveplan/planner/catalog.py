@@ -6,7 +6,6 @@ model folder holding one) also makes a ModelSpec.
 
 from __future__ import annotations
 
-import json
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -191,22 +190,38 @@ def model_from_hf_config(path: str | Path) -> ModelSpec:
     if not p.is_file():
         raise ConfigError(f"No Hugging Face config.json at '{path}': give a catalog model name or a path "
                           f"to config.json or a folder holding one.")
-    try:
-        cfg = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"'{p}' is not valid JSON ({e.msg} at line {e.lineno}).") from None
-    cfg = cfg.get("text_config", cfg) if "num_hidden_layers" not in cfg else cfg
+    from serveplan.fileio import read_document
+
+    cfg = read_document(p, "model config")
+    if "num_hidden_layers" not in cfg and isinstance(cfg.get("text_config"), dict):
+        cfg = cfg["text_config"]
     need = ("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
     missing = [k for k in need if k not in cfg]
     if missing:
         raise ConfigError(f"'{p}' lacks {', '.join(missing)}: serveplan reads decoder-only transformer "
                           f"configs (Llama, Mistral, Qwen, Gemma, Phi, Mixtral).")
     heads = cfg["num_attention_heads"]
+    if not isinstance(heads, int) or not isinstance(cfg["hidden_size"], int) or heads <= 0:
+        raise ConfigError(f"'{p}' gives num_attention_heads {heads!r} and hidden_size {cfg['hidden_size']!r}: "
+                          f"both must be positive whole numbers.")
     head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
     n_exp = cfg.get("num_local_experts") or cfg.get("num_experts") or 0
     inter = cfg.get("moe_intermediate_size") if n_exp and cfg.get("moe_intermediate_size") else \
         cfg.get("intermediate_size") or 4 * cfg["hidden_size"]
     arch = (cfg.get("architectures") or ["LlamaForCausalLM"])[0]
+    from pydantic import ValidationError
+
+    from serveplan.errors import validation_sentence
+
+    try:
+        return _model_spec(p, cfg, heads, head_dim, n_exp, inter, arch)
+    except (ValidationError, TypeError, ZeroDivisionError) as e:
+        why = (validation_sentence(e).removeprefix("Invalid configuration: ") if isinstance(e, ValidationError)
+               else "its sizes are not positive whole numbers")
+        raise ConfigError(f"'{p}' does not describe a model serveplan can plan: {why}") from None
+
+
+def _model_spec(p: Path, cfg: dict, heads, head_dim, n_exp, inter, arch) -> ModelSpec:  # noqa: ANN001
     return ModelSpec(
         name=p.parent.name or "local-model", hf_id=str(p.parent), architecture=arch,
         num_layers=cfg["num_hidden_layers"], hidden_size=cfg["hidden_size"], intermediate_size=inter,

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from serveplan.errors import validation_sentence
 from serveplan.errors import ConfigError, UnknownName, close_matches
 from serveplan.planner import catalog
 from serveplan.planner.spec import (SLO, EngineConfig, GPUSpec, Inventory, ModelSpec, PlanRequest,
@@ -61,16 +62,6 @@ def _prepare_overrides(overrides: list[str]) -> list[str]:
                               f"Valid: {', '.join(valid)}.")
         out.append("++" + ov)
     return out
-
-
-def validation_sentence(err: ValidationError, prefix: str) -> str:
-    parts = []
-    for e in err.errors()[:3]:
-        loc = ".".join(str(x) for x in (prefix, *e["loc"]) if x != "")
-        got = e.get("input")
-        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
-        parts.append(f"{loc}: {e['msg'].rstrip('.')}{got_s}")
-    return "Invalid configuration: " + "; ".join(parts) + "."
 
 
 def _compose(overrides: list[str]) -> dict:
@@ -129,7 +120,9 @@ def build_request(*, model: str | None = None, gpus: str | None = None, traffic:
         if not traffic_file.is_file():
             raise ConfigError(f"Traffic file '{traffic_file}' does not exist; give a preset "
                               f"({', '.join(catalog.options('traffic'))}) or a YAML file.")
-        doc["traffic"] = yaml.safe_load(traffic_file.read_text()) or {}
+        from serveplan.fileio import read_document
+
+        doc["traffic"] = read_document(traffic_file, "traffic file")
     for ov in file_ovs:
         key, val = ov.split("=", 1)
         node = doc
@@ -149,7 +142,25 @@ def request_from_dict(doc: dict) -> PlanRequest:
             raise ConfigError(validation_sentence(e, group)) from None
     key = {"hardware": "inventory"}
     req = {key.get(g, g): v for g, v in parts.items()}
-    return PlanRequest(**req)
+    out = PlanRequest(**req)
+    _check_lengths(out)
+    return out
+
+
+def _check_lengths(req: PlanRequest) -> None:
+    """What the engine would refuse, refused first: a typical prompt longer than the model's context, or than
+    the max_model_len asked for. (A tail beyond the context is served up to it: max_model_len is capped.)"""
+    mean_in = req.traffic.input_len.mean
+    ctx = req.model.max_position_embeddings
+    if mean_in >= ctx:
+        raise ConfigError(f"The traffic's prompts average {mean_in:,.0f} tokens but {req.model.name}'s context is "
+                          f"{ctx:,} tokens; lower traffic.input_len.")
+    mml = req.search.max_model_len
+    if mml is not None and mml > ctx:
+        raise ConfigError(f"search.max_model_len={mml:,} exceeds {req.model.name}'s context of {ctx:,} tokens.")
+    if mml is not None and mean_in >= mml:
+        raise ConfigError(f"search.max_model_len={mml:,} is shorter than the traffic's prompts (average "
+                          f"{mean_in:,.0f} tokens); raise it or lower traffic.input_len.")
 
 
 def load_traffic(name_or_file: str, overrides: list[str] | tuple[str, ...] = ()) -> Traffic:

@@ -111,10 +111,20 @@ class Plan(_Frozen):
 
 def load_plan(path: str | Path) -> Plan:
     """Read a plan.yaml (or the folder holding one) written by `plan`."""
+    from pydantic import ValidationError
+
+    from serveplan.errors import ConfigError, validation_sentence
+    from serveplan.fileio import read_document
+
     p = Path(path)
     if p.is_dir():
         p = p / "plan.yaml"
-    with open(p) as f:
-        doc = yaml.safe_load(f)
+    elif not p.exists() and p.suffix not in (".yaml", ".yml"):
+        raise ConfigError(f"Plan folder '{p}' does not exist; give the folder `plan -o` wrote.")
+    doc = read_document(p, "plan")
     doc.pop("winner", None)
-    return Plan.model_validate(doc)
+    try:
+        return Plan.model_validate(doc)
+    except ValidationError as e:
+        raise ConfigError(f"'{p}' is not a plan written by this serveplan: "
+                          f"{validation_sentence(e).removeprefix('Invalid configuration: ')} Re-run `plan -o`.") from None

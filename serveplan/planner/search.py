@@ -16,7 +16,7 @@ import hashlib
 import random
 import time
 
-from serveplan.errors import DoesNotFit
+from serveplan.errors import ConfigError, DoesNotFit
 from serveplan.planner.estimate import Scorer
 from serveplan.planner.result import Estimate, SearchStats
 from serveplan.planner.space import batching_options, make_candidate, structures
@@ -52,6 +52,8 @@ def run_search(req: PlanRequest, scorer: Scorer) -> tuple[list[Estimate], list[E
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     t0 = time.perf_counter()
     all_structs = structures(req)
+    if not all_structs:
+        raise ConfigError(empty_space_reason(req))
     batching = batching_options(req)
     # Weights alone decide most infeasibility: drop those structures before the study sees them.
     structs = [s for s in all_structs if scorer.weights_fit(s)]
@@ -90,8 +92,7 @@ def run_search(req: PlanRequest, scorer: Scorer) -> tuple[list[Estimate], list[E
         n_trials = min(s.n_trials, len(feasible))
 
     name = study_name(req)
-    study = optuna.create_study(directions=_directions(req), sampler=sampler, storage=s.storage,
-                                study_name=name, load_if_exists=s.storage is not None)
+    study = _create_study(optuna, req, sampler, name)
     evaluated: dict[tuple[str, str], Estimate] = {}
     # A resumed study already holds trials: their candidates are re-scored (cheaply, no new trials) so the
     # plan ranks them too, and the exhaustive order skips them. A TPE/NSGA-II sampler may still propose a
@@ -166,3 +167,55 @@ def run_search(req: PlanRequest, scorer: Scorer) -> tuple[list[Estimate], list[E
         seconds=seconds, study_name=name, storage=s.storage,
     )
     return list(evaluated.values()), pareto, stats
+
+
+def _create_study(optuna, req: PlanRequest, sampler, name: str):  # noqa: ANN001, ANN202
+    """The Optuna study; a storage URL that cannot be opened is the user's to fix, in one sentence."""
+    s = req.search
+    try:
+        return optuna.create_study(directions=_directions(req), sampler=sampler, storage=s.storage,
+                                   study_name=name, load_if_exists=s.storage is not None)
+    except ImportError as e:  # Optuna's "Failed to import DB access module", or the driver itself
+        if not s.storage:
+            raise
+        driver = f" '{e.name}'" if getattr(e, "name", None) else ""
+        raise ConfigError(f"search.storage={s.storage} needs a database driver{driver} that is not installed "
+                          f"(e.g. psycopg2 for postgresql, pymysql for mysql); install it, or use "
+                          f"sqlite:///study.db.") from None
+    except Exception as e:  # noqa: BLE001 - narrowed below: only storage errors are the user's
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if not s.storage or not isinstance(e, (SQLAlchemyError, ValueError)):
+            raise
+        first = str(e).strip().splitlines()[0][:160]
+        raise ConfigError(f"Cannot open search.storage={s.storage} ({first}); give a URL Optuna can open, "
+                          f"e.g. sqlite:///study.db in a folder you can write to.") from None
+
+
+def empty_space_reason(req: PlanRequest) -> str:
+    """Why no layout x precision exists before memory is even considered: the search restrictions."""
+    from serveplan.planner.space import kv_dtypes, layouts, weight_dtypes
+
+    m, inv, s = req.model, req.inventory, req.search
+    if not layouts(req):
+        valid = [t for t in (1, 2, 4, 8, 16) if t <= inv.gpus_per_node and not m.num_attention_heads % t
+                 and ((t <= m.num_kv_heads and not m.num_kv_heads % t) or (t > m.num_kv_heads and not t % m.num_kv_heads))]
+        what = []
+        if s.tp:
+            what.append(f"search.tp={list(s.tp)}")
+        if s.pp:
+            what.append(f"search.pp={list(s.pp)}")
+        if s.use_all_gpus:
+            what.append("search.use_all_gpus=true")
+        return (f"No parallel layout of {m.name} on {inv.describe()} satisfies {' and '.join(what) or 'the inventory'}: "
+                f"TP must divide the {m.num_attention_heads} attention and {m.num_kv_heads} KV heads and fit one "
+                f"node (valid TP here: {', '.join(map(str, valid)) or 'none'}), and TP x PP x replicas must not "
+                f"exceed {inv.total_gpus} GPUs.")
+    if not weight_dtypes(req):
+        return (f"No weight precision is left to search: search.allowed_quant={list(s.allowed_quant)} with "
+                f"{req.engine.name} on {inv.gpu.display_name}"
+                f"{f' and search.max_quality_cost={s.max_quality_cost:g}' if s.max_quality_cost is not None else ''}"
+                f" leaves none that has a checkpoint and runs there.")
+    if not kv_dtypes(req):
+        return f"No KV-cache dtype is left: search.allowed_kv_dtype={list(s.allowed_kv_dtype)}."
+    return "The search space is empty."

@@ -22,7 +22,7 @@ ALL_WEIGHT_DTYPES: tuple[WeightDtype, ...] = ("bf16", "fp16", "fp8", "int8", "aw
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -197,6 +197,9 @@ class LengthDist(Frozen):
     def _check(self) -> "LengthDist":
         if self.min > self.max:
             raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        if self.kind != "choice" and not self.min <= self.mean <= self.max:
+            raise ValueError(f"mean ({self.mean:g}) must lie within min..max ({self.min}..{self.max}): lengths are "
+                             f"clipped to that range, so this traffic would not be what you asked for")
         if self.kind == "choice":
             if not self.values or (self.weights and len(self.weights) != len(self.values)):
                 raise ValueError("a choice distribution needs values (and as many weights, if given)")
@@ -367,7 +370,7 @@ class SearchConfig(Frozen):
     chunked_prefill: tuple[bool, ...] = Field(default=(True, False), description="Chunked prefill on/off values searched.")
     use_all_gpus: bool = Field(default=False, description="Only layouts that use every GPU.")
     top_k: int = Field(default=5, ge=1, le=50, description="Candidates shown and written.")
-    max_model_len: int | None = Field(default=None, gt=0, description="Context to provision; default: "
+    max_model_len: int | None = Field(default=None, ge=16, description="Context to provision; default: "
                                       "the traffic's longest prompt + output, rounded up.")
 
 
