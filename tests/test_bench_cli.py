@@ -134,13 +134,24 @@ def test_report_without_matplotlib_says_so(engine, tmp_path, monkeypatch, capsys
     assert "tables only" in report.read_text()
 
 
+def _completed(url: str) -> float:
+    """Requests the fake engine has finished (its vllm:request_success_total)."""
+    text = httpx.get(url + "/metrics", timeout=5).text
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln.startswith("vllm:request_success_total"))
+
+
 def test_interrupt_writes_json_and_exits_130(engine, tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.Popen([sys.executable, "-m", "serveplan.cli", "bench", "--url", engine, "--traffic", "chat",
                              *SHORT, "--rate", "5", "--duration", "30", "--no-progress", "-o", str(out)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done_before = _completed(engine)
     try:
-        time.sleep(2.0)
+        # Interrupt once the engine has finished a request of this run (an event, not a fixed sleep: on a busy
+        # machine the first request can take longer than any fixed delay).
+        deadline = time.monotonic() + 30
+        while _completed(engine) <= done_before and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=20)
     finally:

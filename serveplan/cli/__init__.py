@@ -401,7 +401,7 @@ def _stop(argv: list[str]) -> int:
     a = p.parse_args(argv)
     from serveplan.launcher.launch import stop_run
 
-    stop_run(Path(a.plan_dir))
+    stop_run(Path(a.plan_dir), console=_console())
     return 0
 
 

@@ -133,6 +133,9 @@ def main(argv: list[str]) -> int:
     traffic = load_traffic(a.traffic, overrides)
     rates = _numbers(a.sweep_rates, "--sweep-rates", float) if a.sweep_rates else None
     concs = _numbers(a.sweep_concurrency, "--sweep-concurrency", int) if a.sweep_concurrency else None
+    for flag, path in (("-o", a.output), ("--report", a.report)):
+        if path:
+            check_writable(flag, Path(path))
     check_reachable(a.url)
     kw = dict(model=a.model, num_requests=a.num_requests, duration_s=a.duration, seed=a.seed, slo=slo,
               timeout_s=a.timeout, tokenizer=a.tokenizer, endpoint=a.endpoint, progress=not a.no_progress)
@@ -178,6 +181,19 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return EXIT_LAUNCH_FAILED
     return 0
+
+
+def check_writable(flag: str, path: Path) -> None:
+    """Results are never lost at the end of a run: the output paths are checked before it starts."""
+    import os
+
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder; give a file name.")
+    if not parent.is_dir():
+        raise ConfigError(f"{flag} {path}: the folder {parent} does not exist.")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"{flag} {path}: cannot write there; choose a path you can write to.")
 
 
 def check_reachable(urls: list[str], timeout_s: float = 5.0) -> None:

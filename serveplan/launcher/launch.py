@@ -458,7 +458,9 @@ def stop_run(plan_dir: str | Path, *, grace_s: float = 10.0, console: Console | 
     rec.stopped_at = _now()
     rec.write(pdir)
     if console is not None:
-        console.print(Text(f"stopped {len(groups)} process group(s) from {pdir / RUN_FILE}"))
+        what = ", ".join(f"{r.name} (pid {r.pid}, port {r.port})" for r in rec.replicas if r.pgid in groups)
+        console.print(Text(f"stopped {what} of {rec.candidate}" if groups else
+                           f"nothing was running from {pdir / RUN_FILE}; marked it stopped"), soft_wrap=True)
     return rec
 
 

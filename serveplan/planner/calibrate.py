@@ -158,6 +158,13 @@ def _observation(doc: dict, c, req, f) -> Observation:  # noqa: ANN001
     """One closed-loop operating point from a bench JSON document (serveplan bench or vllm bench serve)."""
     from serveplan.errors import ConfigError
 
+    measured = (doc.get("args") or {}).get("model") if "summary" in doc else doc.get("model_id")
+    ck = c.checkpoint
+    ours = {x for x in (req.model.name, req.model.hf_id, ck.id if ck else None, ck.base_id if ck else None) if x}
+    if measured and measured not in ours and not any(str(measured).rstrip("/").endswith("/" + o.rsplit("/", 1)[-1])
+                                                     for o in ours):
+        raise ConfigError(f"{f} measured the model '{measured}', but the plan serves {req.model.name} "
+                          f"({', '.join(sorted(ours))}); calibrate with benchmarks of this plan's model.")
     if "summary" in doc:  # serveplan bench
         s = doc["summary"]
         n = s["completed"]

@@ -109,7 +109,7 @@ def build_request(*, model: str | None = None, gpus: str | None = None, traffic:
     # Group-option overrides (model=..., hardware=...) may use aliases too.
     for i, ov in enumerate(user):
         key, _, val = ov.partition("=")
-        if key in ("model", "hardware", "traffic", "engine") and val:
+        if key in GROUP_MODELS and val:
             user[i] = f"{key}={catalog.resolve(key, val, key)}"
     file_ovs = [o for o in user if (model_file and o.startswith("model.")) or
                 (traffic_file and o.startswith("traffic."))]
