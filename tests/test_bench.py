@@ -18,8 +18,9 @@ import pytest
 
 from serveplan.errors import ConfigError
 from serveplan.bench import report as bench_report
-from serveplan.bench.loadgen import (BenchResult, render_sweep_table, render_table, run_bench,
-                                      run_bench_async, sweep)
+from serveplan.bench.loadgen import run_bench, run_bench_async, sweep
+from serveplan.bench.results import BenchResult
+from serveplan.bench.tables import render_sweep_table, render_table
 from serveplan.planner.spec import SLO, LengthDist, Traffic
 
 TTFT_MS, ITL_MS = 100.0, 20.0

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from serveplan.planner.calibrate import (Observation, fit_calibration, loss, observations_from_bench,
+from serveplan.planner.calibrate import (Observation, fit_calibration, loss,
                                          predict_observation, write_calibration)
 from serveplan.planner.profiles import Calibration, find_calibration
 
@@ -60,7 +60,15 @@ def test_observations_from_vllm_bench_json(tmp_path):
     doc = {"completed": 32, "total_input_tokens": 32 * 512, "total_output_tokens": 32 * 128,
            "max_concurrency": 16, "mean_ttft_ms": 200.0, "mean_tpot_ms": 7.0, "output_throughput": 2000.0}
     (tmp_path / "v.json").write_text(json.dumps(doc))
-    (obs,) = observations_from_bench(tmp_path / "p", [tmp_path / "v.json"])
+    from serveplan.bench.results import read_bench_summary
+    from serveplan.planner.calibrate import BenchPoint, observations
+    from serveplan.planner.result import load_plan
+
+    s, model = read_bench_summary(tmp_path / "v.json")
+    point = BenchPoint(label="v.json", model=model, completed=s.completed, total_input_tokens=s.total_input_tokens,
+                       total_output_tokens=s.total_output_tokens, concurrency=s.concurrency_limit,
+                       ttft_ms=s.ttft_ms.mean, tpot_ms=s.tpot_ms.mean, throughput_tok_s=s.output_tok_s)
+    (obs,) = observations(load_plan(tmp_path / "p"), [point])
     assert (obs.input_len, obs.output_len, obs.concurrency, obs.num_prompts) == (512, 128, 16, 32)
     assert obs.tpot_ms == 7.0 and obs.gpu == "h100-sxm"
     # An open-loop result (no concurrency) is refused with one sentence.

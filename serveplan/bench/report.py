@@ -18,7 +18,7 @@ from typing import Any
 
 from serveplan.errors import ConfigError
 from serveplan.fileio import write_atomic
-from serveplan.bench.loadgen import BenchResult, BenchSummary, LatencyStats, _pct
+from serveplan.bench.results import BenchResult, BenchSummary, LatencyStats, _pct
 
 NO_MATPLOTLIB = ("matplotlib is not installed (pip install 'serveplan[plots]'), so this report has tables "
                  "only.")

@@ -415,10 +415,21 @@ def _calibrate(argv: list[str]) -> int:
     p.add_argument("--out", type=Path, help="profiles folder to write into (default ~/.serveplan/profiles)")
     p.add_argument("--trials", type=int, default=120)
     a = p.parse_args(argv)
-    from serveplan.planner.calibrate import fit_calibration, observations_from_bench, predict_observation, write_calibration
+    from serveplan.bench.results import read_bench_summary
+    from serveplan.planner.calibrate import (BenchPoint, fit_calibration, observations, predict_observation,
+                                             write_calibration)
     from serveplan.planner.profiles import USER_PROFILES
+    from serveplan.planner.result import load_plan
 
-    obs = observations_from_bench(a.plan_dir, a.bench)
+    plan = load_plan(a.plan_dir)
+    points = []
+    for f in a.bench:
+        s, model = read_bench_summary(f)
+        points.append(BenchPoint(label=str(f), model=model, completed=s.completed,
+                                 total_input_tokens=s.total_input_tokens, total_output_tokens=s.total_output_tokens,
+                                 concurrency=s.concurrency_limit, ttft_ms=s.ttft_ms.mean, tpot_ms=s.tpot_ms.mean,
+                                 throughput_tok_s=s.output_tok_s))
+    obs = observations(plan, points)
     cal = fit_calibration(obs, source=", ".join(str(b) for b in a.bench), n_trials=a.trials)
     path = write_calibration(cal, a.out or USER_PROFILES)
     con = _console()

@@ -127,7 +127,8 @@ def main(argv: list[str]) -> int:
     if a.vllm_json:
         return _vllm_json(a, slo, con)
 
-    from serveplan.bench.loadgen import render_sweep_table, render_table, run_bench, sweep
+    from serveplan.bench.loadgen import run_bench, sweep
+    from serveplan.bench.tables import render_sweep_table, render_table
     from serveplan.planner.config import load_traffic
 
     traffic = load_traffic(a.traffic, overrides)
@@ -215,7 +216,8 @@ def _vllm_json(a, slo, con) -> int:  # noqa: ANN001
     from rich.table import Table
 
     from serveplan.fileio import write_atomic
-    from serveplan.bench.loadgen import fmt_num, latency_table, slo_checks
+    from serveplan.bench.results import slo_checks
+    from serveplan.bench.tables import fmt_num, latency_table
     from serveplan.bench.report import load_vllm_bench_json
 
     s = load_vllm_bench_json(a.vllm_json)

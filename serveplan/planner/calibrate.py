@@ -13,6 +13,7 @@ the same number of prompts. The result is written to
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -133,59 +134,45 @@ def write_calibration(cal: Calibration, root: Path = SHIPPED_PROFILES) -> Path:
     return write_atomic(out, yaml.safe_dump(cal.model_dump(exclude={"path"}), sort_keys=False))
 
 
-def observations_from_bench(plan_dir: Path, bench_files: list[Path]) -> list[Observation]:
-    """Observations from bench results (serveplan `bench -o` JSON or `vllm bench serve --save-result`
-    JSON) of the winner of the plan in plan_dir, at fixed lengths and a fixed concurrency."""
-    from serveplan.errors import ConfigError
-    from serveplan.fileio import read_document
-    from serveplan.planner.result import load_plan
+@dataclass(frozen=True)
+class BenchPoint:
+    """One measured load point, as the bench readers (serveplan.bench.results.read_bench_summary) give it."""
 
-    plan = load_plan(plan_dir)
-    c = plan.winner.config
-    req = plan.request
-    out = []
-    for f in bench_files:
-        doc = read_document(f, "bench result")
-        try:
-            out.append(_observation(doc, c, req, f))
-        except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
-            raise ConfigError(f"bench result '{f}' lacks what calibration reads ({type(e).__name__}: {e}); "
-                              f"give `bench -o` or `vllm bench serve --save-result` JSON.") from None
-    return out
+    label: str                 # where it came from (a file name)
+    model: str | None          # the model name the benchmark asked for, if it recorded one
+    completed: int
+    total_input_tokens: int
+    total_output_tokens: int
+    concurrency: int | None    # closed loop: the number of clients; None for open loop
+    ttft_ms: float | None      # means
+    tpot_ms: float | None
+    throughput_tok_s: float
 
 
-def _observation(doc: dict, c, req, f) -> Observation:  # noqa: ANN001
-    """One closed-loop operating point from a bench JSON document (serveplan bench or vllm bench serve)."""
+def observations(plan, points: list[BenchPoint]) -> list[Observation]:  # noqa: ANN001 (a Plan)
+    """Calibration observations of the plan's winner from closed-loop bench points at fixed lengths."""
     from serveplan.errors import ConfigError
 
-    measured = (doc.get("args") or {}).get("model") if "summary" in doc else doc.get("model_id")
+    c, req = plan.winner.config, plan.request
     ck = c.checkpoint
     ours = {x for x in (req.model.name, req.model.hf_id, ck.id if ck else None, ck.base_id if ck else None) if x}
-    if measured and measured not in ours and not any(str(measured).rstrip("/").endswith("/" + o.rsplit("/", 1)[-1])
-                                                     for o in ours):
-        raise ConfigError(f"{f} measured the model '{measured}', but the plan serves {req.model.name} "
-                          f"({', '.join(sorted(ours))}); calibrate with benchmarks of this plan's model.")
-    if "summary" in doc:  # serveplan bench
-        s = doc["summary"]
-        n = s["completed"]
-        i = round(s["total_input_tokens"] / max(n, 1))
-        o = round(s["total_output_tokens"] / max(n, 1))
-        conc = s.get("concurrency_limit") or doc.get("args", {}).get("concurrency")
-        ttft, tpot, thr = s["ttft_ms"]["mean"], s["tpot_ms"]["mean"], s["output_tok_s"]
-    else:  # vllm bench serve
-        n = doc["completed"]
-        i = round(doc["total_input_tokens"] / max(n, 1))
-        o = round(doc["total_output_tokens"] / max(n, 1))
-        conc = doc.get("max_concurrency")
-        ttft, tpot, thr = doc["mean_ttft_ms"], doc["mean_tpot_ms"], doc["output_throughput"]
-    if not conc:
-        raise ConfigError(f"{f}: calibration needs a closed-loop benchmark (a fixed concurrency).")
-    if not n or ttft is None or tpot is None:
-        raise ConfigError(f"{f}: no request completed in that benchmark; nothing to calibrate on.")
-    return Observation(model=req.model.name, gpu=req.inventory.gpu.name, engine=c.engine, tp=c.tp,
-                       weight_dtype=c.weight_dtype, kv_cache_dtype=c.kv_cache_dtype,
-                       max_num_seqs=c.max_num_seqs, max_num_batched_tokens=c.max_num_batched_tokens,
-                       chunked_prefill=c.chunked_prefill, max_model_len=c.max_model_len,
-                       gpu_memory_utilization=c.gpu_memory_utilization, input_len=i, output_len=o,
-                       concurrency=int(conc), num_prompts=n, ttft_ms=ttft, tpot_ms=tpot,
-                       throughput_tok_s=thr, label=str(f))
+    out = []
+    for pt in points:
+        m = pt.model
+        if m and m not in ours and not any(m.rstrip("/").endswith("/" + o.rsplit("/", 1)[-1]) for o in ours):
+            raise ConfigError(f"{pt.label} measured the model '{m}', but the plan serves {req.model.name} "
+                              f"({', '.join(sorted(ours))}); calibrate with benchmarks of this plan's model.")
+        if not pt.concurrency:
+            raise ConfigError(f"{pt.label}: calibration needs a closed-loop benchmark (a fixed concurrency).")
+        if not pt.completed or pt.ttft_ms is None or pt.tpot_ms is None:
+            raise ConfigError(f"{pt.label}: no request completed in that benchmark; nothing to calibrate on.")
+        n = pt.completed
+        out.append(Observation(
+            model=req.model.name, gpu=req.inventory.gpu.name, engine=c.engine, tp=c.tp,
+            weight_dtype=c.weight_dtype, kv_cache_dtype=c.kv_cache_dtype, max_num_seqs=c.max_num_seqs,
+            max_num_batched_tokens=c.max_num_batched_tokens, chunked_prefill=c.chunked_prefill,
+            max_model_len=c.max_model_len, gpu_memory_utilization=c.gpu_memory_utilization,
+            input_len=round(pt.total_input_tokens / n), output_len=round(pt.total_output_tokens / n),
+            concurrency=int(pt.concurrency), num_prompts=n, ttft_ms=pt.ttft_ms, tpot_ms=pt.tpot_ms,
+            throughput_tok_s=pt.throughput_tok_s, label=pt.label))
+    return out

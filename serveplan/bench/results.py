@@ -1,0 +1,262 @@
+"""What a benchmark produces: per-request records, latency statistics, summaries (overall, per prompt-length
+class, per endpoint) and the whole result with its JSON form; `summarize` and the SLO checks."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serveplan.fileio import write_atomic
+from serveplan.planner.spec import SLO, Traffic
+
+Endpoint = Literal["completions", "chat"]
+ErrorKind = Literal["connection", "http_4xx", "http_5xx", "timeout", "malformed", "disconnected",
+                    "stream_error", "other"]
+SizeClass = Literal["short", "medium", "long"]
+
+
+def _pct(sorted_xs: list[float], p: float) -> float:
+    """Percentile with linear interpolation (numpy's default)."""
+    if len(sorted_xs) == 1:
+        return sorted_xs[0]
+    k = (len(sorted_xs) - 1) * p / 100
+    lo = math.floor(k)
+    hi = min(lo + 1, len(sorted_xs) - 1)
+    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (k - lo)
+
+
+# ----------------------------------------------------------------------------------------------- models
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LatencyStats(_Model):
+    """Percentiles of one latency metric, in ms; None where there were no samples (or the source lacks it)."""
+
+    count: int = 0
+    mean: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+    def at(self, p: str) -> float | None:
+        return getattr(self, p)
+
+    @classmethod
+    def of(cls, values: list[float]) -> "LatencyStats":
+        if not values:
+            return cls()
+        xs = sorted(values)
+        return cls(count=len(xs), mean=sum(xs) / len(xs), p50=_pct(xs, 50), p90=_pct(xs, 90),
+                   p99=_pct(xs, 99), max=xs[-1])
+
+
+class RequestRecord(_Model):
+    """One request as the client saw it. Times in ms; start_s from the start of the run."""
+
+    index: int
+    url: str
+    start_s: float
+    queued_ms: float = Field(default=0.0, description="Open loop with a concurrency cap: time waiting "
+                             "for a free slot before sending (not in TTFT/E2E).")
+    input_len: int = Field(description="Target prompt length, sampled from traffic.input_len.")
+    output_len: int = Field(description="Target output length (max_tokens), from traffic.output_len.")
+    size_class: SizeClass = "short"
+    prompt_tokens: int | None = Field(default=None, description="usage.prompt_tokens where the server "
+                                      "reported it, else the local count (tokenizer or approximation).")
+    prompt_tokens_reported: bool = False
+    output_tokens: int = 0
+    output_tokens_reported: bool = False
+    chunks: int = Field(default=0, description="Streamed chunks that carried content.")
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2e_ms: float | None = None
+    itl_ms: list[float] = Field(default_factory=list, description="Gaps between content chunks.")
+    ok: bool = False
+    error: str | None = None
+    error_kind: ErrorKind | None = None
+    cancelled: bool = Field(default=False, description="In flight when the run was interrupted; left "
+                            "out of every figure.")
+
+
+class ClassSummary(_Model):
+    """Latencies of one prompt-length class (terciles of the sampled input lengths)."""
+
+    name: SizeClass
+    input_len_min: int | None = None
+    input_len_max: int | None = None
+    count: int = 0
+    failed: int = 0
+    ttft_ms: LatencyStats = LatencyStats()
+    tpot_ms: LatencyStats = LatencyStats()
+    e2e_ms: LatencyStats = LatencyStats()
+
+
+class BenchSummary(_Model):
+    """The figures of one run (or of one url of it), or of a `vllm bench serve` result file."""
+
+    source: Literal["serveplan", "vllm-bench"] = "serveplan"
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    duration_s: float = 0.0
+    total_input_tokens: int = 0
+    total_output_tokens: int = 0
+    ttft_ms: LatencyStats = LatencyStats()
+    tpot_ms: LatencyStats = LatencyStats()
+    itl_ms: LatencyStats = LatencyStats()
+    e2e_ms: LatencyStats = LatencyStats()
+    requests_per_s: float = 0.0
+    input_tok_s: float = 0.0
+    output_tok_s: float = 0.0
+    total_tok_s: float = 0.0
+    goodput_rps: float | None = Field(default=None, description="Requests/s that met every SLO latency "
+                                      "target (each a per-request limit); None without an SLO.")
+    slo_attainment: float | None = Field(default=None, description="Share of requests (failed included) "
+                                         "that met every SLO target.")
+    slo_met: dict[str, bool] = Field(default_factory=dict, description="Each SLO target, judged on the "
+                                     "aggregate percentile (and min_throughput_tok_s on output tok/s).")
+    errors: dict[str, int] = Field(default_factory=dict, description="Failed requests by kind.")
+    offered_rps: float | None = Field(default=None, description="Open loop: the configured rate.")
+    achieved_send_rps: float | None = Field(default=None, description="Requests sent per second.")
+    concurrency_limit: int | None = None
+    max_in_flight: int = 0
+    mean_in_flight: float = 0.0
+    client_lag_ms: LatencyStats | None = Field(default=None, description="How late the load generator's "
+                                               "event loop woke up (sampled every 5 ms): a busy client "
+                                               "adds this much to the latencies it measures.")
+
+
+class BenchArgs(_Model):
+    urls: list[str]
+    endpoint: Endpoint = "completions"
+    model: str | None = None
+    mode: Literal["closed", "open"]
+    arrival: Literal["poisson", "constant", "bursty", "closed"]
+    rate_rps: float | None = None
+    concurrency: int | None = None
+    num_requests: int | None = None
+    duration_s: float | None = None
+    seed: int = 0
+    timeout_s: float = 600
+    tokenizer: str | None = None
+
+
+class BenchResult(_Model):
+    """One load point: arguments, traffic, every request's timings and the summary."""
+
+    tool: str = "serveplan-bench"
+    started_at: str
+    args: BenchArgs
+    traffic: Traffic
+    slo: SLO | None = None
+    prompt_tokens_source: Literal["tokenizer", "approx"]
+    prompt_note: str = ""
+    interrupted: bool = False
+    notes: list[str] = Field(default_factory=list)
+    tercile_bounds: tuple[float, float] | None = Field(default=None, description="Input lengths that "
+                                                       "split short|medium and medium|long.")
+    summary: BenchSummary
+    per_url: dict[str, BenchSummary] = Field(default_factory=dict)
+    classes: list[ClassSummary] = Field(default_factory=list)
+    requests: list[RequestRecord] = Field(default_factory=list)
+
+    @property
+    def load(self) -> float:
+        """The load this point ran at: requests/s (open loop) or concurrent clients (closed loop)."""
+        return float(self.args.rate_rps if self.args.mode == "open" else self.args.concurrency or 0)
+
+    @property
+    def load_label(self) -> str:
+        if self.args.mode == "open":
+            return f"{self.args.rate_rps:g} req/s ({self.args.arrival})"
+        return f"concurrency {self.args.concurrency}"
+
+    def write_json(self, path: str | Path) -> Path:
+        """Write the whole result as JSON, atomically (temp file + rename)."""
+        return write_atomic(Path(path), self.model_dump_json(indent=1))
+
+    @classmethod
+    def read_json(cls, path: str | Path) -> "BenchResult":
+        return cls.model_validate_json(Path(path).read_text())
+
+
+def _meets_slo(r: RequestRecord, slo: SLO) -> bool:
+    if not r.ok:
+        return False
+    for metric, _p, limit in slo.latency_targets():
+        v = getattr(r, f"{metric}_ms")
+        if v is not None and v > limit:
+            return False
+    return True
+
+
+def summarize(recs: list[RequestRecord], duration_s: float, slo: SLO | None = None, *,
+              offered_rps: float | None = None, concurrency_limit: int | None = None) -> BenchSummary:
+    """The summary of a set of request records over a run of duration_s seconds."""
+    done = [r for r in recs if not r.cancelled]
+    ok = [r for r in done if r.ok]
+    failed = [r for r in done if not r.ok]
+    errors: dict[str, int] = {}
+    for r in failed:
+        errors[r.error_kind or "other"] = errors.get(r.error_kind or "other", 0) + 1
+    d = max(duration_s, 1e-9)
+    tin = sum(r.prompt_tokens or 0 for r in ok)
+    tout = sum(r.output_tokens for r in ok)
+    starts = sorted(r.start_s for r in recs)
+    send_rps = (len(starts) - 1) / (starts[-1] - starts[0]) if len(starts) > 1 and starts[-1] > starts[0] \
+        else None
+    s = BenchSummary(
+        completed=len(ok), failed=len(failed), cancelled=len(recs) - len(done), duration_s=duration_s,
+        total_input_tokens=tin, total_output_tokens=tout,
+        ttft_ms=LatencyStats.of([r.ttft_ms for r in ok]),
+        tpot_ms=LatencyStats.of([r.tpot_ms for r in ok if r.tpot_ms is not None]),
+        itl_ms=LatencyStats.of([x for r in ok for x in r.itl_ms]),
+        e2e_ms=LatencyStats.of([r.e2e_ms for r in ok]),
+        requests_per_s=len(ok) / d, input_tok_s=tin / d, output_tok_s=tout / d, total_tok_s=(tin + tout) / d,
+        errors=dict(sorted(errors.items())), offered_rps=offered_rps, achieved_send_rps=send_rps,
+        concurrency_limit=concurrency_limit)
+    if slo is not None:
+        good = sum(_meets_slo(r, slo) for r in ok)
+        s.goodput_rps = good / d
+        s.slo_attainment = good / len(done) if done else None
+        s.slo_met = slo_checks(s, slo)
+    return s
+
+
+def slo_checks(s: BenchSummary, slo: SLO) -> dict[str, bool]:
+    """Every SLO target judged on the aggregate percentiles of a summary (False where not measured)."""
+    out = {}
+    for metric, p, limit in slo.latency_targets():
+        v = getattr(s, f"{metric}_ms").at(p)
+        out[f"{metric}_{p}_ms"] = v is not None and v <= limit
+    if slo.min_throughput_tok_s is not None:
+        out["min_throughput_tok_s"] = s.output_tok_s >= slo.min_throughput_tok_s
+    return out
+
+
+def read_bench_summary(path: str | Path) -> tuple[BenchSummary, str | None]:
+    """The one reader of bench JSON: `bench -o` (a BenchResult, or a --sweep file's last point) or
+    `vllm bench serve --save-result`; returns the summary and the model name the benchmark asked for."""
+    from pydantic import ValidationError
+
+    from serveplan.errors import ConfigError, validation_sentence
+    from serveplan.fileio import read_document
+
+    doc = read_document(path, "bench result")
+    if "points" in doc and isinstance(doc["points"], list) and doc["points"]:
+        doc = doc["points"][-1]
+    if "summary" in doc:
+        try:
+            res = BenchResult.model_validate(doc)
+        except ValidationError as e:
+            raise ConfigError(f"bench result '{path}' is not a `bench -o` result of this serveplan: "
+                              f"{validation_sentence(e).removeprefix('Invalid configuration: ')}") from None
+        return res.summary, res.args.model
+    from serveplan.bench.report import load_vllm_bench_json
+
+    return load_vllm_bench_json(path), doc.get("model_id")
