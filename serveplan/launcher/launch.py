@@ -15,7 +15,6 @@ import os
 import shlex
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Iterator, Literal
 
@@ -27,7 +26,8 @@ from serveplan.errors import LaunchError, ServeplanError
 from serveplan.fileio import write_atomic as _write_atomic
 from serveplan.launcher.gpus import check_gpus
 from serveplan.render.targets.common import Deployment
-from serveplan.launcher.run import ProcSpec, ProcState, Supervisor, group_members, pid_alive, proc_start_ticks
+from serveplan.launcher.run import (ProcSpec, ProcState, Supervisor, group_members, pid_alive, proc_start_ticks,
+                                    stop_groups)
 from serveplan.planner.result import Plan, load_plan
 from serveplan.planner.spec import Checkpoint
 
@@ -436,24 +436,7 @@ def stop_run(plan_dir: str | Path, *, grace_s: float = 10.0, console: Console | 
             continue  # the pid was reused: not ours
         if group_members(r.pgid):
             groups.append(r.pgid)
-    for g in groups:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(g, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        _reap(rec)
-        if not any(group_members(g) for g in groups):
-            break
-        time.sleep(0.05)
-    for g in groups:
-        if group_members(g):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(g, signal.SIGKILL)
-    end = time.monotonic() + 5
-    while any(group_members(g) for g in groups) and time.monotonic() < end:
-        _reap(rec)
-        time.sleep(0.05)
-    _reap(rec)
+    stop_groups(groups, grace_s, reap=lambda: _reap(rec))
     rec.status = "stopped"
     rec.stopped_at = _now()
     rec.write(pdir)

@@ -195,28 +195,19 @@ class Supervisor:
             self._stopped = True
         grace = self.grace_s if grace_s is None else grace_s
         groups = [st.pgid for st in self.states if st.pgid is not None]
-        for pg in groups:
-            _killpg(pg, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and not self._hurry:
+
+        def reap() -> None:
             for st in self.states:
-                if st.popen is not None:
-                    st.popen.poll()
-            if not any(group_members(pg) for pg in groups):
-                break
-            time.sleep(0.05)
-        for pg in groups:
-            if group_members(pg):
-                _killpg(pg, signal.SIGKILL)
+                if st.popen is not None and st.popen.poll() is not None:
+                    st.exit_code = st.popen.returncode
+
+        stop_groups(groups, grace, reap=reap, hurry=lambda: self._hurry)
         for st in self.states:
             if st.popen is not None:
                 try:
                     st.exit_code = st.popen.wait(timeout=10)
                 except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
                     pass
-        end = time.monotonic() + 5
-        while any(group_members(pg) for pg in groups) and time.monotonic() < end:
-            time.sleep(0.05)
         self._followers_stop.set()
         for st in self.states:
             if st.follower:
@@ -467,6 +458,28 @@ def port_free(port: int, host: str = "0.0.0.0") -> bool:
         except OSError:
             return False
     return True
+
+
+def stop_groups(groups: list[int], grace_s: float, *, reap=lambda: None, hurry=lambda: False) -> None:  # noqa: ANN001
+    """The one process-group stop (Supervisor.stop and `plan stop`): SIGTERM each whole group, wait up to the
+    grace period (reap() collects exit statuses meanwhile; hurry() cuts the wait short), SIGKILL what is
+    left (a crashed TP engine's workers may ignore SIGTERM), and wait until no member remains."""
+    for pg in groups:
+        _killpg(pg, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and not hurry():
+        reap()
+        if not any(group_members(pg) for pg in groups):
+            break
+        time.sleep(0.05)
+    for pg in groups:
+        if group_members(pg):
+            _killpg(pg, signal.SIGKILL)
+    end = time.monotonic() + 5
+    while any(group_members(pg) for pg in groups) and time.monotonic() < end:
+        reap()
+        time.sleep(0.05)
+    reap()
 
 
 def _killpg(pgid: int, sig: int) -> None:
