@@ -13,3 +13,16 @@ def test_conf_engine_version_matches_adapter(name):
     adapter = get_adapter(name)
     assert conf.version == adapter.version
     assert conf.image == adapter.image
+
+
+def test_python_defaults_match_the_default_engine_conf():
+    """Defaults in one place: a Candidate or EngineConfig built in Python gets vLLM's conf value."""
+    import yaml
+
+    from serveplan.planner.catalog import CONF_DIR
+    from serveplan.planner.spec import VLLM_GPU_MEMORY_UTILIZATION, Candidate, EngineConfig
+
+    conf = yaml.safe_load((CONF_DIR / "engine" / "vllm.yaml").read_text())
+    assert conf["gpu_memory_utilization"] == VLLM_GPU_MEMORY_UTILIZATION
+    assert Candidate().gpu_memory_utilization == VLLM_GPU_MEMORY_UTILIZATION
+    assert EngineConfig(name="vllm", version="0.26.0").gpu_memory_utilization == VLLM_GPU_MEMORY_UTILIZATION

@@ -19,6 +19,9 @@ KVDtype = Literal["auto", "fp8"]
 EngineName = Literal["vllm", "trtllm", "sglang"]
 Percentile = Literal["p50", "p90", "p99"]
 ALL_WEIGHT_DTYPES: tuple[WeightDtype, ...] = ("bf16", "fp16", "fp8", "int8", "awq", "gptq")
+VLLM_GPU_MEMORY_UTILIZATION = 0.92
+"""vLLM 0.26.0's own default, the default engine's: what a Candidate or EngineConfig built in Python gets, and
+what conf/engine/vllm.yaml says (a test keeps them equal); plans take the value from the engine's conf."""
 
 
 class Frozen(BaseModel):
@@ -313,7 +316,7 @@ class EngineConfig(Frozen):
     name: EngineName = Field(description="Engine: vllm, trtllm or sglang.")
     version: str = Field(description="The pinned engine version the adapter renders for.")
     image: str = Field(default="", description="Official container image at that version.")
-    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1, description="vLLM: share of GPU memory "
+    gpu_memory_utilization: float = Field(default=VLLM_GPU_MEMORY_UTILIZATION, gt=0, le=1, description="vLLM: share of GPU memory "
                                           "the engine may use; SGLang: mem_fraction_static; TRT-LLM: 1.0.")
     kv_free_memory_fraction: float = Field(default=0.9, gt=0, le=1, description="TRT-LLM: share of free "
                                            "memory after load given to the KV cache.")
@@ -447,7 +450,7 @@ class Candidate(Frozen):
     max_num_batched_tokens: int = Field(default=8192, ge=1, description="Token budget of one engine step (prefill chunk + decodes).")
     chunked_prefill: bool = Field(default=True, description="Split long prompts across steps so decodes keep running.")
     max_model_len: int = Field(default=8192, ge=16, description="Longest prompt + output a request may have.")
-    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1, description="Share of GPU memory the engine may use (vLLM; SGLang mem_fraction_static).")
+    gpu_memory_utilization: float = Field(default=VLLM_GPU_MEMORY_UTILIZATION, gt=0, le=1, description="Share of GPU memory the engine may use (vLLM; SGLang mem_fraction_static).")
     enable_prefix_caching: bool = Field(default=True, description="Reuse KV blocks of shared prompt prefixes.")
     checkpoint: Checkpoint | None = Field(default=None, description="The weights served; None: resolved from "
                                           "the model and weight_dtype when rendered.")
