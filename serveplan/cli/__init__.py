@@ -290,7 +290,7 @@ def _estimate(argv: list[str]) -> int:
     from serveplan.errors import ConfigError
     from serveplan.planner.config import build_request
     from serveplan.planner.estimate import estimate
-    from serveplan.planner.report import candidate_doc
+    from serveplan.planner.report import candidate_doc, render_estimate
     from serveplan.planner.spec import Candidate
 
     ovs = list(overrides)
@@ -329,26 +329,8 @@ def _estimate(argv: list[str]) -> int:
     if a.json:
         print(json.dumps(candidate_doc(est), indent=1))
         return 0 if est.memory.fits else 2
-    con = _console()
-    m = est.memory
-    con.print(f"[bold]{req.model.name}[/] on {req.inventory.describe()}, {cand.label()}")
-    con.print(f"Memory per GPU: weights {m.weights_gb:.1f} GB, KV cache {m.kv_cache_gb:.1f} GB "
-              f"({m.kv_tokens:,} tokens, {m.max_concurrent_seqs:,} sequences of the traffic's mean length), "
-              f"other {m.other_gb:.1f} GB of {m.capacity_gb:.1f} GB.")
-    if not m.fits:
-        con.print(f"[bold red]Does not fit:[/] {m.reason}.")
-        return 2
-    pr = est.predictions
-    assert pr is not None
-    for name, v in (("TTFT", pr.ttft_ms), ("TPOT", pr.tpot_ms), ("E2E", pr.e2e_ms)):
-        con.print(f"{name:5s} P50 {v.p50:9,.1f}  P90 {v.p90:9,.1f}  P99 {v.p99:9,.1f}  mean {v.mean:9,.1f} ms")
-    con.print(f"Throughput {pr.throughput_tok_s:,.0f} output tok/s ({pr.tok_s_per_gpu:,.0f} per GPU), "
-              f"{pr.requests_per_s:.2f} req/s, {pr.goodput_rps:.2f} within SLO; ${pr.cost_per_1m_tokens:.2f} per 1M "
-              f"output tokens{'; SATURATED: the offered load exceeds capacity' if pr.saturated else ''}.")
-    con.print(f"Sources: {', '.join(f'{k}={v}' for k, v in pr.sources.items())}")
-    if est.violations:
-        con.print(f"[yellow]SLO missed:[/] {'; '.join(est.violations)}")
-    return 0
+    render_estimate(est, req, _console())
+    return 0 if est.memory.fits else 2
 
 
 # ------------------------------------------------------------------------------------------------ launch

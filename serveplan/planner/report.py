@@ -109,6 +109,30 @@ def render_plan(plan: Plan, console) -> None:  # noqa: ANN001 (rich Console, imp
                       f"Relax the SLO, lower the load, or add GPUs.")
 
 
+def render_estimate(est: Estimate, req, console) -> None:  # noqa: ANN001 (PlanRequest, rich Console)
+    """`plan estimate`'s report of one fixed configuration: memory, latency percentiles, throughput, sources."""
+    m, cand = est.memory, est.config
+    console.print(f"[bold]{req.model.name}[/] on {req.inventory.describe()}, {cand.label()}")
+    if cand.checkpoint is not None:
+        console.print(f"Weights: {cand.checkpoint.describe()}")
+    console.print(f"Memory per GPU: weights {m.weights_gb:.1f} GB, KV cache {m.kv_cache_gb:.1f} GB "
+                  f"({m.kv_tokens:,} tokens, {m.max_concurrent_seqs:,} sequences of the traffic's mean length), "
+                  f"other {m.other_gb:.1f} GB of {m.capacity_gb:.1f} GB.")
+    if not m.fits:
+        console.print(f"[bold red]Does not fit:[/] {m.reason}.")
+        return
+    pr = est.predictions
+    assert pr is not None
+    for name, v in (("TTFT", pr.ttft_ms), ("TPOT", pr.tpot_ms), ("E2E", pr.e2e_ms)):
+        console.print(f"{name:5s} P50 {v.p50:9,.1f}  P90 {v.p90:9,.1f}  P99 {v.p99:9,.1f}  mean {v.mean:9,.1f} ms")
+    console.print(f"Throughput {pr.throughput_tok_s:,.0f} output tok/s ({pr.tok_s_per_gpu:,.0f} per GPU), "
+                  f"{pr.requests_per_s:.2f} req/s, {pr.goodput_rps:.2f} within SLO; ${pr.cost_per_1m_tokens:.2f} "
+                  f"per 1M output tokens{'; SATURATED: the offered load exceeds capacity' if pr.saturated else ''}.")
+    console.print(f"Sources: {', '.join(f'{k}={v}' for k, v in pr.sources.items())}")
+    if est.violations:
+        console.print(f"[yellow]SLO missed:[/] {'; '.join(est.violations)}")
+
+
 def write_outdir(plan: Plan, outdir: Path, extra_files=None) -> list[Path]:  # noqa: ANN001
     """Write plan.yaml, plan.json and the launch files from `extra_files(plan) -> {relative path: text}` as one
     folder that replaces `outdir` whole (fileio.write_tree_atomic): nothing stale from an earlier plan stays,
