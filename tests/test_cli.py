@@ -193,3 +193,19 @@ def test_failed_write_is_a_user_error(runs):
         r = runs[name]
         assert r.returncode == 2 and "Traceback" not in r.stderr
         assert r.stderr.strip().startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_catalog_listings_and_bare_plan(capsys):
+    """`plan models|gpus|traffic` list the catalog (JSON too); `plan` alone prints help instead of planning."""
+    import json as _json
+
+    from serveplan.cli import main as cli_main
+    from serveplan.planner.catalog import options
+
+    for what, group, key in (("models", "model", "model"), ("gpus", "hardware", "gpu"), ("traffic", "traffic", "traffic")):
+        assert cli_main(["plan", what, "--json"]) == 0
+        rows = _json.loads(capsys.readouterr().out)
+        assert [r[key] for r in rows] == options(group)
+    assert cli_main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ") and "models" in out and "Wrote" not in out

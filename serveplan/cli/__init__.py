@@ -185,6 +185,9 @@ SUBCOMMAND_HELP = {
     "verify": "launch a plan, bench it at the planned load, compare predicted vs measured",
     "profile": "measure this machine's GPU into a hardware profile (needs torch with CUDA)",
     "quantize": "make a quantized checkpoint vLLM loads (fp8, w8a8, gptq, awq) for awq/gptq/int8 plans",
+    "models": "list the catalog's models (and their published quantized checkpoints)",
+    "gpus": "list the catalog's GPUs (memory, bandwidth, price)",
+    "traffic": "list the traffic presets",
 }
 
 
@@ -207,6 +210,9 @@ def _plan(argv: list[str], prog: str = "plan") -> int:
     _common(p)
     p.add_argument("-o", "--out", default="plan-out", help="output folder for plan.yaml and launch files")
     p.add_argument("--no-write", action="store_true", help="print only; write nothing")
+    if not argv:  # nothing asked: say what can be asked rather than plan a default model
+        p.print_help()
+        return 0
     a = p.parse_args(flags)
 
     from serveplan.planner.api import plan
@@ -424,8 +430,33 @@ def _calibrate(argv: list[str]) -> int:
     return 0
 
 
+def _catalog_list(what: str) -> Callable[[list[str]], int]:
+    def run(argv: list[str]) -> int:
+        p = _Parser(prog=f"plan {what}", description=f"List the built-in {what} (serveplan/conf).")
+        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        a = p.parse_args(argv)
+        from serveplan.planner.report import catalog_rows
+
+        header, rows = catalog_rows(what)
+        if a.json:
+            print(json.dumps([dict(zip(header, r)) for r in rows], indent=1))
+            return 0
+        from rich.table import Table
+
+        t = Table(header_style="bold")
+        for h in header:
+            t.add_column(h)
+        for r in rows:
+            t.add_row(*map(str, r))
+        _console().print(t)
+        return 0
+
+    return run
+
+
 SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "estimate": _estimate, "launch": _launch, "stop": _stop, "calibrate": _calibrate,
+    "models": _catalog_list("models"), "gpus": _catalog_list("gpus"), "traffic": _catalog_list("traffic"),
 }
 
 

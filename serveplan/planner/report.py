@@ -109,6 +109,38 @@ def render_plan(plan: Plan, console) -> None:  # noqa: ANN001 (rich Console, imp
                       f"Relax the SLO, lower the load, or add GPUs.")
 
 
+def catalog_rows(what: str) -> tuple[list[str], list[list]]:
+    """(header, rows) of the built-in catalog: models, gpus or traffic presets."""
+    from serveplan.planner import catalog
+    from serveplan.planner.checkpoints import published_table
+
+    if what == "models":
+        rows = []
+        for o in catalog.options("model"):
+            d = catalog.catalog_doc("model", o)
+            from serveplan.planner.spec import ModelSpec
+
+            m = ModelSpec(**d)
+            quant = [w for w, lst in published_table().get(o, {}).items() if lst]
+            rows.append([o, f"{m.total_params / 1e9:.1f}B", m.num_layers, f"{m.num_attention_heads}/{m.num_kv_heads}",
+                         f"{m.max_position_embeddings:,}", ", ".join(quant) or "-", m.hf_id or ""])
+        return ["model", "params", "layers", "heads/kv", "context", "published quantized", "hf_id"], rows
+    if what == "gpus":
+        rows = []
+        for o in catalog.options("hardware"):
+            g = catalog.gpu_spec(o)
+            rows.append([o, g.display_name, f"{g.usable_gib:.1f}", f"{g.hbm_bandwidth_gbs:,.0f}",
+                         ", ".join(sorted(g.tflops)), g.interconnect, f"{g.price_per_hour_usd:.2f}"])
+        return ["gpu", "name", "usable GiB", "GB/s", "tensor dtypes", "link", "$/GPU-hour"], rows
+    rows = []
+    for o in catalog.options("traffic"):
+        d = catalog.catalog_doc("traffic", o)
+        load = f"{d.get('rate_rps')} req/s" if d.get("rate_rps") else f"{d.get('concurrency')} clients"
+        rows.append([o, (d.get("input_len") or {}).get("mean"), (d.get("output_len") or {}).get("mean"), load,
+                     d.get("description", "")])
+    return ["traffic", "prompt mean", "output mean", "load", "description"], rows
+
+
 def render_estimate(est: Estimate, req, console) -> None:  # noqa: ANN001 (PlanRequest, rich Console)
     """`plan estimate`'s report of one fixed configuration: memory, latency percentiles, throughput, sources."""
     m, cand = est.memory, est.config
