@@ -240,7 +240,8 @@ def _sample_lengths(traffic: Traffic, n: int, rng: random.Random) -> list[tuple[
 def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traffic, slo: SLO,
              inventory: Inventory, *, n_requests: int | None = None, seed: int = 0,
              max_decode_tokens: int = 25_000) -> Predictions:
-    """Step-level simulation of one replica under its share of the traffic."""
+    """Step-level simulation of one replica under its share of the traffic: arrivals, then vLLM's scheduler
+    step by step, then the summary."""
     rng = random.Random(seed)
     load = replica_load(traffic, cand.replicas)
     e_out = traffic.output_len.mean
@@ -250,11 +251,16 @@ def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
             n_requests = max(n_requests, int(4 * load.clients))
     lengths = _sample_lengths(traffic, n_requests, rng)
     share = 1.0 - traffic.prefix_share
-    budget = cand.max_num_batched_tokens if cand.chunked_prefill else max(
-        cand.max_num_batched_tokens, cand.max_model_len)
-    kv_cap = max(mem.kv_tokens, 1)
-    block = 16
+    arrivals, pending = _arrivals(traffic, load, lengths, share, rng)
+    sim = _ReplicaSim(sm, cand, kv_cap=max(mem.kv_tokens, 1), share=share, arrivals=arrivals, pending=pending)
+    sim.run()
+    return _summary(sm, cand, inventory, slo, load, sim.done, sim.decode_steps)
 
+
+def _arrivals(traffic: Traffic, load: Load, lengths: list[tuple[int, int]], share: float,
+              rng: random.Random) -> tuple[deque[_Req], deque[tuple[int, int]]]:
+    """Open loop: every request with its arrival time (Poisson, constant or gamma-bursty gaps). Closed loop:
+    one request per client at t=0; the rest (pending) arrive as earlier ones finish."""
     arrivals: deque[_Req] = deque()
     if load.rate is not None:
         t = 0.0
@@ -268,73 +274,101 @@ def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
                 gap = rng.expovariate(load.rate)
             t += gap
             arrivals.append(_Req(t, i, max(1, round(i * share)), o))
-        pending_lengths: deque = deque()
-    else:
-        clients = max(1, round(load.clients or 1))
-        pending_lengths = deque(lengths[clients:])
-        for (i, o) in lengths[:clients]:
-            arrivals.append(_Req(0.0, i, max(1, round(i * share)), o))
+        return arrivals, deque()
+    clients = max(1, round(load.clients or 1))
+    for (i, o) in lengths[:clients]:
+        arrivals.append(_Req(0.0, i, max(1, round(i * share)), o))
+    return arrivals, deque(lengths[clients:])
 
-    waiting: deque[_Req] = deque()
-    running: list[_Req] = []  # admitted: prefilling or decoding, in admission order
-    done: list[_Req] = []
-    used = 0  # KV tokens held by running requests
-    now = 0.0
-    decode_steps: list[tuple[float, int]] = []
-    guard = 0
-    while (arrivals or waiting or running) and guard < 2_000_000:
-        guard += 1
-        while arrivals and arrivals[0].arrival <= now + 1e-12:
-            waiting.append(arrivals.popleft())
-        if not waiting and not running:
-            now = arrivals[0].arrival
-            continue
-        # KV in use (tokens); preempt (recompute) the newest running request when over capacity.
-        while running and used > kv_cap:
-            victim = running.pop()
-            used -= victim.prompt - victim.prefill_left + victim.generated
+
+class _ReplicaSim:
+    """vLLM's V1 scheduler on one replica, one engine step at a time: running decodes first, then the running
+    prefills' chunks, then new admissions within the token budget, max_num_seqs and the KV cache; the newest
+    running request is preempted (and recomputed) when the KV cache overflows."""
+
+    BLOCK = 16
+
+    def __init__(self, sm: StepModel, cand: Candidate, *, kv_cap: int, share: float, arrivals: deque[_Req],
+                 pending: deque[tuple[int, int]]):
+        self.sm, self.cand, self.kv_cap, self.share = sm, cand, kv_cap, share
+        self.budget = cand.max_num_batched_tokens if cand.chunked_prefill else max(
+            cand.max_num_batched_tokens, cand.max_model_len)
+        self.arrivals, self.pending = arrivals, pending
+        self.waiting: deque[_Req] = deque()
+        self.running: list[_Req] = []  # admitted: prefilling or decoding, in admission order
+        self.done: list[_Req] = []
+        self.used = 0  # KV tokens held by running requests
+        self.now = 0.0
+        self.decode_steps: list[tuple[float, int]] = []
+
+    def chunk(self, r: _Req, tokens_left: int) -> int:
+        """The prefill tokens of r this step: a chunk with chunked prefill, else the whole rest or nothing."""
+        if self.cand.chunked_prefill:
+            return min(r.prefill_left, tokens_left)
+        return r.prefill_left if r.prefill_left <= tokens_left else 0
+
+    def run(self) -> None:
+        guard = 0
+        while (self.arrivals or self.waiting or self.running) and guard < 2_000_000:
+            guard += 1
+            while self.arrivals and self.arrivals[0].arrival <= self.now + 1e-12:
+                self.waiting.append(self.arrivals.popleft())
+            if not self.waiting and not self.running:
+                self.now = self.arrivals[0].arrival
+                continue
+            self._preempt()
+            dec, chunked = self._schedule()
+            if not dec and not chunked:
+                if self.arrivals:
+                    self.now = max(self.now, self.arrivals[0].arrival)
+                    continue
+                break  # nothing schedulable (should not happen when memory fits)
+            self._step(dec, chunked)
+
+    def _preempt(self) -> None:
+        while self.running and self.used > self.kv_cap:
+            victim = self.running.pop()
+            self.used -= victim.prompt - victim.prefill_left + victim.generated
             victim.prefill_left = victim.prompt + victim.generated  # recompute what it had
-            waiting.appendleft(victim)
-        tokens_left = budget
-        dec = [r for r in running if r.prefill_left == 0]
+            self.waiting.appendleft(victim)
+
+    def _schedule(self) -> tuple[list[_Req], list[tuple[_Req, int]]]:
+        tokens_left = self.budget
+        dec = [r for r in self.running if r.prefill_left == 0]
         tokens_left -= len(dec)
-        dec_ctx = sum(r.prompt + r.generated for r in dec)
-        pf_tokens, pf_work, pf_seqs = 0, 0.0, 0
         chunked: list[tuple[_Req, int]] = []
-        for r in running:
+        for r in self.running:
             if r.prefill_left > 0 and tokens_left > 0:
-                c = min(r.prefill_left, tokens_left) if cand.chunked_prefill else (
-                    r.prefill_left if r.prefill_left <= tokens_left else 0)
+                c = self.chunk(r, tokens_left)
                 if c:
                     chunked.append((r, c))
                     tokens_left -= c
-        while waiting and tokens_left > 0 and len(running) < cand.max_num_seqs:
-            r = waiting[0]
-            if used + r.prefill_left + block > kv_cap:
+        while self.waiting and tokens_left > 0 and len(self.running) < self.cand.max_num_seqs:
+            r = self.waiting[0]
+            if self.used + r.prefill_left + self.BLOCK > self.kv_cap:
                 break
-            c = min(r.prefill_left, tokens_left) if cand.chunked_prefill else (
-                r.prefill_left if r.prefill_left <= tokens_left else 0)
+            c = self.chunk(r, tokens_left)
             if not c:
                 break
-            waiting.popleft()
-            running.append(r)
+            self.waiting.popleft()
+            self.running.append(r)
             chunked.append((r, c))
             tokens_left -= c
+        return dec, chunked
+
+    def _step(self, dec: list[_Req], chunked: list[tuple[_Req, int]]) -> None:
+        dec_ctx = sum(r.prompt + r.generated for r in dec)
+        pf_tokens, pf_work, pf_seqs = 0, 0.0, 0
         for r, c in chunked:
             prefix = r.prompt - r.prefill_left
             pf_tokens += c
             pf_work += c * (prefix + c / 2)
             pf_seqs += 1
-        if not dec and not chunked:
-            if arrivals:
-                now = max(now, arrivals[0].arrival)
-                continue
-            break  # nothing schedulable (should not happen when memory fits)
-        dt = sm.step_ms(len(dec), dec_ctx, pf_tokens, pf_work, pf_seqs) / 1000.0
-        now += dt
+        dt = self.sm.step_ms(len(dec), dec_ctx, pf_tokens, pf_work, pf_seqs) / 1000.0
+        self.now += dt
         if dec:
-            decode_steps.append((dt, len(dec)))
-        used += len(dec) + pf_tokens
+            self.decode_steps.append((dt, len(dec)))
+        self.used += len(dec) + pf_tokens
         finished: list[_Req] = []
         for r in dec:
             r.generated += 1
@@ -344,21 +378,25 @@ def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
             r.prefill_left -= c
             if r.prefill_left == 0:
                 if r.first_token < 0:
-                    r.first_token = now
+                    r.first_token = self.now
                 r.generated = max(r.generated, 1)
                 if r.generated >= r.output:
                     finished.append(r)
         for r in finished:
-            r.finish = now
-            used -= r.prompt + r.generated
-            running.remove(r)
-            done.append(r)
-            if pending_lengths:
-                i, o = pending_lengths.popleft()
-                arrivals.append(_Req(now, i, max(1, round(i * share)), o))
+            r.finish = self.now
+            self.used -= r.prompt + r.generated
+            self.running.remove(r)
+            self.done.append(r)
+            if self.pending:
+                i, o = self.pending.popleft()
+                self.arrivals.append(_Req(self.now, i, max(1, round(i * self.share)), o))
 
+
+def _summary(sm: StepModel, cand: Candidate, inventory: Inventory, slo: SLO, load: Load, done: list[_Req],
+             decode_steps: list[tuple[float, int]]) -> Predictions:
+    """Percentiles, throughput and saturation from the finished requests (open loops skip a 10% warm-up)."""
     done.sort(key=lambda r: r.arrival)
-    skip = len(done) // 10 if load.rate is not None else 0  # warm-up for open loops
+    skip = len(done) // 10 if load.rate is not None else 0
     sample = done[skip:] or done
     extra = sm.request_overhead_ms  # HTTP, tokenization, streaming: outside the engine steps
     ttft = [(r.first_token - r.arrival) * 1000 + extra for r in sample]
