@@ -51,122 +51,139 @@ def run_search(req: PlanRequest, scorer: Scorer) -> tuple[list[Estimate], list[E
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     t0 = time.perf_counter()
-    all_structs = structures(req)
-    if not all_structs:
-        raise ConfigError(empty_space_reason(req))
-    batching = batching_options(req)
-    # Weights alone decide most infeasibility: drop those structures before the study sees them.
-    structs = [s for s in all_structs if scorer.weights_fit(s)]
-    space_size = len(all_structs) * len(batching)
-    if not structs:
-        raise DoesNotFit(scorer.explain_nothing_fits(all_structs))
-    by_key = {s.key: s for s in structs}
-    bkeys = {f"{a}/{b}/{'c' if c else 'n'}": (a, b, c) for a, b, c in batching}
-
+    space = _Space.of(req, scorer)
     s = req.search
-    # Every candidate whose memory fits; the rest never become trials.
-    feasible: list[tuple[str, str]] = []
-    for st in structs:
-        for bkey, (a, b, c) in bkeys.items():
-            if scorer.memory(make_candidate(req, st, a, b, c)).fits:
-                feasible.append((st.key, bkey))
-    if not feasible:
-        raise DoesNotFit(scorer.explain_nothing_fits(all_structs))
-    sampler_name = s.sampler
-    if sampler_name == "auto":
-        sampler_name = "grid" if len(feasible) <= s.n_trials else ("nsga2" if s.pareto else "staged")
-    if sampler_name in ("grid", "staged"):
+    sampler_name, sampler, n_trials = _choose_sampler(optuna, s, len(space.feasible))
+    name = study_name(req)
+    study = _Study(optuna, req, scorer, space, _create_study(optuna, req, sampler, name))
+    if sampler_name == "grid":
+        order = list(space.feasible)
+        random.Random(s.seed).shuffle(order)
+        study.run(study.enqueue(order))
+    elif sampler_name == "staged":
+        _staged(study, space, s.n_trials)
+    else:
+        study.run(max(0, n_trials - len(study.seen)))
+    pareto: list[Estimate] = []
+    if s.pareto:
+        for t in study.study.best_trials:
+            key = (t.params["structure"], t.params["batching"])
+            if key in study.evaluated:
+                pareto.append(study.evaluated[key])
+    stats = SearchStats(
+        sampler=sampler_name, space_size=space.size, memory_feasible=len(space.feasible),
+        trials=len(study.evaluated), examined_fraction=min(1.0, len(study.evaluated) / len(space.feasible)),
+        seconds=time.perf_counter() - t0, study_name=name, storage=s.storage,
+    )
+    return list(study.evaluated.values()), pareto, stats
+
+
+class _Space:
+    """The structures (layout x precisions) and batching options, keyed for Optuna's categorical
+    parameters, and every (structure, batching) pair whose memory fits: the rest never become trials."""
+
+    def __init__(self, by_key: dict, bkeys: dict, feasible: list[tuple[str, str]], size: int):
+        self.by_key, self.bkeys, self.feasible, self.size = by_key, bkeys, feasible, size
+
+    @classmethod
+    def of(cls, req: PlanRequest, scorer: Scorer) -> "_Space":
+        all_structs = structures(req)
+        if not all_structs:
+            raise ConfigError(empty_space_reason(req))
+        batching = batching_options(req)
+        # Weights alone decide most infeasibility: drop those structures before the study sees them.
+        structs = [st for st in all_structs if scorer.weights_fit(st)]
+        if not structs:
+            raise DoesNotFit(scorer.explain_nothing_fits(all_structs))
+        bkeys = {f"{a}/{b}/{'c' if c else 'n'}": (a, b, c) for a, b, c in batching}
+        feasible = [(st.key, bkey) for st in structs for bkey, (a, b, c) in bkeys.items()
+                    if scorer.memory(make_candidate(req, st, a, b, c)).fits]
+        if not feasible:
+            raise DoesNotFit(scorer.explain_nothing_fits(all_structs))
+        return cls({st.key: st for st in structs}, bkeys, feasible, len(all_structs) * len(batching))
+
+    def candidate(self, req: PlanRequest, skey: str, bkey: str):  # noqa: ANN201 (a Candidate)
+        return make_candidate(req, self.by_key[skey], *self.bkeys[bkey])
+
+
+def _choose_sampler(optuna, s, n_feasible: int):  # noqa: ANN001, ANN202
+    """(name, Optuna sampler, trials to ask) for the search settings and the feasible space's size."""
+    name = s.sampler
+    if name == "auto":
+        name = "grid" if n_feasible <= s.n_trials else ("nsga2" if s.pareto else "staged")
+    if name in ("grid", "staged"):
         # Enqueued candidates (all of them for grid, two stages for staged), in a seeded order. (Optuna's
         # GridSampler walks the full product, infeasible points included, at a cost quadratic in the trials.)
-        sampler = optuna.samplers.RandomSampler(seed=s.seed)
-        n_trials = len(feasible)
-    elif sampler_name == "nsga2":
+        return name, optuna.samplers.RandomSampler(seed=s.seed), n_feasible
+    if name == "nsga2":
         sampler = optuna.samplers.NSGAIISampler(seed=s.seed)
-        n_trials = min(s.n_trials, len(feasible))
-    elif sampler_name == "random":
+    elif name == "random":
         sampler = optuna.samplers.RandomSampler(seed=s.seed)
-        n_trials = min(s.n_trials, len(feasible))
     else:
         sampler = optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=min(60, max(10, s.n_trials // 5)),
                                              multivariate=True)
-        n_trials = min(s.n_trials, len(feasible))
+    return name, sampler, min(s.n_trials, n_feasible)
 
-    name = study_name(req)
-    study = _create_study(optuna, req, sampler, name)
-    evaluated: dict[tuple[str, str], Estimate] = {}
-    # A resumed study already holds trials: their candidates are re-scored (cheaply, no new trials) so the
-    # plan ranks them too, and the exhaustive order skips them. A TPE/NSGA-II sampler may still propose a
-    # stored candidate again; it is then told the cached score, not estimated twice.
-    seen = {(t.params.get("structure"), t.params.get("batching"))
-            for t in study.trials if t.state.is_finished()} if s.storage else set()
-    for skey, bkey in seen:
-        if skey in by_key and bkey in bkeys:
-            evaluated[(skey, bkey)] = scorer.score(make_candidate(req, by_key[skey], *bkeys[bkey]))
-    dist = {"structure": optuna.distributions.CategoricalDistribution(list(by_key)),
-            "batching": optuna.distributions.CategoricalDistribution(list(bkeys))}
 
-    def run(n: int) -> None:
+class _Study:
+    """An Optuna study over the space with the scorer's estimates cached by (structure, batching). A resumed
+    study already holds trials: their candidates are re-scored (cheaply, no new trials) so the plan ranks
+    them too, and the exhaustive order skips them; a sampler that proposes a stored candidate again is told
+    the cached score, not estimated twice."""
+
+    def __init__(self, optuna, req: PlanRequest, scorer: Scorer, space: _Space, study):  # noqa: ANN001
+        self.optuna, self.req, self.scorer, self.space, self.study = optuna, req, scorer, space, study
+        self.evaluated: dict[tuple[str, str], Estimate] = {}
+        self.seen = {(t.params.get("structure"), t.params.get("batching"))
+                     for t in study.trials if t.state.is_finished()} if req.search.storage else set()
+        for skey, bkey in self.seen:
+            if skey in space.by_key and bkey in space.bkeys:
+                self.evaluated[(skey, bkey)] = scorer.score(space.candidate(req, skey, bkey))
+        self.dist = {"structure": optuna.distributions.CategoricalDistribution(list(space.by_key)),
+                     "batching": optuna.distributions.CategoricalDistribution(list(space.bkeys))}
+
+    def run(self, n: int) -> None:
         for _ in range(n):
-            trial = study.ask(dist)
-            skey, bkey = trial.params["structure"], trial.params["batching"]
-            if (skey, bkey) in evaluated:
-                est = evaluated[(skey, bkey)]
-            else:
-                seqs, toks, chunked = bkeys[bkey]
-                est = scorer.score(make_candidate(req, by_key[skey], seqs, toks, chunked))
-                evaluated[(skey, bkey)] = est
+            trial = self.study.ask(self.dist)
+            key = (trial.params["structure"], trial.params["batching"])
+            est = self.evaluated.get(key)
+            if est is None:
+                est = self.scorer.score(self.space.candidate(self.req, *key))
+                self.evaluated[key] = est
             if est.predictions is None:  # does not fit: rejected by the memory model, no estimate made
                 trial.set_constraint("memory", INFEASIBLE)
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                self.study.tell(trial, state=self.optuna.trial.TrialState.PRUNED)
                 continue
-            for i, v in enumerate(scorer.constraint_values(est)):
+            for i, v in enumerate(self.scorer.constraint_values(est)):
                 trial.set_constraint(f"c{i}", v)
-            study.tell(trial, list(_objective_values(req, est)))
+            self.study.tell(trial, list(_objective_values(self.req, est)))
 
-    def enqueue(pairs: list[tuple[str, str]]) -> int:
-        todo = [f for f in pairs if f not in seen and f not in evaluated]
+    def enqueue(self, pairs: list[tuple[str, str]]) -> int:
+        todo = [f for f in pairs if f not in self.seen and f not in self.evaluated]
         for skey, bkey in todo:
-            study.enqueue_trial({"structure": skey, "batching": bkey})
+            self.study.enqueue_trial({"structure": skey, "batching": bkey})
         return len(todo)
 
-    if sampler_name == "grid":
-        order = list(feasible)
-        random.Random(s.seed).shuffle(order)
-        run(enqueue(order))
-    elif sampler_name == "staged":
-        # Too many candidates to examine whole: every structure (layout x precisions) once, at the
-        # batching closest to the engine's defaults, then every batching of the leading structures.
-        by_struct: dict[str, list[str]] = {}
-        for skey, bkey in feasible:
-            by_struct.setdefault(skey, []).append(bkey)
-        pref = sorted(bkeys, key=lambda b: (not bkeys[b][2], abs(bkeys[b][0] - 256), abs(bkeys[b][1] - 8192)))
-        rank_of = {b: i for i, b in enumerate(pref)}
-        first = [(sk, min(bs, key=rank_of.__getitem__)) for sk, bs in by_struct.items()]
-        run(enqueue(first))
-        from serveplan.planner.estimate import rank
 
-        key_of = {id(v): k[0] for k, v in evaluated.items()}
-        leaders = list(dict.fromkeys(key_of[id(e)] for e in rank(list(evaluated.values()))))
-        room = max(0, s.n_trials - len(first))
-        per = max(1, len(bkeys))
-        top = leaders[:max(4, room // per)]
-        run(enqueue([(sk, bk) for sk in top for bk in by_struct.get(sk, [])]))
-    else:
-        run(max(0, n_trials - len(seen)))
-    pareto: list[Estimate] = []
-    if s.pareto:
-        for t in study.best_trials:
-            key = (t.params["structure"], t.params["batching"])
-            if key in evaluated:
-                pareto.append(evaluated[key])
-    seconds = time.perf_counter() - t0
-    stats = SearchStats(
-        sampler=sampler_name, space_size=space_size,
-        memory_feasible=len(feasible),
-        trials=len(evaluated), examined_fraction=min(1.0, len(evaluated) / len(feasible)),
-        seconds=seconds, study_name=name, storage=s.storage,
-    )
-    return list(evaluated.values()), pareto, stats
+def _staged(study: _Study, space: _Space, n_trials: int) -> None:
+    """Too many candidates to examine whole: every structure (layout x precisions) once, at the batching
+    closest to the engine's defaults, then every batching of the leading structures."""
+    from serveplan.planner.estimate import rank
+
+    bkeys = space.bkeys
+    by_struct: dict[str, list[str]] = {}
+    for skey, bkey in space.feasible:
+        by_struct.setdefault(skey, []).append(bkey)
+    pref = sorted(bkeys, key=lambda b: (not bkeys[b][2], abs(bkeys[b][0] - 256), abs(bkeys[b][1] - 8192)))
+    rank_of = {b: i for i, b in enumerate(pref)}
+    first = [(sk, min(bs, key=rank_of.__getitem__)) for sk, bs in by_struct.items()]
+    study.run(study.enqueue(first))
+    key_of = {id(v): k[0] for k, v in study.evaluated.items()}
+    leaders = list(dict.fromkeys(key_of[id(e)] for e in rank(list(study.evaluated.values()))))
+    room = max(0, n_trials - len(first))
+    per = max(1, len(bkeys))
+    top = leaders[:max(4, room // per)]
+    study.run(study.enqueue([(sk, bk) for sk in top for bk in by_struct.get(sk, [])]))
 
 
 def _create_study(optuna, req: PlanRequest, sampler, name: str):  # noqa: ANN001, ANN202
