@@ -411,22 +411,7 @@ def quantize(model: str, method_name: str, out: Path, *, calibration: str | None
         _free(m)
         times["eval_original_s"] = time.perf_counter() - t
 
-    calib_doc: dict[str, Any] = {"needed": method.calibrated}
-    kw: dict[str, Any] = {}
-    if method.calibrated:
-        text = read_text(calibration or BUILTIN_CALIBRATION)
-        ds = calibration_dataset(tokenizer, text, samples, seq_len)
-        n_tok = sum(len(x) for x in ds["input_ids"])
-        calib_doc.update(source=calibration or "built-in:serveplan/data/calibration.txt", samples=len(ds),
-                         samples_requested=samples, seq_len=seq_len, tokens=n_tok)
-        if len(ds) < samples:
-            notes.append(f"calibrated on {len(ds)} sample(s) ({n_tok} tokens), fewer than the {samples} asked for: "
-                         f"the text is short; for a real model give --calibration a file with "
-                         f"{samples} x {seq_len} tokens of in-domain text")
-        kw = dict(dataset=ds, num_calibration_samples=len(ds), max_seq_length=seq_len,
-                  shuffle_calibration_samples=False)
-    elif calibration:
-        notes.append(f"{method.name} needs no calibration data; --calibration was ignored")
+    kw, calib_doc = _calibration(method, tokenizer, calibration, samples, seq_len, notes)
 
     tmp = _new_tmpdir(out)
     try:
@@ -471,54 +456,90 @@ def quantize(model: str, method_name: str, out: Path, *, calibration: str | None
                 lm["original"] = first
                 lm["quantized"] = _lm_eval(str(tmp), lm_eval_tasks, lm_eval_fewshot, lm_eval_limit)
 
-        from serveplan.planner.catalog import model_from_hf_config, quant_method
-
-        qspec = model_from_hf_config(tmp / "config.json")
-        pred_q = predicted_bytes(qspec, method.planner_dtype)
-        pred_bf16 = predicted_bytes(qspec, "bf16")
-        osizes = safetensors_sizes(local)
-        report = {
-            "method": method.name, "scheme": method.scheme, "algorithm": method.algorithm,
-            "planner_weight_dtype": method.planner_dtype,
-            "model": {"source": source, "path": str(local), "architecture": spec.architecture,
-                      "num_layers": spec.num_layers, "hidden_size": spec.hidden_size, "vocab_size": spec.vocab_size},
-            "output": str(out.resolve()),
-            "quantization_config": {k: qcfg.get(k) for k in ("quant_method", "format", "ignore", "version")},
-            "calibration": calib_doc,
-            "sizes": {
-                "original_bytes": osizes["total"] if osizes["files"] else None,
-                "original_linear_bytes": osizes["linear"] if osizes["files"] else None,
-                "quantized_bytes": qsizes["total"], "quantized_linear_bytes": qsizes["linear"],
-                "quantized_other_bytes": qsizes["other"],
-                "ratio": qsizes["total"] / osizes["total"] if osizes["total"] else None,
-            },
-            "predicted": {
-                "source": "serveplan.planner.memory.weight_bytes_per_gpu(spec, tp=1, pp=1, dtype)",
-                "bf16_bytes": pred_bf16["total"], "bf16_linear_bytes": pred_bf16["linear"],
-                "quantized_bytes": pred_q["total"], "quantized_linear_bytes": pred_q["linear"],
-                "bytes_per_weight": quant_method(method.planner_dtype).bytes_per_weight,
-                "rel_diff_quantized": _rel(qsizes["total"], pred_q["total"]),
-                "rel_diff_quantized_linear": _rel(qsizes["linear"], pred_q["linear"]),
-                "rel_diff_original": _rel(osizes["total"], pred_bf16["total"]) if osizes["files"] else None,
-            },
-            "perplexity": ppl if not skip_eval else {"skipped": "--skip-eval"},
-            "lm_eval": lm if lm is not None else {"skipped": "not requested (--lm-eval TASKS)"},
-            "quality_table": {
-                "conf": "serveplan/conf/quantization.yaml", "method": method.planner_dtype,
-                "table_quality_cost_pct": quant_method(method.planner_dtype).quality_cost_pct,
-                "measured_ppl_increase_pct": ppl.get("delta_pct"),
-            },
-            "gpu": gpu_doc, "notes": notes, "checks": checks,
-            "versions": _versions(), "device": "cuda" if torch.cuda.is_available() else "cpu",
-            "elapsed_s": {k: round(v, 3) for k, v in times.items()},
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": command,
-        }
+        report = _report(method, source, local, spec, out, tmp, qsizes, qcfg, calib_doc, ppl, skip_eval, lm,
+                         gpu_doc, notes, checks, times, command)
         (tmp / REPORT).write_text(json.dumps(report, indent=1) + "\n")
         _commit(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return report
+
+
+def _calibration(method: Method, tokenizer: Any, calibration: str | None, samples: int, seq_len: int,
+                 notes: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(oneshot's calibration arguments, the report's calibration section) for the method."""
+    calib_doc: dict[str, Any] = {"needed": method.calibrated}
+    if not method.calibrated:
+        if calibration:
+            notes.append(f"{method.name} needs no calibration data; --calibration was ignored")
+        return {}, calib_doc
+    text = read_text(calibration or BUILTIN_CALIBRATION)
+    ds = calibration_dataset(tokenizer, text, samples, seq_len)
+    n_tok = sum(len(x) for x in ds["input_ids"])
+    calib_doc.update(source=calibration or "built-in:serveplan/data/calibration.txt", samples=len(ds),
+                     samples_requested=samples, seq_len=seq_len, tokens=n_tok)
+    if len(ds) < samples:
+        notes.append(f"calibrated on {len(ds)} sample(s) ({n_tok} tokens), fewer than the {samples} asked for: "
+                     f"the text is short; for a real model give --calibration a file with "
+                     f"{samples} x {seq_len} tokens of in-domain text")
+    return dict(dataset=ds, num_calibration_samples=len(ds), max_seq_length=seq_len,
+                shuffle_calibration_samples=False), calib_doc
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _report(method: Method, source: str, local: Path, spec: Any, out: Path, tmp: Path, qsizes: dict,
+            qcfg: dict, calib_doc: dict, ppl: dict, skip_eval: bool, lm: dict | None, gpu_doc: str | None,
+            notes: list[str], checks: Any, times: dict[str, float], command: str) -> dict:
+    """The quantize report: sizes measured vs the planner's prediction, perplexity, lm-eval, provenance."""
+    from serveplan.planner.catalog import model_from_hf_config, quant_method
+
+    qspec = model_from_hf_config(tmp / "config.json")
+    pred_q = predicted_bytes(qspec, method.planner_dtype)
+    pred_bf16 = predicted_bytes(qspec, "bf16")
+    osizes = safetensors_sizes(local)
+    report = {
+        "method": method.name, "scheme": method.scheme, "algorithm": method.algorithm,
+        "planner_weight_dtype": method.planner_dtype,
+        "model": {"source": source, "path": str(local), "architecture": spec.architecture,
+                  "num_layers": spec.num_layers, "hidden_size": spec.hidden_size, "vocab_size": spec.vocab_size},
+        "output": str(out.resolve()),
+        "quantization_config": {k: qcfg.get(k) for k in ("quant_method", "format", "ignore", "version")},
+        "calibration": calib_doc,
+        "sizes": {
+            "original_bytes": osizes["total"] if osizes["files"] else None,
+            "original_linear_bytes": osizes["linear"] if osizes["files"] else None,
+            "quantized_bytes": qsizes["total"], "quantized_linear_bytes": qsizes["linear"],
+            "quantized_other_bytes": qsizes["other"],
+            "ratio": qsizes["total"] / osizes["total"] if osizes["total"] else None,
+        },
+        "predicted": {
+            "source": "serveplan.planner.memory.weight_bytes_per_gpu(spec, tp=1, pp=1, dtype)",
+            "bf16_bytes": pred_bf16["total"], "bf16_linear_bytes": pred_bf16["linear"],
+            "quantized_bytes": pred_q["total"], "quantized_linear_bytes": pred_q["linear"],
+            "bytes_per_weight": quant_method(method.planner_dtype).bytes_per_weight,
+            "rel_diff_quantized": _rel(qsizes["total"], pred_q["total"]),
+            "rel_diff_quantized_linear": _rel(qsizes["linear"], pred_q["linear"]),
+            "rel_diff_original": _rel(osizes["total"], pred_bf16["total"]) if osizes["files"] else None,
+        },
+        "perplexity": ppl if not skip_eval else {"skipped": "--skip-eval"},
+        "lm_eval": lm if lm is not None else {"skipped": "not requested (--lm-eval TASKS)"},
+        "quality_table": {
+            "conf": "serveplan/conf/quantization.yaml", "method": method.planner_dtype,
+            "table_quality_cost_pct": quant_method(method.planner_dtype).quality_cost_pct,
+            "measured_ppl_increase_pct": ppl.get("delta_pct"),
+        },
+        "gpu": gpu_doc, "notes": notes, "checks": checks,
+        "versions": _versions(), "device": _device(),
+        "elapsed_s": {k: round(v, 3) for k, v in times.items()},
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+    }
     return report
 
 
