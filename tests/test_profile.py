@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from serveplan.hwprofile import profile as P
+from serveplan.hwprofile import provenance as PV
 from serveplan.planner.profiles import find_profile, load_profile_file, parse_profile
 
 SHIPPED = Path(P.__file__).resolve().parent.parent / "profiles" / "measured"
@@ -61,7 +62,7 @@ def test_write_profile_is_atomic(tmp_path, monkeypatch):
         f.write("schema_version: 1\npartial: [")
         raise OSError("disk full")
 
-    monkeypatch.setattr(P, "_dump", boom)
+    monkeypatch.setattr(PV, "_dump", boom)
     with pytest.raises(OSError, match="disk full"):
         P.write_profile({"schema_version": 1, "x": [3]}, target)
     assert yaml.safe_load(target.read_text()) == {"schema_version": 1, "x": [1, 2]}  # old file untouched
@@ -186,7 +187,7 @@ def test_run_profile_quick_on_cpu(tmp_path, capsys):
     doc = P.run_profile(out, gpu_name="h100-sxm", quick=True, dtypes=("bf16", "int8"), device="cpu",
                         progress=True, command="pytest")
     on_disk = yaml.safe_load(out.read_text())
-    assert on_disk == yaml.safe_load(yaml.safe_dump(P._plain(doc)))
+    assert on_disk == yaml.safe_load(yaml.safe_dump(PV._plain(doc)))
     assert on_disk["schema_version"] == 1 and on_disk["kind"] == "measured" and on_disk["gpu"] == "h100-sxm"
     prof = parse_profile(on_disk, str(out))
     assert set(prof.gemm) == {"bf16", "int8"}
