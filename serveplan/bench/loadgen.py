@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import random
-import signal
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,9 +28,10 @@ from typing import Any
 import httpx
 
 from serveplan.bench.prompts import _PromptBuilder, _sample_len
-from serveplan.bench.results import (BenchArgs, BenchResult, ClassSummary, Endpoint, ErrorKind, LatencyStats,
+from serveplan.bench.results import (BenchArgs, BenchResult, ClassSummary, Endpoint, LatencyStats,
                                      RequestRecord, _pct, summarize)
-from serveplan.bench.sse import _base_url, _classify_exception, _endpoint_url, _Malformed, _parse_sse_line
+from serveplan.bench.interactive import ProgressBar, on_interrupt, restore_signals
+from serveplan.bench.sse import _base_url, stream_request
 from serveplan.errors import ConfigError
 from serveplan.planner.spec import SLO, Traffic
 
@@ -46,7 +44,6 @@ class _Run:
                  progress: bool, extra_body: dict | None):
         self.urls, self.traffic, self.args, self.slo = urls, traffic, args, slo
         self.extra_body = extra_body or {}
-        self.progress_on = progress
         self.len_rng = random.Random(args.seed)
         self.arr_rng = random.Random(f"{args.seed}-arrivals")
         self.prompts = _PromptBuilder(args.tokenizer, args.seed, traffic.prefix_share)
@@ -66,8 +63,7 @@ class _Run:
         self.failed = 0
         self.tasks: set[asyncio.Task] = set()
         self.lags: list[float] = []
-        self._progress = None
-        self._ptask = None
+        self.bar = ProgressBar(progress)
 
     # ---- bookkeeping
     def _now(self) -> float:
@@ -125,7 +121,8 @@ class _Run:
             rec.queued_ms = (time.perf_counter() - t_arrive) * 1000
             self._inflight(+1)
             try:
-                await self._send(client, rec, body)
+                await stream_request(client, rec, body, endpoint=self.args.endpoint,
+                                     timeout_s=self.args.timeout_s, t0=self.t0)
             finally:
                 self._inflight(-1)
         except asyncio.CancelledError:
@@ -139,75 +136,6 @@ class _Run:
                 self.done += 1
                 self.failed += 0 if rec.ok else 1
                 self._update_progress()
-
-    async def _send(self, client: httpx.AsyncClient, rec: RequestRecord, body: dict) -> None:
-        # Build the request (JSON encoding of a long prompt included) before the clock starts.
-        request = client.build_request("POST", _endpoint_url(rec.url, self.args.endpoint),
-                                       content=json.dumps(body).encode(),
-                                       headers={"content-type": "application/json"})
-        t_start = time.perf_counter()
-        rec.start_s = t_start - self.t0
-        arrivals: list[float] = []
-        usage: dict | None = None
-        got_done = False
-        t_done = 0.0
-        chat = self.args.endpoint == "chat"
-        try:
-            async with asyncio.timeout(self.args.timeout_s):
-                resp = await client.send(request, stream=True)
-                try:
-                    if resp.status_code >= 400:
-                        text = (await resp.aread())[:300].decode(errors="replace").strip()
-                        kind: ErrorKind = "http_5xx" if resp.status_code >= 500 else "http_4xx"
-                        rec.error, rec.error_kind = f"HTTP {resp.status_code}: {text}", kind
-                        return
-                    buf = b""
-                    async for raw in resp.aiter_bytes():
-                        t_read = time.perf_counter()  # every event in this read arrived now
-                        buf += raw
-                        *lines, buf = buf.split(b"\n")
-                        for bline in lines:
-                            if got_done:
-                                continue  # after [DONE]: drain the body, so the connection is reused
-                            event, u = _parse_sse_line(bline, chat)
-                            if u is not None:
-                                usage = u
-                            if event == "done":
-                                got_done, t_done = True, t_read
-                            elif event == "content":
-                                arrivals.append(t_read)
-                    if buf.strip() and not got_done:
-                        _parse_sse_line(buf, chat)  # a last line without a newline: still checked
-                finally:
-                    await resp.aclose()
-            if not got_done:
-                raise _Malformed(f"malformed stream: ended without [DONE] after {len(arrivals)} chunks")
-            if not arrivals:
-                raise _Malformed("malformed stream: no content tokens")
-        except asyncio.CancelledError:
-            raise
-        except BaseException as e:  # noqa: BLE001 - every failure is a measurement, never a crash
-            if isinstance(e, (KeyboardInterrupt, SystemExit)):
-                raise
-            rec.error_kind, rec.error = _classify_exception(e)
-            rec.error = rec.error[:300]
-            if arrivals:
-                rec.ttft_ms = (arrivals[0] - t_start) * 1000
-                rec.chunks = len(arrivals)
-            return
-        rec.ok = True
-        rec.chunks = len(arrivals)
-        rec.ttft_ms = (arrivals[0] - t_start) * 1000
-        rec.e2e_ms = (t_done - t_start) * 1000
-        rec.itl_ms = [(b - a) * 1000 for a, b in zip(arrivals, arrivals[1:])]
-        if usage and usage.get("prompt_tokens") is not None:
-            rec.prompt_tokens, rec.prompt_tokens_reported = int(usage["prompt_tokens"]), True
-        if usage and usage.get("completion_tokens") is not None:
-            rec.output_tokens, rec.output_tokens_reported = int(usage["completion_tokens"]), True
-        else:
-            rec.output_tokens = len(arrivals)
-        if rec.output_tokens > 1:
-            rec.tpot_ms = (rec.e2e_ms - rec.ttft_ms) / (rec.output_tokens - 1)
 
     # ---- drivers
     def _spawn(self, client, rec, body, sem) -> None:
@@ -257,18 +185,6 @@ class _Run:
         finally:
             stop_wait.cancel()
 
-    # ---- progress
-    def _start_progress(self) -> None:
-        if not self.progress_on:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        total = self.args.num_requests if self.args.num_requests is not None else None
-        self._progress = Progress(TextColumn("[bold]bench[/] {task.description}"), BarColumn(),
-                                  MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
-        self._progress.start()
-        self._ptask = self._progress.add_task(self._desc(), total=total)
-
     def _desc(self) -> str:
         return (f"{self.args.mode} {self.load_str()}  ok {self.done - self.failed}  "
                 f"err {self.failed}  in-flight {self.in_flight}")
@@ -278,14 +194,7 @@ class _Run:
                 else f"x{self.args.concurrency}")
 
     def _update_progress(self) -> None:
-        if self._progress is not None:
-            self._progress.update(self._ptask, completed=self.done, description=self._desc())
-
-    def _stop_progress(self) -> None:
-        if self._progress is not None:
-            self._progress.update(self._ptask, completed=self.done, description=self._desc())
-            self._progress.stop()
-            self._progress = None
+        self.bar.update(self.done, self._desc())
 
     # ---- main
     def _interrupt(self) -> None:
@@ -300,8 +209,8 @@ class _Run:
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
         timeout = httpx.Timeout(self.args.timeout_s, connect=min(self.args.timeout_s, 30.0))
-        handlers = self._install_signal_handlers()
-        self._start_progress()
+        handlers = on_interrupt(self._interrupt)
+        self.bar.start(self.args.num_requests, self._desc())
         try:
             async with httpx.AsyncClient(limits=limits, timeout=timeout, http2=False) as client:
                 if not self.args.model:
@@ -336,8 +245,8 @@ class _Run:
                 self._inflight(0)
                 lag_task.cancel()
         finally:
-            self._stop_progress()
-            self._restore_signal_handlers(handlers)
+            self.bar.stop(self.done, self._desc())
+            restore_signals(handlers)
         return self._result(started)
 
     async def _watch_lag(self) -> None:
@@ -367,27 +276,6 @@ class _Run:
             self.notes.append(f"could not read the model name from {url} ({type(e).__name__}); "
                               "requests were sent without one")
             return None
-
-    def _install_signal_handlers(self) -> list:
-        installed: list = []
-        if threading.current_thread() is not threading.main_thread():
-            return installed
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                prev = signal.getsignal(sig)
-                loop.add_signal_handler(sig, self._interrupt)
-                installed.append((sig, prev))
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
-        return installed
-
-    def _restore_signal_handlers(self, installed: list) -> None:
-        loop = asyncio.get_running_loop()
-        for sig, prev in installed:
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
-                signal.signal(sig, prev if prev is not None else signal.SIG_DFL)
 
     # ---- results
     def _result(self, started: str) -> "BenchResult":

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 
-from serveplan.bench.results import Endpoint, ErrorKind
+from serveplan.bench.results import Endpoint, ErrorKind, RequestRecord
 
 
 def _endpoint_url(url: str, endpoint: Endpoint) -> str:
@@ -90,3 +91,76 @@ def _parse_sse_line(bline: bytes, chat: bool) -> tuple[str | None, dict | None]:
         if text:
             return "content", usage
     return None, usage
+
+
+async def stream_request(client: httpx.AsyncClient, rec: RequestRecord, body: dict, *, endpoint: Endpoint,
+                         timeout_s: float, t0: float) -> None:
+    """Send one streaming completion and time it into rec: TTFT, every token's arrival (ITL), TPOT, E2E,
+    the server's usage counts; any failure is recorded in rec (kind + message), never raised."""
+    # Build the request (JSON encoding of a long prompt included) before the clock starts.
+    request = client.build_request("POST", _endpoint_url(rec.url, endpoint),
+                                   content=json.dumps(body).encode(),
+                                   headers={"content-type": "application/json"})
+    t_start = time.perf_counter()
+    rec.start_s = t_start - t0
+    arrivals: list[float] = []
+    usage: dict | None = None
+    got_done = False
+    t_done = 0.0
+    chat = endpoint == "chat"
+    try:
+        async with asyncio.timeout(timeout_s):
+            resp = await client.send(request, stream=True)
+            try:
+                if resp.status_code >= 400:
+                    text = (await resp.aread())[:300].decode(errors="replace").strip()
+                    kind: ErrorKind = "http_5xx" if resp.status_code >= 500 else "http_4xx"
+                    rec.error, rec.error_kind = f"HTTP {resp.status_code}: {text}", kind
+                    return
+                buf = b""
+                async for raw in resp.aiter_bytes():
+                    t_read = time.perf_counter()  # every event in this read arrived now
+                    buf += raw
+                    *lines, buf = buf.split(b"\n")
+                    for bline in lines:
+                        if got_done:
+                            continue  # after [DONE]: drain the body, so the connection is reused
+                        event, u = _parse_sse_line(bline, chat)
+                        if u is not None:
+                            usage = u
+                        if event == "done":
+                            got_done, t_done = True, t_read
+                        elif event == "content":
+                            arrivals.append(t_read)
+                if buf.strip() and not got_done:
+                    _parse_sse_line(buf, chat)  # a last line without a newline: still checked
+            finally:
+                await resp.aclose()
+        if not got_done:
+            raise _Malformed(f"malformed stream: ended without [DONE] after {len(arrivals)} chunks")
+        if not arrivals:
+            raise _Malformed("malformed stream: no content tokens")
+    except asyncio.CancelledError:
+        raise
+    except BaseException as e:  # noqa: BLE001 - every failure is a measurement, never a crash
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        rec.error_kind, rec.error = _classify_exception(e)
+        rec.error = rec.error[:300]
+        if arrivals:
+            rec.ttft_ms = (arrivals[0] - t_start) * 1000
+            rec.chunks = len(arrivals)
+        return
+    rec.ok = True
+    rec.chunks = len(arrivals)
+    rec.ttft_ms = (arrivals[0] - t_start) * 1000
+    rec.e2e_ms = (t_done - t_start) * 1000
+    rec.itl_ms = [(b - a) * 1000 for a, b in zip(arrivals, arrivals[1:])]
+    if usage and usage.get("prompt_tokens") is not None:
+        rec.prompt_tokens, rec.prompt_tokens_reported = int(usage["prompt_tokens"]), True
+    if usage and usage.get("completion_tokens") is not None:
+        rec.output_tokens, rec.output_tokens_reported = int(usage["completion_tokens"]), True
+    else:
+        rec.output_tokens = len(arrivals)
+    if rec.output_tokens > 1:
+        rec.tpot_ms = (rec.e2e_ms - rec.ttft_ms) / (rec.output_tokens - 1)
