@@ -88,6 +88,7 @@ def max_overlap(result: BenchResult) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- accuracy
+@pytest.mark.timing
 @pytest.mark.parametrize("conc", [1, 4, 16])
 def test_ttft_tpot_match_the_engine(engine, conc):
     # Four waves: a cold burst of 16 simultaneous first requests pays the client's send cost (up to
@@ -136,6 +137,7 @@ def test_open_loop_concurrency_cap(engine):
     assert r.summary.completed == 12 and max(q.queued_ms for q in r.requests) > 50
 
 
+@pytest.mark.timing
 def test_replicas_round_robin_and_chat(engine):
     urls = [engine, engine + "/v1"]
     r = run_bench(urls, traffic(), concurrency=2, num_requests=6, endpoint="chat", progress=False)

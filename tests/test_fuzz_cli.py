@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from serveplan.cli import main
 
+pytestmark = pytest.mark.slow
+
 KEYS = ["search.tp", "search.pp", "search.max_num_seqs", "search.max_num_batched_tokens", "search.max_model_len",
         "search.allowed_quant", "search.n_trials", "search.objective", "search.sampler", "traffic.rate_rps",
         "traffic.concurrency", "traffic.arrival", "traffic.input_len.mean", "traffic.input_len.max",

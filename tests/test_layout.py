@@ -70,3 +70,15 @@ def test_no_private_names_across_packages():
             if _target(module, names) != own:
                 bad += [f"{f.relative_to(PKG)}: {module}.{n}" for n in names if n.startswith("_")]
     assert not bad, "\n".join(bad)
+
+
+def test_markers_are_declared_and_used():
+    """--strict-markers: a marker typo fails the run instead of silently selecting nothing."""
+    import tomllib
+
+    conf = tomllib.loads((PKG.parent / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "--strict-markers" in conf["addopts"]
+    declared = {m.split(":")[0] for m in conf["markers"]}
+    assert declared == {"slow", "timing", "gpu"}
+    used = {m for f in (PKG.parent / "tests").glob("test_*.py") for m in declared if f"mark.{m}" in f.read_text()}
+    assert used == declared

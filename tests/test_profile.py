@@ -222,6 +222,7 @@ def test_run_profile_failure_leaves_nothing(tmp_path, monkeypatch):
         P.run_profile(tmp_path / "p.yaml", gpu_name="h100-sxm", dtypes=("fp4",), device="cpu")
 
 
+@pytest.mark.gpu
 def test_cli_quick(tmp_path, monkeypatch):
     torch = _torch()
     if not torch.cuda.is_available():

@@ -122,6 +122,7 @@ def test_meminfo_parse(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ end to end on CPU
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["fp8", "gptq", "awq", "w8a8"])
 def test_quantize_tiny_model_on_cpu(tiny: Path, tmp_path: Path, method: str) -> None:
     pytest.importorskip("llmcompressor", reason="needs llm-compressor (serveplan[quantize])")

@@ -111,7 +111,8 @@ class Scorer:
         sm = self.step_model(cand)
         preds, cap = analytic(sm, cand, mem, r.traffic, r.slo, r.inventory)
         if simulated:
-            preds = simulate(sm, cand, mem, r.traffic, r.slo, r.inventory, seed=seed)
+            preds = simulate(sm, cand, mem, r.traffic, r.slo, r.inventory, seed=seed,
+                             kv_block=r.engine.kv_block_size)
         return Estimate(config=cand, memory=mem, predictions=preds, violations=self.violations(cand, preds),
                         quality_cost=q, score=self._score(cand, preds, cap))
 

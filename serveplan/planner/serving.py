@@ -239,7 +239,7 @@ def _sample_lengths(traffic: Traffic, n: int, rng: random.Random) -> list[tuple[
 
 def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traffic, slo: SLO,
              inventory: Inventory, *, n_requests: int | None = None, seed: int = 0,
-             max_decode_tokens: int = 25_000) -> Predictions:
+             max_decode_tokens: int = 25_000, kv_block: int = 16) -> Predictions:
     """Step-level simulation of one replica under its share of the traffic: arrivals, then vLLM's scheduler
     step by step, then the summary."""
     rng = random.Random(seed)
@@ -252,7 +252,8 @@ def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
     lengths = _sample_lengths(traffic, n_requests, rng)
     share = 1.0 - traffic.prefix_share
     arrivals, pending = _arrivals(traffic, load, lengths, share, rng)
-    sim = _ReplicaSim(sm, cand, kv_cap=max(mem.kv_tokens, 1), share=share, arrivals=arrivals, pending=pending)
+    sim = _ReplicaSim(sm, cand, kv_cap=max(mem.kv_tokens, 1), share=share, arrivals=arrivals, pending=pending,
+                      kv_block=kv_block)
     sim.run()
     return _summary(sm, cand, inventory, slo, load, sim.done, sim.decode_steps)
 
@@ -286,11 +287,10 @@ class _ReplicaSim:
     prefills' chunks, then new admissions within the token budget, max_num_seqs and the KV cache; the newest
     running request is preempted (and recomputed) when the KV cache overflows."""
 
-    BLOCK = 16
-
     def __init__(self, sm: StepModel, cand: Candidate, *, kv_cap: int, share: float, arrivals: deque[_Req],
-                 pending: deque[tuple[int, int]]):
+                 pending: deque[tuple[int, int]], kv_block: int):
         self.sm, self.cand, self.kv_cap, self.share = sm, cand, kv_cap, share
+        self.kv_block = kv_block  # the engine admits a request only with a block to spare
         self.budget = cand.max_num_batched_tokens if cand.chunked_prefill else max(
             cand.max_num_batched_tokens, cand.max_model_len)
         self.arrivals, self.pending = arrivals, pending
@@ -345,7 +345,7 @@ class _ReplicaSim:
                     tokens_left -= c
         while self.waiting and tokens_left > 0 and len(self.running) < self.cand.max_num_seqs:
             r = self.waiting[0]
-            if self.used + r.prefill_left + self.BLOCK > self.kv_cap:
+            if self.used + r.prefill_left + self.kv_block > self.kv_cap:
                 break
             c = self.chunk(r, tokens_left)
             if not c:
