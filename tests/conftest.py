@@ -4,39 +4,52 @@ from __future__ import annotations
 
 import os
 import socket
+import time
+import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 BIN = Path(__file__).parent / "bin"
 
 
-def free_port() -> int:
+def _ephemeral_low() -> int:
+    """Lowest port the kernel hands out to outgoing connections (Linux ip_local_port_range)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_base_port(n: int) -> int:
-    """A port p with p .. p+n-1 all free now (replica i listens on base + i)."""
-    for _ in range(50):
-        base = free_port()
-        if base + n > 65535:
-            continue
-        try:
-            socks = []
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("0.0.0.0", p))
+    """A port p with p .. p+n-1 all free now (replica i listens on base + i). Chosen below the kernel's
+    ephemeral range: a port the kernel may give to some client connection between this check and the
+    engine's bind (what free port 0 returns, and its neighbours) made launch tests fail on a busy machine."""
+    import random
+
+    hi = min(_ephemeral_low(), 65536) - n
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, max(20001, hi))
+        if all(_bindable(p) for p in range(base, base + n)):
             return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
     raise RuntimeError(f"no {n} consecutive free ports")
+
+
+def free_port() -> int:
+    return free_base_port(1)
 
 
 def alive(pid: int) -> bool:
@@ -105,3 +118,31 @@ def make_plan(**candidate):
     stats = SearchStats(sampler="grid", space_size=1, memory_feasible=1, trials=1, examined_fraction=1.0,
                         seconds=0.0)
     return Plan(request=request, ranked=(Estimate(config=cand, memory=mem),), stats=stats)
+
+
+# ------------------------------------------------------------------------------------ a fake engine server
+def start_engine(**env: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    e = {**os.environ, "FAKE_ENGINE_STARTUP_S": "0", "FAKE_ENGINE_LIFETIME_S": "120", **env}
+    proc = subprocess.Popen([sys.executable, "-m", "serveplan.testing.fake_engine", "serve", "fake-model",
+                             "--port", str(port), "--host", "127.0.0.1"], env=e, cwd=Path(__file__).resolve().parents[1],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("fake engine did not become healthy")
+
+
+def stop_engine(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)

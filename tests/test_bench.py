@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -13,11 +12,11 @@ import textwrap
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from serveplan.errors import ConfigError
 from serveplan.bench import report as bench_report
+from conftest import start_engine, stop_engine
 from serveplan.bench.loadgen import run_bench, run_bench_async, sweep
 from serveplan.bench.results import BenchResult
 from serveplan.bench.tables import render_sweep_table, render_table
@@ -31,33 +30,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def start_engine(**env: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    e = dict(os.environ, FAKE_ENGINE_STARTUP_S="0", FAKE_ENGINE_LIFETIME_S="120", **env)
-    proc = subprocess.Popen([sys.executable, "-m", "serveplan.testing.fake_engine", "serve", "fake-model",
-                             "--port", str(port), "--host", "127.0.0.1"], env=e, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("fake engine did not become healthy")
-
-
-def stop_engine(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import free_port
+from conftest import start_engine, stop_engine
 
 TTFT_MS, ITL_MS = 60.0, 4.0
 REPO = Path(__file__).resolve().parents[1]
@@ -23,27 +23,11 @@ SHORT = ["output_len.kind=fixed", "output_len.mean=10", "traffic.output_len.max=
 
 @pytest.fixture(scope="module")
 def engine():
-    port = free_port()
-    env = dict(os.environ, FAKE_ENGINE_STARTUP_S="0", FAKE_ENGINE_LIFETIME_S="120",
-               FAKE_ENGINE_TTFT_MS=str(TTFT_MS), FAKE_ENGINE_ITL_MS=str(ITL_MS))
-    proc = subprocess.Popen([sys.executable, "-m", "serveplan.testing.fake_engine", "serve", "fake-model",
-                             "--port", str(port), "--host", "127.0.0.1"], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_engine(FAKE_ENGINE_TTFT_MS=str(TTFT_MS), FAKE_ENGINE_ITL_MS=str(ITL_MS))
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "fake engine did not become healthy"
-            time.sleep(0.05)
         yield url
     finally:
-        proc.kill()
-        proc.wait(timeout=10)
+        stop_engine(proc)
 
 
 def bench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -6,13 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from conftest import free_port
+from conftest import start_engine, stop_engine
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "serveplan.cli"]
@@ -105,22 +103,8 @@ def test_calibrate_with_corrupt_or_empty_bench_json(workdir):
 
 
 def test_bench_fails_loudly_when_no_request_succeeds(tmp_path):
-    port = free_port()
-    env = dict(os.environ, FAKE_ENGINE_STARTUP_S="0", FAKE_ENGINE_LIFETIME_S="60", FAKE_ENGINE_MODE="fail_requests")
-    proc = subprocess.Popen([sys.executable, "-m", "serveplan.testing.fake_engine", "serve", "m", "--port",
-                             str(port), "--host", "127.0.0.1"], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_engine(FAKE_ENGINE_LIFETIME_S="60", FAKE_ENGINE_MODE="fail_requests")
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
         p = subprocess.run([*CLI, "bench", "--url", url, "--traffic", "chat", "--num-requests", "4",
                             "--concurrency", "2", "--no-progress", "traffic.input_len.max=64",
                             "traffic.input_len.mean=32", "traffic.input_len.min=1", "traffic.output_len.max=8",
@@ -129,5 +113,4 @@ def test_bench_fails_loudly_when_no_request_succeeds(tmp_path):
         assert p.returncode == 4, p.stdout + p.stderr
         assert "no request succeeded" in p.stderr
     finally:
-        proc.kill()
-        proc.wait()
+        stop_engine(proc)

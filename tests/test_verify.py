@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import alive, free_port, group_alive, make_plan, temp_leftovers
+from conftest import alive, free_base_port, free_port, group_alive, make_plan, temp_leftovers
 from serveplan.errors import LaunchError
 
 TTFT_MS, ITL_MS = 80.0, 2.0
@@ -56,7 +56,9 @@ def engines_gone(run: dict) -> None:
 
 
 def verify_cmd(d: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "serveplan.cli", "verify", str(d), "--port", str(free_port()),
+    # Two replicas listen on port and port + 1: both must be free (port + 1 of a random free port can be
+    # the local end of some client connection).
+    return [sys.executable, "-m", "serveplan.cli", "verify", str(d), "--port", str(free_base_port(2)),
             "--health-timeout", "15", "--no-progress", *args]
 
 
