@@ -271,19 +271,36 @@ def _artifact_files(plan) -> dict[str, str]:  # noqa: ANN001
 
 
 # ------------------------------------------------------------------------------------------------ estimate
+# The Candidate fields `plan estimate` sets from flags, and the flag names users know them by.
+ESTIMATE_KNOBS = {"weight_dtype": "--weights", "kv_cache_dtype": "--kv-cache-dtype", "tp": "--tp", "pp": "--pp",
+                  "replicas": "--replicas", "max_num_seqs": "--max-num-seqs",
+                  "max_num_batched_tokens": "--max-num-batched-tokens", "chunked_prefill": "--no-chunked-prefill"}
+
+
+def _candidate_flags(p: argparse.ArgumentParser) -> list[str]:
+    """Flags for the Candidate's knobs, generated from its fields: their defaults, descriptions and types
+    (Literal -> choices, positive int -> positive_int, bool -> a --no- switch)."""
+    import typing
+
+    from serveplan.planner.spec import Candidate
+
+    for name, flag in ESTIMATE_KNOBS.items():
+        info = Candidate.model_fields[name]
+        choices = typing.get_args(info.annotation) if typing.get_origin(info.annotation) is typing.Literal else None
+        if info.annotation is bool:
+            p.add_argument(flag, dest=name, action="store_false", help=f"off: {info.description}")
+        elif choices:
+            p.add_argument(flag, dest=name, default=info.default, choices=choices, help=info.description)
+        else:
+            p.add_argument(flag, dest=name, type=positive_int, default=info.default,
+                           help=f"{info.description} (default {info.default})")
+    return list(ESTIMATE_KNOBS)
 def _estimate(argv: list[str]) -> int:
     flags, overrides = _split(argv)
     p = _Parser(prog="plan estimate", description="Predict one fixed configuration under a fixed workload.")
     _common(p)
-    p.add_argument("--weights", default="bf16", help="bf16, fp16, fp8, int8, awq, gptq")
-    p.add_argument("--kv-cache-dtype", default="auto", help="auto or fp8")
-    p.add_argument("--tp", type=positive_int, default=1)
-    p.add_argument("--pp", type=positive_int, default=1)
-    p.add_argument("--replicas", type=positive_int, default=1)
-    p.add_argument("--max-num-seqs", type=positive_int, default=256)
-    p.add_argument("--max-num-batched-tokens", type=positive_int, default=8192)
-    p.add_argument("--no-chunked-prefill", action="store_true")
-    p.add_argument("--max-model-len", type=positive_int)
+    knobs = _candidate_flags(p)
+    p.add_argument("--max-model-len", type=positive_int, help="context to provision (default: from the traffic)")
     p.add_argument("--input-len", type=positive_int, help="fixed prompt length (else the traffic's distribution)")
     p.add_argument("--output-len", type=positive_int, help="fixed output length (else the traffic's distribution)")
     g = p.add_mutually_exclusive_group()
@@ -314,11 +331,9 @@ def _estimate(argv: list[str]) -> int:
         ovs.append(f"search.max_model_len={a.max_model_len}")
     req = build_request(model=a.model, gpus=a.gpus, traffic=a.traffic, engine=a.engine, overrides=ovs)
     try:
-        cand = Candidate(engine=req.engine.name, tp=a.tp, pp=a.pp, replicas=a.replicas,
-                         weight_dtype=a.weights, kv_cache_dtype=a.kv_cache_dtype, max_num_seqs=a.max_num_seqs,
-                         max_num_batched_tokens=a.max_num_batched_tokens,
-                         chunked_prefill=not a.no_chunked_prefill, max_model_len=req.max_model_len,
-                         gpu_memory_utilization=req.engine.gpu_memory_utilization)
+        cand = Candidate(engine=req.engine.name, max_model_len=req.max_model_len,
+                         gpu_memory_utilization=req.engine.gpu_memory_utilization,
+                         **{f: getattr(a, f) for f in knobs})
     except ValidationError as e:
         err = e.errors()[0]
         raise ConfigError(f"Invalid configuration: {'.'.join(map(str, err['loc']))}: {err['msg']} "
