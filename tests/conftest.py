@@ -96,16 +96,12 @@ def fake_env(monkeypatch):
 def make_plan(**candidate):
     """A small valid Plan (llama-3.1-8b-like on H100) whose winner is Candidate(**candidate)."""
     from serveplan.planner.result import Estimate, MemoryBreakdown, Plan, SearchStats
-    from serveplan.planner.spec import (SLO, Candidate, EngineConfig, GPUSpec, Inventory, LengthDist, ModelSpec,
-                                        PlanRequest, SearchConfig, Traffic)
+    from serveplan.planner.spec import (SLO, Candidate, EngineConfig, Inventory, LengthDist, PlanRequest,
+                                        SearchConfig, Traffic)
 
-    model = ModelSpec(name="llama-3.1-8b", hf_id="meta-llama/Llama-3.1-8B-Instruct", num_layers=32,
-                      hidden_size=4096, intermediate_size=14336, num_attention_heads=32, num_kv_heads=8,
-                      head_dim=128, vocab_size=128256, max_position_embeddings=131072)
-    gpu = GPUSpec(name="h100-sxm", display_name="H100-SXM5-80GB", aliases=("h100", "h100-sxm5"), arch="hopper",
-                  compute_capability=9.0, memory_gib=79.6, hbm_bandwidth_gbs=3350,
-                  tflops={"bf16": 989, "fp16": 989, "fp8": 1979, "int8": 1979}, interconnect="nvlink",
-                  nvlink_generation=4, intra_node_bw_gbs=450, price_per_hour_usd=3.0)
+    from serveplan.testing import factories
+
+    model, gpu = factories.model("llama-3.1-8b"), factories.gpu("h100-sxm")
     request = PlanRequest(
         model=model, inventory=Inventory(gpu=gpu, gpus_per_node=8),
         traffic=Traffic(input_len=LengthDist(kind="fixed", mean=512), output_len=LengthDist(kind="fixed", mean=128),

@@ -13,21 +13,17 @@ import yaml
 from serveplan.errors import ConfigError, UnknownName
 from serveplan.render.engines.base import (SCHEMA_DIR, EngineAdapter, ReplicaLaunch, assign_gpus, get_adapter,
                                              parse_prometheus, replica_port)
-from serveplan.planner.spec import (SLO, Candidate, EngineConfig, GPUSpec, Inventory, LengthDist, ModelSpec,
-                                    PlanRequest, SearchConfig, Traffic)
+from serveplan.planner.spec import (SLO, Candidate, EngineConfig, Inventory, LengthDist, PlanRequest, SearchConfig,
+                                    Traffic)
+from serveplan.testing import factories
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 # ---------------------------------------------------------------------------------------------- helpers
 def make_request(engine: str = "vllm", *, nodes: int = 1, gpus_per_node: int = 8) -> PlanRequest:
-    model = ModelSpec(name="llama-3.1-8b", hf_id="meta-llama/Llama-3.1-8B-Instruct", num_layers=32,
-                      hidden_size=4096, intermediate_size=14336, num_attention_heads=32, num_kv_heads=8,
-                      head_dim=128, vocab_size=128256, max_position_embeddings=131072)
-    gpu = GPUSpec(name="h100-sxm", display_name="H100 SXM", arch="hopper", compute_capability=9.0,
-                  memory_gib=80, hbm_bandwidth_gbs=3350, tflops={"bf16": 989, "fp16": 989, "fp8": 1979,
-                                                                 "int8": 1979},
-                  interconnect="nvlink", nvlink_generation=4, intra_node_bw_gbs=450, price_per_hour_usd=3.0)
+    model = factories.model("llama-3.1-8b", hf_id="meta-llama/Llama-3.1-8B")
+    gpu = factories.gpu("h100-sxm")
     versions = {"vllm": "0.26.0", "sglang": "0.5.23", "trtllm": "1.2.1"}
     return PlanRequest(model=model, inventory=Inventory(gpu=gpu, nodes=nodes, gpus_per_node=gpus_per_node),
                        traffic=Traffic(input_len=LengthDist(kind="fixed", mean=1024),

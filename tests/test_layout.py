@@ -17,7 +17,7 @@ ALLOWED = {
     "bench": BASE | {"planner", "render", "launcher"},
     "hwprofile": BASE | {"planner"},
     "quantize": BASE | {"planner"},
-    "testing": BASE,
+    "testing": BASE | {"planner"},
     "cli": BASE | {"planner", "render", "launcher", "bench", "hwprofile", "quantize", "testing"},
     "__init__": BASE | {"planner"},
 }

@@ -12,22 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from serveplan.planner import catalog, memory
-from serveplan.planner.spec import Candidate, EngineConfig, GPUSpec, LengthDist, ModelSpec, Traffic
+from serveplan.planner.spec import Candidate, LengthDist, Traffic
 
 MODELS = catalog.options("model")
 PAR = [1, 2, 4, 8]
 
 
-def _model(name: str) -> ModelSpec:
-    return ModelSpec(**catalog.catalog_doc("model", name))
-
-
-def _gpu(name: str) -> GPUSpec:
-    return GPUSpec(**catalog.catalog_doc("hardware", name)["gpu"])
-
-
-def _engine(name: str) -> EngineConfig:
-    return EngineConfig(**catalog.catalog_doc("engine", name))
+from serveplan.testing.factories import engine as _engine
+from serveplan.testing.factories import gpu as _gpu
+from serveplan.testing.factories import model as _model
 
 
 SPECS = {n: _model(n) for n in MODELS}

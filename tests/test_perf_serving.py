@@ -15,18 +15,13 @@ from serveplan.planner.estimate import Scorer, estimate
 from serveplan.planner.perf import StepModel, compute_dtype, weight_only
 from serveplan.planner.profiles import SHIPPED_PROFILES, load_profile_file, parse_profile
 from serveplan.planner.serving import analytic, simulate
-from serveplan.planner.spec import (SLO, Candidate, EngineConfig, GPUSpec, Inventory, LengthDist, ModelSpec,
-                                    Traffic)
+from serveplan.planner.spec import SLO, Candidate, EngineConfig, LengthDist, Traffic
 
 VLLM = EngineConfig(**catalog.catalog_doc("engine", "vllm"))
 
 
-def _model(name: str) -> ModelSpec:
-    return ModelSpec(**catalog.catalog_doc("model", name))
-
-
-def _inv(gpu: str, n: int = 1) -> Inventory:
-    return Inventory(gpu=GPUSpec(**catalog.catalog_doc("hardware", gpu)["gpu"]), gpus_per_node=n)
+from serveplan.testing.factories import inventory as _inv
+from serveplan.testing.factories import model as _model
 
 
 def _datasheet(gpu: str):

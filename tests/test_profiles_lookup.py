@@ -15,7 +15,7 @@ from serveplan.planner.estimate import Scorer, estimate
 from serveplan.planner.perf import StepModel
 from serveplan.planner.profiles import (SHIPPED_PROFILES, Curve, find_calibration, find_profile,
                                         load_profile_file, parse_profile, search_path)
-from serveplan.planner.spec import Candidate, EngineConfig, GPUSpec, Inventory, ModelSpec
+from serveplan.planner.spec import Candidate, EngineConfig
 
 GPU = "l4"
 TOKENS = [1, 16, 256, 4096]
@@ -98,7 +98,7 @@ def test_shipped_profile_is_datasheet_for_every_catalog_gpu():
         f = SHIPPED_PROFILES / "datasheet" / f"{name}.yaml"
         prof = load_profile_file(f)
         assert prof.kind == "datasheet" and prof.gpu == name
-        gpu = GPUSpec(**catalog.catalog_doc("hardware", name)["gpu"])
+        gpu = catalog.gpu_spec(name)
         assert prof.memory_bandwidth_gbs < gpu.hbm_bandwidth_gbs  # achieved, below peak
 
 
@@ -145,8 +145,10 @@ def test_collective_lookup():
 
 # ------------------------------------------------------------------------------------------- step model
 def _step_model(profile, calib=None, tp=1) -> StepModel:
-    model = ModelSpec(**catalog.catalog_doc("model", "llama-3.1-8b"))
-    inv = Inventory(gpu=GPUSpec(**catalog.catalog_doc("hardware", GPU)["gpu"]), gpus_per_node=2)
+    from serveplan.testing import factories
+
+    model = factories.model("llama-3.1-8b")
+    inv = factories.inventory(GPU, gpus_per_node=2)
     eng = EngineConfig(**catalog.catalog_doc("engine", "vllm"))
     return StepModel(model, inv, eng, Candidate(tp=tp), profile, calib)
 

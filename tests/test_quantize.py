@@ -102,10 +102,9 @@ def test_gpu_checks() -> None:
 
 
 def test_preflight_refuses_small_disk_and_memory(tmp_path: Path) -> None:
-    from serveplan.planner.catalog import catalog_doc
-    from serveplan.planner.spec import ModelSpec
+    from serveplan.testing.factories import model
 
-    spec = ModelSpec(**catalog_doc("model", "llama-3.1-8b"))  # ~16 GB bf16, ~5.7 GB at 4 bits
+    spec = model("llama-3.1-8b")  # ~16 GB bf16, ~5.7 GB at 4 bits
     with pytest.raises(qz.QuantizeError, match=r"host memory.*only 8\.0 GB is available"):
         qz.preflight(spec, qz.METHODS["gptq"], tmp_path / "o", mem_available=8e9, disk_free=1e12)
     with pytest.raises(qz.QuantizeError, match=r"needs about 6\.\d\d GB on disk, but only 2\.00 GB is free"):

@@ -10,23 +10,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-import serveplan.render.targets as targets
 from serveplan.render.targets import render_artifacts, write_artifacts
 from serveplan.planner.result import Estimate, MemoryBreakdown, Plan, SearchStats
-from serveplan.planner.spec import (SLO, Candidate, EngineConfig, GPUSpec, Inventory, LengthDist, ModelSpec,
-                                    PlanRequest, SearchConfig, Traffic)
+from serveplan.planner.spec import (SLO, Candidate, EngineConfig, Inventory, LengthDist, PlanRequest, SearchConfig,
+                                    Traffic)
+from serveplan.testing import factories
 
 VERSIONS = {"vllm": "0.26.0", "sglang": "0.5.23", "trtllm": "1.2.1"}
 
 
 def make_plan(engine: str = "vllm", *, nodes: int = 1, gpus_per_node: int = 8, **cand) -> Plan:
     """A Plan whose winner is Candidate(engine=engine, **cand), built from the pydantic types directly."""
-    model = ModelSpec(name="llama-3.1-70b", hf_id="meta-llama/Llama-3.1-70B-Instruct", num_layers=80,
-                      hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_kv_heads=8,
-                      head_dim=128, vocab_size=128256)
-    gpu = GPUSpec(name="h100-sxm", display_name="H100 SXM", arch="hopper", compute_capability=9.0, memory_gib=80,
-                  hbm_bandwidth_gbs=3350, tflops={"bf16": 989, "fp8": 1979}, interconnect="nvlink",
-                  intra_node_bw_gbs=450, price_per_hour_usd=3.0)
+    model, gpu = factories.model("llama-3.1-70b"), factories.gpu("h100-sxm")
     request = PlanRequest(model=model, inventory=Inventory(gpu=gpu, nodes=nodes, gpus_per_node=gpus_per_node),
                           traffic=Traffic(input_len=LengthDist(kind="fixed", mean=1024),
                                           output_len=LengthDist(kind="fixed", mean=256), rate_rps=2),
