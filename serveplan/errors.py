@@ -38,10 +38,6 @@ class DoesNotFit(ServeplanError):
     """No candidate fits in GPU memory."""
 
 
-class SLOInfeasible(ServeplanError):
-    """Candidates fit but none meets the SLO."""
-
-
 class LaunchError(ServeplanError):
     """The engine did not start, or stopped, or a launch precondition failed."""
 

@@ -62,7 +62,3 @@ def nothing_fits_message(req: PlanRequest) -> str:
         options.append(f"{best[1]}x {best[2]} fit it at {best[3]} (${best[0]:.2f}/h)")
     uniq = list(dict.fromkeys(options))
     return head + (" It would fit: " + "; ".join(uniq) + "." if uniq else "")
-
-
-def weights_total_gb(req: PlanRequest, wdtype: str) -> float:
-    return weight_bytes_per_gpu(req.model, 1, 1, wdtype) / GB
