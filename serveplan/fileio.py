@@ -5,7 +5,9 @@ import-light modules (the GPU profiler) can use it too."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -77,12 +79,8 @@ def write_tree_atomic(outdir: str | os.PathLike, files: dict[str, str], *,
         for name in carried:  # put what was moved back where it was
             with contextlib.suppress(OSError):
                 os.replace(new / name, outdir / name)
-        import shutil
-
         shutil.rmtree(new, ignore_errors=True)
         raise
-    import shutil
-
     shutil.rmtree(old, ignore_errors=True)
     return sorted(outdir / rel for rel in files)
 
@@ -92,8 +90,6 @@ def read_document(path: str | os.PathLike, what: str, *, expect: type = dict):
     parsed; a missing, unreadable, empty, corrupt or wrongly shaped one raises ConfigError with one sentence
     naming the file and what it should hold. JSON is YAML 1.2, but .json files are read as JSON for the
     exact error position."""
-    import json
-
     from serveplan.errors import ConfigError
 
     path = Path(path)

@@ -413,6 +413,11 @@ def test_second_launch_of_a_running_plan_is_refused(plan_dir):
         with pytest.raises(LaunchError, match="already running"):
             launch_plan(d, detach=True, base_port=free_base_port(2), health_timeout_s=10, quiet=True)
         assert read_run(d).replicas[0].pid == rec.replicas[0].pid
+        # Re-planning into the folder would replace the run.json `plan stop` needs: refused too.
+        from serveplan.cli import main as cli_main
+
+        assert cli_main(["--model", "llama-8b", "--gpus", "1xH100", "-o", str(d), "search.n_trials=5"]) == 2
+        assert read_run(d).replicas[0].pid == rec.replicas[0].pid
     finally:
         stop_run(d, grace_s=3)
     records_gone(rec)

@@ -228,6 +228,7 @@ def _plan(argv: list[str], prog: str = "plan") -> int:
     result = plan(req)
     written: list[Path] = []
     if not a.no_write:
+        _refuse_running_folder(Path(a.out))
         written = write_outdir(result, Path(a.out), extra_files=_artifact_files)
     if a.json:
         doc = plan_json(result)
@@ -240,6 +241,17 @@ def _plan(argv: list[str], prog: str = "plan") -> int:
             con.print(f"Wrote {a.out}/plan.yaml and {len(written) - 2} launch files. "
                       f"Launch it: plan launch {a.out}")
     return 0 if result.winner.meets_slo else EXIT_SLO_NOT_MET
+
+
+def _refuse_running_folder(out: Path) -> None:
+    """Re-planning into a folder whose launch still runs would replace the run.json that `plan stop` needs."""
+    from serveplan.errors import ConfigError
+    from serveplan.launcher.launch import running_groups
+
+    live = running_groups(out)
+    if live:
+        raise ConfigError(f"'{out}' holds a running launch (process groups {', '.join(map(str, live))}); stop it "
+                          f"with `plan stop {out}` or write this plan elsewhere with -o.")
 
 
 def _checkpoint_overrides(specs: list[str]) -> list[str]:

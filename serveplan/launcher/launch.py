@@ -260,17 +260,25 @@ def _print_ready(console: Console, record: RunRecord, *, detach: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- launch
-def _refuse_if_running(plan_dir: Path) -> None:
-    """A second launch of a plan whose engines still run would orphan them (run.json would name only the new
-    ones, and `plan stop` could no longer reach the first): refuse it."""
+def running_groups(plan_dir: Path) -> list[int]:
+    """Process groups of a launch recorded in plan_dir/run.json that still have members ([] when none, or when
+    the record is missing or unreadable: it then names nothing that could be stopped)."""
     if not (plan_dir / RUN_FILE).exists():
-        return
+        return []
     try:
         rec = read_run(plan_dir)
     except ServeplanError:
-        return  # an unreadable old record names nothing we could stop
-    live = [r.pgid for r in rec.replicas if r.pgid is not None and group_members(r.pgid)]
-    if rec.status in ("starting", "running", "detached") and live:
+        return []
+    if rec.status not in ("starting", "running", "detached"):
+        return []
+    return [r.pgid for r in rec.replicas if r.pgid is not None and group_members(r.pgid)]
+
+
+def _refuse_if_running(plan_dir: Path) -> None:
+    """A second launch of a plan whose engines still run would orphan them (run.json would name only the new
+    ones, and `plan stop` could no longer reach the first): refuse it."""
+    live = running_groups(plan_dir)
+    if live:
         raise LaunchError(f"{plan_dir} is already running (process groups {', '.join(map(str, live))}); stop it "
                           f"with `plan stop {plan_dir}` first, or launch a copy of the plan folder.")
 

@@ -95,9 +95,9 @@ def load_peak_bytes(model: ModelSpec, cand: Candidate, engine: str) -> float:
 def start_problems(model: ModelSpec, cand: Candidate) -> list[str]:
     """Configuration rules the engines check at start, independent of memory."""
     out = []
-    kv = model.num_kv_heads
-    if model.num_attention_heads % cand.tp or (cand.tp <= kv and kv % cand.tp) or (cand.tp > kv and cand.tp % kv):
-        out.append(f"TP{cand.tp} does not divide the {model.num_attention_heads} attention / {kv} KV heads")
+    if not model.shards_at(cand.tp):
+        out.append(f"TP{cand.tp} does not divide the {model.num_attention_heads} attention / "
+                   f"{model.num_kv_heads} KV heads")
     if cand.max_num_batched_tokens < cand.max_num_seqs:
         out.append(f"max_num_batched_tokens ({cand.max_num_batched_tokens}) is below max_num_seqs "
                    f"({cand.max_num_seqs})")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from serveplan.planner.result import Estimate, Plan
@@ -168,15 +167,11 @@ def render_estimate(est: Estimate, req, console) -> None:  # noqa: ANN001 (PlanR
 def write_outdir(plan: Plan, outdir: Path, extra_files=None) -> list[Path]:  # noqa: ANN001
     """Write plan.yaml, plan.json and the launch files from `extra_files(plan) -> {relative path: text}` as one
     folder that replaces `outdir` whole (fileio.write_tree_atomic): nothing stale from an earlier plan stays,
-    and on failure nothing new is left. A folder whose launch is still running is refused."""
+    and on failure nothing new is left. (The CLI refuses a folder whose launch still runs first.)"""
     from serveplan.errors import ConfigError
     from serveplan.fileio import write_tree_atomic
 
     outdir = Path(outdir)
-    live = _live_run(outdir)
-    if live:
-        raise ConfigError(f"'{outdir}' holds a running launch ({live}); stop it with `plan stop {outdir}` or "
-                          f"write this plan elsewhere with -o.")
     files = {"plan.yaml": plan.to_yaml(), "plan.json": json.dumps(plan_json(plan), indent=1)}
     if extra_files is not None:
         files.update(extra_files(plan))
@@ -185,24 +180,3 @@ def write_outdir(plan: Plan, outdir: Path, extra_files=None) -> list[Path]:  # n
     except OSError as e:
         raise ConfigError(f"Cannot write the plan to '{outdir}': {e.strerror or e}; give -o a folder you "
                           f"can write to (or --no-write).") from None
-
-
-def _live_run(outdir: Path) -> str:
-    """'pid N' when outdir/run.json names an engine process that is still alive, else ''."""
-    try:
-        doc = json.loads((outdir / "run.json").read_text())
-    except (OSError, ValueError):
-        return ""
-    if not isinstance(doc, dict) or doc.get("status") not in ("starting", "running", "detached"):
-        return ""
-    for r in doc.get("replicas") or []:
-        pid = r.get("pid") if isinstance(r, dict) else None
-        if isinstance(pid, int) and pid > 0:
-            try:
-                os.kill(pid, 0)
-                return f"pid {pid}"
-            except ProcessLookupError:
-                continue
-            except PermissionError:
-                return f"pid {pid}"
-    return ""

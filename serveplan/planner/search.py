@@ -215,8 +215,7 @@ def empty_space_reason(req: PlanRequest) -> str:
 
     m, inv, s = req.model, req.inventory, req.search
     if not layouts(req):
-        valid = [t for t in (1, 2, 4, 8, 16) if t <= inv.gpus_per_node and not m.num_attention_heads % t
-                 and ((t <= m.num_kv_heads and not m.num_kv_heads % t) or (t > m.num_kv_heads and not t % m.num_kv_heads))]
+        valid = [t for t in (1, 2, 4, 8, 16) if t <= inv.gpus_per_node and m.shards_at(t)]
         what = []
         if s.tp:
             what.append(f"search.tp={list(s.tp)}")

@@ -38,9 +38,7 @@ def layouts(req: PlanRequest) -> list[tuple[int, int, int]]:
     for tp in tps:
         if s.tp and tp not in s.tp:
             continue
-        # Engines shard whole heads: TP divides the KV heads, or (replicating them) is a multiple of them.
-        kv = m.num_kv_heads
-        if m.num_attention_heads % tp or (tp <= kv and kv % tp) or (tp > kv and tp % kv):
+        if not m.shards_at(tp):
             continue
         for pp in (1, 2, 3, 4, 6, 8, 12, 16):
             if s.pp and pp not in s.pp:

@@ -116,6 +116,12 @@ class ModelSpec(Frozen):
         per_layer = self.attn_params_per_layer + self.active_mlp_params_per_layer
         return self.num_layers * per_layer + self.vocab_size * self.hidden_size  # LM head, not the lookup
 
+    def shards_at(self, tp: int) -> bool:
+        """Engines shard whole heads: TP divides the attention heads, and divides the KV heads or (replicating
+        them) is a multiple of them."""
+        kv = self.num_kv_heads
+        return not self.num_attention_heads % tp and (not kv % tp if tp <= kv else not tp % kv)
+
     def kv_bytes_per_token(self, bytes_per_elem: float) -> float:
         """K and V for every layer: 2 x layers x kv_heads x head_dim x bytes."""
         return 2 * self.num_layers * self.num_kv_heads * self.head_dim * bytes_per_elem
