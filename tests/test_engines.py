@@ -358,3 +358,25 @@ def test_vllm_flags_follow_the_checkpoint(tmp_path):
         user_checkpoint(str(plain), "awq", req.model)
     with pytest.raises(ConfigError, match="awq-quantized"):
         user_checkpoint(str(quant), "int8", req.model)
+
+
+@pytest.mark.parametrize("tp,pp,kv", [(1, 1, "auto"), (2, 1, "fp8"), (1, 2, "fp8")])
+def test_vllm_pins_the_planned_kv_cache(tp, pp, kv):
+    """vLLM gets the plan's KV cache as --kv-cache-memory-bytes: divided by the bytes of one block across the
+    layers of a GPU (what vLLM does), it gives exactly the plan's KV tokens, so a first boot's compile cannot
+    shrink it; pin_kv_cache=false leaves vLLM's own profiling."""
+    from serveplan.planner.memory import kv_bytes_per_token_per_gpu, memory_breakdown
+
+    req = make_request()
+    cand = Candidate(tp=tp, pp=pp, kv_cache_dtype=kv, max_model_len=8192)
+    mem = memory_breakdown(req.model, req.inventory.gpu, req.engine, cand, req.traffic)
+    argv = get_adapter("vllm").render(cand, req, replica=0, gpus=list(range(tp * pp)), port=8000).argv
+    pinned = int(flag_value(argv, "--kv-cache-memory-bytes"))
+    per_token = kv_bytes_per_token_per_gpu(req.model, tp, pp, kv)
+    block = req.engine.kv_block_size
+    assert pinned // int(per_token * block) * block == mem.kv_tokens > 0
+    assert pinned <= mem.kv_cache_gb * 1e9  # whole blocks, never more than the budget left for the cache
+    assert get_adapter("vllm").validate(argv) == []
+    unpinned = req.model_copy(update={"engine": req.engine.model_copy(update={"pin_kv_cache": False})})
+    argv = get_adapter("vllm").render(cand, unpinned, replica=0, gpus=list(range(tp * pp)), port=8000).argv
+    assert "--kv-cache-memory-bytes" not in argv

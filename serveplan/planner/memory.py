@@ -76,6 +76,14 @@ def activation_bytes(model: ModelSpec, cand: Candidate) -> float:
     return tokens * per_token + logits
 
 
+def pinned_kv_cache_bytes(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig, cand: Candidate,
+                          traffic: Traffic) -> int:
+    """The planned KV cache per GPU in bytes, whole blocks: given as vLLM's --kv-cache-memory-bytes it yields
+    exactly the plan's KV tokens (vLLM divides it by the bytes of one block across the layers)."""
+    mem = memory_breakdown(model, gpu, engine, cand, traffic)
+    return round(mem.kv_tokens * mem.kv_bytes_per_token)
+
+
 def load_peak_bytes(model: ModelSpec, cand: Candidate, engine: str) -> float:
     """Weights on one GPU while the engine loads them. A checkpoint the engine quantizes while loading (online
     `--quantization fp8` on bf16 weights): vLLM 0.26.0 quantizes layer by layer, measured on an H200 with
