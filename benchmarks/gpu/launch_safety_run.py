@@ -66,7 +66,9 @@ def make_folder(base: Path, model: str, fmt: str) -> Path:
         return out
     m = yaml.safe_load((CATALOG / f"{model}.yaml").read_text())
     moe = m["num_experts"] > 0
-    cfg = {"architectures": [m["architecture"]], "model_type": "mixtral" if moe else "llama",
+    model_type = {"MixtralForCausalLM": "mixtral", "MistralForCausalLM": "mistral",
+                  "Qwen2ForCausalLM": "qwen2"}.get(m["architecture"], "llama")
+    cfg = {"architectures": [m["architecture"]], "model_type": model_type,
            "hidden_size": m["hidden_size"], "intermediate_size": m["intermediate_size"],
            "num_hidden_layers": m["num_layers"], "num_attention_heads": m["num_attention_heads"],
            "num_key_value_heads": m["num_kv_heads"], "head_dim": m["head_dim"], "vocab_size": m["vocab_size"],
@@ -74,6 +76,8 @@ def make_folder(base: Path, model: str, fmt: str) -> Path:
            "attention_bias": False, "mlp_bias": False, "hidden_act": "silu", "rms_norm_eps": 1e-5,
            "tie_word_embeddings": m["tie_word_embeddings"], "torch_dtype": "bfloat16", "bos_token_id": 0,
            "eos_token_id": 1, "initializer_range": 0.02, "use_cache": True}
+    if model_type in ("mistral", "qwen2"):
+        cfg.update(sliding_window=None, use_sliding_window=False, rope_theta=1e6)
     if moe:
         cfg.update(num_local_experts=m["num_experts"], num_experts_per_tok=m["experts_per_token"],
                    sliding_window=None, router_aux_loss_coef=0.02, rope_theta=1e6)
@@ -102,9 +106,11 @@ def read_log(log: Path) -> dict:
     loads = [float(x) for x in re.findall(r"Model loading took ([\d.]+) GiB", text)]
     kv = re.findall(r"GPU KV cache size: ([\d,]+) tokens", text)
     avail = re.findall(r"Available KV cache memory: ([\d.]+) GiB", text)
+    act = re.findall(r"([\d.]+) GiB for peak activation", text)
     err = [ln for ln in text.splitlines() if re.search(r"Error|error:|OutOfMemory|out of memory", ln)]
     return {"weights_gib": max(loads) if loads else None, "kv_tokens": int(kv[0].replace(",", "")) if kv else None,
-            "kv_gib_vllm": float(avail[0]) if avail else None, "log_error": err[-1][-300:] if err else None}
+            "kv_gib_vllm": float(avail[0]) if avail else None,
+            "peak_activation_gib": float(act[0]) if act else None, "log_error": err[-1][-300:] if err else None}
 
 
 def gpu_name() -> str:
@@ -215,8 +221,10 @@ def main() -> None:
         jobs = [dict(j, emulate_util=util) for j in manifest
                 if j["gpu"] == "h100-sxm" and j["question"] in a.emulate.split(",")] + jobs
     if a.only:
-        keep = a.only.split(",")
-        jobs = [j for j in jobs if j["question"] in keep]
+        keep = a.only.split(",")  # QUESTION (all its ranks) or QUESTION#RANK
+        jobs = [j for j in jobs if j["question"] in keep or f"{j['question']}#{j['rank']}" in keep]
+        jobs.sort(key=lambda j: next(i for i, k in enumerate(keep) if k in (j["question"],
+                                                                         f"{j['question']}#{j['rank']}")))
     print(f"{name} x{ngpus}: {len(jobs)} launches", flush=True)
     a.models.mkdir(parents=True, exist_ok=True)
     free = list(range(ngpus))

@@ -17,7 +17,7 @@ trap 'stop; exit 130' INT
 trap 'stop; exit 143' TERM
 
 # replica 0: GPUs 0,1, port 8000
-env CUDA_VISIBLE_DEVICES=0,1 NCCL_NVLS_ENABLE=0 NVSHMEM_DISABLE_NVLS=1 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 VLLM_ALLREDUCE_USE_FLASHINFER=0 VLLM_ALLREDUCE_USE_SYMM_MEM=0 setsid vllm serve RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8 --tensor-parallel-size 2 --pipeline-parallel-size 1 --max-num-seqs 256 --max-num-batched-tokens 2048 --max-model-len 16384 --gpu-memory-utilization 0.92 --dtype bfloat16 --kv-cache-dtype auto --enable-chunked-prefill --enable-prefix-caching --compilation-config '{"pass_config":{"fuse_allreduce_rms":false}}' --host 0.0.0.0 --port 8000 --served-model-name meta-llama/Llama-3.1-70B-Instruct > replica-0.log 2>&1 &
+env CUDA_VISIBLE_DEVICES=0,1 NCCL_NVLS_ENABLE=0 NVSHMEM_DISABLE_NVLS=1 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 VLLM_ALLREDUCE_USE_FLASHINFER=0 VLLM_ALLREDUCE_USE_SYMM_MEM=0 setsid vllm serve RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8 --tensor-parallel-size 2 --pipeline-parallel-size 1 --max-num-seqs 256 --max-num-batched-tokens 2048 --max-model-len 16384 --gpu-memory-utilization 0.92 --kv-cache-memory-bytes 41201172480 --dtype bfloat16 --kv-cache-dtype auto --enable-chunked-prefill --enable-prefix-caching --compilation-config '{"pass_config":{"fuse_allreduce_rms":false}}' --host 0.0.0.0 --port 8000 --served-model-name meta-llama/Llama-3.1-70B-Instruct > replica-0.log 2>&1 &
 pids+=("$!")
 echo "replica 0 (pid $!) on port 8000, log: replica-0.log"
 

@@ -17,11 +17,11 @@ trap 'stop; exit 130' INT
 trap 'stop; exit 143' TERM
 
 # replica 0: GPUs 0, port 8000
-env CUDA_VISIBLE_DEVICES=0 setsid vllm serve RedHatAI/Meta-Llama-3.1-8B-Instruct-FP8 --tensor-parallel-size 1 --pipeline-parallel-size 1 --max-num-seqs 128 --max-num-batched-tokens 16384 --max-model-len 32768 --gpu-memory-utilization 0.92 --dtype bfloat16 --kv-cache-dtype fp8 --enable-chunked-prefill --enable-prefix-caching --host 0.0.0.0 --port 8000 --served-model-name meta-llama/Llama-3.1-8B-Instruct > replica-0.log 2>&1 &
+env CUDA_VISIBLE_DEVICES=0 setsid vllm serve RedHatAI/Meta-Llama-3.1-8B-Instruct-FP8 --tensor-parallel-size 1 --pipeline-parallel-size 1 --max-num-seqs 128 --max-num-batched-tokens 16384 --max-model-len 32768 --gpu-memory-utilization 0.92 --kv-cache-memory-bytes 66404220928 --dtype bfloat16 --kv-cache-dtype fp8 --enable-chunked-prefill --enable-prefix-caching --host 0.0.0.0 --port 8000 --served-model-name meta-llama/Llama-3.1-8B-Instruct > replica-0.log 2>&1 &
 pids+=("$!")
 echo "replica 0 (pid $!) on port 8000, log: replica-0.log"
 # replica 1: GPUs 1, port 8001
-env CUDA_VISIBLE_DEVICES=1 setsid vllm serve RedHatAI/Meta-Llama-3.1-8B-Instruct-FP8 --tensor-parallel-size 1 --pipeline-parallel-size 1 --max-num-seqs 128 --max-num-batched-tokens 16384 --max-model-len 32768 --gpu-memory-utilization 0.92 --dtype bfloat16 --kv-cache-dtype fp8 --enable-chunked-prefill --enable-prefix-caching --host 0.0.0.0 --port 8001 --served-model-name meta-llama/Llama-3.1-8B-Instruct > replica-1.log 2>&1 &
+env CUDA_VISIBLE_DEVICES=1 setsid vllm serve RedHatAI/Meta-Llama-3.1-8B-Instruct-FP8 --tensor-parallel-size 1 --pipeline-parallel-size 1 --max-num-seqs 128 --max-num-batched-tokens 16384 --max-model-len 32768 --gpu-memory-utilization 0.92 --kv-cache-memory-bytes 66404220928 --dtype bfloat16 --kv-cache-dtype fp8 --enable-chunked-prefill --enable-prefix-caching --host 0.0.0.0 --port 8001 --served-model-name meta-llama/Llama-3.1-8B-Instruct > replica-1.log 2>&1 &
 pids+=("$!")
 echo "replica 1 (pid $!) on port 8001, log: replica-1.log"
 

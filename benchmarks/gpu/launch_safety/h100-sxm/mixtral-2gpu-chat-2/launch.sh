@@ -17,11 +17,11 @@ trap 'stop; exit 130' INT
 trap 'stop; exit 143' TERM
 
 # replica 0: GPUs 0, port 8000
-env CUDA_VISIBLE_DEVICES=0 setsid vllm serve neuralmagic/Mixtral-8x7B-Instruct-v0.1-FP8 --tensor-parallel-size 1 --pipeline-parallel-size 1 --max-num-seqs 256 --max-num-batched-tokens 2048 --max-model-len 16384 --gpu-memory-utilization 0.92 --dtype bfloat16 --kv-cache-dtype auto --enable-chunked-prefill --enable-prefix-caching --host 0.0.0.0 --port 8000 --served-model-name mistralai/Mixtral-8x7B-Instruct-v0.1 > replica-0.log 2>&1 &
+env CUDA_VISIBLE_DEVICES=0 setsid vllm serve neuralmagic/Mixtral-8x7B-Instruct-v0.1-FP8 --tensor-parallel-size 1 --pipeline-parallel-size 1 --max-num-seqs 256 --max-num-batched-tokens 2048 --max-model-len 16384 --gpu-memory-utilization 0.92 --kv-cache-memory-bytes 30431772672 --dtype bfloat16 --kv-cache-dtype auto --enable-chunked-prefill --enable-prefix-caching --host 0.0.0.0 --port 8000 --served-model-name mistralai/Mixtral-8x7B-Instruct-v0.1 > replica-0.log 2>&1 &
 pids+=("$!")
 echo "replica 0 (pid $!) on port 8000, log: replica-0.log"
 # replica 1: GPUs 1, port 8001
-env CUDA_VISIBLE_DEVICES=1 setsid vllm serve neuralmagic/Mixtral-8x7B-Instruct-v0.1-FP8 --tensor-parallel-size 1 --pipeline-parallel-size 1 --max-num-seqs 256 --max-num-batched-tokens 2048 --max-model-len 16384 --gpu-memory-utilization 0.92 --dtype bfloat16 --kv-cache-dtype auto --enable-chunked-prefill --enable-prefix-caching --host 0.0.0.0 --port 8001 --served-model-name mistralai/Mixtral-8x7B-Instruct-v0.1 > replica-1.log 2>&1 &
+env CUDA_VISIBLE_DEVICES=1 setsid vllm serve neuralmagic/Mixtral-8x7B-Instruct-v0.1-FP8 --tensor-parallel-size 1 --pipeline-parallel-size 1 --max-num-seqs 256 --max-num-batched-tokens 2048 --max-model-len 16384 --gpu-memory-utilization 0.92 --kv-cache-memory-bytes 30431772672 --dtype bfloat16 --kv-cache-dtype auto --enable-chunked-prefill --enable-prefix-caching --host 0.0.0.0 --port 8001 --served-model-name mistralai/Mixtral-8x7B-Instruct-v0.1 > replica-1.log 2>&1 &
 pids+=("$!")
 echo "replica 1 (pid $!) on port 8001, log: replica-1.log"
 
