@@ -12,7 +12,7 @@ source /tmp/vsite/env.sh
 nvidia-smi --query-gpu=index,name,memory.total,memory.used --format=csv | tee "$OUT/nvidia-smi.txt"
 export PATH=$PWD/benchmarks/gpu/bin:$PATH
 timeout "${2:-480}" python3 benchmarks/gpu/launch_safety_run.py benchmarks/gpu/launch_safety "$OUT/results.jsonl" \
-  --only "$1" 2>&1 | tail -30
+  --only "$1" --emulate "" 2>&1 | tail -30
 for d in benchmarks/gpu/launch_safety/*/*/logs; do
   [ -f "$d/replica-0.log" ] || continue
   echo "== $d" >> "$OUT/breakdown.txt"
