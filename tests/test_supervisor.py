@@ -21,7 +21,7 @@ import pytest
 from conftest import alive, free_base_port, free_port, group_alive, make_plan, temp_leftovers
 from serveplan.errors import LaunchError
 from serveplan.launcher.gpus import check_gpus, gpu_matches, visible_gpus
-from serveplan.launcher.run import ProcSpec, Supervisor
+from serveplan.launcher.supervisor import ProcSpec, Supervisor
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
@@ -93,7 +93,7 @@ def test_sigint_to_supervisor_stops_children(fake_env, tmp_path):
     script = textwrap.dedent(f"""
         import json, sys
         from pathlib import Path
-        from serveplan.launcher.run import ProcSpec, Supervisor
+        from serveplan.launcher.supervisor import ProcSpec, Supervisor
         p = ProcSpec(name="replica-0", argv=["vllm", "serve", "m", "--port", "{port}", "--host", "127.0.0.1"],
                      port={port}, health_url="http://127.0.0.1:{port}/health", base_url="http://127.0.0.1:{port}",
                      model="m", bind_host="127.0.0.1")

@@ -26,8 +26,8 @@ from serveplan.errors import LaunchError, ServeplanError
 from serveplan.fileio import write_atomic as _write_atomic
 from serveplan.launcher.gpus import check_gpus
 from serveplan.render.targets.common import Deployment
-from serveplan.launcher.run import (ProcSpec, ProcState, Supervisor, group_members, pid_alive, proc_start_ticks,
-                                    stop_groups)
+from serveplan.launcher.procs import group_members, pid_alive, proc_start_ticks, stop_groups
+from serveplan.launcher.supervisor import ProcSpec, ProcState, Supervisor
 from serveplan.planner.result import Plan, load_plan
 from serveplan.planner.spec import Checkpoint
 
