@@ -46,7 +46,7 @@ def launch(argv: list[str]) -> int:
 def _own_stop_signal(plan_dir: Path) -> str | None:
     """The stop signal this process recorded in plan_dir's run.json (None if run.json is another's)."""
     try:
-        from serveplan.launcher.launch import read_run
+        from serveplan.launcher.record import read_run
 
         rec = read_run(plan_dir if plan_dir.is_dir() else plan_dir.parent)
     except Exception:  # noqa: BLE001 - best effort: no run.json, or unreadable

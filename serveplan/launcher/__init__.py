@@ -1,2 +1,2 @@
 """Processes: start the planned engines on this machine, supervise them, stop them (supervisor, procs,
-logwatch, launch, gpus)."""
+logwatch, launch, record: run.json, gpus)."""
