@@ -133,7 +133,7 @@ def test_quantized_winners_serve_their_precision_in_every_artifact(engine, metho
 
 def test_quantize_job_recipes_match_quantize_command():
     """The Job's standalone script uses the same llm-compressor schemes as `serveplan quantize`."""
-    from serveplan.quantize.run import METHODS as QMETHODS
+    from serveplan.quantize.methods import METHODS as QMETHODS
     from serveplan.render.targets.quantize import RECIPES, quantize_script
 
     assert set(RECIPES) == set(QMETHODS)

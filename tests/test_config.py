@@ -158,6 +158,30 @@ def test_local_hf_config(tmp_path):
     assert r2.model.num_layers == 4 and r2.model.hidden_size == 1024
 
 
+
+def test_sliding_window_in_a_config_json_is_ignored(tmp_path):
+    """Mistral-7B v0.1's config.json says sliding_window 4096; the memory model does not read it (how vLLM sizes
+    sliding-window layers is not modelled), so the model loads and costs the same KV as without the key."""
+    from serveplan.planner.memory import kv_bytes_per_token_per_gpu
+    from serveplan.planner.spec import ModelSpec
+
+    cfg = {"architectures": ["MistralForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336,
+           "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 32000,
+           "max_position_embeddings": 32768}
+    specs = []
+    for name, extra in (("with-window", {"sliding_window": 4096}), ("without-window", {})):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps({**cfg, **extra}))
+        specs.append(catalog.model_from_hf_config(d))
+    with_window, without = specs
+    assert "sliding_window" not in ModelSpec.model_fields
+    assert with_window.model_dump(exclude={"name", "hf_id"}) == without.model_dump(exclude={"name", "hf_id"})
+    assert kv_bytes_per_token_per_gpu(with_window, 1, 1, "auto") == 2 * 32 * 8 * 128 * 2
+    # A plan.yaml or model file written while ModelSpec had the field still loads.
+    legacy = {**without.model_dump(), "sliding_window": 4096}
+    assert ModelSpec.model_validate(legacy) == without
+
 # ------------------------------------------------------------------------------------------- errors
 def _one_line_error(exc_type=ServeplanError, **kw) -> str:
     with pytest.raises(exc_type) as ei:

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from serveplan.errors import ConfigError
-from serveplan.quantize import run as qz
+from serveplan.quantize import inputs, methods, output, recipe, report, run
+from serveplan.quantize import sizes as ckpt_sizes
 from serveplan.quantize.perplexity import BUILTIN_CALIBRATION, BUILTIN_EVAL, read_text
 from serveplan.planner.spec import GPUSpec
 
@@ -60,19 +61,19 @@ def _leftovers(parent: Path, name: str) -> list[Path]:
 # ------------------------------------------------------------------------------------ no ML library needed
 def test_unknown_method_lists_valid_ones(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"Unknown quantization method 'int4'; valid: awq, gptq, fp8, w8a8"):
-        qz.quantize(str(tmp_path), "int4", tmp_path / "out")
+        run.quantize(str(tmp_path), "int4", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_int8_is_the_planner_name_of_w8a8() -> None:
-    assert qz.resolve_method("int8").name == "w8a8" and qz.resolve_method("INT8").planner_dtype == "int8"
-    assert {m.planner_dtype for m in qz.METHODS.values()} == {"fp8", "int8", "awq", "gptq"}
+    assert methods.resolve_method("int8").name == "w8a8" and methods.resolve_method("INT8").planner_dtype == "int8"
+    assert {m.planner_dtype for m in methods.METHODS.values()} == {"fp8", "int8", "awq", "gptq"}
 
 
 def test_missing_library_is_one_sentence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "llmcompressor", None)  # import llmcompressor -> ImportError
-    with pytest.raises(qz.QuantizeError) as e:
-        qz.quantize(str(tmp_path), "fp8", tmp_path / "out")
+    with pytest.raises(methods.QuantizeError) as e:
+        run.quantize(str(tmp_path), "fp8", tmp_path / "out")
     assert str(e.value) == "quantize needs llm-compressor: pip install 'serveplan[quantize]'"
 
 
@@ -88,36 +89,36 @@ def test_cli_dispatch_and_exit_code(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
 
 def test_gpu_checks() -> None:
-    a100 = qz.gpu_spec("A100")
-    notes = qz.check_gpu(qz.METHODS["fp8"], a100)
+    a100 = methods.gpu_spec("A100")
+    notes = methods.check_gpu(methods.METHODS["fp8"], a100)
     assert notes and "weight-only" in notes[0]
-    assert qz.check_gpu(qz.METHODS["fp8"], qz.gpu_spec("H100")) == []
-    assert qz.check_gpu(qz.METHODS["w8a8"], a100) == []
+    assert methods.check_gpu(methods.METHODS["fp8"], methods.gpu_spec("H100")) == []
+    assert methods.check_gpu(methods.METHODS["w8a8"], a100) == []
     no_int8 = GPUSpec(**{**a100.model_dump(), "tflops": {"bf16": 312.0, "fp16": 312.0}})
-    with pytest.raises(qz.QuantizeError, match="w8a8 needs INT8 tensor cores"):
-        qz.check_gpu(qz.METHODS["w8a8"], no_int8)
+    with pytest.raises(methods.QuantizeError, match="w8a8 needs INT8 tensor cores"):
+        methods.check_gpu(methods.METHODS["w8a8"], no_int8)
     volta = GPUSpec(**{**a100.model_dump(), "compute_capability": 7.0})
-    with pytest.raises(qz.QuantizeError, match="compute capability 8.0"):
-        qz.check_gpu(qz.METHODS["gptq"], volta)
+    with pytest.raises(methods.QuantizeError, match="compute capability 8.0"):
+        methods.check_gpu(methods.METHODS["gptq"], volta)
 
 
 def test_preflight_refuses_small_disk_and_memory(tmp_path: Path) -> None:
     from serveplan.testing.factories import model
 
     spec = model("llama-3.1-8b")  # ~16 GB bf16, ~5.7 GB at 4 bits
-    with pytest.raises(qz.QuantizeError, match=r"host memory.*only 8\.0 GB is available"):
-        qz.preflight(spec, qz.METHODS["gptq"], tmp_path / "o", mem_available=8e9, disk_free=1e12)
-    with pytest.raises(qz.QuantizeError, match=r"needs about 6\.\d\d GB on disk, but only 2\.00 GB is free"):
-        qz.preflight(spec, qz.METHODS["gptq"], tmp_path / "o", mem_available=1e12, disk_free=2e9)
-    ok = qz.preflight(spec, qz.METHODS["fp8"], tmp_path / "o", mem_available=1e12, disk_free=1e12)
+    with pytest.raises(methods.QuantizeError, match=r"host memory.*only 8\.0 GB is available"):
+        inputs.preflight(spec, methods.METHODS["gptq"], tmp_path / "o", mem_available=8e9, disk_free=1e12)
+    with pytest.raises(methods.QuantizeError, match=r"needs about 6\.\d\d GB on disk, but only 2\.00 GB is free"):
+        inputs.preflight(spec, methods.METHODS["gptq"], tmp_path / "o", mem_available=1e12, disk_free=2e9)
+    ok = inputs.preflight(spec, methods.METHODS["fp8"], tmp_path / "o", mem_available=1e12, disk_free=1e12)
     assert 9 < ok["disk_needed_gb"] < 11  # 8.0B params at ~1 byte, +10% and 50 MB
 
 
 def test_meminfo_parse(tmp_path: Path) -> None:
     f = tmp_path / "meminfo"
     f.write_text("MemTotal:       24000000 kB\nMemAvailable:   2000000 kB\n")
-    assert qz.mem_available_bytes(f) == 2000000 * 1024
-    assert qz.mem_available_bytes(tmp_path / "absent") is None
+    assert inputs.mem_available_bytes(f) == 2000000 * 1024
+    assert inputs.mem_available_bytes(tmp_path / "absent") is None
 
 
 # ------------------------------------------------------------------------------------ end to end on CPU
@@ -131,9 +132,9 @@ def test_quantize_tiny_model_on_cpu(tiny: Path, tmp_path: Path, method: str) -> 
     from serveplan.planner.catalog import model_from_hf_config
 
     out = tmp_path / f"tiny-{method}"
-    rep = qz.quantize(str(tiny), method, out, samples=8, seq_len=64, command="test", log=lambda m: None)
+    rep = run.quantize(str(tiny), method, out, samples=8, seq_len=64, command="test", log=lambda m: None)
     assert out.is_dir() and not _leftovers(tmp_path, out.name)
-    on_disk = json.loads((out / qz.REPORT).read_text())
+    on_disk = json.loads((out / report.REPORT).read_text())
     assert on_disk["method"] == method and on_disk["command"] == "test"
     assert on_disk["versions"]["llmcompressor"] and on_disk["versions"]["transformers"]
     cfg = json.loads((out / "config.json").read_text())
@@ -142,9 +143,9 @@ def test_quantize_tiny_model_on_cpu(tiny: Path, tmp_path: Path, method: str) -> 
 
     # Sizes: the checkpoint shrinks; the linear layers match the planner's prediction from the output config.
     spec = model_from_hf_config(out / "config.json")
-    pred = qz.predicted_bytes(spec, qz.METHODS[method].planner_dtype)
-    sizes = qz.safetensors_sizes(out)
-    orig = qz.safetensors_sizes(tiny)
+    pred = ckpt_sizes.predicted_bytes(spec, methods.METHODS[method].planner_dtype)
+    sizes = ckpt_sizes.safetensors_sizes(out)
+    orig = ckpt_sizes.safetensors_sizes(tiny)
     assert sizes["total"] < orig["total"]
     assert abs(sizes["linear"] - pred["linear"]) / pred["linear"] < 0.05, (sizes, pred)
     assert abs(sizes["total"] - pred["total"]) / pred["total"] < 0.02
@@ -167,30 +168,30 @@ def test_quantize_tiny_model_on_cpu(tiny: Path, tmp_path: Path, method: str) -> 
 
 def test_failure_leaves_nothing_half_written(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("llmcompressor", reason="needs llm-compressor (serveplan[quantize])")
-    real_save = qz._save
+    real_save = output.save_checkpoint
 
     def save_then_die(model, tokenizer, folder):  # noqa: ANN001, ANN202
         real_save(model, tokenizer, folder)
         assert any(Path(folder).glob("*.safetensors"))  # half written: weights are there, the report is not
         raise OSError("disk went away")
 
-    monkeypatch.setattr(qz, "_save", save_then_die)
+    monkeypatch.setattr(run, "save_checkpoint", save_then_die)
     out = tmp_path / "ckpt"
     with pytest.raises(OSError, match="disk went away"):
-        qz.quantize(str(tiny), "fp8", out, skip_eval=True, log=lambda m: None)
+        run.quantize(str(tiny), "fp8", out, skip_eval=True, log=lambda m: None)
     assert not out.exists() and not _leftovers(tmp_path, "ckpt")
 
     # An existing OUT is kept when the new run fails, and refused without --overwrite.
     out.mkdir()
     (out / "keep").write_text("x")
-    with pytest.raises(qz.QuantizeError, match="already exists"):
-        qz.quantize(str(tiny), "fp8", out, skip_eval=True, log=lambda m: None)
+    with pytest.raises(methods.QuantizeError, match="already exists"):
+        run.quantize(str(tiny), "fp8", out, skip_eval=True, log=lambda m: None)
     with pytest.raises(OSError):
-        qz.quantize(str(tiny), "fp8", out, skip_eval=True, overwrite=True, log=lambda m: None)
+        run.quantize(str(tiny), "fp8", out, skip_eval=True, overwrite=True, log=lambda m: None)
     assert (out / "keep").read_text() == "x" and not _leftovers(tmp_path, "ckpt")
-    monkeypatch.setattr(qz, "_save", real_save)
-    qz.quantize(str(tiny), "fp8", out, skip_eval=True, overwrite=True, log=lambda m: None)
-    assert not (out / "keep").exists() and (out / qz.REPORT).is_file() and not _leftovers(tmp_path, "ckpt")
+    monkeypatch.setattr(run, "save_checkpoint", real_save)
+    run.quantize(str(tiny), "fp8", out, skip_eval=True, overwrite=True, log=lambda m: None)
+    assert not (out / "keep").exists() and (out / report.REPORT).is_file() and not _leftovers(tmp_path, "ckpt")
 
 
 def test_library_failure_is_one_sentence(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -200,8 +201,8 @@ def test_library_failure_is_one_sentence(tiny: Path, tmp_path: Path, monkeypatch
     def broken(method):  # noqa: ANN001, ANN202
         raise RuntimeError("no mapping for this architecture\nmore detail")
 
-    monkeypatch.setattr(qz, "build_recipe", broken)
-    with pytest.raises(qz.QuantizeError, match=r"llm-compressor failed to quantize .* with gptq: RuntimeError: "
+    monkeypatch.setattr(recipe, "build_recipe", broken)
+    with pytest.raises(methods.QuantizeError, match=r"llm-compressor failed to quantize .* with gptq: RuntimeError: "
                                                 r"no mapping for this architecture \(SERVEPLAN_DEBUG"):
-        qz.quantize(str(tiny), "gptq", tmp_path / "o", samples=2, seq_len=32, skip_eval=True, log=lambda m: None)
+        run.quantize(str(tiny), "gptq", tmp_path / "o", samples=2, seq_len=32, skip_eval=True, log=lambda m: None)
     assert not (tmp_path / "o").exists() and not _leftovers(tmp_path, "o")

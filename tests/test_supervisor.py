@@ -21,7 +21,7 @@ import pytest
 from conftest import alive, free_base_port, free_port, group_alive, make_plan, temp_leftovers
 from serveplan.errors import LaunchError
 from serveplan.launcher.gpus import check_gpus, gpu_matches, visible_gpus
-from serveplan.launcher.run import ProcSpec, Supervisor
+from serveplan.launcher.supervisor import ProcSpec, Supervisor
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
@@ -93,7 +93,7 @@ def test_sigint_to_supervisor_stops_children(fake_env, tmp_path):
     script = textwrap.dedent(f"""
         import json, sys
         from pathlib import Path
-        from serveplan.launcher.run import ProcSpec, Supervisor
+        from serveplan.launcher.supervisor import ProcSpec, Supervisor
         p = ProcSpec(name="replica-0", argv=["vllm", "serve", "m", "--port", "{port}", "--host", "127.0.0.1"],
                      port={port}, health_url="http://127.0.0.1:{port}/health", base_url="http://127.0.0.1:{port}",
                      model="m", bind_host="127.0.0.1")
@@ -318,7 +318,8 @@ def test_quantized_winner_needs_checkpoint(plan_dir):
 
 
 def test_detach_then_stop_run(plan_dir):
-    from serveplan.launcher.launch import launch_plan, read_run, stop_run
+    from serveplan.launcher.launch import launch_plan, stop_run
+    from serveplan.launcher.record import read_run
 
     d = plan_dir(tp=1, replicas=2)
     rec = launch_plan(d, detach=True, base_port=free_base_port(2), health_timeout_s=10, quiet=True)
@@ -339,7 +340,8 @@ def test_detach_then_stop_run(plan_dir):
 
 
 def test_launched_context_manager(plan_dir):
-    from serveplan.launcher.launch import launched, read_run
+    from serveplan.launcher.launch import launched
+    from serveplan.launcher.record import read_run
 
     d = plan_dir(tp=2)
     with launched(d, base_port=free_base_port(2), health_timeout_s=10, grace_s=3) as rec:
@@ -355,7 +357,8 @@ def test_launched_context_manager(plan_dir):
 
 
 def test_launch_failure_is_recorded(plan_dir, fake_env):
-    from serveplan.launcher.launch import launch_plan, read_run
+    from serveplan.launcher.launch import launch_plan
+    from serveplan.launcher.record import read_run
 
     fake_env.setenv("FAKE_ENGINE_MODE", "oom")
     d = plan_dir()
@@ -394,7 +397,7 @@ def test_foreground_launch_stops_on_signal(plan_dir, sig):
             proc.kill()
     assert proc.returncode == 128 + sig, "".join(seen) + out
     assert f"RESULT stopped {sig.name}" in out
-    from serveplan.launcher.launch import read_run
+    from serveplan.launcher.record import read_run
 
     rec = read_run(d)
     assert rec.status == "stopped" and rec.stop_signal == sig.name
@@ -405,7 +408,8 @@ def test_foreground_launch_stops_on_signal(plan_dir, sig):
 def test_second_launch_of_a_running_plan_is_refused(plan_dir):
     """A second `plan launch --detach` would orphan the first engines (run.json would name only the new ones):
     it is refused, and `plan stop` still stops the first."""
-    from serveplan.launcher.launch import launch_plan, read_run, stop_run
+    from serveplan.launcher.launch import launch_plan, stop_run
+    from serveplan.launcher.record import read_run
 
     d = plan_dir(tp=1, replicas=1)
     rec = launch_plan(d, detach=True, base_port=free_base_port(2), health_timeout_s=10, quiet=True)

@@ -115,7 +115,7 @@ def test_load_override_re_estimates(plan_dir):
 
 
 def test_launch_failure_propagates(plan_dir, fake_env):
-    from serveplan.launcher.launch import read_run
+    from serveplan.launcher.record import read_run
     from serveplan.bench.verify import verify_plan
 
     fake_env.setenv("FAKE_ENGINE_MODE", "crash")

@@ -26,7 +26,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _parser():  # noqa: ANN202
-    from serveplan.cli import _Parser, positive_float, positive_int
+    from serveplan.cli.args import _Parser, positive_float, positive_int
 
     p = _Parser(prog="bench", description="Load-test OpenAI-compatible endpoint(s) with a traffic preset and "
                 "report TTFT, TPOT, ITL, E2E and throughput. Extra key=value arguments override the traffic, "
@@ -117,9 +117,10 @@ def _check_args(a) -> None:  # noqa: ANN001
 
 
 def main(argv: list[str]) -> int:
-    from serveplan.cli import _console, _split
+    from serveplan.cli.args import split_overrides
+    from serveplan.cli.boundary import _console
 
-    flags, overrides = _split(argv)
+    flags, overrides = split_overrides(argv)
     a = _parser().parse_args(flags)
     _check_args(a)
     slo = load_slo(a.slo) if a.slo else None

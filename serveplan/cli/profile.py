@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from serveplan.cli import _Parser
+from serveplan.cli.args import _Parser
 from serveplan.hwprofile.profile import DTYPES, run_profile, summary
 
 

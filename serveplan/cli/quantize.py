@@ -7,8 +7,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from serveplan.cli import _Parser
-from serveplan.quantize.run import METHODS, quantize, render
+from serveplan.cli.args import _Parser
+from serveplan.quantize.methods import METHODS
+from serveplan.quantize.report import render
+from serveplan.quantize.run import quantize
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from serveplan.bench.verify import render_verify, verify_plan
-from serveplan.cli import _console, _Parser, port, positive_float, positive_int
+from serveplan.cli.args import _Parser, port, positive_float, positive_int
+from serveplan.cli.boundary import _console
 
 
 def main(argv: list[str]) -> int:

@@ -10,111 +10,27 @@ launched() is the same as a context manager for benchmark and verification code.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import shlex
 import signal
 import threading
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterator
 
-from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.text import Text
 
 from serveplan.errors import LaunchError, ServeplanError
-from serveplan.fileio import write_atomic as _write_atomic
 from serveplan.launcher.gpus import check_gpus
 from serveplan.render.targets.common import Deployment
-from serveplan.launcher.run import (ProcSpec, ProcState, Supervisor, group_members, pid_alive, proc_start_ticks,
-                                    stop_groups)
+from serveplan.launcher.procs import group_members, pid_alive, proc_start_ticks, stop_groups
+from serveplan.launcher.record import (RUN_FILE, ReplicaRecord, RunRecord, Status, now, read_run,
+                                       write_atomic)
+from serveplan.launcher.supervisor import ProcSpec, ProcState, Supervisor
 from serveplan.planner.result import Plan, load_plan
 from serveplan.planner.spec import Checkpoint
 
-RUN_FILE = "run.json"
 LOCAL_HOST = "127.0.0.1"
-
-Status = Literal["dry-run", "starting", "running", "detached", "stopped", "failed"]
-
-
-class ReplicaRecord(BaseModel):
-    replica: int
-    name: str
-    argv: list[str]
-    env: dict[str, str] = Field(description="What the launch adds to the inherited environment.")
-    command: str = Field(description="The shell line equivalent to argv + env.")
-    port: int
-    gpus: list[int]
-    cuda_visible_devices: str | None = None
-    files: dict[str, str] = Field(default_factory=dict, description="Files written before the start.")
-    url: str = Field(description="OpenAI-compatible base URL (…/v1).")
-    health_url: str
-    log: str | None = None
-    pid: int | None = None
-    pgid: int | None = None
-    pid_start_ticks: int | None = Field(default=None, description="/proc start time, to recognise the pid.")
-    health_s: float | None = Field(default=None, description="Seconds from start to the first healthy answer.")
-    exit_code: int | None = None
-
-
-class RunRecord(BaseModel):
-    """What `plan launch` started, where, and how it ended (run.json)."""
-
-    plan_dir: str
-    status: Status
-    engine: str
-    engine_version: str
-    image: str = ""
-    model: str
-    served_model_name: str
-    candidate: str = Field(description="The winner's label.")
-    gpu: str
-    started_at: str | None = None
-    stopped_at: str | None = None
-    supervisor_pid: int | None = None
-    replicas: list[ReplicaRecord]
-    endpoints: list[str]
-    notes: list[str] = Field(default_factory=list)
-    error: str | None = None
-    stop_signal: str | None = None
-    stop_hint: str = ""
-
-    @property
-    def pgids(self) -> list[int]:
-        return [r.pgid for r in self.replicas if r.pgid is not None]
-
-    @property
-    def endpoint(self) -> str:
-        return self.endpoints[0]
-
-    def write(self, plan_dir: Path) -> Path:
-        return write_atomic(Path(plan_dir) / RUN_FILE, self.model_dump_json(indent=2) + "\n")
-
-
-def write_atomic(path: Path, text: str) -> Path:
-    """Write via a temp file in the same folder and os.replace: readers see the old or the new file."""
-    return _write_atomic(path, text)
-
-
-def read_run(plan_dir: str | Path) -> RunRecord:
-    p = Path(plan_dir)
-    p = p / RUN_FILE if p.is_dir() else p
-    if not p.exists():
-        raise LaunchError(f"No {RUN_FILE} in {p.parent}: nothing was launched from this plan folder.")
-    from pydantic import ValidationError
-
-    from serveplan.errors import validation_sentence
-    from serveplan.fileio import read_document
-
-    try:
-        return RunRecord.model_validate(read_document(p, "run record"))
-    except ValidationError as e:
-        raise LaunchError(f"'{p}' is not a run record of `plan launch`: "
-                          f"{validation_sentence(e).removeprefix('Invalid configuration: ')}") from None
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
 def _plan_dir(path: str | Path) -> Path:
@@ -320,7 +236,7 @@ class _Run:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(Path(path), content)
         rec = self.record
-        rec.started_at = _now()
+        rec.started_at = now()
         rec.supervisor_pid = os.getpid()
         rec.write(self.plan_dir)
         try:
@@ -341,7 +257,7 @@ class _Run:
         self.sup.stop()
         self._sync()
         self.record.status = status
-        self.record.stopped_at = _now()
+        self.record.stopped_at = now()
         self.record.error = error
         self.record.stop_signal = stop_signal
         self.record.write(self.plan_dir)
@@ -446,7 +362,7 @@ def stop_run(plan_dir: str | Path, *, grace_s: float = 10.0, console: Console | 
             groups.append(r.pgid)
     stop_groups(groups, grace_s, reap=lambda: _reap(rec))
     rec.status = "stopped"
-    rec.stopped_at = _now()
+    rec.stopped_at = now()
     rec.write(pdir)
     if console is not None:
         what = ", ".join(f"{r.name} (pid {r.pid}, port {r.port})" for r in rec.replicas if r.pgid in groups)

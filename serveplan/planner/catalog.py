@@ -231,7 +231,6 @@ def _model_spec(p: Path, cfg: dict, heads, head_dim, n_exp, inter, arch) -> Mode
         num_experts=n_exp, experts_per_token=cfg.get("num_experts_per_tok", 0) if n_exp else 0,
         qkv_bias=bool(cfg.get("attention_bias", arch.startswith("Qwen2"))),
         max_position_embeddings=cfg.get("max_position_embeddings", 8192),
-        sliding_window=cfg.get("sliding_window") if isinstance(cfg.get("sliding_window"), int) else None,
     )
 
 

@@ -49,10 +49,18 @@ class ModelSpec(Frozen):
     gated_mlp: bool = Field(default=True, description="SwiGLU/GeGLU MLP with 3 matrices (else 2).")
     qkv_bias: bool = Field(default=False, description="Q/K/V projections carry a bias (Qwen2).")
     max_position_embeddings: int = Field(default=8192, gt=0, description="Longest context the model supports.")
-    sliding_window: int | None = Field(default=None, description="Sliding-window size, where the model has one.")
     checkpoints: dict[str, str] = Field(default_factory=dict, description="Your own checkpoints by weight "
                                         "method (awq: ./llama-awq or an HF id): they take precedence over the "
                                         "published ones in conf/checkpoints.yaml.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_sliding_window(cls, data):  # noqa: ANN001, ANN206
+        # Plans and model files written while ModelSpec had a sliding_window field (never used by the memory
+        # model, so removed) still carry the key; they load as before.
+        if isinstance(data, dict) and "sliding_window" in data:
+            data = {k: v for k, v in data.items() if k != "sliding_window"}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "ModelSpec":

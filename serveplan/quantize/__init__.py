@@ -1,1 +1,2 @@
-"""Quantized checkpoints with llm-compressor (run) and their perplexity (perplexity)."""
+"""Quantized checkpoints with llm-compressor (run: quantize() and its steps in methods, inputs, calibration,
+recipe, output, sizes, report) and their perplexity (perplexity)."""

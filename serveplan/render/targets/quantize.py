@@ -3,7 +3,7 @@
 quantize.sh runs `serveplan quantize` on this machine (extra `quantize`: llm-compressor) into the folder the
 launch files serve; k8s/quantize-job.yaml runs the same llm-compressor recipe in a GPU Job that writes into the
 model volume, where the Deployment's init container waits for it. The recipes mirror
-`serveplan.quantize.run.build_recipe` (a test keeps the two in step).
+`serveplan.quantize.recipe.build_recipe` (a test keeps the two in step).
 """
 
 from __future__ import annotations

@@ -9,13 +9,12 @@ taken, health never came. Any failure stops everything started and raises Launch
 each whole process group, a grace period, then SIGKILL to the group; children are always reaped.
 """
 
+
 from __future__ import annotations
 
 import atexit
 import os
-import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -29,18 +28,9 @@ from rich.console import Console
 from rich.text import Text
 
 from serveplan.errors import LaunchError
+from serveplan.launcher.logwatch import FailureLines, error_line, follow_lines, last_line
+from serveplan.launcher.procs import port_free, stop_groups
 
-DEFAULT_OOM_PATTERNS: tuple[str, ...] = (
-    r"CUDA out of memory",
-    r"OutOfMemoryError",
-    r"CUBLAS_STATUS_ALLOC_FAILED",
-    r"No available memory for the cache blocks",
-    r"larger than the available KV cache memory",
-)
-PORT_PATTERNS: tuple[str, ...] = (r"Address already in use", r"\[Errno 98\]")
-_ERRORISH = re.compile(r"(^\s*[\w.]*(Error|Exception|Interrupt)\b.*:)|\bERROR\b|\bFATAL\b|Traceback|"
-                       r"\berror\b|\bfailed\b|Killed|Segmentation fault|core dumped", re.IGNORECASE)
-_EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt)\b.*")
 TAIL_LINES = 200
 
 
@@ -258,34 +248,15 @@ class Supervisor:
 
     def _follow(self, st: ProcState) -> None:
         """Echo the log file as it grows; note lines that show a failure."""
-        patterns = [_compile(p) for p in (*DEFAULT_OOM_PATTERNS, *st.spec.oom_patterns)]
-        ports = [_compile(p) for p in PORT_PATTERNS]
-        buf = b""
-        with open(st.log_path, "rb") as f:
-            while True:
-                chunk = f.read(65536)
-                if chunk:
-                    buf += chunk
-                    *lines, buf = buf.split(b"\n")
-                    for raw in lines:
-                        line = raw.decode("utf-8", "replace").rstrip("\r")
-                        st.tail.append(line)
-                        if st.failure is None:
-                            if any(p.search(line) for p in patterns):
-                                st.failure = ("oom", line)
-                                self._stop_evt.set()
-                            elif any(p.search(line) for p in ports):
-                                st.failure = ("port", line)
-                                self._stop_evt.set()
-                        self._emit(st.spec.name, line)
-                    continue
-                if self._followers_stop.is_set():
-                    if buf:
-                        line = buf.decode("utf-8", "replace")
-                        st.tail.append(line)
-                        self._emit(st.spec.name, line)
-                    return
-                time.sleep(0.05)
+        failures = FailureLines(st.spec.oom_patterns)
+        for line, complete in follow_lines(st.log_path, self._followers_stop):
+            st.tail.append(line)
+            if complete and st.failure is None:
+                kind = failures.kind(line)
+                if kind:
+                    st.failure = (kind, line)
+                    self._stop_evt.set()
+            self._emit(st.spec.name, line)
 
     def _emit(self, name: str, line: str) -> None:
         if self.on_line is not None:
@@ -320,7 +291,7 @@ class Supervisor:
                     break
                 if time.monotonic() > deadline:
                     st = pending[0]
-                    last = _last_line(st)
+                    last = last_line(st.tail)
                     raise LaunchError(
                         f"{st.spec.name} did not become healthy within {self.health_timeout_s:g} s "
                         f"(GET {st.spec.health_url} never answered 200)"
@@ -379,7 +350,7 @@ class Supervisor:
         code = st.exit_code
         how = f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0 else \
             f"exited with code {code}"
-        line = _error_line(st) or _last_line(st)
+        line = error_line(st.tail) or last_line(st.tail)
         shown = f": `{line}`" if line else " without writing a log"
         return f"{st.spec.name} {how} {when}{shown}. Full log: {st.log_path}"
 
@@ -414,115 +385,8 @@ class Supervisor:
             self.stop(grace_s=min(self.grace_s, 5.0))
 
 
-# ---------------------------------------------------------------------------------------------- helpers
-def _compile(p: str) -> re.Pattern:
-    try:
-        return re.compile(p)
-    except re.error:
-        return re.compile(re.escape(p))
-
-
 def _healthy(client: httpx.Client, url: str) -> bool:
     try:
         return client.get(url).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def _last_line(st: ProcState) -> str:
-    for line in reversed(st.tail):
-        if line.strip():
-            return line.strip()
-    return ""
-
-
-def _error_line(st: ProcState) -> str:
-    """The line that best says what went wrong: the last exception line, else the last error-looking one."""
-    lines = [l.strip() for l in st.tail if l.strip()]
-    for line in reversed(lines):
-        if _EXCEPTION_LINE.match(line):
-            return line
-    for line in reversed(lines):
-        if _ERRORISH.search(line):
-            return line
-    return ""
-
-
-def port_free(port: int, host: str = "0.0.0.0") -> bool:
-    """Whether a server could listen on host:port now (a bind test, as the engine would do it)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def stop_groups(groups: list[int], grace_s: float, *, reap=lambda: None, hurry=lambda: False) -> None:  # noqa: ANN001
-    """The one process-group stop (Supervisor.stop and `plan stop`): SIGTERM each whole group, wait up to the
-    grace period (reap() collects exit statuses meanwhile; hurry() cuts the wait short), SIGKILL what is
-    left (a crashed TP engine's workers may ignore SIGTERM), and wait until no member remains."""
-    for pg in groups:
-        _killpg(pg, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and not hurry():
-        reap()
-        if not any(group_members(pg) for pg in groups):
-            break
-        time.sleep(0.05)
-    for pg in groups:
-        if group_members(pg):
-            _killpg(pg, signal.SIGKILL)
-    end = time.monotonic() + 5
-    while any(group_members(pg) for pg in groups) and time.monotonic() < end:
-        reap()
-        time.sleep(0.05)
-    reap()
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (state first), or None when gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return data[data.rindex(")") + 2:].split()
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process exists and is not a zombie."""
-    st = _stat(pid)
-    return st is not None and st[0] not in ("Z", "X")
-
-
-def proc_start_ticks(pid: int) -> int | None:
-    """The process's start time (clock ticks after boot): with the pid, names a process uniquely."""
-    st = _stat(pid)
-    return int(st[19]) if st else None
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in a process group."""
-    if not os.path.isdir("/proc"):
-        try:
-            os.killpg(pgid, 0)
-            return [pgid]
-        except (ProcessLookupError, PermissionError):
-            return []
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            st = _stat(int(entry))
-            if st and st[2] == str(pgid) and st[0] not in ("Z", "X"):
-                out.append(int(entry))
-    return out

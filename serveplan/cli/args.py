@@ -1,0 +1,66 @@
+"""Argument parsing shared by the commands: the parser whose errors are one sentence, argparse types with
+readable refusals, and the flags that describe a request (model, GPUs, traffic, engine) with the Hydra overrides
+that may follow them."""
+
+from __future__ import annotations
+
+import argparse
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one sentence, exit 2, no usage dump
+        from serveplan.errors import ConfigError
+
+        raise ConfigError(f"{message} (see {self.prog} --help).")
+
+
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Flags for argparse vs Hydra overrides (key=value without a leading dash)."""
+    flags, overrides = [], []
+    for a in argv:
+        (overrides if "=" in a and not a.startswith("-") else flags).append(a)
+    return flags, overrides
+
+
+def add_request_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="catalog name or alias (llama-70b), or a path to a HF config.json / folder")
+    p.add_argument("--gpus", help="COUNTxGPU or NODESxCOUNTxGPU, e.g. 2xA100, 8xH100, 2x8xH100, 1xRTX4090")
+    p.add_argument("--traffic", help="preset (chat, rag, summarize, codegen, long-generation, offline-batch) "
+                                     "or a YAML file")
+    p.add_argument("--engine", help="vllm (default), trtllm or sglang")
+    p.add_argument("--json", action="store_true", help="print a machine-readable document instead of tables")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="[METHOD=]PATH_OR_ID",
+                   help="serve your own checkpoint for a weight method (awq=./llama-awq); METHOD may be left out "
+                        "for a local folder whose config.json declares its quantization")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number above 0")
+    return v
+
+
+def port(text: str) -> int:
+    """argparse type: a TCP port a server can listen on."""
+    v = positive_int(text)
+    if v > 65535:
+        raise argparse.ArgumentTypeError(f"{v} is not a port (1-65535)")
+    return v

@@ -1,0 +1,84 @@
+"""Reading an engine's log: follow the file as it grows, recognise the lines that mean it failed (out of GPU
+memory, port taken), and pick the line that best says what went wrong."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+DEFAULT_OOM_PATTERNS: tuple[str, ...] = (
+    r"CUDA out of memory",
+    r"OutOfMemoryError",
+    r"CUBLAS_STATUS_ALLOC_FAILED",
+    r"No available memory for the cache blocks",
+    r"larger than the available KV cache memory",
+)
+PORT_PATTERNS: tuple[str, ...] = (r"Address already in use", r"\[Errno 98\]")
+_ERRORISH = re.compile(r"(^\s*[\w.]*(Error|Exception|Interrupt)\b.*:)|\bERROR\b|\bFATAL\b|Traceback|"
+                       r"\berror\b|\bfailed\b|Killed|Segmentation fault|core dumped", re.IGNORECASE)
+_EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt)\b.*")
+
+
+class FailureLines:
+    """Which failure a log line shows: "oom" (the engine's and the spec's own patterns) or "port", else None."""
+
+    def __init__(self, extra_oom_patterns: Iterable[str] = ()):
+        self.oom = [compile_pattern(p) for p in (*DEFAULT_OOM_PATTERNS, *extra_oom_patterns)]
+        self.port = [compile_pattern(p) for p in PORT_PATTERNS]
+
+    def kind(self, line: str) -> str | None:
+        if any(p.search(line) for p in self.oom):
+            return "oom"
+        if any(p.search(line) for p in self.port):
+            return "port"
+        return None
+
+
+def follow_lines(path: Path, done: threading.Event, poll_s: float = 0.05) -> Iterator[tuple[str, bool]]:
+    """(line, complete) for each line of the file as it is written, until `done` is set and all was read; the
+    last, unterminated piece then comes with complete=False."""
+    buf = b""
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(65536)
+            if chunk:
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for raw in lines:
+                    yield raw.decode("utf-8", "replace").rstrip("\r"), True
+                continue
+            if done.is_set():
+                if buf:
+                    yield buf.decode("utf-8", "replace"), False
+                return
+            time.sleep(poll_s)
+
+
+def compile_pattern(p: str) -> re.Pattern:
+    """A regular expression, or the literal text where it is not a valid one (a user's pattern)."""
+    try:
+        return re.compile(p)
+    except re.error:
+        return re.compile(re.escape(p))
+
+
+def last_line(tail: Iterable[str]) -> str:
+    for line in reversed(list(tail)):
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def error_line(tail: Iterable[str]) -> str:
+    """The line that best says what went wrong: the last exception line, else the last error-looking one."""
+    lines = [l.strip() for l in tail if l.strip()]
+    for line in reversed(lines):
+        if _EXCEPTION_LINE.match(line):
+            return line
+    for line in reversed(lines):
+        if _ERRORISH.search(line):
+            return line
+    return ""
