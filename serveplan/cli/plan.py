@@ -107,7 +107,7 @@ def _version() -> str:
     except PackageNotFoundError:  # run from a source tree that was never installed
         import tomllib
 
-        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"  # serveplan/cli/plan.py -> repo root
         try:
             return tomllib.loads(pyproject.read_text())["project"]["version"]
         except (OSError, KeyError, tomllib.TOMLDecodeError):
