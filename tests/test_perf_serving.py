@@ -254,7 +254,7 @@ def test_direct_serving_calls_match_estimate(base_req):
     mem = sc.memory(CAND)
     sm = sc.step_model(CAND)
     ana, lam_sat = analytic(sm, CAND, mem, req.traffic, req.slo, req.inventory)
-    sim = simulate(sm, CAND, mem, req.traffic, req.slo, req.inventory, seed=0)
+    sim = simulate(sm, CAND, mem, req.traffic, req.slo, req.inventory, seed=0, analytic_capacity=lam_sat)
     assert lam_sat > 4.0  # 4 req/s is well within one H100's capacity for an 8B model
     assert sim == estimate(req, CAND).predictions
     assert ana == estimate(req, CAND, simulated=False).predictions
@@ -278,3 +278,36 @@ def test_slo_attainment_follows_limits(base_req):
     e = estimate(tight, CAND)
     assert e.predictions.slo_attainment == 0.0 and not e.meets_slo
     assert any("TTFT" in v for v in e.violations)
+
+
+@pytest.mark.parametrize("simulated", [False, True])
+def test_served_rate_levels_off_at_capacity_and_never_collapses(simulated):
+    """The README's 70B question (TP2 fp8 on 2x A100, chat lengths): the served rate follows the offered rate
+    up to capacity and stays there beyond it. Before, one step past capacity the simulation reported 1.13 req/s
+    served at 2.0 offered after 1.9 at 1.9: a finite run's drain of its last long outputs counted as lost
+    throughput."""
+    req = build_request(model="llama-70b", gpus="2xA100")
+    cand = Candidate(tp=2, weight_dtype="fp8", max_model_len=8192)
+    rates = [0.5, 1.0, 1.5, 1.9, 2.0, 2.5, 3.0, 4.0, 8.0]
+    served, caps = [], []
+    for r in rates:
+        tr = req.traffic.model_copy(update={"rate_rps": r})
+        p = estimate(req.model_copy(update={"traffic": tr}), cand, simulated=simulated).predictions
+        served.append(p.requests_per_s)
+        caps.append(p.capacity_rps)
+        assert p.requests_per_s <= r * 1.0001 and p.requests_per_s <= p.capacity_rps * 1.0001
+    assert all(b >= a * 0.999 for a, b in zip(served, served[1:])), served
+    assert served[-1] >= 0.95 * max(served)  # flat after capacity, no collapse
+    assert served[-1] == pytest.approx(served[-2], rel=0.01) and served[-1] < rates[-1]
+
+
+def test_smaller_weights_never_lower_capacity_at_equal_compute():
+    """On an H100 fp8 GEMMs run at least as fast as bf16 ones, and fp8 weights are half the bytes and leave
+    more KV cache: the capacity of an fp8 deployment is never below the bf16 one of the same layout."""
+    req = build_request(model="llama-8b", gpus="1xH100")
+    tr = req.traffic.model_copy(update={"rate_rps": 100.0})  # far past either capacity
+    req = req.model_copy(update={"traffic": tr})
+    for tp_seqs in (64, 256):
+        caps = {w: estimate(req, Candidate(weight_dtype=w, max_num_seqs=tp_seqs, max_model_len=8192),
+                            simulated=True, profile=H100).predictions.capacity_rps for w in ("bf16", "fp8")}
+        assert caps["fp8"] >= caps["bf16"] * 0.98, caps

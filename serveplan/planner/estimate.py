@@ -112,7 +112,7 @@ class Scorer:
         preds, cap = analytic(sm, cand, mem, r.traffic, r.slo, r.inventory)
         if simulated:
             preds = simulate(sm, cand, mem, r.traffic, r.slo, r.inventory, seed=seed,
-                             kv_block=r.engine.kv_block_size)
+                             kv_block=r.engine.kv_block_size, analytic_capacity=cap)
         return Estimate(config=cand, memory=mem, predictions=preds, violations=self.violations(cand, preds),
                         quality_cost=q, score=self._score(cand, preds, cap))
 

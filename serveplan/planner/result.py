@@ -60,6 +60,8 @@ class Predictions(_Frozen):
     concurrency: float = Field(description="Mean requests in service per replica.")
     saturated: bool = Field(description="Offered load exceeds what the deployment can serve.")
     decode_step_ms: float = Field(description="Decode step time at the operating batch.")
+    capacity_rps: float = Field(description="Most requests/s the deployment serves (all replicas) whatever the "
+                                "latency: an overloaded open loop's served rate levels off here.")
     sources: dict[str, str] = Field(default_factory=dict, description="Where each term came from.")
 
 

@@ -18,6 +18,7 @@ import bisect
 import math
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from statistics import NormalDist
@@ -26,6 +27,7 @@ from serveplan.planner.perf import StepModel
 from serveplan.planner.result import MemoryBreakdown, Percentiles, Predictions
 from serveplan.planner.spec import SLO, Candidate, Inventory, Traffic
 
+NEAR_SATURATION = 0.8  # an open loop at this share of the mean-field capacity gets its capacity simulated
 SATURATION_HORIZON_S = 60.0  # an overloaded open loop is reported as seen after a minute of offered load
 K_LENGTHS = 12
 Z_GRID = [NormalDist().inv_cdf((i + 0.5) / 10) for i in range(10)]
@@ -93,7 +95,8 @@ def replica_load(traffic: Traffic, replicas: int) -> Load:
 
 def _finish(sm: StepModel, cand: Candidate, inventory: Inventory, slo: SLO, ttft: list[float],
             tpot: list[float], e2e: list[float], rps_replica: float, mean_out: float, mean_in: float,
-            concurrency: float, saturated: bool, decode_step_ms: float, model_name: str) -> Predictions:
+            concurrency: float, saturated: bool, decode_step_ms: float, model_name: str,
+            capacity_replica: float) -> Predictions:
     att = _attainment(ttft, tpot, e2e, slo)
     rps = rps_replica * cand.replicas
     out_tok = rps * mean_out
@@ -107,7 +110,7 @@ def _finish(sm: StepModel, cand: Candidate, inventory: Inventory, slo: SLO, ttft
         throughput_tok_s=out_tok, input_tok_s=rps * mean_in, requests_per_s=rps,
         goodput_rps=rps * att, slo_attainment=att, tok_s_per_gpu=out_tok / gpus,
         cost_per_1m_tokens=cost, concurrency=concurrency, saturated=saturated,
-        decode_step_ms=decode_step_ms, sources=sources,
+        decode_step_ms=decode_step_ms, capacity_rps=capacity_replica * cand.replicas, sources=sources,
     )
 
 
@@ -212,7 +215,7 @@ def analytic(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
             e2e.append(t_first + max(o - 1, 0) * t_tok)
     conc = b + lam_eff * (ew + s / 2)
     preds = _finish(sm, cand, inventory, slo, ttft, tpot, e2e, lam_eff, e_out, e_in, conc, saturated,
-                    s_dec * 1000, "analytic")
+                    s_dec * 1000, "analytic", lam_sat * 0.98)
     return preds, lam_sat
 
 
@@ -239,9 +242,13 @@ def _sample_lengths(traffic: Traffic, n: int, rng: random.Random) -> list[tuple[
 
 def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traffic, slo: SLO,
              inventory: Inventory, *, n_requests: int | None = None, seed: int = 0,
-             max_decode_tokens: int = 25_000, kv_block: int = 16) -> Predictions:
+             max_decode_tokens: int = 25_000, kv_block: int = 16, with_capacity: bool = True,
+             analytic_capacity: float | None = None) -> Predictions:
     """Step-level simulation of one replica under its share of the traffic: arrivals, then vLLM's scheduler
-    step by step, then the summary."""
+    step by step, then the summary. with_capacity: an open loop near or past saturation also simulates the
+    replica's capacity (replica_capacity), where its served rate levels off; further below it, the capacity
+    shown is the mean-field one (analytic_capacity, per replica). Without it (calibration fits) the capacity
+    is what was served."""
     rng = random.Random(seed)
     load = replica_load(traffic, cand.replicas)
     e_out = traffic.output_len.mean
@@ -255,7 +262,40 @@ def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
     sim = _ReplicaSim(sm, cand, kv_cap=max(mem.kv_tokens, 1), share=share, arrivals=arrivals, pending=pending,
                       kv_block=kv_block)
     sim.run()
-    return _summary(sm, cand, inventory, slo, load, sim.done, sim.decode_steps)
+    capacity = None
+    if with_capacity:
+        def capacity() -> float:
+            return replica_capacity(sm, cand, mem, traffic, seed=seed, kv_block=kv_block)
+    return _summary(sm, cand, inventory, slo, load, sim.done, sim.decode_steps, capacity, analytic_capacity)
+
+
+def replica_capacity(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traffic, *, seed: int = 0,
+                     kv_block: int = 16) -> float:
+    """The most requests/s one replica serves, whatever the latency: a closed loop that keeps the batch full
+    (more clients than max_num_seqs, or as many as the KV cache holds), measured over its steady window: from the end of the first
+    wave to the moment the last client request is issued (before that every client is busy; after it the
+    run drains). This is where the served rate of an overloaded open loop levels off."""
+    rng = random.Random(seed + 1)
+    e_out = max(traffic.output_len.mean, 1.0)
+    # No more clients than the KV cache holds whole sequences for: beyond that vLLM preempts and recomputes,
+    # and an overload that deep is a metastable state a rate limit in front avoids; the capacity is the peak.
+    kv_seqs = int(mem.kv_tokens / max(traffic.input_len.mean * (1.0 - traffic.prefix_share) + e_out, 1.0))
+    clients = max(2, min(math.ceil(cand.max_num_seqs * 1.25), kv_seqs))
+    n = max(2 * clients, int(min(600, 30_000 / e_out)))
+    lengths = _sample_lengths(traffic, n, rng)
+    share = 1.0 - traffic.prefix_share
+    arrivals, pending = _arrivals(traffic, Load(None, clients, 1.0), lengths, share, rng)
+    sim = _ReplicaSim(sm, cand, kv_cap=max(mem.kv_tokens, 1), share=share, arrivals=arrivals, pending=pending,
+                      kv_block=kv_block)
+    sim.run()
+    fin = sorted(r.finish for r in sim.done)
+    t_end = sim.last_issue
+    first_wave = min(clients, len(fin) - 1) // 2
+    t_start = fin[first_wave]
+    inside = bisect.bisect_right(fin, t_end) - bisect.bisect_right(fin, t_start)
+    if t_end - t_start <= 0 or inside < 8:  # too short a window: the whole run
+        return len(fin) / max(fin[-1], 1e-9)
+    return inside / (t_end - t_start)
 
 
 def _arrivals(traffic: Traffic, load: Load, lengths: list[tuple[int, int]], share: float,
@@ -299,6 +339,7 @@ class _ReplicaSim:
         self.done: list[_Req] = []
         self.used = 0  # KV tokens held by running requests
         self.now = 0.0
+        self.last_issue = 0.0  # closed loop: when the last pending request was issued
         self.decode_steps: list[tuple[float, int]] = []
 
     def chunk(self, r: _Req, tokens_left: int) -> int:
@@ -316,8 +357,8 @@ class _ReplicaSim:
             if not self.waiting and not self.running:
                 self.now = self.arrivals[0].arrival
                 continue
-            self._preempt()
-            dec, chunked = self._schedule()
+            preempted = self._preempt()
+            dec, chunked = self._schedule(admit=not preempted)
             if not dec and not chunked:
                 if self.arrivals:
                     self.now = max(self.now, self.arrivals[0].arrival)
@@ -325,14 +366,19 @@ class _ReplicaSim:
                 break  # nothing schedulable (should not happen when memory fits)
             self._step(dec, chunked)
 
-    def _preempt(self) -> None:
+    def _preempt(self) -> bool:
+        preempted = False
         while self.running and self.used > self.kv_cap:
             victim = self.running.pop()
             self.used -= victim.prompt - victim.prefill_left + victim.generated
             victim.prefill_left = victim.prompt + victim.generated  # recompute what it had
             self.waiting.appendleft(victim)
+            preempted = True
+        return preempted
 
-    def _schedule(self) -> tuple[list[_Req], list[tuple[_Req, int]]]:
+    def _schedule(self, admit: bool = True) -> tuple[list[_Req], list[tuple[_Req, int]]]:
+        """admit=False: a step that preempted admits no waiting request (vLLM V1's scheduler skips the waiting
+        queue while it has preempted requests this step)."""
         tokens_left = self.budget
         dec = [r for r in self.running if r.prefill_left == 0]
         tokens_left -= len(dec)
@@ -343,7 +389,7 @@ class _ReplicaSim:
                 if c:
                     chunked.append((r, c))
                     tokens_left -= c
-        while self.waiting and tokens_left > 0 and len(self.running) < self.cand.max_num_seqs:
+        while admit and self.waiting and tokens_left > 0 and len(self.running) < self.cand.max_num_seqs:
             r = self.waiting[0]
             if self.used + r.prefill_left + self.kv_block > self.kv_cap:
                 break
@@ -390,11 +436,15 @@ class _ReplicaSim:
             if self.pending:
                 i, o = self.pending.popleft()
                 self.arrivals.append(_Req(self.now, i, max(1, round(i * self.share)), o))
+                self.last_issue = self.now
 
 
 def _summary(sm: StepModel, cand: Candidate, inventory: Inventory, slo: SLO, load: Load, done: list[_Req],
-             decode_steps: list[tuple[float, int]]) -> Predictions:
-    """Percentiles, throughput and saturation from the finished requests (open loops skip a 10% warm-up)."""
+             decode_steps: list[tuple[float, int]], capacity_sim: Callable[[], float] | None,
+             analytic_capacity: float | None) -> Predictions:
+    """Percentiles, throughput and saturation from the finished requests (open loops skip a 10% warm-up). An
+    open loop serves its offered rate up to the replica's capacity and the capacity beyond it: a finite run's
+    own completion span would count the drain of its last long outputs as lost throughput."""
     done.sort(key=lambda r: r.arrival)
     skip = len(done) // 10 if load.rate is not None else 0
     sample = done[skip:] or done
@@ -422,10 +472,18 @@ def _summary(sm: StepModel, cand: Candidate, inventory: Inventory, slo: SLO, loa
         early = sum(ttft[:q]) / q
         late = sum(ttft[-q:]) / q
         saturated = late > 3 * early + 1000.0 or n_end > 1.5 * n_mid + 8
-        rps = len(sample) / max(finish_span, 1e-9) if saturated else load.rate
+        near = analytic_capacity is None or load.rate >= NEAR_SATURATION * analytic_capacity
+        if capacity_sim is not None and (saturated or near):
+            capacity = capacity_sim()
+            saturated = saturated or load.rate >= capacity
+            rps = min(load.rate, capacity)
+        else:
+            rps = len(sample) / max(finish_span, 1e-9) if saturated else load.rate
+            capacity = max(analytic_capacity or 0.0, rps)
     else:
         saturated = False
         rps = len(sample) / finish_span if finish_span > 0 else 0.0
+        capacity = max(analytic_capacity or 0.0, rps)
     dec_step = (busy / len(decode_steps) * 1000) if decode_steps else 0.0
     return _finish(sm, cand, inventory, slo, ttft, tpot, e2e, rps, mean_out, mean_in, avg_b, saturated,
-                   dec_step, "simulated")
+                   dec_step, "simulated", capacity)
