@@ -141,6 +141,7 @@ def breakdown_child() -> None:
     import serveplan.cli  # noqa: F401
     from serveplan.planner import api
     from serveplan.planner.config import build_request
+    from serveplan.planner.decision import final_ranking
     from serveplan.planner.estimate import Scorer, rank
     from serveplan.planner.report import plan_json, render_plan
     from serveplan.planner.result import Plan
@@ -163,10 +164,10 @@ def breakdown_child() -> None:
     t = mark("rank", t)
     top = [scorer.score(e.config, simulated=True, seed=req.search.seed) for e in uniq]
     t = mark(f"simulation re-score of {len(uniq)} leaders", t)
-    final = api._diverse(rank(top), k)
-    result = Plan(request=req, ranked=tuple(final), pareto=tuple(pareto), why=api.why(req, final),
+    final, reason = final_ranking(req, scorer, rank(top), k)
+    result = Plan(request=req, ranked=tuple(final), pareto=tuple(pareto), why=reason,
                   profile={"gpu": scorer.profile.gpu}, stats=stats)
-    t = mark("final ranking + why", t)
+    t = mark("final ranking: capacity at the SLO of the finalists + why", t)
     import io
 
     from rich.console import Console

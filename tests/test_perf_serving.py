@@ -294,8 +294,8 @@ def test_served_rate_levels_off_at_capacity_and_never_collapses(simulated):
         tr = req.traffic.model_copy(update={"rate_rps": r})
         p = estimate(req.model_copy(update={"traffic": tr}), cand, simulated=simulated).predictions
         served.append(p.requests_per_s)
-        caps.append(p.capacity_rps)
-        assert p.requests_per_s <= r * 1.0001 and p.requests_per_s <= p.capacity_rps * 1.0001
+        caps.append(p.max_rps)
+        assert p.requests_per_s <= r * 1.0001 and p.requests_per_s <= p.max_rps * 1.0001
     assert all(b >= a * 0.999 for a, b in zip(served, served[1:])), served
     assert served[-1] >= 0.95 * max(served)  # flat after capacity, no collapse
     assert served[-1] == pytest.approx(served[-2], rel=0.01) and served[-1] < rates[-1]
@@ -309,5 +309,5 @@ def test_smaller_weights_never_lower_capacity_at_equal_compute():
     req = req.model_copy(update={"traffic": tr})
     for tp_seqs in (64, 256):
         caps = {w: estimate(req, Candidate(weight_dtype=w, max_num_seqs=tp_seqs, max_model_len=8192),
-                            simulated=True, profile=H100).predictions.capacity_rps for w in ("bf16", "fp8")}
+                            simulated=True, profile=H100).predictions.max_rps for w in ("bf16", "fp8")}
         assert caps["fp8"] >= caps["bf16"] * 0.98, caps

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from serveplan.planner.result import Estimate, Plan
@@ -22,6 +23,14 @@ def _sources(e: Estimate) -> str:
     if s.get("overhead") == "calibrated":
         base += "+calibrated"
     return base
+
+
+def _r(x: float | None, digits: int) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def _cell(x: float | None, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
 
 
 def candidate_doc(e: Estimate) -> dict:
@@ -46,6 +55,9 @@ def candidate_doc(e: Estimate) -> dict:
             "requests_per_s": round(p.requests_per_s, 4), "goodput_rps": round(p.goodput_rps, 4),
             "slo_attainment": round(p.slo_attainment, 4), "tok_s_per_gpu": round(p.tok_s_per_gpu, 2),
             "cost_per_1m_tokens": round(p.cost_per_1m_tokens, 4), "saturated": p.saturated,
+            "max_rps": round(p.max_rps, 4), "capacity_rps": _r(p.capacity_rps, 4),
+            "capacity_tok_s_per_gpu": _r(p.capacity_tok_s_per_gpu, 2),
+            "cost_per_1m_tokens_at_capacity": _r(p.cost_per_1m_tokens_at_capacity, 4),
             "sources": dict(p.sources),
         }
     return doc
@@ -76,8 +88,8 @@ def render_plan(plan: Plan, console) -> None:  # noqa: ANN001 (rich Console, imp
                   f"{r.search.objective}")
     t = Table(title=None, show_lines=False, header_style="bold")
     for col, just in [("#", "right"), ("config", "left"), (f"TTFT {pct}", "right"), (f"TPOT {pct}", "right"),
-                      ("tok/s", "right"), ("tok/s/GPU", "right"), ("req/s in SLO", "right"),
-                      ("GB/GPU W/KV/other", "right"), ("seqs fit", "right"), ("$/1M tok", "right"),
+                      ("served in SLO", "right"), ("req/s at SLO", "right"), ("tok/s/GPU at SLO", "right"),
+                      ("$/1M at SLO", "right"), ("GB/GPU W/KV/other", "right"), ("seqs fit", "right"),
                       ("quality", "right"), ("source", "left")]:
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for i, e in enumerate(plan.ranked, 1):
@@ -85,12 +97,18 @@ def render_plan(plan: Plan, console) -> None:  # noqa: ANN001 (rich Console, imp
         assert p is not None
         style = None if e.meets_slo else "dim"
         t.add_row(str(i), e.config.label(), f"{p.ttft_ms.at(pct):,.0f} ms", f"{p.tpot_ms.at(pct):,.1f} ms",
-                  f"{p.throughput_tok_s:,.0f}", f"{p.tok_s_per_gpu:,.0f}", f"{p.goodput_rps:,.2f}",
+                  f"{p.goodput_rps:,.2f}", _cell(p.capacity_rps, ",.2f"), _cell(p.capacity_tok_s_per_gpu, ",.0f"),
+                  "$" + _cell(p.cost_per_1m_tokens_at_capacity, ",.2f") if p.cost_per_1m_tokens_at_capacity else "-",
                   f"{m.weights_gb:.1f}/{m.kv_cache_gb:.1f}/{m.other_gb:.1f}", f"{m.max_concurrent_seqs:,}",
-                  f"${p.cost_per_1m_tokens:,.2f}", f"+{e.quality_cost:g}% ppl" if e.quality_cost else "ref",
+                  f"+{e.quality_cost:g}% ppl" if e.quality_cost else "ref",
                   _sources(e), style=style)
     console.print(t)
+    console.print("served in SLO: req/s within every target at the offered load; at SLO: the most traffic "
+                  "each carries with the SLO still met, and what a million output tokens costs there.")
     console.print(f"[bold]Why:[/] {plan.why}")
+    sizing = sizing_sentence(plan)
+    if sizing:
+        console.print(f"[bold]Sizing:[/] {sizing}")
     if plan.winner.config.checkpoint is not None:
         console.print(f"[bold]Weights:[/] {plan.winner.config.checkpoint.describe()}")
     used, have = plan.winner.config.total_gpus, r.inventory.total_gpus
@@ -138,6 +156,29 @@ def catalog_rows(what: str) -> tuple[list[str], list[list]]:
         rows.append([o, (d.get("input_len") or {}).get("mean"), (d.get("output_len") or {}).get("mean"), load,
                      d.get("description", "")])
     return ["traffic", "prompt mean", "output mean", "load", "description"], rows
+
+
+def sizing_sentence(plan: Plan) -> str:
+    """How many replicas of the winner the offered load needs at its capacity within the SLO."""
+    r, w = plan.request, plan.winner
+    p = w.predictions
+    if p is None or p.capacity_rps is None or r.traffic.is_closed_loop or not r.traffic.rate_rps:
+        return ""
+    c = w.config
+    per_replica = p.capacity_rps / c.replicas
+    if per_replica <= 0:
+        return f"{c.label()} meets the SLO at no arrival rate: relax the SLO or change the configuration."
+    need = max(1, math.ceil(r.traffic.rate_rps / per_replica))
+    gpus = need * c.gpus_per_replica
+    have = r.inventory.total_gpus
+    head = (f"{r.traffic.rate_rps:g} req/s needs {need} replica{'s' if need > 1 else ''} of {c.gpus_per_replica} "
+            f"GPU{'s' if c.gpus_per_replica > 1 else ''} ({gpus} GPUs) at {per_replica:.2f} req/s each within the SLO")
+    if gpus > have:
+        return f"{head}: {gpus - have} more than the {have} in the inventory."
+    spare = per_replica * need - r.traffic.rate_rps
+    return (f"{head}; the plan's {c.replicas} replica{'s' if c.replicas > 1 else ''} on {c.total_gpus} of {have} "
+            f"GPUs leave{'s' if c.replicas == 1 else ''} room for {p.capacity_rps - r.traffic.rate_rps:.2f} req/s "
+            f"more." if c.replicas >= need else f"{head} ({spare:.2f} req/s to spare).")
 
 
 def render_estimate(est: Estimate, req, console) -> None:  # noqa: ANN001 (PlanRequest, rich Console)

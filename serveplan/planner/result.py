@@ -60,8 +60,15 @@ class Predictions(_Frozen):
     concurrency: float = Field(description="Mean requests in service per replica.")
     saturated: bool = Field(description="Offered load exceeds what the deployment can serve.")
     decode_step_ms: float = Field(description="Decode step time at the operating batch.")
-    capacity_rps: float = Field(description="Most requests/s the deployment serves (all replicas) whatever the "
-                                "latency: an overloaded open loop's served rate levels off here.")
+    max_rps: float = Field(description="Most requests/s the deployment serves (all replicas) whatever the "
+                           "latency: an overloaded open loop's served rate levels off here.")
+    capacity_rps: float | None = Field(default=None, description="Capacity at the SLO: the highest arrival rate "
+                                       "(all replicas, the traffic's own arrival process and lengths) at which "
+                                       "every SLO percentile still holds; None where not computed.")
+    capacity_tok_s_per_gpu: float | None = Field(default=None, description="Output tokens/s per GPU at "
+                                                 "capacity_rps.")
+    cost_per_1m_tokens_at_capacity: float | None = Field(default=None, description="USD per 1M output tokens "
+                                                         "when serving capacity_rps.")
     sources: dict[str, str] = Field(default_factory=dict, description="Where each term came from.")
 
 

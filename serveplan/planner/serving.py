@@ -110,7 +110,7 @@ def _finish(sm: StepModel, cand: Candidate, inventory: Inventory, slo: SLO, ttft
         throughput_tok_s=out_tok, input_tok_s=rps * mean_in, requests_per_s=rps,
         goodput_rps=rps * att, slo_attainment=att, tok_s_per_gpu=out_tok / gpus,
         cost_per_1m_tokens=cost, concurrency=concurrency, saturated=saturated,
-        decode_step_ms=decode_step_ms, capacity_rps=capacity_replica * cand.replicas, sources=sources,
+        decode_step_ms=decode_step_ms, max_rps=capacity_replica * cand.replicas, sources=sources,
     )
 
 

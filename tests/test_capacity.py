@@ -1,0 +1,96 @@
+"""Capacity at the SLO, the sizing answer and the reason that names the decision (issue 15)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from rich.console import Console
+
+from serveplan.planner.api import plan
+from serveplan.planner.capacity import capacity_at_slo, slo_margin
+from serveplan.planner.config import build_request
+from serveplan.planner.estimate import Scorer
+from serveplan.planner.report import plan_json, render_plan, sizing_sentence
+from serveplan.planner.serving import simulate
+from serveplan.planner.spec import Candidate
+
+
+@pytest.fixture(scope="module")
+def readme_plan():
+    return plan(build_request(model="llama-70b", gpus="2xA100"))
+
+
+def _capacity(req, cand):
+    sc = Scorer(req)
+    return sc, capacity_at_slo(sc, sc.score(cand, simulated=True))
+
+
+def test_the_slo_holds_at_the_capacity_and_it_is_below_the_maximum():
+    req = build_request(model="llama-8b", gpus="1xH100")
+    cand = Candidate(weight_dtype="fp8", kv_cache_dtype="fp8", max_model_len=8192)
+    sc, est = _capacity(req, cand)
+    p = est.predictions
+    assert 0 < p.capacity_rps <= p.max_rps
+    tr = req.traffic.model_copy(update={"rate_rps": p.capacity_rps})
+    at = simulate(sc.step_model(cand), cand, est.memory, tr, req.slo, req.inventory, with_capacity=False)
+    assert slo_margin(at, req.slo) <= 0 and not at.saturated
+    assert p.capacity_tok_s_per_gpu == pytest.approx(p.capacity_rps * req.traffic.output_len.mean)
+    assert p.cost_per_1m_tokens_at_capacity < p.cost_per_1m_tokens  # more traffic on the same GPUs
+
+
+def test_a_looser_slo_never_lowers_capacity():
+    base = build_request(model="llama-8b", gpus="1xH100")
+    loose = base.model_copy(update={"slo": base.slo.model_copy(update={
+        "ttft_p99_ms": base.slo.ttft_p99_ms * 4, "tpot_p99_ms": base.slo.tpot_p99_ms * 4})})
+    cand = Candidate(max_model_len=8192)
+    tight_cap = _capacity(base, cand)[1].predictions.capacity_rps
+    loose_cap = _capacity(loose, cand)[1].predictions.capacity_rps
+    assert loose_cap >= tight_cap * 0.98, (tight_cap, loose_cap)
+
+
+def test_an_slo_no_idle_deployment_meets_has_zero_capacity():
+    req = build_request(model="llama-70b", gpus="2xA100", overrides=["slo.ttft_p99_ms=1"])
+    est = _capacity(req, Candidate(tp=2, weight_dtype="int8", max_model_len=8192))[1]
+    assert est.predictions.capacity_rps == 0.0
+
+
+def test_finalists_carry_capacity_in_the_table_and_json(readme_plan):
+    for e in readme_plan.ranked:
+        assert e.predictions.capacity_rps is not None
+    doc = plan_json(readme_plan)
+    first = doc["candidates"][0]["predictions"]
+    assert first["capacity_rps"] > 0 and first["capacity_tok_s_per_gpu"] > 0
+    assert first["cost_per_1m_tokens_at_capacity"] > 0 and first["max_rps"] >= first["capacity_rps"]
+    json.dumps(doc)
+    out = io.StringIO()
+    render_plan(readme_plan, Console(file=out, width=250))
+    assert "req/s at SLO" in out.getvalue() and "Sizing:" in out.getvalue()
+
+
+def test_winner_has_the_most_capacity_per_gpu_among_slo_meeting_finalists(readme_plan):
+    meeting = [e for e in readme_plan.ranked if e.meets_slo]
+    w = readme_plan.ranked[0]
+    per_gpu = lambda e: e.predictions.capacity_rps / e.config.total_gpus  # noqa: E731
+    same_goodput = [e for e in meeting if abs(e.predictions.goodput_rps / e.config.total_gpus
+                                              - w.predictions.goodput_rps / w.config.total_gpus) < 0.01]
+    assert all(per_gpu(w) * (1 + 0.01) >= per_gpu(e) * (1 - 0.01 * e.quality_cost) for e in same_goodput)
+
+
+def test_why_names_the_decisions_not_a_tie_break(readme_plan):
+    why = readme_plan.why
+    assert "breaks the tie" not in why
+    assert why.startswith("Most traffic per GPU within the SLO")
+    assert "weights int8 vs" in why and "layout TP2 vs" in why, why
+
+
+def test_sizing_counts_replicas_for_a_load_beyond_the_inventory():
+    req = build_request(model="llama-8b", gpus="1xH100", overrides=["traffic.rate_rps=200"])
+    p = plan(req)
+    s = sizing_sentence(p)
+    cap = p.winner.predictions.capacity_rps
+    assert 0 < cap < 200  # one H100 does not carry 200 req/s of chat within the SLO
+    assert "more than the 1 in the inventory" in s
+    need = int(s.split(" needs ")[1].split(" replica")[0])
+    assert (need - 1) * cap < 200 <= need * cap * 1.0001
