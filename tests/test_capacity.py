@@ -94,3 +94,17 @@ def test_sizing_counts_replicas_for_a_load_beyond_the_inventory():
     assert "more than the 1 in the inventory" in s
     need = int(s.split(" needs ")[1].split(" replica")[0])
     assert (need - 1) * cap < 200 <= need * cap * 1.0001
+
+
+def test_gpu_without_a_count_answers_how_many(capsys):
+    """`plan --gpu H100` plans on one 8-GPU node and the Sizing line gives the count the load needs;
+    a count in --gpu, or --gpu with --gpus, is one sentence."""
+    from serveplan.cli import plan_main
+
+    rc = plan_main(["--model", "llama-8b", "--gpu", "H100", "--no-write", "traffic.rate_rps=60"])
+    out = capsys.readouterr().out
+    assert rc in (0, 1)
+    assert "How many H100" in out and "Sizing: 60 req/s needs" in out
+    assert plan_main(["--model", "llama-8b", "--gpu", "2xH100", "--no-write"]) == 2
+    assert "without a count" in capsys.readouterr().err
+    assert plan_main(["--model", "llama-8b", "--gpu", "H100", "--gpus", "1xH100", "--no-write"]) == 2

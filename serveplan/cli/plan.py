@@ -13,6 +13,8 @@ from serveplan.cli.boundary import _console
 EXIT_SLO_NOT_MET = 1
 
 
+SIZING_NODE_GPUS = 8  # `--gpu H100` plans on one node of this many, the largest common one
+
 def main(argv: list[str], prog: str = "plan", subcommands: dict[str, str] | None = None) -> int:
     """`subcommands`: name -> one line of help, in the order `prog --help` lists them."""
     subcommands = subcommands or {}
@@ -25,6 +27,8 @@ def main(argv: list[str], prog: str = "plan", subcommands: dict[str, str] | None
                 epilog=_subcommands_epilog(prog, subcommands))
     p.add_argument("--version", action="version", version=f"serveplan {_version()}")
     add_request_flags(p)
+    p.add_argument("--gpu", help="a GPU type without a count (H100): ask how many the load needs; the plan is "
+                   f"made on one {SIZING_NODE_GPUS}-GPU node of it and the Sizing line gives the count")
     p.add_argument("-o", "--out", default="plan-out", help="output folder for plan.yaml and launch files")
     p.add_argument("--no-write", action="store_true", help="print only; write nothing")
     if not argv:  # nothing asked: say what can be asked rather than plan a default model
@@ -40,7 +44,17 @@ def main(argv: list[str], prog: str = "plan", subcommands: dict[str, str] | None
         from serveplan.errors import ConfigError
 
         raise ConfigError("--model is empty; give a catalog name (e.g. llama-70b) or a path to a config.json.")
-    req = build_request(model=a.model, gpus=a.gpus, traffic=a.traffic, engine=a.engine,
+    gpus = a.gpus
+    if a.gpu is not None:
+        from serveplan.errors import ConfigError
+
+        if a.gpus:
+            raise ConfigError("give either --gpus COUNTxGPU (plan for that inventory) or --gpu GPU (how many do I "
+                              "need), not both.")
+        if "x" in a.gpu.lower().split("-")[0] and a.gpu.lower().split("x")[0].isdigit():
+            raise ConfigError(f"--gpu takes a GPU type without a count (e.g. --gpu H100); for '{a.gpu}' use --gpus.")
+        gpus = f"{SIZING_NODE_GPUS}x{a.gpu}"
+    req = build_request(model=a.model, gpus=gpus, traffic=a.traffic, engine=a.engine,
                         overrides=overrides + _checkpoint_overrides(a.checkpoint))
     result = plan(req)
     written: list[Path] = []
@@ -53,6 +67,9 @@ def main(argv: list[str], prog: str = "plan", subcommands: dict[str, str] | None
         print(json.dumps(doc, indent=1))
     else:
         con = _console()
+        if a.gpu is not None:
+            con.print(f"How many {a.gpu}: planned on one {SIZING_NODE_GPUS}-GPU node; see Sizing for the count "
+                      f"the offered load needs.")
         render_plan(result, con)
         if written:
             con.print(f"Wrote {a.out}/plan.yaml and {len(written) - 2} launch files. "
