@@ -108,3 +108,12 @@ def test_gpu_without_a_count_answers_how_many(capsys):
     assert plan_main(["--model", "llama-8b", "--gpu", "2xH100", "--no-write"]) == 2
     assert "without a count" in capsys.readouterr().err
     assert plan_main(["--model", "llama-8b", "--gpu", "H100", "--gpus", "1xH100", "--no-write"]) == 2
+
+
+def test_offline_batch_plans_for_throughput_without_latency_targets():
+    """The offline-batch preset selects slo=none (its slo_preset) unless the command line names an SLO."""
+    req = build_request(model="llama-8b", gpus="1xH100", traffic="offline-batch")
+    assert req.slo.latency_targets() == []
+    named = build_request(model="llama-8b", gpus="1xH100", traffic="offline-batch", overrides=["slo=interactive"])
+    assert named.slo.latency_targets()
+    assert build_request(model="llama-8b", gpus="1xH100").slo.latency_targets()  # chat keeps its SLO

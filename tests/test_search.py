@@ -117,6 +117,7 @@ def test_pareto_front_mutually_non_dominated():
     p = plan(_req("llama-8b", "2xL40S", "search.n_trials=40", "search.pareto=true", "search.sampler=nsga2"))
     assert p.stats.sampler == "nsga2"
     assert p.pareto
+    assert len({e.config for e in p.pareto}) == len(p.pareto)  # one entry per distinct configuration
     pct = p.request.slo.headline_percentile
     pts = [(e.predictions.tok_s_per_gpu, e.predictions.e2e_ms.at(pct)) for e in p.pareto]
 

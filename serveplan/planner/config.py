@@ -83,6 +83,17 @@ def _compose(overrides: list[str]) -> dict:
         raise ConfigError(f"Bad override: {msg}") from None
 
 
+def _slo_of_traffic_preset(overrides: list[str]) -> list[str]:
+    """A traffic preset may name the SLO preset that fits it (offline-batch: slo=none); it applies unless the
+    overrides choose an SLO themselves (slo=... or any slo.FIELD=...)."""
+    traffic = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("traffic=")), None)
+    if traffic is None or any(o.startswith(("slo=", "slo.")) for o in overrides):
+        return []
+    path = catalog.CONF_DIR / "traffic" / f"{traffic}.yaml"
+    preset = (yaml.safe_load(path.read_text()) or {}).get("slo_preset") if path.is_file() else None
+    return [f"slo={preset}"] if preset else []
+
+
 def build_request(*, model: str | None = None, gpus: str | None = None, traffic: str | None = None,
                   engine: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> PlanRequest:
     """The CLI's sugar (`--model llama-70b --gpus 2xA100 --traffic rag --engine vllm`) plus Hydra
@@ -111,6 +122,7 @@ def build_request(*, model: str | None = None, gpus: str | None = None, traffic:
         key, _, val = ov.partition("=")
         if key in GROUP_MODELS and val:
             user[i] = f"{key}={catalog.resolve(key, val, key)}"
+    ovs += _slo_of_traffic_preset(ovs + user)
     file_ovs = [o for o in user if (model_file and o.startswith("model.")) or
                 (traffic_file and o.startswith("traffic."))]
     doc = _compose(_prepare_overrides(ovs + [o for o in user if o not in file_ovs]))
@@ -123,6 +135,7 @@ def build_request(*, model: str | None = None, gpus: str | None = None, traffic:
         from serveplan.fileio import read_document
 
         doc["traffic"] = read_document(traffic_file, "traffic file")
+    doc.get("traffic", {}).pop("slo_preset", None)
     for ov in file_ovs:
         key, val = ov.split("=", 1)
         node = doc

@@ -19,8 +19,12 @@ GOODPUT_TIE = 1.02  # goodput per GPU within 2% is a tie at the offered load
 
 
 def capacity_per_gpu(e: Estimate) -> float:
+    """Requests/s per GPU within the SLO at capacity; where no capacity was computed (a closed loop has no
+    arrival rate to raise), the goodput per GPU at the offered load."""
     p = e.predictions
-    return (p.capacity_rps or 0.0) / e.config.total_gpus if p is not None else 0.0
+    if p is None:
+        return 0.0
+    return (p.capacity_rps if p.capacity_rps is not None else p.goodput_rps) / e.config.total_gpus
 
 
 def _final_key(e: Estimate) -> tuple:
@@ -104,7 +108,9 @@ def why(req: PlanRequest, ranked: list[Estimate], alternatives: list[Estimate] |
     cap = capacity_per_gpu(w)
     head = (f"Most traffic per GPU within the SLO: {cap:.2f} req/s per GPU ({wp.capacity_rps or 0:.2f} on "
             f"{w.config.total_gpus} GPU{'s' if w.config.total_gpus > 1 else ''}, {req.traffic.rate_rps or 0:g} "
-            f"offered)" if wp.capacity_rps is not None else "Highest goodput per GPU")
+            f"offered)" if wp.capacity_rps is not None else
+            f"Highest goodput per GPU: {cap:.2f} req/s ({wp.throughput_tok_s / w.config.total_gpus:,.0f} output "
+            f"tok/s) per GPU within the SLO")
     clauses = []
     for i, (name, show) in enumerate((("weights", _weights), ("layout", _layout), ("batching", _batching))):
         alt = next((e for e in others if _dims(e.config)[i] != _dims(w.config)[i]), None)

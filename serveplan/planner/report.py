@@ -105,6 +105,8 @@ def render_plan(plan: Plan, console) -> None:  # noqa: ANN001 (rich Console, imp
     console.print(t)
     console.print("served in SLO: req/s within every target at the offered load; at SLO: the most traffic "
                   "each carries with the SLO still met, and what a million output tokens costs there.")
+    if plan.pareto:
+        _render_pareto(plan, console)
     console.print(f"[bold]Why:[/] {plan.why}")
     sizing = sizing_sentence(plan)
     if sizing:
@@ -158,6 +160,26 @@ def catalog_rows(what: str) -> tuple[list[str], list[list]]:
     return ["traffic", "prompt mean", "output mean", "load", "description"], rows
 
 
+def _render_pareto(plan: Plan, console) -> None:  # noqa: ANN001
+    """The search's Pareto front (search.pareto=true): output tokens/s per GPU against E2E latency at the
+    SLO's headline percentile, fastest first."""
+    from rich.table import Table
+
+    pct = plan.request.slo.headline_percentile
+    front = sorted((e for e in plan.pareto if e.predictions is not None),
+                   key=lambda e: -e.predictions.tok_s_per_gpu)  # type: ignore[union-attr]
+    t = Table(title=f"Pareto front: {len(front)} configurations (tok/s per GPU vs E2E {pct}; analytic model)",
+              title_justify="left", header_style="bold")
+    for col in ("config", "tok/s/GPU", f"E2E {pct}", "meets SLO"):
+        t.add_column(col, justify="left" if col == "config" else "right")
+    for e in front:
+        p = e.predictions
+        assert p is not None
+        t.add_row(e.config.label(), f"{p.tok_s_per_gpu:,.0f}", f"{p.e2e_ms.at(pct):,.0f} ms",
+                  "yes" if e.meets_slo else "no")
+    console.print(t)
+
+
 def sizing_sentence(plan: Plan) -> str:
     """How many replicas of the winner the offered load needs at its capacity within the SLO."""
     r, w = plan.request, plan.winner
@@ -172,7 +194,7 @@ def sizing_sentence(plan: Plan) -> str:
     gpus = need * c.gpus_per_replica
     have = r.inventory.total_gpus
     head = (f"{r.traffic.rate_rps:g} req/s needs {need} replica{'s' if need > 1 else ''} of {c.gpus_per_replica} "
-            f"GPU{'s' if c.gpus_per_replica > 1 else ''} ({gpus} GPUs) at {per_replica:.2f} req/s each within the SLO")
+            f"GPU{'s' if c.gpus_per_replica > 1 else ''} ({gpus} GPU{'s' if gpus > 1 else ''}) at {per_replica:.2f} req/s each within the SLO")
     if gpus > have:
         return f"{head}: {gpus - have} more than the {have} in the inventory."
     spare = per_replica * need - r.traffic.rate_rps

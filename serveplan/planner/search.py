@@ -65,11 +65,16 @@ def run_search(req: PlanRequest, scorer: Scorer) -> tuple[list[Estimate], list[E
     else:
         study.run(max(0, n_trials - len(study.seen)))
     pareto: list[Estimate] = []
-    if s.pareto:
+    if s.pareto:  # NSGA-II re-samples configurations, and many tie on both objectives: one entry per point
+        best: dict[tuple, Estimate] = {}
         for t in study.study.best_trials:
-            key = (t.params["structure"], t.params["batching"])
-            if key in study.evaluated:
-                pareto.append(study.evaluated[key])
+            est = study.evaluated.get((t.params["structure"], t.params["batching"]))
+            if est is None or est.predictions is None:
+                continue
+            point = tuple(round(v, 3) for v in t.values)
+            if point not in best or est.score > best[point].score:
+                best[point] = est
+        pareto = list(best.values())
     stats = SearchStats(
         sampler=sampler_name, space_size=space.size, memory_feasible=len(space.feasible),
         trials=len(study.evaluated), examined_fraction=min(1.0, len(study.evaluated) / len(space.feasible)),
