@@ -311,3 +311,19 @@ def test_smaller_weights_never_lower_capacity_at_equal_compute():
         caps = {w: estimate(req, Candidate(weight_dtype=w, max_num_seqs=tp_seqs, max_model_len=8192),
                             simulated=True, profile=H100).predictions.max_rps for w in ("bf16", "fp8")}
         assert caps["fp8"] >= caps["bf16"] * 0.98, caps
+
+
+def test_closed_loop_reports_steady_state_and_first_wave_apart(base_req):
+    """A closed loop of C clients starts with C simultaneous prompts, then runs staggered: the plan predicts the
+    steady state and gives the first wave's TTFT apart; "run" mode predicts the finite bench run (both mixed),
+    which is what calibration compares with."""
+    tr = fixed(2000, 200, arrival="closed", concurrency=64)
+    req = _with(base_req, tr)
+    sc = Scorer(req, profile=H100)
+    mem, sm = sc.memory(CAND), sc.step_model(CAND)
+    steady = simulate(sm, CAND, mem, tr, req.slo, req.inventory, with_capacity=False)
+    run = simulate(sm, CAND, mem, tr, req.slo, req.inventory, with_capacity=False, closed_loop="run",
+                   n_requests=128)
+    assert steady.burst_ttft_ms is not None and run.burst_ttft_ms is None
+    assert steady.burst_ttft_ms.p50 > steady.ttft_ms.p50  # 64 prompts at once wait for each other
+    assert steady.ttft_ms.mean <= run.ttft_ms.mean <= steady.burst_ttft_ms.mean * 1.0001

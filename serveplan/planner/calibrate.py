@@ -79,7 +79,8 @@ def predict_observation(o: Observation, cal: Calibration | None) -> dict:
     scorer = Scorer(req, calibration=cal, use_calibration=False)
     mem = scorer.memory(cand)
     p = simulate(scorer.step_model(cand), cand, mem, req.traffic, req.slo, req.inventory,
-                 n_requests=o.num_prompts, kv_block=req.engine.kv_block_size, with_capacity=False)
+                 n_requests=o.num_prompts, kv_block=req.engine.kv_block_size, with_capacity=False,
+                 closed_loop="run")
     return {"ttft_ms": p.ttft_ms.mean, "tpot_ms": p.tpot_ms.mean, "throughput_tok_s": p.throughput_tok_s}
 
 

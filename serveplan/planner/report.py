@@ -55,6 +55,7 @@ def candidate_doc(e: Estimate) -> dict:
             "requests_per_s": round(p.requests_per_s, 4), "goodput_rps": round(p.goodput_rps, 4),
             "slo_attainment": round(p.slo_attainment, 4), "tok_s_per_gpu": round(p.tok_s_per_gpu, 2),
             "cost_per_1m_tokens": round(p.cost_per_1m_tokens, 4), "saturated": p.saturated,
+            "burst_ttft_ms": pct(p.burst_ttft_ms) if p.burst_ttft_ms is not None else None,
             "max_rps": round(p.max_rps, 4), "capacity_rps": _r(p.capacity_rps, 4),
             "capacity_tok_s_per_gpu": _r(p.capacity_tok_s_per_gpu, 2),
             "cost_per_1m_tokens_at_capacity": _r(p.cost_per_1m_tokens_at_capacity, 4),
@@ -217,8 +218,14 @@ def render_estimate(est: Estimate, req, console) -> None:  # noqa: ANN001 (PlanR
         return
     pr = est.predictions
     assert pr is not None
+    if pr.burst_ttft_ms is not None:
+        console.print("Closed loop, steady state (every client busy; the first wave and the final drain apart):")
     for name, v in (("TTFT", pr.ttft_ms), ("TPOT", pr.tpot_ms), ("E2E", pr.e2e_ms)):
         console.print(f"{name:5s} P50 {v.p50:9,.1f}  P90 {v.p90:9,.1f}  P99 {v.p99:9,.1f}  mean {v.mean:9,.1f} ms")
+    if pr.burst_ttft_ms is not None:
+        b = pr.burst_ttft_ms
+        console.print(f"First wave (all {req.traffic.concurrency} clients at once): TTFT P50 {b.p50:,.1f}  "
+                      f"P99 {b.p99:,.1f} ms")
     console.print(f"Throughput {pr.throughput_tok_s:,.0f} output tok/s ({pr.tok_s_per_gpu:,.0f} per GPU), "
                   f"{pr.requests_per_s:.2f} req/s, {pr.goodput_rps:.2f} within SLO; ${pr.cost_per_1m_tokens:.2f} "
                   f"per 1M output tokens{'; SATURATED: the offered load exceeds capacity' if pr.saturated else ''}.")

@@ -60,6 +60,9 @@ class Predictions(_Frozen):
     concurrency: float = Field(description="Mean requests in service per replica.")
     saturated: bool = Field(description="Offered load exceeds what the deployment can serve.")
     decode_step_ms: float = Field(description="Decode step time at the operating batch.")
+    burst_ttft_ms: Percentiles | None = Field(default=None, description="Closed loop: TTFT of the first wave "
+                                              "(every client's first request at once), apart from the steady "
+                                              "state the other figures describe.")
     max_rps: float = Field(description="Most requests/s the deployment serves (all replicas) whatever the "
                            "latency: an overloaded open loop's served rate levels off here.")
     capacity_rps: float | None = Field(default=None, description="Capacity at the SLO: the highest arrival rate "

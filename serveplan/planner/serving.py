@@ -243,12 +243,15 @@ def _sample_lengths(traffic: Traffic, n: int, rng: random.Random) -> list[tuple[
 def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traffic, slo: SLO,
              inventory: Inventory, *, n_requests: int | None = None, seed: int = 0,
              max_decode_tokens: int = 25_000, kv_block: int = 16, with_capacity: bool = True,
-             analytic_capacity: float | None = None) -> Predictions:
+             analytic_capacity: float | None = None, closed_loop: str = "steady") -> Predictions:
     """Step-level simulation of one replica under its share of the traffic: arrivals, then vLLM's scheduler
     step by step, then the summary. with_capacity: an open loop near or past saturation also simulates the
     replica's capacity (replica_capacity), where its served rate levels off; further below it, the capacity
     shown is the mean-field one (analytic_capacity, per replica). Without it (calibration fits) the capacity
-    is what was served."""
+    is what was served. closed_loop: "steady" predicts a long run with every client busy (the first wave,
+    all clients arriving at once, is reported apart as burst_ttft_ms; the final drain is left out); "run" predicts
+    the finite run as a `vllm bench serve --max-concurrency C --num-prompts N` measures it, wave and drain
+    included (what calibration is fitted on)."""
     rng = random.Random(seed)
     load = replica_load(traffic, cand.replicas)
     e_out = traffic.output_len.mean
@@ -266,7 +269,8 @@ def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
     if with_capacity:
         def capacity() -> float:
             return replica_capacity(sm, cand, mem, traffic, seed=seed, kv_block=kv_block)
-    return _summary(sm, cand, inventory, slo, load, sim.done, sim.decode_steps, capacity, analytic_capacity)
+    return _summary(sm, cand, inventory, slo, load, sim.done, sim.decode_steps, capacity, analytic_capacity,
+                    steady_after=sim.last_issue if closed_loop == "steady" else None)
 
 
 def replica_capacity(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traffic, *, seed: int = 0,
@@ -288,14 +292,18 @@ def replica_capacity(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traff
     sim = _ReplicaSim(sm, cand, kv_cap=max(mem.kv_tokens, 1), share=share, arrivals=arrivals, pending=pending,
                       kv_block=kv_block)
     sim.run()
-    fin = sorted(r.finish for r in sim.done)
-    t_end = sim.last_issue
-    first_wave = min(clients, len(fin) - 1) // 2
-    t_start = fin[first_wave]
-    inside = bisect.bisect_right(fin, t_end) - bisect.bisect_right(fin, t_start)
-    if t_end - t_start <= 0 or inside < 8:  # too short a window: the whole run
+    return _steady_rate(sim.done, clients, sim.last_issue)
+
+
+def _steady_rate(done: list[_Req], clients: int, last_issue: float) -> float:
+    """Completions per second of a closed loop while every client is busy: from the middle of the first wave's
+    completions to the moment the last request was issued (after it the run drains)."""
+    fin = sorted(r.finish for r in done)
+    t_start = fin[min(clients, len(fin) - 1) // 2]
+    inside = bisect.bisect_right(fin, last_issue) - bisect.bisect_right(fin, t_start)
+    if last_issue - t_start <= 0 or inside < 8:  # too short a window: the whole run
         return len(fin) / max(fin[-1], 1e-9)
-    return inside / (t_end - t_start)
+    return inside / (last_issue - t_start)
 
 
 def _arrivals(traffic: Traffic, load: Load, lengths: list[tuple[int, int]], share: float,
@@ -441,7 +449,7 @@ class _ReplicaSim:
 
 def _summary(sm: StepModel, cand: Candidate, inventory: Inventory, slo: SLO, load: Load, done: list[_Req],
              decode_steps: list[tuple[float, int]], capacity_sim: Callable[[], float] | None,
-             analytic_capacity: float | None) -> Predictions:
+             analytic_capacity: float | None, steady_after: float | None = None) -> Predictions:
     """Percentiles, throughput and saturation from the finished requests (open loops skip a 10% warm-up). An
     open loop serves its offered rate up to the replica's capacity and the capacity beyond it: a finite run's
     own completion span would count the drain of its last long outputs as lost throughput."""
@@ -449,6 +457,12 @@ def _summary(sm: StepModel, cand: Candidate, inventory: Inventory, slo: SLO, loa
     skip = len(done) // 10 if load.rate is not None else 0
     sample = done[skip:] or done
     extra = sm.request_overhead_ms  # HTTP, tokenization, streaming: outside the engine steps
+    burst = None
+    if load.clients is not None and steady_after is not None:
+        steady = [r for r in done if 0.0 < r.arrival <= steady_after]
+        if len(steady) >= 10:  # enough issued after the first wave for a steady state
+            burst = percentiles([(r.first_token - r.arrival) * 1000 + extra for r in done if r.arrival == 0.0])
+            sample = steady
     ttft = [(r.first_token - r.arrival) * 1000 + extra for r in sample]
     tpot = [((r.finish - r.first_token) / (r.output - 1) * 1000) if r.output > 1 else 0.0 for r in sample]
     e2e = [(r.finish - r.arrival) * 1000 + extra for r in sample]
@@ -482,8 +496,12 @@ def _summary(sm: StepModel, cand: Candidate, inventory: Inventory, slo: SLO, loa
             capacity = max(analytic_capacity or 0.0, rps)
     else:
         saturated = False
-        rps = len(sample) / finish_span if finish_span > 0 else 0.0
+        if burst is not None:
+            rps = _steady_rate(done, max(1, round(load.clients or 1)), steady_after or 0.0)
+        else:
+            rps = len(sample) / finish_span if finish_span > 0 else 0.0
         capacity = max(analytic_capacity or 0.0, rps)
     dec_step = (busy / len(decode_steps) * 1000) if decode_steps else 0.0
-    return _finish(sm, cand, inventory, slo, ttft, tpot, e2e, rps, mean_out, mean_in, avg_b, saturated,
-                   dec_step, "simulated", capacity)
+    preds = _finish(sm, cand, inventory, slo, ttft, tpot, e2e, rps, mean_out, mean_in, avg_b, saturated,
+                    dec_step, "simulated", capacity)
+    return preds.model_copy(update={"burst_ttft_ms": burst}) if burst is not None else preds
