@@ -212,7 +212,12 @@ def profile_card(top: int = 25) -> str:
     code = ("from serveplan.cli import plan_main; import sys, io, contextlib\n"
             "with contextlib.redirect_stdout(io.StringIO()): plan_main(%r)\n" % (CARD + ["--no-write"]))
     prof_path = ROOT / ".planner_speed.prof"
-    subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof_path), "-c", code], check=True, cwd=ROOT)
+    script = ROOT / ".planner_speed_card.py"  # `python -m cProfile -c CODE` needs Python 3.12; a file works on 3.11
+    script.write_text(code)
+    try:
+        subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof_path), str(script)], check=True, cwd=ROOT)
+    finally:
+        script.unlink(missing_ok=True)
     buf = io.StringIO()
     pstats.Stats(str(prof_path), stream=buf).sort_stats("cumulative").print_stats(top)
     prof_path.unlink(missing_ok=True)
