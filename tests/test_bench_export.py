@@ -1,4 +1,4 @@
-"""Exported load tests: a locustfile and a k6 script that replay bench's own load. The locustfile is
+"""`bench --export-locust DIR`: a locustfile and a k6 script that replay bench's own load. The locustfile is
 run headless against the fake engine; the k6 script is checked as text (and by `node --check` where node is)."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import ast
 import csv
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -129,6 +130,48 @@ def test_locust_open_loop_schedule_and_users():
     assert capped.users == 3 and capped.mode == "open"
     closed = export_profile(load_traffic("chat"), "http://h:8000", concurrency=5)
     assert closed.mode == "closed" and closed.users == 5 and "MODE = 'closed'" in render_locustfile(closed)
+
+
+def bench(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "serveplan.cli", "bench", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ, COLUMNS="300",
+                                                          PYTHONPATH=str(REPO)))
+
+
+def test_cli_writes_both_files_and_the_commands(tmp_path):
+    out = tmp_path / "lt"
+    (out).mkdir()
+    (out / "keep.txt").write_text("mine")
+    p = bench("--url", "http://127.0.0.1:9", "--traffic", "chat", "rate_rps=5", "--duration", "20",
+              "--export-locust", str(out))
+    assert p.returncode == 0, p.stderr
+    assert sorted(x.name for x in out.iterdir()) == ["k6.js", "keep.txt", "locustfile.py"]
+    assert f"locust -f {out / 'locustfile.py'} --headless -u " in p.stdout
+    assert "-t 20s --host http://127.0.0.1:9" in p.stdout
+    assert f"k6 run {out / 'k6.js'}" in p.stdout
+    assert "RATE_RPS = 5.0" in (out / "locustfile.py").read_text()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--url", "http://a:1", "--url", "http://b:1"], "takes one --url"),
+    (["--url", "http://a:1", "--sweep-rates", "1,2"], "takes no --sweep-rates"),
+    (["--url", "http://a:1", "--num-requests", "10"], "takes no --num-requests"),
+    (["--url", "a:1"], "write the scheme too"),
+    (["--url", "http://a:1", "--traffic", "chatt"], "Did you mean chat"),
+])
+def test_cli_bad_input_is_one_sentence(tmp_path, args, needle):
+    p = bench(*args, "--export-locust", str(tmp_path / "x"))
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], p.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_export_into_a_file_is_refused(tmp_path):
+    f = tmp_path / "f"
+    f.write_text("")
+    p = bench("--url", "http://a:1", "--export-locust", str(f))
+    assert p.returncode == 2 and "is a file; give a folder" in p.stderr and "Traceback" not in p.stderr
 
 
 @pytest.mark.skipif(importlib.util.find_spec("locust") is None,
