@@ -335,7 +335,7 @@ def closed_loop_wait(user):
 def _report_late(**_kw):
     if MODE == "open" and _state.get("late"):
         print(f"note: {_state['late']} of {_state['sent']} requests started more than {LATE_S * 1000:.0f} ms "
-              f"after their arrival time: all users were busy (run with more than -u {USERS}).")
+              f"after their arrival time: all users were busy (run with more users: -u; {USERS} were suggested).")
 
 
 def _fire(name, ms, context):
