@@ -4,6 +4,7 @@
     bench --url http://h:8000 --url http://h:8001 --traffic rag --concurrency 16      # a plan's replicas
     bench --url http://localhost:8000 --traffic chat --sweep-rates 1,2,4 --report report.html
     bench --vllm-json result.json --slo interactive                                    # no requests sent
+    bench --url http://localhost:8000 --traffic chat --export-locust loadtest/             # locustfile.py + k6.js
 
 Arguments of the form key=value are overrides of the traffic (`rate_rps=3` or `traffic.rate_rps=3`).
 Several --url are the replicas of one deployment: requests go round-robin, and the tables show the total
@@ -11,7 +12,9 @@ and each replica. --rate R runs open loop at R requests/s (a --concurrency given
 flight); --concurrency N alone runs N closed-loop clients; neither runs at the traffic's own load.
 --output writes the whole result as JSON (a sweep: {"sweep": "rate"|"concurrency", "points": [...]}),
 --report a self-contained HTML report. Ctrl-C / SIGTERM stops the run, still writes what was measured,
-and exits 130.
+and exits 130. --export-locust DIR sends nothing: it writes DIR/locustfile.py and DIR/k6.js, which replay the
+same load (lengths drawn by bench's sampler with --seed, the same arrival process) with Locust or k6, and
+prints the commands that run them.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ def _parser():  # noqa: ANN202
     g.add_argument("--sweep-concurrency", metavar="C1,C2,...", help="run one point per concurrency (closed loop)")
     p.add_argument("-o", "--output", help="write the result as JSON here")
     p.add_argument("--report", help="write a self-contained HTML report here")
+    p.add_argument("--export-locust", metavar="DIR", help="write DIR/locustfile.py and DIR/k6.js replaying this "
+                   "load (Locust / k6) instead of running it; the run lasts --duration (default 60 s)")
     p.add_argument("--vllm-json", metavar="FILE", help="summarise a `vllm bench serve --save-result` file "
                    "instead of running")
     return p
@@ -98,6 +103,9 @@ def load_slo(name_or_file: str):  # noqa: ANN201
 
 
 def _check_args(a) -> None:  # noqa: ANN001
+    if a.vllm_json and a.export_locust:
+        raise ConfigError("--vllm-json summarises an existing result and --export-locust writes a load test; "
+                          "give one of them.")
     if a.vllm_json:
         extra = [f for f, v in (("--url", a.url), ("--sweep-rates", a.sweep_rates),
                                 ("--sweep-concurrency", a.sweep_concurrency), ("--report", a.report)) if v]
@@ -109,6 +117,16 @@ def _check_args(a) -> None:  # noqa: ANN001
     for u in a.url:
         if not u.startswith(("http://", "https://")):
             raise ConfigError(f"--url {u}: write the scheme too, e.g. http://{u}.")
+    if a.export_locust:
+        extra = [f for f, v in (("--sweep-rates", a.sweep_rates), ("--sweep-concurrency", a.sweep_concurrency),
+                                ("--report", a.report), ("-o", a.output), ("--tokenizer", a.tokenizer),
+                                ("--slo", a.slo), ("--num-requests", a.num_requests)) if v]
+        if extra:
+            raise ConfigError(f"--export-locust writes a load test for one load point and runs nothing, so it "
+                              f"takes no {', '.join(extra)} (the run lasts --duration seconds).")
+        if len(set(a.url)) > 1:
+            raise ConfigError("--export-locust takes one --url (Locust's --host and k6's BASE_URL are one "
+                              "server); export once per replica, or give the address of a load balancer.")
     if a.sweep_rates and a.rate is not None:
         raise ConfigError("--sweep-rates sets the rate of each point; drop --rate.")
     if a.sweep_concurrency and (a.rate is not None or a.concurrency is not None):
@@ -127,6 +145,8 @@ def main(argv: list[str]) -> int:
     con = _console()
     if a.vllm_json:
         return _vllm_json(a, slo, con)
+    if a.export_locust:
+        return _export(a, overrides, con)
 
     from serveplan.bench.loadgen import run_bench, sweep
     from serveplan.bench.tables import render_sweep_table, render_table
@@ -182,6 +202,30 @@ def main(argv: list[str]) -> int:
               f"{' (' + ', '.join(errors) + ')' if errors else ''}; the figures above are not a measurement.",
               file=sys.stderr)
         return EXIT_LAUNCH_FAILED
+    return 0
+
+
+def _export(a, overrides: list[str], con) -> int:  # noqa: ANN001
+    from serveplan.bench.export import export_files, export_profile
+    from serveplan.fileio import write_atomic
+    from serveplan.planner.config import load_traffic
+
+    out = Path(a.export_locust)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--export-locust {out} is a file; give a folder (it gets locustfile.py and k6.js).")
+    traffic = load_traffic(a.traffic, overrides)
+    profile = export_profile(traffic, a.url[0], model=a.model, rate_rps=a.rate, concurrency=a.concurrency,
+                             duration_s=a.duration, seed=a.seed, timeout_s=a.timeout, endpoint=a.endpoint)
+    files = export_files(profile)
+    try:
+        for name, text in files.items():  # each file replaced whole; other files in the folder are left alone
+            write_atomic(out / name, text)
+    except OSError as e:
+        raise ConfigError(f"--export-locust {out}: cannot write there ({e.strerror or e}); choose a folder you "
+                          f"can write to.") from None
+    con.print(f"wrote {out / 'locustfile.py'} and {out / 'k6.js'}", markup=False)
+    con.print(f"  {profile.locust_command(str(out / 'locustfile.py'))}", markup=False, soft_wrap=True)
+    con.print(f"  k6 run {out / 'k6.js'}", markup=False, soft_wrap=True)
     return 0
 
 
