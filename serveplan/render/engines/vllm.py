@@ -1,6 +1,9 @@
-"""vLLM adapter, pinned to vLLM 0.26.0 (`vllm serve`, image vllm/vllm-openai:v0.26.0).
+"""vLLM adapter (`vllm serve`, image vllm/vllm-openai:v<version>), for every vLLM version with a flag schema.
 
-Flags are checked against `schemas/vllm-0.26.0.json`, extracted from `make_arg_parser` of the 0.26.0 wheel.
+`engine.version` picks the version (default 0.26.0, the one measured on GPUs; 0.33.0 also has a schema): flags
+are checked against `schemas/vllm-<version>.json`, extracted from that version's `make_arg_parser`, and a version
+with no schema is a ConfigError naming those that have one. What differs by version is read from the schema, not
+from version numbers; every flag rendered today exists, with the same type, in both.
 Weights: the candidate's checkpoint (planner/checkpoints.py). A pre-quantized one (compressed-tensors, fp8, AWQ,
 GPTQ, ModelOpt) declares its method and gets no --quantization (vLLM upgrades awq/gptq to the Marlin kernels
 itself); an unquantized one planned at fp8 gets `--quantization fp8` (quantized while loading). TP>1 on nodes
@@ -12,6 +15,7 @@ single-machine launch never needs a Ray cluster (targets' ray/serve.sh adds the 
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 
 from serveplan.render.engines.base import (ReplicaLaunch, cuda_visible_devices, load_schema, local_host,
                                              multicast_off_env, online_quantization_args, parse_prometheus,
@@ -19,7 +23,7 @@ from serveplan.render.engines.base import (ReplicaLaunch, cuda_visible_devices, 
 from serveplan.planner.memory import pinned_kv_cache_bytes
 from serveplan.planner.spec import Candidate, PlanRequest
 
-VERSION = "0.26.0"
+VERSION = "0.26.0"  # the default (conf/engine/vllm.yaml): measured on GPUs, the memory rules validated on it
 _DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp8": "bfloat16", "int8": "bfloat16",
           "awq": "float16", "gptq": "float16"}
 _METRICS = {
@@ -47,8 +51,6 @@ def _pinned_kv_cache(c: Candidate, request: PlanRequest) -> list[str]:
 
 class VLLMAdapter:
     name = "vllm"
-    version = VERSION
-    image = f"vllm/vllm-openai:v{VERSION}"
     oom_patterns = (
         r"CUDA out of memory",
         r"torch\.(cuda\.)?OutOfMemoryError",
@@ -57,14 +59,18 @@ class VLLMAdapter:
         r"CUDA error: out of memory",
     )
 
-    @property
-    def schema(self) -> dict:
-        return load_schema(self.name, self.version)
+    def __init__(self, version: str = VERSION):
+        self.schema = load_schema(self.name, version)  # a version with no schema: ConfigError naming those with one
+        self.version = version
+        self.image = f"vllm/vllm-openai:v{version}"
 
     def render(self, candidate: Candidate, request: PlanRequest, *, replica: int, gpus: list[int],
                port: int, host: str = "0.0.0.0", model: str | None = None, served_model_name: str | None = None,
                extra_args: tuple[str, ...] = ()) -> ReplicaLaunch:
         c = candidate
+        if request.engine.name == self.name and request.engine.version != self.version:
+            raise ValueError(f"the vLLM {self.version} adapter was given a vLLM {request.engine.version} request; "
+                             f"get_adapter('vllm', {request.engine.version!r}) renders for it")
         ckpt = served_checkpoint(c, request)
         model = model or ckpt.id
         argv = ["vllm", "serve", model,
@@ -106,3 +112,9 @@ class VLLMAdapter:
 
 
 ADAPTER = VLLMAdapter()
+
+
+@lru_cache(maxsize=None)
+def adapter_for(version: str) -> VLLMAdapter:
+    """The adapter for `version` (base.get_adapter's way in); ConfigError where no schema exists for it."""
+    return ADAPTER if version == ADAPTER.version else VLLMAdapter(version)
