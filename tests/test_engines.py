@@ -359,6 +359,34 @@ def test_engine_versions():
         get_adapter("vllm").render(Candidate(), make_request(version="0.33.0"), replica=0, gpus=[0], port=8000)
 
 
+def _guard(version: str, slo: SLO, cand: Candidate = Candidate(), **engine) -> int | None:
+    req = make_request(version=version, slo=slo)
+    if engine:
+        req = req.model_copy(update={"engine": req.engine.model_copy(update=engine)})
+    argv = get_adapter("vllm", version).render(cand, req, replica=0, gpus=[0], port=8000).argv
+    v = flag_value(argv, "--max-num-queued-tokens")
+    return None if v is None else int(v)
+
+
+def test_ttft_guard_for_033():
+    """0.33.0 gets --max-num-queued-tokens = TTFT target x the planner's prefill tokens/s; 0.26.0 has no such
+    flag; no TTFT target or engine.ttft_guard=false: none."""
+    from serveplan.planner.estimate import Scorer
+
+    slo = SLO(ttft_p99_ms=2000, tpot_p99_ms=100)
+    assert _guard("0.26.0", slo) is None
+    limit = _guard("0.33.0", slo)
+    cand, req = Candidate(), make_request(version="0.33.0", slo=slo)
+    b, prompt = cand.max_num_batched_tokens, req.traffic.input_len.mean
+    step_s = Scorer(req).step_model(cand).step_ms(0, 0, b, b * prompt / 2, b / prompt) / 1000
+    assert limit == int(2.0 * b / step_s)
+    assert 5_000 < limit < 500_000  # an 8B model on an H100 prefills some 10^4 tokens/s
+    assert _guard("0.33.0", SLO(ttft_p99_ms=1000)) == pytest.approx(limit / 2, abs=1)
+    assert _guard("0.33.0", SLO(ttft_p50_ms=500, ttft_p99_ms=2000)) == limit  # the highest percentile's limit
+    assert _guard("0.33.0", SLO(tpot_p99_ms=100)) is None
+    assert _guard("0.33.0", slo, ttft_guard=False) is None
+
+
 def test_assign_gpus_and_ports():
     assert assign_gpus(Candidate(tp=2, replicas=3), 8) == [[0, 1], [2, 3], [4, 5]]
     assert assign_gpus(Candidate(tp=2, pp=2, replicas=2), 8) == [[0, 1, 2, 3], [4, 5, 6, 7]]

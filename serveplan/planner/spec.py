@@ -358,6 +358,9 @@ class EngineConfig(Frozen):
     supports_pp: bool = Field(default=True, description="Pipeline parallelism available.")
     supports_chunked_prefill: bool = Field(default=True, description="Chunked prefill available.")
     kv_block_size: int = Field(default=16, description="Tokens per KV-cache block (the KV cache is whole blocks).")
+    ttft_guard: bool = Field(default=True, description="vLLM 0.33+: render --max-num-queued-tokens (SLO TTFT "
+                             "target x predicted prefill tokens/s), so the server answers 503 instead of "
+                             "queueing a prefill backlog it cannot clear within the target.")
     pin_kv_cache: bool = Field(default=True, description="vLLM: render the planned KV cache as "
                                "--kv-cache-memory-bytes, so that every boot gets the cache the plan shows. Without "
                                "it vLLM sizes the cache by profiling, and on a first boot (empty torch.compile "
