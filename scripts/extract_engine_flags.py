@@ -9,7 +9,7 @@ Writes `serveplan/render/engines/schemas/<engine>-<version>.json`::
 
 How each engine is read (dynamic first, static fallback):
 
-vllm     dynamic: `vllm.entrypoints.openai.cli_args.make_arg_parser(FlexibleArgumentParser())`, exactly the parser
+vllm     dynamic: `vllm.entrypoints.{openai,common}.cli_args.make_arg_parser(FlexibleArgumentParser())`, the parser
          `vllm serve` builds. On a machine with no accelerator vLLM cannot infer a device and `DeviceConfig()` (used
          only for help-text defaults) raises; then the CPU platform is installed as `current_platform` and the parser
          is built again: this changes defaults shown in --help, never which flags exist or their types.
@@ -46,7 +46,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "serveplan" / "launcher" / "engines" / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "serveplan" / "render" / "engines" / "schemas"
 
 
 # ============================================================================================ dynamic: argparse
@@ -92,7 +92,12 @@ def actions_to_flags(parser: argparse.ArgumentParser) -> tuple[dict, list]:
 
 def _dynamic_vllm() -> dict:
     import vllm  # noqa: F401
-    from vllm.entrypoints.openai.cli_args import make_arg_parser
+    try:
+        from vllm.entrypoints.openai.cli_args import make_arg_parser
+        where = "vllm.entrypoints.openai.cli_args"
+    except ImportError:  # moved to entrypoints/common by 0.33
+        from vllm.entrypoints.common.cli_args import make_arg_parser
+        where = "vllm.entrypoints.common.cli_args"
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     note = ""
@@ -112,7 +117,7 @@ def _dynamic_vllm() -> dict:
 
     return {
         "version": vllm.__version__,
-        "extracted_with": "dynamic: vllm.entrypoints.openai.cli_args.make_arg_parser(FlexibleArgumentParser())"
+        "extracted_with": f"dynamic: {where}.make_arg_parser(FlexibleArgumentParser())"
                           + note,
         "flags": flags, "positionals": positionals,
         "known_values": {"--quantization": sorted(QUANTIZATION_METHODS)},
@@ -495,9 +500,11 @@ def _walk_add_argument(tree: Tree, mod: Mod, func: ast.FunctionDef, flags: dict,
 def static_vllm(root: Path) -> dict:
     tree = Tree(root)
     au = tree.mod("vllm.engine.arg_utils")
-    ca = tree.mod("vllm.entrypoints.openai.cli_args")
+    # make_arg_parser lives in entrypoints/openai/cli_args.py up to 0.26, entrypoints/common/cli_args.py by 0.33
+    ca = tree.mod("vllm.entrypoints.openai.cli_args") or tree.mod("vllm.entrypoints.common.cli_args")
     if au is None or ca is None:
-        raise SystemExit(f"{root} does not hold vllm/engine/arg_utils.py and vllm/entrypoints/openai/cli_args.py")
+        raise SystemExit(f"{root} does not hold vllm/engine/arg_utils.py and vllm/entrypoints/{{openai,common}}/"
+                         "cli_args.py")
     flags: dict = {}
     positionals: list = []
     # make_arg_parser: explicit arguments, then FrontendArgs (every field), then AsyncEngineArgs.add_cli_args.
@@ -506,7 +513,8 @@ def static_vllm(root: Path) -> dict:
     fa = ca.classes["FrontendArgs"]
     for fname, (fm, ann) in class_fields(tree, ca, fa).items():
         kw = _vllm_kwargs(eval_hint(tree, fm, ann), fname)
-        if fname in ("allowed_origins", "allowed_methods", "allowed_headers", "default_chat_template_kwargs"):
+        if fname in ("allowed_origins", "allowed_methods", "allowed_headers", "default_chat_template_kwargs",
+                     "reasoning_effort_map"):
             kw = {"type": "json"}
         elif fname == "middleware":
             kw = {"type": "str", "action": "append"}
@@ -523,6 +531,9 @@ def static_vllm(root: Path) -> dict:
     known = {}
     if qm is not None and "QuantizationMethods" in qm.assigns:
         known["--quantization"] = sorted(eval_hint(tree, qm, qm.assigns["QuantizationMethods"])[0][1])
+    cm = tree.mod("vllm.config.cache")  # by 0.33 `CacheDType | str`: the values are named, not enforced
+    if flags.get("--kv-cache-dtype", {}).get("choices") is None and cm is not None and "CacheDType" in cm.assigns:
+        known["--kv-cache-dtype"] = sorted(eval_hint(tree, cm, cm.assigns["CacheDType"])[0][1])
     return {"extracted_with": "static: AST over EngineArgs.add_cli_args / AsyncEngineArgs.add_cli_args / "
                               "make_arg_parser + config dataclass fields (get_kwargs mapping)",
             "flags": dict(sorted(flags.items())), "positionals": positionals, "known_values": known}

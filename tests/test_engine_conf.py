@@ -15,6 +15,15 @@ def test_conf_engine_version_matches_adapter(name):
     assert conf.image == adapter.image
 
 
+@pytest.mark.parametrize("version", ["0.26.0", "0.33.0"])
+def test_conf_image_follows_engine_version(version):
+    """engine.version=X moves the image the plan records along with the adapter's."""
+    from serveplan.planner.config import build_request
+
+    eng = build_request(model="llama-8b", gpus="1xH100", overrides=[f"engine.version={version}"]).engine
+    assert eng.version == version and eng.image == get_adapter("vllm", version).image == f"vllm/vllm-openai:v{version}"
+
+
 def test_python_defaults_match_the_default_engine_conf():
     """Defaults in one place: a Candidate or EngineConfig built in Python gets vLLM's conf value."""
     import yaml

@@ -21,15 +21,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def make_request(engine: str = "vllm", *, nodes: int = 1, gpus_per_node: int = 8) -> PlanRequest:
+VLLM_VERSIONS = ["0.26.0", "0.33.0"]  # every vLLM version with a schema; the contract runs for each
+
+
+def make_request(engine: str = "vllm", *, nodes: int = 1, gpus_per_node: int = 8, version: str | None = None,
+                 multicast: bool = True, slo: SLO | None = None) -> PlanRequest:
     model = factories.model("llama-3.1-8b", hf_id="meta-llama/Llama-3.1-8B")
     gpu = factories.gpu("h100-sxm")
     versions = {"vllm": "0.26.0", "sglang": "0.5.23", "trtllm": "1.2.1"}
-    return PlanRequest(model=model, inventory=Inventory(gpu=gpu, nodes=nodes, gpus_per_node=gpus_per_node),
+    return PlanRequest(model=model, inventory=Inventory(gpu=gpu, nodes=nodes, gpus_per_node=gpus_per_node,
+                                                        nvlink_multicast=multicast),
                        traffic=Traffic(input_len=LengthDist(kind="fixed", mean=1024),
                                        output_len=LengthDist(kind="fixed", mean=256), rate_rps=4),
-                       slo=SLO(ttft_p99_ms=2000), search=SearchConfig(),
-                       engine=EngineConfig(name=engine, version=versions[engine], kv_free_memory_fraction=0.85))
+                       slo=slo or SLO(ttft_p99_ms=2000), search=SearchConfig(),
+                       engine=EngineConfig(name=engine, version=version or versions[engine],
+                                           kv_free_memory_fraction=0.85))
 
 
 CANDIDATES = [
@@ -84,15 +90,16 @@ class EngineAdapterContract:
     """Every adapter passes these; subclasses set ENGINE and KNOBS (Candidate field -> flag(s) that carry it)."""
 
     ENGINE = ""
+    VERSION: str | None = None  # None: the engine's default version
     KNOBS: dict[str, tuple[str, ...]] = {}
 
     @pytest.fixture
     def adapter(self) -> EngineAdapter:
-        return get_adapter(self.ENGINE)
+        return get_adapter(self.ENGINE, self.VERSION)
 
     @pytest.fixture
     def request_(self) -> PlanRequest:
-        return make_request(self.ENGINE)
+        return make_request(self.ENGINE, version=self.VERSION)
 
     def test_protocol(self, adapter):
         assert isinstance(adapter, EngineAdapter)
@@ -170,8 +177,16 @@ vllm:generation_tokens_total{engine="0",model_name="llama"} 500.0
 vllm:time_to_first_token_seconds_bucket{le="0.001",model_name="llama"} 0.0
 """
 
-    def test_values(self, adapter):
-        req = make_request("vllm")
+    def _requests(self) -> list[PlanRequest]:
+        """One node, two nodes (Ray), and TP>1 on nodes without NVLink multicast, at this version."""
+        return [make_request("vllm", version=self.VERSION), make_request("vllm", nodes=2, version=self.VERSION),
+                make_request("vllm", version=self.VERSION, multicast=False)]
+
+    def _schema(self) -> dict:
+        return json.loads((SCHEMA_DIR / f"vllm-{self.VERSION or '0.26.0'}.json").read_text())
+
+    def test_values(self, adapter, request_):
+        req = request_
         x = render_all(adapter, CANDIDATES[1], req, served_model_name="llama")[0]
         a = x.argv
         assert a[:3] == ["vllm", "serve", "meta-llama/Llama-3.1-8B"]
@@ -186,35 +201,51 @@ vllm:time_to_first_token_seconds_bucket{le="0.001",model_name="llama"} 0.0
         assert "--distributed-executor-backend" not in a
 
     def test_multinode_uses_ray(self, adapter):
-        req = make_request("vllm", nodes=2, gpus_per_node=8)
+        req = make_request("vllm", nodes=2, gpus_per_node=8, version=self.VERSION)
         cand = Candidate(tp=8, pp=2)
         x = adapter.render(cand, req, model="m", replica=0, gpus=list(range(8)), port=8000)
         assert flag_value(x.argv, "--distributed-executor-backend") == "ray"
         assert adapter.validate(x.argv) == []
 
-    def test_every_rendered_flag_in_schema(self):
-        """Golden-ish: each flag a vLLM command uses exists in schemas/vllm-0.26.0.json."""
-        schema = json.loads((SCHEMA_DIR / "vllm-0.26.0.json").read_text())
-        assert schema["engine"] == "vllm" and schema["version"] == "0.26.0"
-        adapter = get_adapter("vllm")
-        for req in (make_request("vllm"), make_request("vllm", nodes=2)):
+    def test_multicast_off_validates(self, adapter):
+        req = make_request("vllm", version=self.VERSION, multicast=False)
+        for cand in CANDIDATES:
+            for x in render_all(adapter, cand, req, served_model_name="s"):
+                assert ("--compilation-config" in x.argv) == (cand.tp > 1)
+                assert adapter.validate(x.argv) == [], shlex.join(x.argv)
+
+    def test_every_rendered_flag_in_schema(self, adapter):
+        """Golden-ish: each flag and named value a vLLM command uses exists in this version's schema."""
+        schema = self._schema()
+        assert schema["engine"] == "vllm" and schema["version"] == adapter.version
+        for req in self._requests():
             for cand in CANDIDATES:
                 for x in render_all(adapter, cand, req, served_model_name="s"):
                     for tok in x.argv[3:]:
                         if tok.startswith("--"):
                             assert tok in schema["flags"], tok
+                    q = flag_value(x.argv, "--quantization")
+                    assert q is None or q in schema["known_values"]["--quantization"], q
+                    kv = flag_value(x.argv, "--kv-cache-dtype")
+                    named = schema["flags"]["--kv-cache-dtype"]["choices"] or schema["known_values"]["--kv-cache-dtype"]
+                    assert kv in named, kv
         assert {"awq_marlin", "gptq_marlin", "fp8"} <= set(schema["known_values"]["--quantization"])
-        assert "fp8" in schema["flags"]["--kv-cache-dtype"]["choices"]
 
-    def test_real_vllm_parser(self):
+    def test_image_follows_the_version(self, adapter):
+        assert adapter.image == f"vllm/vllm-openai:v{adapter.version}"
+
+    def test_real_vllm_parser(self, adapter):
         try:
             import vllm  # noqa: F401
-            from vllm.entrypoints.openai.cli_args import make_arg_parser
             from vllm.utils.argparse_utils import FlexibleArgumentParser
+            try:
+                from vllm.entrypoints.openai.cli_args import make_arg_parser
+            except ImportError:  # moved by 0.33
+                from vllm.entrypoints.common.cli_args import make_arg_parser
         except Exception as e:  # ImportError, or a broken install
             pytest.skip(f"vllm not installed: {e}")
-        if vllm.__version__ != "0.26.0":
-            pytest.skip(f"vllm {vllm.__version__} installed, schema is for 0.26.0")
+        if vllm.__version__ != adapter.version:
+            pytest.skip(f"vllm {vllm.__version__} installed, schema is for {adapter.version}")
         try:
             parser = make_arg_parser(FlexibleArgumentParser())
         except RuntimeError:  # no accelerator: vLLM cannot infer a device for help defaults
@@ -223,8 +254,7 @@ vllm:time_to_first_token_seconds_bucket{le="0.001",model_name="llama"} 0.0
 
             platforms._current_platform = CpuPlatform()
             parser = make_arg_parser(FlexibleArgumentParser())
-        adapter = get_adapter("vllm")
-        for req in (make_request("vllm"), make_request("vllm", nodes=2)):
+        for req in self._requests():
             for cand in CANDIDATES:
                 x = render_all(adapter, cand, req, served_model_name="s")[0]
                 args = parser.parse_args(x.argv[2:])
@@ -234,6 +264,24 @@ vllm:time_to_first_token_seconds_bucket{le="0.001",model_name="llama"} 0.0
                 assert args.enable_chunked_prefill is cand.chunked_prefill
                 assert args.enable_prefix_caching is cand.enable_prefix_caching
                 assert args.port == x.port
+
+
+class TestVLLM033(TestVLLM):
+    """The whole vLLM contract again at 0.33.0, plus what 0.33.0 dropped and added."""
+
+    VERSION = "0.33.0"
+
+    def test_flags_removed_since_026_never_rendered(self, adapter):
+        old = json.loads((SCHEMA_DIR / "vllm-0.26.0.json").read_text())
+        new = self._schema()
+        removed = set(old["flags"]) - set(new["flags"])
+        assert {"--max-num-partial-prefills", "--max-long-partial-prefills", "--calculate-kv-scales"} <= removed
+        assert "bitsandbytes" not in new["known_values"]["--quantization"]
+        for req in self._requests():
+            for cand in CANDIDATES:
+                for x in render_all(adapter, cand, req, served_model_name="s"):
+                    assert not removed & set(x.argv), removed & set(x.argv)
+                    assert flag_value(x.argv, "--quantization") != "bitsandbytes"
 
 
 class TestSGLang(EngineAdapterContract):
@@ -294,6 +342,49 @@ trtllm_generation_tokens_total 500
 def test_get_adapter_unknown():
     with pytest.raises(UnknownName, match="vllm"):
         get_adapter("vllmm")
+
+
+def test_engine_versions():
+    """engine.version picks the adapter; a version with no schema is one sentence naming those with one."""
+    assert get_adapter("vllm").version == "0.26.0"  # the default: the version measured on GPUs
+    assert get_adapter("vllm", "0.33.0").version == "0.33.0"
+    assert get_adapter("vllm", "0.33.0") is get_adapter("vllm", "0.33.0")
+    with pytest.raises(ConfigError, match=r"^vllm 9\.9\.9 has no flag schema .* 0\.26\.0 or 0\.33\.0 ") as e:
+        get_adapter("vllm", "9.9.9")
+    assert str(e.value).count(". ") == 0 and str(e.value).endswith(".")
+    with pytest.raises(ConfigError, match="0.5.23"):
+        get_adapter("sglang", "0.6.0")
+    # An adapter never renders another version's request silently.
+    with pytest.raises(ValueError, match="0.33.0"):
+        get_adapter("vllm").render(Candidate(), make_request(version="0.33.0"), replica=0, gpus=[0], port=8000)
+
+
+def _guard(version: str, slo: SLO, cand: Candidate = Candidate(), **engine) -> int | None:
+    req = make_request(version=version, slo=slo)
+    if engine:
+        req = req.model_copy(update={"engine": req.engine.model_copy(update=engine)})
+    argv = get_adapter("vllm", version).render(cand, req, replica=0, gpus=[0], port=8000).argv
+    v = flag_value(argv, "--max-num-queued-tokens")
+    return None if v is None else int(v)
+
+
+def test_ttft_guard_for_033():
+    """0.33.0 gets --max-num-queued-tokens = TTFT target x the planner's prefill tokens/s; 0.26.0 has no such
+    flag; no TTFT target or engine.ttft_guard=false: none."""
+    from serveplan.planner.estimate import Scorer
+
+    slo = SLO(ttft_p99_ms=2000, tpot_p99_ms=100)
+    assert _guard("0.26.0", slo) is None
+    limit = _guard("0.33.0", slo)
+    cand, req = Candidate(), make_request(version="0.33.0", slo=slo)
+    b, prompt = cand.max_num_batched_tokens, req.traffic.input_len.mean
+    step_s = Scorer(req).step_model(cand).step_ms(0, 0, b, b * prompt / 2, b / prompt) / 1000
+    assert limit == int(2.0 * b / step_s)
+    assert 5_000 < limit < 500_000  # an 8B model on an H100 prefills some 10^4 tokens/s
+    assert _guard("0.33.0", SLO(ttft_p99_ms=1000)) == pytest.approx(limit / 2, abs=1)
+    assert _guard("0.33.0", SLO(ttft_p50_ms=500, ttft_p99_ms=2000)) == limit  # the highest percentile's limit
+    assert _guard("0.33.0", SLO(tpot_p99_ms=100)) is None
+    assert _guard("0.33.0", slo, ttft_guard=False) is None
 
 
 def test_assign_gpus_and_ports():

@@ -51,6 +51,8 @@ CASES = [
     (["plan", "--model", "llama-8b", *SMALL, "traffic.rate_rps=inf"], 2, ["rate_rps", "finite"]),
     (["plan", "--model", "llama-8b", "--gpus", "2xL4", "--no-write", "search.tp=[3]"], 2, ["search.tp=[3]", "valid TP"]),
     (["plan", "--model", "", *SMALL], 2, ["--model is empty"]),
+    (["plan", "--model", "llama-8b", "--gpus", "1xH100", "engine.version=9.9.9", "--no-write"], 2,
+     ["vllm 9.9.9", "0.26.0 or 0.33.0"]),
     (["plan", "--model", "llama-8b", *SMALL, "traffic.input_len.mean=1e12"], 2, ["mean", "min..max"]),
     (["plan", "--model", "llama-2-13b", *SMALL, "traffic.input_len.mean=6000", "traffic.input_len.max=8000"], 2,
      ["average", "context"]),

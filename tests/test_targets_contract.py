@@ -15,12 +15,16 @@ from conftest import make_plan
 from serveplan.render.targets import render_artifacts
 
 LAYOUTS = [dict(tp=1, replicas=1), dict(tp=2, replicas=2), dict(tp=1, pp=2, replicas=1)]
-ENGINES = ["vllm", "sglang", "trtllm"]
+ENGINES = ["vllm", "vllm-0.33.0", "sglang", "trtllm"]  # engine[-version]; no version: the engine's default
 
 
 def _plan(engine: str, layout: dict):
+    from serveplan.render.engines.base import get_adapter
+
     p = make_plan(**layout)
-    req = p.request.model_copy(update={"engine": p.request.engine.model_copy(update={"name": engine})})
+    engine, _, version = engine.partition("-")
+    eng = p.request.engine.model_copy(update={"name": engine, "version": version or get_adapter(engine).version})
+    req = p.request.model_copy(update={"engine": eng})
     cand = p.winner.config.model_copy(update={"engine": engine})
     return p.model_copy(update={"request": req, "ranked": (p.winner.model_copy(update={"config": cand}),)})
 
@@ -57,6 +61,9 @@ def test_target_contract(engine, layout, tmp_path):
     assert ("nginx.conf" in files) == (cand.replicas > 1)
     compose = yaml.safe_load(files["docker-compose.yaml"])["services"]
     assert len([s for s in compose if s.startswith("replica-")]) == cand.replicas
+    version = plan.request.engine.version  # the image follows engine.version
+    assert all(s["image"].endswith(f":v{version}") or s["image"].endswith(f":{version}")
+               for n, s in compose.items() if n.startswith("replica-"))
     # The README lists every file written, and nothing else.
     listed = set(re.findall(r"^- `([^`]+)`$", files["README.md"], re.M))
     assert listed == set(files) - {"README.md"}

@@ -56,6 +56,9 @@ def main(argv: list[str], prog: str = "plan", subcommands: dict[str, str] | None
         gpus = f"{SIZING_NODE_GPUS}x{a.gpu}"
     req = build_request(model=a.model, gpus=gpus, traffic=a.traffic, engine=a.engine,
                         overrides=overrides + _checkpoint_overrides(a.checkpoint))
+    from serveplan.render.engines.base import get_adapter
+
+    get_adapter(req.engine.name, req.engine.version)  # an engine version nothing can render for: refused first
     result = plan(req)
     written: list[Path] = []
     if not a.no_write:

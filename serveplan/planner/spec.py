@@ -328,8 +328,10 @@ class EngineConfig(Frozen):
     """Engine defaults that the memory and step-time models need. One YAML per engine in conf/engine/."""
 
     name: EngineName = Field(description="Engine: vllm, trtllm or sglang.")
-    version: str = Field(description="The pinned engine version the adapter renders for.")
-    image: str = Field(default="", description="Official container image at that version.")
+    version: str = Field(description="The engine version the adapter renders for; one with a flag schema "
+                         "(render/engines/schemas/). vLLM: 0.26.0 (default, measured on GPUs) or 0.33.0.")
+    image: str = Field(default="", description="Official container image at that version; `{version}` in it "
+                       "stands for the version.")
     gpu_memory_utilization: float = Field(default=VLLM_GPU_MEMORY_UTILIZATION, gt=0, le=1, description="vLLM: share of GPU memory "
                                           "the engine may use; SGLang: mem_fraction_static; TRT-LLM: 1.0.")
     kv_free_memory_fraction: float = Field(default=0.9, gt=0, le=1, description="TRT-LLM: share of free "
@@ -356,11 +358,22 @@ class EngineConfig(Frozen):
     supports_pp: bool = Field(default=True, description="Pipeline parallelism available.")
     supports_chunked_prefill: bool = Field(default=True, description="Chunked prefill available.")
     kv_block_size: int = Field(default=16, description="Tokens per KV-cache block (the KV cache is whole blocks).")
+    ttft_guard: bool = Field(default=True, description="vLLM 0.33+: render --max-num-queued-tokens (SLO TTFT "
+                             "target x predicted prefill tokens/s), so the server answers 503 instead of "
+                             "queueing a prefill backlog it cannot clear within the target.")
     pin_kv_cache: bool = Field(default=True, description="vLLM: render the planned KV cache as "
                                "--kv-cache-memory-bytes, so that every boot gets the cache the plan shows. Without "
                                "it vLLM sizes the cache by profiling, and on a first boot (empty torch.compile "
                                "cache) it counts the compiler's temporaries as activation memory: 1.6 GiB less KV "
                                "cache for Llama-3.1-70B on one GPU, until a restart (vLLM issue #54122).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _image_at_version(cls, data):  # noqa: ANN001, ANN206
+        """conf/engine/*.yaml write the image as `...:v{version}`, so `engine.version=X` moves the image too."""
+        if isinstance(data, dict) and "{version}" in str(data.get("image") or ""):
+            data = {**data, "image": str(data["image"]).replace("{version}", str(data.get("version", "")))}
+        return data
 
 
 # ---------------------------------------------------------------------------------------------- search

@@ -86,11 +86,20 @@ def multicast_off_env(request: PlanRequest, candidate: Candidate) -> dict[str, s
             "VLLM_ALLREDUCE_USE_SYMM_MEM": "0", "VLLM_ALLREDUCE_USE_FLASHINFER": "0"}
 
 
-def get_adapter(name: str) -> EngineAdapter:
-    """The adapter for an engine name (vllm, trtllm, sglang)."""
+def get_adapter(name: str, version: str | None = None) -> EngineAdapter:
+    """The adapter for an engine name (vllm, trtllm, sglang) at `version` (None: the engine's default, the
+    version its conf/engine file names). A module with `adapter_for(version)` renders for every version that has
+    a flag schema; the others render for their one pinned version. An unservable version is one ConfigError."""
     if name not in ENGINE_MODULES:
         raise UnknownName("engine", name, list(ENGINE_MODULES))
-    return importlib.import_module(ENGINE_MODULES[name]).ADAPTER
+    mod = importlib.import_module(ENGINE_MODULES[name])
+    if version is None or version == mod.ADAPTER.version:
+        return mod.ADAPTER
+    if hasattr(mod, "adapter_for"):
+        return mod.adapter_for(version)
+    load_schema(name, version)  # no schema: the sentence naming the versions that have one
+    raise ConfigError(f"The {name} adapter renders for {name} {mod.ADAPTER.version} only; set "
+                      f"engine.version={mod.ADAPTER.version}.")
 
 
 def assign_gpus(candidate: Candidate, gpus_per_node: int) -> list[list[int]]:
@@ -117,13 +126,21 @@ def local_host(host: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- schema
+def schema_versions(engine: str) -> list[str]:
+    """The versions of an engine that have a flag schema, oldest first."""
+    def key(v: str) -> tuple:
+        return tuple((0, int(x), "") if x.isdigit() else (1, 0, x) for x in re.split(r"[.\-]", v))
+    return sorted((p.stem[len(engine) + 1:] for p in SCHEMA_DIR.glob(f"{engine}-*.json")), key=key)
+
+
 @lru_cache(maxsize=None)
 def load_schema(engine: str, version: str) -> dict:
     path = SCHEMA_DIR / f"{engine}-{version}.json"
     if not path.exists():
-        have = sorted(p.stem for p in SCHEMA_DIR.glob("*.json"))
-        raise ConfigError(f"No flag schema for {engine} {version} (have {', '.join(have)}); "
-                          f"run scripts/extract_engine_flags.py {engine} --version {version}.")
+        have = schema_versions(engine)
+        raise ConfigError(f"{engine} {version} has no flag schema here, so serveplan cannot render for it: set "
+                          f"engine.version to {' or '.join(have) or 'a version with one'} "
+                          f"(scripts/extract_engine_flags.py {engine} --version {version} extracts one).")
     return json.loads(path.read_text())
 
 

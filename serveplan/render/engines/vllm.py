@@ -1,6 +1,9 @@
-"""vLLM adapter, pinned to vLLM 0.26.0 (`vllm serve`, image vllm/vllm-openai:v0.26.0).
+"""vLLM adapter (`vllm serve`, image vllm/vllm-openai:v<version>), for every vLLM version with a flag schema.
 
-Flags are checked against `schemas/vllm-0.26.0.json`, extracted from `make_arg_parser` of the 0.26.0 wheel.
+`engine.version` picks the version (default 0.26.0, the one measured on GPUs; 0.33.0 also has a schema): flags
+are checked against `schemas/vllm-<version>.json`, extracted from that version's `make_arg_parser`, and a version
+with no schema is a ConfigError naming those that have one. What differs by version is read from the schema, not
+from version numbers: `--max-num-queued-tokens` (a TTFT guard) is rendered where the parser has it (0.33.0).
 Weights: the candidate's checkpoint (planner/checkpoints.py). A pre-quantized one (compressed-tensors, fp8, AWQ,
 GPTQ, ModelOpt) declares its method and gets no --quantization (vLLM upgrades awq/gptq to the Marlin kernels
 itself); an unquantized one planned at fp8 gets `--quantization fp8` (quantized while loading). TP>1 on nodes
@@ -12,14 +15,16 @@ single-machine launch never needs a Ray cluster (targets' ray/serve.sh adds the 
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 
 from serveplan.render.engines.base import (ReplicaLaunch, cuda_visible_devices, load_schema, local_host,
                                              multicast_off_env, online_quantization_args, parse_prometheus,
                                              pick_metrics, served_checkpoint, validate_flags)
+from serveplan.planner.estimate import Scorer
 from serveplan.planner.memory import pinned_kv_cache_bytes
 from serveplan.planner.spec import Candidate, PlanRequest
 
-VERSION = "0.26.0"
+VERSION = "0.26.0"  # the default (conf/engine/vllm.yaml): measured on GPUs, the memory rules validated on it
 _DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp8": "bfloat16", "int8": "bfloat16",
           "awq": "float16", "gptq": "float16"}
 _METRICS = {
@@ -45,10 +50,36 @@ def _pinned_kv_cache(c: Candidate, request: PlanRequest) -> list[str]:
     return ["--kv-cache-memory-bytes", str(kv)] if kv > 0 else []
 
 
+def _ttft_guard(c: Candidate, request: PlanRequest, schema: dict) -> list[str]:
+    """`--max-num-queued-tokens` as a TTFT guard, sized as vLLM's SchedulerConfig docstring says: target TTFT x
+    prefill throughput. The API server then answers HTTP 503 to a new request while the prompt tokens still in
+    prefill reach the limit (it always admits into an empty backlog), i.e. while the backlog alone would take
+    longer than the target to prefill, so a client or load balancer retries elsewhere instead of waiting.
+
+    Rendered only where the version's parser has the flag (0.33.0, not 0.26.0) and the SLO sets a TTFT target;
+    the target is the TTFT limit of the highest percentile set (the headline one when TTFT is among it). Prefill
+    throughput is the planner's (`Scorer(request).step_model(candidate)`, uncalibrated for a version with no
+    calibration file): one prefill-only step of max_num_batched_tokens prompt tokens, prompts of the traffic's
+    mean length (causal work tokens x length / 2), per replica (each replica has its own API server). A pure
+    prefill step is the fastest this replica prefills, so the limit is generous: it turns away only a backlog
+    that could not be cleared within the target even with no decode sharing the steps (vLLM counts a partly
+    prefilled prompt whole, which makes it reject a little earlier). engine.ttft_guard=false leaves it out."""
+    if "--max-num-queued-tokens" not in schema["flags"] or not request.engine.ttft_guard:
+        return []
+    ttft = {p: v for metric, p, v in request.slo.latency_targets() if metric == "ttft"}
+    if not ttft:
+        return []
+    target_s = ttft[max(ttft, key=lambda p: int(p[1:]))] / 1000.0
+    tokens = c.max_num_batched_tokens
+    prompt = max(1.0, min(request.traffic.input_len.mean, c.max_model_len))
+    step_ms = Scorer(request).step_model(c).step_ms(0, 0, prefill_tokens=tokens, prefill_work=tokens * prompt / 2,
+                                                    prefill_seqs=max(1.0, tokens / prompt))
+    limit = int(target_s * tokens / (step_ms / 1000.0))
+    return ["--max-num-queued-tokens", str(limit)] if limit >= 1 else []
+
+
 class VLLMAdapter:
     name = "vllm"
-    version = VERSION
-    image = f"vllm/vllm-openai:v{VERSION}"
     oom_patterns = (
         r"CUDA out of memory",
         r"torch\.(cuda\.)?OutOfMemoryError",
@@ -57,14 +88,18 @@ class VLLMAdapter:
         r"CUDA error: out of memory",
     )
 
-    @property
-    def schema(self) -> dict:
-        return load_schema(self.name, self.version)
+    def __init__(self, version: str = VERSION):
+        self.schema = load_schema(self.name, version)  # a version with no schema: ConfigError naming those with one
+        self.version = version
+        self.image = f"vllm/vllm-openai:v{version}"
 
     def render(self, candidate: Candidate, request: PlanRequest, *, replica: int, gpus: list[int],
                port: int, host: str = "0.0.0.0", model: str | None = None, served_model_name: str | None = None,
                extra_args: tuple[str, ...] = ()) -> ReplicaLaunch:
         c = candidate
+        if request.engine.name == self.name and request.engine.version != self.version:
+            raise ValueError(f"the vLLM {self.version} adapter was given a vLLM {request.engine.version} request; "
+                             f"get_adapter('vllm', {request.engine.version!r}) renders for it")
         ckpt = served_checkpoint(c, request)
         model = model or ckpt.id
         argv = ["vllm", "serve", model,
@@ -78,7 +113,8 @@ class VLLMAdapter:
                 "--dtype", _DTYPE[c.weight_dtype],
                 "--kv-cache-dtype", c.kv_cache_dtype,
                 "--enable-chunked-prefill" if c.chunked_prefill else "--no-enable-chunked-prefill",
-                "--enable-prefix-caching" if c.enable_prefix_caching else "--no-enable-prefix-caching"]
+                "--enable-prefix-caching" if c.enable_prefix_caching else "--no-enable-prefix-caching",
+                *_ttft_guard(c, request, self.schema)]
         argv += online_quantization_args(ckpt)
         env_off = multicast_off_env(request, c)
         if env_off:
@@ -106,3 +142,9 @@ class VLLMAdapter:
 
 
 ADAPTER = VLLMAdapter()
+
+
+@lru_cache(maxsize=None)
+def adapter_for(version: str) -> VLLMAdapter:
+    """The adapter for `version` (base.get_adapter's way in); ConfigError where no schema exists for it."""
+    return ADAPTER if version == ADAPTER.version else VLLMAdapter(version)

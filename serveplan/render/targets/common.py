@@ -83,7 +83,9 @@ class Deployment:
     @classmethod
     def of(cls, plan: Plan, checkpoint: Checkpoint, base_port: int) -> "Deployment":
         cand = plan.winner.config.model_copy(update={"checkpoint": checkpoint})
-        return cls(plan=plan, candidate=cand, request=plan.request, adapter=get_adapter(cand.engine),
+        eng = plan.request.engine  # the adapter renders for the request's engine version
+        adapter = get_adapter(cand.engine, eng.version if eng.name == cand.engine else None)
+        return cls(plan=plan, candidate=cand, request=plan.request, adapter=adapter,
                    checkpoint=checkpoint, base_port=base_port)
 
     def render(self, replica: int, gpus: list[int], port: int, host: str = "0.0.0.0", *,

@@ -23,6 +23,9 @@ RECIPES = {
 }
 CALIBRATED = {"fp8": False, "gptq": True, "w8a8": True, "awq": True}
 LLMCOMPRESSOR = "llmcompressor>=0.14,<0.15"
+# The image the quantize job runs llm-compressor in; not the serving engine's version (engine.version): it only
+# hosts llm-compressor, and the job was written against this one.
+QUANTIZE_IMAGE = "vllm/vllm-openai:v0.26.0"
 
 _SCRIPT = '''"""Quantize {base} with llm-compressor ({method}), as `serveplan quantize --method {method}` does; the
 checkpoint appears at OUT only when complete (written beside it, then renamed)."""
@@ -86,7 +89,7 @@ def quantize_job(dep: Deployment, pvc: str, gpus: int) -> list[dict]:
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
           "data": {"quantize_checkpoint.py": script}}
     container = {
-        "name": "quantize", "image": "vllm/vllm-openai:v0.26.0",
+        "name": "quantize", "image": QUANTIZE_IMAGE,
         "command": ["bash", "-c", f"pip install --no-cache-dir '{LLMCOMPRESSOR}' && "
                     f"python3 /etc/serveplan-quantize/quantize_checkpoint.py {ck.base_id} {out}"],
         "env": [{"name": "HF_HOME", "value": f"{MODEL_VOLUME}/hf"},
