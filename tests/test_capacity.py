@@ -13,7 +13,7 @@ from serveplan.planner.capacity import capacity_at_slo, slo_margin
 from serveplan.planner.config import build_request
 from serveplan.planner.estimate import Scorer
 from serveplan.planner.report import plan_json, render_plan, sizing_sentence
-from serveplan.planner.serving import simulate
+from serveplan.planner.simulation import simulate
 from serveplan.planner.spec import Candidate
 
 

@@ -14,7 +14,8 @@ from serveplan.planner.config import build_request
 from serveplan.planner.estimate import Scorer, estimate
 from serveplan.planner.perf import StepModel, compute_dtype, weight_only
 from serveplan.planner.profiles import SHIPPED_PROFILES, load_profile_file, parse_profile
-from serveplan.planner.serving import analytic, simulate
+from serveplan.planner.serving import analytic
+from serveplan.planner.simulation import simulate
 from serveplan.planner.spec import SLO, Candidate, EngineConfig, LengthDist, Traffic
 
 VLLM = EngineConfig(**catalog.catalog_doc("engine", "vllm"))

@@ -67,7 +67,7 @@ def _request(model: str, gpu: str, engine: str, i: int, o: int, c: int, mml: int
 def predict_observation(o: Observation, cal: Calibration | None) -> dict:
     """The planner's prediction for the observed point (mean TTFT, mean TPOT, output tok/s)."""
     from serveplan.planner.estimate import Scorer
-    from serveplan.planner.serving import simulate
+    from serveplan.planner.simulation import simulate
     from serveplan.planner.spec import Candidate
 
     req = _request(o.model, o.gpu, o.engine, o.input_len, o.output_len, o.concurrency, o.max_model_len)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 
 from serveplan.planner.result import Estimate, Predictions
-from serveplan.planner.serving import analytic, simulate
+from serveplan.planner.serving import analytic
+from serveplan.planner.simulation import simulate
 from serveplan.planner.spec import SLO
 
 BISECTION_STEPS = 14

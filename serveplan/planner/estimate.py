@@ -13,7 +13,8 @@ from serveplan.planner.memory import memory_breakdown, weight_bytes_per_gpu
 from serveplan.planner.perf import StepModel
 from serveplan.planner.profiles import Calibration, HardwareProfile, find_calibration, find_profile
 from serveplan.planner.result import Estimate, MemoryBreakdown, Predictions
-from serveplan.planner.serving import analytic, simulate
+from serveplan.planner.serving import analytic
+from serveplan.planner.simulation import simulate
 from serveplan.planner.space import Structure
 from serveplan.planner.spec import Candidate, PlanRequest
 

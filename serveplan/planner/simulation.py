@@ -1,0 +1,304 @@
+"""The step-level simulation of continuous batching (see serving.py for the two models and when each is used):
+vLLM's scheduler on one replica, one engine step at a time, under the traffic's arrivals; the replica's
+capacity (a closed loop that keeps the batch full); the summary into Predictions.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from serveplan.planner.perf import StepModel
+from serveplan.planner.result import MemoryBreakdown, Predictions
+from serveplan.planner.serving import NEAR_SATURATION, Load, finish_predictions, percentiles, replica_load
+from serveplan.planner.spec import SLO, Candidate, Inventory, Traffic
+
+
+@dataclass
+class _Req:
+    arrival: float
+    prompt: int
+    prefill_left: int
+    output: int
+    generated: int = 0
+    first_token: float = -1.0
+    finish: float = -1.0
+
+
+def _sample_lengths(traffic: Traffic, n: int, rng: random.Random) -> list[tuple[int, int]]:
+    qi = [(k + rng.random()) / n for k in range(n)]
+    qo = [(k + rng.random()) / n for k in range(n)]
+    rng.shuffle(qi)
+    rng.shuffle(qo)
+    return [(max(1, round(traffic.input_len.quantile(a))), max(1, round(traffic.output_len.quantile(b))))
+            for a, b in zip(qi, qo)]
+
+
+def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traffic, slo: SLO,
+             inventory: Inventory, *, n_requests: int | None = None, seed: int = 0,
+             max_decode_tokens: int = 25_000, kv_block: int = 16, with_capacity: bool = True,
+             analytic_capacity: float | None = None, closed_loop: str = "steady") -> Predictions:
+    """Step-level simulation of one replica under its share of the traffic: arrivals, then vLLM's scheduler
+    step by step, then the summary. with_capacity: an open loop near or past saturation also simulates the
+    replica's capacity (replica_capacity), where its served rate levels off; further below it, the capacity
+    shown is the mean-field one (analytic_capacity, per replica). Without it (calibration fits) the capacity
+    is what was served. closed_loop: "steady" predicts a long run with every client busy (the first wave,
+    all clients arriving at once, is reported apart as burst_ttft_ms; the final drain is left out); "run" predicts
+    the finite run as a `vllm bench serve --max-concurrency C --num-prompts N` measures it, wave and drain
+    included (what calibration is fitted on)."""
+    rng = random.Random(seed)
+    load = replica_load(traffic, cand.replicas)
+    e_out = traffic.output_len.mean
+    if n_requests is None:
+        n_requests = int(min(300, max(60, max_decode_tokens / max(e_out, 1))))
+        if load.clients:
+            n_requests = max(n_requests, int(4 * load.clients))
+    lengths = _sample_lengths(traffic, n_requests, rng)
+    share = 1.0 - traffic.prefix_share
+    arrivals, pending = _arrivals(traffic, load, lengths, share, rng)
+    sim = _ReplicaSim(sm, cand, kv_cap=max(mem.kv_tokens, 1), share=share, arrivals=arrivals, pending=pending,
+                      kv_block=kv_block)
+    sim.run()
+    capacity: Callable[[], float] | None = None
+    if with_capacity:  # simulated only if _summary needs it (an open loop near or past saturation)
+        capacity = lambda: replica_capacity(sm, cand, mem, traffic, seed=seed, kv_block=kv_block)  # noqa: E731
+    return _summary(sm, cand, inventory, slo, load, sim.done, sim.decode_steps, capacity, analytic_capacity,
+                    steady_after=sim.last_issue if closed_loop == "steady" else None)
+
+
+def replica_capacity(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traffic, *, seed: int = 0,
+                     kv_block: int = 16) -> float:
+    """The most requests/s one replica serves, whatever the latency: a closed loop that keeps the batch full
+    (more clients than max_num_seqs, or as many as the KV cache holds), measured over its steady window: from the end of the first
+    wave to the moment the last client request is issued (before that every client is busy; after it the
+    run drains). This is where the served rate of an overloaded open loop levels off."""
+    rng = random.Random(seed + 1)
+    e_out = max(traffic.output_len.mean, 1.0)
+    # No more clients than the KV cache holds whole sequences for: beyond that vLLM preempts and recomputes,
+    # and an overload that deep is a metastable state a rate limit in front avoids; the capacity is the peak.
+    kv_seqs = int(mem.kv_tokens / max(traffic.input_len.mean * (1.0 - traffic.prefix_share) + e_out, 1.0))
+    clients = max(2, min(math.ceil(cand.max_num_seqs * 1.25), kv_seqs))
+    n = max(2 * clients, int(min(600, 30_000 / e_out)))
+    lengths = _sample_lengths(traffic, n, rng)
+    share = 1.0 - traffic.prefix_share
+    arrivals, pending = _arrivals(traffic, Load(None, clients, 1.0), lengths, share, rng)
+    sim = _ReplicaSim(sm, cand, kv_cap=max(mem.kv_tokens, 1), share=share, arrivals=arrivals, pending=pending,
+                      kv_block=kv_block)
+    sim.run()
+    return _steady_rate(sim.done, clients, sim.last_issue)
+
+
+def _steady_rate(done: list[_Req], clients: int, last_issue: float) -> float:
+    """Completions per second of a closed loop while every client is busy: from the middle of the first wave's
+    completions to the moment the last request was issued (after it the run drains)."""
+    fin = sorted(r.finish for r in done)
+    t_start = fin[min(clients, len(fin) - 1) // 2]
+    inside = bisect.bisect_right(fin, last_issue) - bisect.bisect_right(fin, t_start)
+    if last_issue - t_start <= 0 or inside < 8:  # too short a window: the whole run
+        return len(fin) / max(fin[-1], 1e-9)
+    return inside / (last_issue - t_start)
+
+
+def _arrivals(traffic: Traffic, load: Load, lengths: list[tuple[int, int]], share: float,
+              rng: random.Random) -> tuple[deque[_Req], deque[tuple[int, int]]]:
+    """Open loop: every request with its arrival time (Poisson, constant or gamma-bursty gaps). Closed loop:
+    one request per client at t=0; the rest (pending) arrive as earlier ones finish."""
+    arrivals: deque[_Req] = deque()
+    if load.rate is not None:
+        t = 0.0
+        for (i, o) in lengths:
+            if traffic.arrival == "constant":
+                gap = 1.0 / load.rate
+            elif traffic.arrival == "bursty":
+                k = traffic.burstiness
+                gap = rng.gammavariate(k, 1.0 / (k * load.rate))
+            else:
+                gap = rng.expovariate(load.rate)
+            t += gap
+            arrivals.append(_Req(t, i, max(1, round(i * share)), o))
+        return arrivals, deque()
+    clients = max(1, round(load.clients or 1))
+    for (i, o) in lengths[:clients]:
+        arrivals.append(_Req(0.0, i, max(1, round(i * share)), o))
+    return arrivals, deque(lengths[clients:])
+
+
+class _ReplicaSim:
+    """vLLM's V1 scheduler on one replica, one engine step at a time: running decodes first, then the running
+    prefills' chunks, then new admissions within the token budget, max_num_seqs and the KV cache; the newest
+    running request is preempted (and recomputed) when the KV cache overflows."""
+
+    def __init__(self, sm: StepModel, cand: Candidate, *, kv_cap: int, share: float, arrivals: deque[_Req],
+                 pending: deque[tuple[int, int]], kv_block: int):
+        self.sm, self.cand, self.kv_cap, self.share = sm, cand, kv_cap, share
+        self.kv_block = kv_block  # the engine admits a request only with a block to spare
+        self.budget = cand.max_num_batched_tokens if cand.chunked_prefill else max(
+            cand.max_num_batched_tokens, cand.max_model_len)
+        self.arrivals, self.pending = arrivals, pending
+        self.waiting: deque[_Req] = deque()
+        self.running: list[_Req] = []  # admitted: prefilling or decoding, in admission order
+        self.done: list[_Req] = []
+        self.used = 0  # KV tokens held by running requests
+        self.now = 0.0
+        self.last_issue = 0.0  # closed loop: when the last pending request was issued
+        self.decode_steps: list[tuple[float, int]] = []
+
+    def chunk(self, r: _Req, tokens_left: int) -> int:
+        """The prefill tokens of r this step: a chunk with chunked prefill, else the whole rest or nothing."""
+        if self.cand.chunked_prefill:
+            return min(r.prefill_left, tokens_left)
+        return r.prefill_left if r.prefill_left <= tokens_left else 0
+
+    def run(self) -> None:
+        guard = 0
+        while (self.arrivals or self.waiting or self.running) and guard < 2_000_000:
+            guard += 1
+            while self.arrivals and self.arrivals[0].arrival <= self.now + 1e-12:
+                self.waiting.append(self.arrivals.popleft())
+            if not self.waiting and not self.running:
+                self.now = self.arrivals[0].arrival
+                continue
+            preempted = self._preempt()
+            dec, chunked = self._schedule(admit=not preempted)
+            if not dec and not chunked:
+                if self.arrivals:
+                    self.now = max(self.now, self.arrivals[0].arrival)
+                    continue
+                break  # nothing schedulable (should not happen when memory fits)
+            self._step(dec, chunked)
+
+    def _preempt(self) -> bool:
+        preempted = False
+        while self.running and self.used > self.kv_cap:
+            victim = self.running.pop()
+            self.used -= victim.prompt - victim.prefill_left + victim.generated
+            victim.prefill_left = victim.prompt + victim.generated  # recompute what it had
+            self.waiting.appendleft(victim)
+            preempted = True
+        return preempted
+
+    def _schedule(self, admit: bool = True) -> tuple[list[_Req], list[tuple[_Req, int]]]:
+        """admit=False: a step that preempted admits no waiting request (vLLM V1's scheduler skips the waiting
+        queue while it has preempted requests this step)."""
+        tokens_left = self.budget
+        dec = [r for r in self.running if r.prefill_left == 0]
+        tokens_left -= len(dec)
+        chunked: list[tuple[_Req, int]] = []
+        for r in self.running:
+            if r.prefill_left > 0 and tokens_left > 0:
+                c = self.chunk(r, tokens_left)
+                if c:
+                    chunked.append((r, c))
+                    tokens_left -= c
+        while admit and self.waiting and tokens_left > 0 and len(self.running) < self.cand.max_num_seqs:
+            r = self.waiting[0]
+            if self.used + r.prefill_left + self.kv_block > self.kv_cap:
+                break
+            c = self.chunk(r, tokens_left)
+            if not c:
+                break
+            self.waiting.popleft()
+            self.running.append(r)
+            chunked.append((r, c))
+            tokens_left -= c
+        return dec, chunked
+
+    def _step(self, dec: list[_Req], chunked: list[tuple[_Req, int]]) -> None:
+        dec_ctx = sum(r.prompt + r.generated for r in dec)
+        pf_tokens, pf_work, pf_seqs = 0, 0.0, 0
+        for r, c in chunked:
+            prefix = r.prompt - r.prefill_left
+            pf_tokens += c
+            pf_work += c * (prefix + c / 2)
+            pf_seqs += 1
+        dt = self.sm.step_ms(len(dec), dec_ctx, pf_tokens, pf_work, pf_seqs) / 1000.0
+        self.now += dt
+        if dec:
+            self.decode_steps.append((dt, len(dec)))
+        self.used += len(dec) + pf_tokens
+        finished: list[_Req] = []
+        for r in dec:
+            r.generated += 1
+            if r.generated >= r.output:
+                finished.append(r)
+        for r, c in chunked:
+            r.prefill_left -= c
+            if r.prefill_left == 0:
+                if r.first_token < 0:
+                    r.first_token = self.now
+                r.generated = max(r.generated, 1)
+                if r.generated >= r.output:
+                    finished.append(r)
+        for r in finished:
+            r.finish = self.now
+            self.used -= r.prompt + r.generated
+            self.running.remove(r)
+            self.done.append(r)
+            if self.pending:
+                i, o = self.pending.popleft()
+                self.arrivals.append(_Req(self.now, i, max(1, round(i * self.share)), o))
+                self.last_issue = self.now
+
+
+def _summary(sm: StepModel, cand: Candidate, inventory: Inventory, slo: SLO, load: Load, done: list[_Req],
+             decode_steps: list[tuple[float, int]], capacity_sim: Callable[[], float] | None,
+             analytic_capacity: float | None, steady_after: float | None = None) -> Predictions:
+    """Percentiles, throughput and saturation from the finished requests (open loops skip a 10% warm-up). An
+    open loop serves its offered rate up to the replica's capacity and the capacity beyond it: a finite run's
+    own completion span would count the drain of its last long outputs as lost throughput."""
+    done.sort(key=lambda r: r.arrival)
+    skip = len(done) // 10 if load.rate is not None else 0
+    sample = done[skip:] or done
+    extra = sm.request_overhead_ms  # HTTP, tokenization, streaming: outside the engine steps
+    burst = None
+    if load.clients is not None and steady_after is not None:
+        steady = [r for r in done if 0.0 < r.arrival <= steady_after]
+        if len(steady) >= 10:  # enough issued after the first wave for a steady state
+            burst = percentiles([(r.first_token - r.arrival) * 1000 + extra for r in done if r.arrival == 0.0])
+            sample = steady
+    ttft = [(r.first_token - r.arrival) * 1000 + extra for r in sample]
+    tpot = [((r.finish - r.first_token) / (r.output - 1) * 1000) if r.output > 1 else 0.0 for r in sample]
+    e2e = [(r.finish - r.arrival) * 1000 + extra for r in sample]
+    mean_out = sum(r.output for r in sample) / len(sample)
+    mean_in = sum(r.prompt for r in sample) / len(sample)
+    busy = sum(dt for dt, _ in decode_steps)
+    avg_b = sum(dt * b for dt, b in decode_steps) / busy if busy else 0.0
+    finish_span = max(r.finish for r in sample) - min(r.arrival for r in sample)
+    if load.rate is not None:
+        # Overloaded when the number of requests in the system keeps growing (queued or in an ever larger
+        # batch): compare it halfway through the arrivals and at the last arrival; or when late arrivals wait
+        # far longer than early ones.
+        arr = sorted(r.arrival for r in done)
+        fin = sorted(r.finish for r in done)
+
+        def in_system(t: float) -> int:
+            return bisect.bisect_right(arr, t) - bisect.bisect_right(fin, t)
+
+        n_mid, n_end = in_system(arr[len(arr) // 2]), in_system(arr[-1])
+        q = max(1, len(sample) // 4)
+        early = sum(ttft[:q]) / q
+        late = sum(ttft[-q:]) / q
+        saturated = late > 3 * early + 1000.0 or n_end > 1.5 * n_mid + 8
+        near = analytic_capacity is None or load.rate >= NEAR_SATURATION * analytic_capacity
+        if capacity_sim is not None and (saturated or near):
+            capacity = capacity_sim()
+            saturated = saturated or load.rate >= capacity
+            rps = min(load.rate, capacity)
+        else:
+            rps = len(sample) / max(finish_span, 1e-9) if saturated else load.rate
+            capacity = max(analytic_capacity or 0.0, rps)
+    else:
+        saturated = False
+        if burst is not None:
+            rps = _steady_rate(done, max(1, round(load.clients or 1)), steady_after or 0.0)
+        else:
+            rps = len(sample) / finish_span if finish_span > 0 else 0.0
+        capacity = max(analytic_capacity or 0.0, rps)
+    dec_step = (busy / len(decode_steps) * 1000) if decode_steps else 0.0
+    preds = finish_predictions(sm, cand, inventory, slo, ttft, tpot, e2e, rps, mean_out, mean_in, avg_b, saturated,
+                    dec_step, "simulated", capacity)
+    return preds.model_copy(update={"burst_ttft_ms": burst}) if burst is not None else preds
