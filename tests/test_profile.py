@@ -342,3 +342,19 @@ def test_trace_nsys_reexecs_under_nsys(tmp_path, monkeypatch, capfd):
     assert "running under Nsight Systems: " in err and "Traceback" not in err
     assert rc == 2 and ("unknown GEMM dtype 'fp4'" in err or "needs PyTorch with CUDA" in err)
     assert traces.is_dir() and not out.exists()
+
+
+@pytest.mark.parametrize("version", ["0.26.0", "0.33.0"])
+def test_readme_vllm_profiler_args_pass_the_flag_check(version):
+    """The README's `plan launch --engine-args` for vLLM's own profiler: the JSON form passes the schema check
+    at both versions; the dotted form vLLM also parses is unknown to it (the README says: --force)."""
+    import shlex
+
+    from serveplan.render.engines.base import load_schema, validate_flags
+
+    schema = load_schema("vllm", version)
+    arg = "--profiler-config '{\"profiler\": \"torch\", \"torch_profiler_dir\": \"/abs/vllm-traces\"}'"
+    assert validate_flags(shlex.split(arg), schema) == []
+    assert validate_flags(["--profiler-config.profiler=torch"], schema) != []
+    readme = (Path(P.__file__).resolve().parents[2] / "README.md").read_text()
+    assert arg.replace('"', '\\"') in readme

@@ -90,7 +90,7 @@ class TorchTrace(NoTrace):
             self.torch.cuda.synchronize()
         stem = os.path.join(self.out_dir, _file_name(name))
         prof.export_chrome_trace(stem + ".json")
-        sort = "self_cuda_time_total" if self.cuda else "self_cpu_time_total"
+        sort = "self_device_time_total" if self.cuda else "self_cpu_time_total"
         table = prof.key_averages().table(sort_by=sort, row_limit=self.row_limit)
         with open(stem + ".txt", "w") as f:
             f.write(f"# section {name}: torch.profiler key_averages, sorted by {sort}, top {self.row_limit}\n")
