@@ -356,5 +356,7 @@ def test_readme_vllm_profiler_args_pass_the_flag_check(version):
     arg = "--profiler-config '{\"profiler\": \"torch\", \"torch_profiler_dir\": \"/abs/vllm-traces\"}'"
     assert validate_flags(shlex.split(arg), schema) == []
     assert validate_flags(["--profiler-config.profiler=torch"], schema) != []
-    readme = (Path(P.__file__).resolve().parents[2] / "README.md").read_text()
-    assert arg.replace('"', '\\"') in readme
+    readme = Path(P.__file__).resolve().parents[2] / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md not beside the package (not a source checkout)")
+    assert arg.replace('"', '\\"') in readme.read_text()

@@ -6,8 +6,9 @@
 A region is one measurement, labelled as the progress bar labels it ('GEMM bf16 llama-8b qkv tp8 M=64',
 'prefill attention seq=128'): it opens when the measurement starts and closes when the next one starts or
 its section ends, so it holds the warmup, the CUDA-graph capture and the timed repetitions (and any operand
-set-up before the next measurement of its section). A section (memory, gemm-bf16, prefill, decode, ...)
-is one torch.profiler session, written when it ends. Collectives run in child processes: their kernels are
+set-up before the next measurement of its section). A section (memory-bandwidth, launch-overhead,
+gemm-<dtype>, prefill-attention, decode-attention, collectives) is one torch.profiler session, written when
+it ends, and one NVTX range around its measurements. Collectives run in child processes: their kernels are
 not in the torch traces.
 
 Both tracers add work of their own while timing, so a profile written with a trace says so in its
