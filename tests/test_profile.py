@@ -250,3 +250,113 @@ def test_shipped_measured_profiles_load(path):
     assert 1500 < prof.memory_bandwidth_gbs < 5000
     assert 0 < prof.launch_overhead_us < 50
     assert prof.provenance["command"].startswith("python -m serveplan.hwprofile.profile")
+
+
+# ------------------------------------------------------------------ traces (--trace torch / nsys)
+def test_torch_trace_of_quick_cpu_profile(tmp_path):
+    import json
+
+    _torch()
+    traces = tmp_path / "traces"
+    doc = P.run_profile(tmp_path / "p.yaml", gpu_name="h100-sxm", quick=True, dtypes=("bf16",), device="cpu",
+                        progress=False, command="pytest", trace="torch", trace_dir=traces)
+    sections = ["decode-attention", "gemm-bf16", "launch-overhead", "memory-bandwidth", "prefill-attention"]
+    assert sorted(p.name for p in traces.iterdir()) == sorted(f"{s}.{x}" for s in sections for x in ("json", "txt"))
+    names = set()
+    for s in sections:
+        events = json.loads((traces / f"{s}.json").read_text())["traceEvents"]
+        names |= {e.get("name") for e in events}
+        assert "Name" in (traces / f"{s}.txt").read_text()  # the key_averages table
+    for label in ("memory bandwidth (device-to-device copy)", "kernel launch overhead",
+                  "GEMM bf16 llama-8b qkv tp8 M=1", "GEMM bf16 llama-8b down tp8 M=64",
+                  "prefill attention seq=256", "decode attention batch=4 context=512"):
+        assert label in names
+    assert any(n and n.startswith("aten::mm") for n in names)  # the kernels themselves, under the labels
+    assert doc["provenance"]["trace"]["kind"] == "torch"
+    assert yaml.safe_load((tmp_path / "p.yaml").read_text())["provenance"]["trace"]["dir"] == str(traces)
+
+
+def test_nvtx_trace_is_a_no_op_without_a_gpu(tmp_path):
+    torch = _torch()
+    from serveplan.hwprofile.trace import make_trace
+
+    tr = make_trace("nsys", tmp_path, torch, cuda=False)
+    assert not tr.enabled
+    seen = []
+    tick = tr.ticker(seen.append)
+    with tr.section("gemm-bf16"):
+        tick("a")
+        tick("b")
+    assert seen == ["a", "b"] and tr._depth == 0
+    (tmp_path / "file").write_text("")
+    with pytest.raises(P.ProfileError, match="cannot write traces into"):
+        make_trace("torch", tmp_path / "file", torch, cuda=False)
+
+
+def test_trace_kind_and_nsys_missing_are_one_sentence(tmp_path, monkeypatch, capsys):
+    from serveplan.cli import main as cli_main
+
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # no nsys here
+    monkeypatch.delenv("SERVEPLAN_PROFILE_UNDER_NSYS", raising=False)
+    out = tmp_path / "x.yaml"
+    assert cli_main(["profile", "--quick", "-o", str(out), "--trace", "nsys", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "`nsys` on PATH" in err and "--trace torch DIR" in err
+    assert cli_main(["profile", "--quick", "-o", str(out), "--trace", "perf", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: unknown --trace kind 'perf'; known: torch, nsys (see profile --help)."
+    assert not out.exists() and not (tmp_path / "t").exists()
+
+
+def test_trace_nsys_reexecs_under_nsys(tmp_path, monkeypatch, capfd):
+    import os
+
+    from serveplan.cli import main as cli_main
+
+    bindir, record = tmp_path / "bin", tmp_path / "nsys-argv"
+    bindir.mkdir()
+    fake = bindir / "nsys"  # records its argv, then runs the application part (from the interpreter on)
+    fake.write_text("#!/bin/sh\n"
+                    f"printf '%s\\n' \"$@\" >> '{record}'\n"
+                    f"echo '=== end of call' >> '{record}'\n"
+                    f"while [ \"$#\" -gt 0 ] && [ \"$1\" != '{sys.executable}' ]; do shift; done\n"
+                    "exec \"$@\"\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.delenv("SERVEPLAN_PROFILE_UNDER_NSYS", raising=False)
+    repo = str(Path(P.__file__).resolve().parents[2])  # the child imports this serveplan
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]))
+    traces, out = tmp_path / "traces", tmp_path / "p.yaml"
+    # fp4 is refused by the child at once (exit 2), on a GPU or not: the profile itself never runs here
+    argv = ["--quick", "--dtypes", "fp4", "-o", str(out), "--trace", "nsys", str(traces)]
+    rc = cli_main(["profile", *argv])
+    calls = record.read_text().split("=== end of call\n")[:-1]
+    assert len(calls) == 1  # the child ran the profile under nsys, not nsys again
+    assert calls[0].splitlines() == [
+        "profile", "-o", str(traces / "profile"), "--trace=cuda,nvtx,osrt", "--cuda-graph-trace=node",
+        "--force-overwrite", "true", sys.executable, "-m", "serveplan.cli.profile", *argv]
+    err = capfd.readouterr().err
+    assert "running under Nsight Systems: " in err and "Traceback" not in err
+    assert rc == 2 and ("unknown GEMM dtype 'fp4'" in err or "needs PyTorch with CUDA" in err)
+    assert traces.is_dir() and not out.exists()
+
+
+@pytest.mark.parametrize("version", ["0.26.0", "0.33.0"])
+def test_readme_vllm_profiler_args_pass_the_flag_check(version):
+    """The README's `plan launch --engine-args` for vLLM's own profiler: the JSON form passes the schema check
+    at both versions; the dotted form vLLM also parses is unknown to it (the README says: --force)."""
+    import shlex
+
+    from serveplan.render.engines.base import load_schema, validate_flags
+
+    schema = load_schema("vllm", version)
+    arg = "--profiler-config '{\"profiler\": \"torch\", \"torch_profiler_dir\": \"/abs/vllm-traces\"}'"
+    assert validate_flags(shlex.split(arg), schema) == []
+    assert validate_flags(["--profiler-config.profiler=torch"], schema) != []
+    readme = Path(P.__file__).resolve().parents[2] / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md not beside the package (not a source checkout)")
+    assert arg.replace('"', '\\"') in readme.read_text()

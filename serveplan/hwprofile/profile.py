@@ -42,6 +42,7 @@ from serveplan.hwprofile.common import (COLL_SIZES, DECODE_BATCH, DECODE_CONTEXT
 from serveplan.hwprofile.gemm import gemm_curve, gemm_supported, linear_shapes, measure_gemm
 from serveplan.hwprofile.provenance import _ClockSampler, provenance, write_profile
 from serveplan.hwprofile.timing import _Clock
+from serveplan.hwprofile.trace import make_trace
 
 
 class _Progress:
@@ -96,13 +97,16 @@ def _import_torch() -> Any:
 
 def run_profile(out_path: str | os.PathLike, *, gpu_name: str | None, quick: bool = False,
                 dtypes: tuple[str, ...] | list[str] | None = None, n_gpus: int | None = None,
-                progress: bool = True, device: str = "cuda", command: str | None = None) -> dict:
+                progress: bool = True, device: str = "cuda", command: str | None = None,
+                trace: str | None = None, trace_dir: str | os.PathLike | None = None) -> dict:
     """Measure this machine's GPU and write the profile YAML to out_path (atomically); returns the document.
 
     gpu_name: catalog name (e.g. 'h100-sxm'); None picks it from the device name. quick: a tiny subset
     (seconds; for tests). dtypes: GEMM dtypes among bf16, fp8, int8 (default: all the GPU runs).
     n_gpus: GPUs for the collectives (default: all visible; 1 skips them). device: 'cuda' (or 'cpu', which
-    only tests use: its numbers describe no GPU)."""
+    only tests use: its numbers describe no GPU). trace: 'torch' writes a torch.profiler Chrome trace per
+    section into trace_dir, 'nsys' adds an NVTX range per measurement for a run under Nsight Systems (see
+    serveplan.hwprofile.trace); either is noted in the provenance, as its overhead is in the timings."""
     torch = _import_torch()
     t_start = time.monotonic()
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -111,6 +115,7 @@ def run_profile(out_path: str | os.PathLike, *, gpu_name: str | None, quick: boo
         if dt not in DTYPES:
             raise ProfileError(f"unknown GEMM dtype '{dt}'; known: {', '.join(DTYPES)}")
     cuda = device.startswith("cuda")
+    tracer = make_trace(trace, trace_dir, torch, cuda)
     if cuda:
         device = str(torch.device(device, torch.cuda.current_device()) if device == "cuda" else torch.device(device))
         torch.cuda.set_device(torch.device(device))
@@ -160,32 +165,39 @@ def run_profile(out_path: str | os.PathLike, *, gpu_name: str | None, quick: boo
         if sampler:
             sampler.__enter__()
         try:
-            bar.tick("memory bandwidth (device-to-device copy)")
-            bw = measure_copy_bandwidth(torch, device, clock, copy_bytes)
-            bar.tick("kernel launch overhead")
-            launch = measure_launch_overhead(torch, device, clock, launches)
+            tick = tracer.ticker(bar.tick)
+            with tracer.section("memory-bandwidth"):
+                tick("memory bandwidth (device-to-device copy)")
+                bw = measure_copy_bandwidth(torch, device, clock, copy_bytes)
+            with tracer.section("launch-overhead"):
+                tick("kernel launch overhead")
+                launch = measure_launch_overhead(torch, device, clock, launches)
             raw: list[dict] = []
             gemm = {}
             for dt in use:
-                rows = measure_gemm(torch, device, clock, shapes, tokens, dt, bar.tick)
+                with tracer.section(f"gemm-{dt}"):
+                    rows = measure_gemm(torch, device, clock, shapes, tokens, dt, tick)
                 gemm[dt] = gemm_curve(rows, tokens)
                 raw += rows
                 if cuda:
                     torch.cuda.empty_cache()
-            pre = measure_prefill(torch, device, clock, seqs, tokens_per_batch=prefill_tokens,
-                                  backend=backend, tick=bar.tick)
-            dec = measure_decode(torch, device, clock, batches, contexts, max_kv_bytes=max_kv,
-                                 backend=backend, tick=bar.tick)
+            with tracer.section("prefill-attention"):
+                pre = measure_prefill(torch, device, clock, seqs, tokens_per_batch=prefill_tokens,
+                                      backend=backend, tick=tick)
+            with tracer.section("decode-attention"):
+                dec = measure_decode(torch, device, clock, batches, contexts, max_kv_bytes=max_kv,
+                                     backend=backend, tick=tick)
             if cuda:
                 torch.cuda.empty_cache()
             coll = None
             if world > 1:
-                bar.tick(f"collectives (NCCL, {world} GPUs)")
-                try:
-                    coll = measure_collectives(world, coll_sizes)
-                except Exception as e:  # noqa: BLE001 - keep the single-GPU numbers
-                    notes.append(f"collectives failed: {type(e).__name__}: {e}")
-                    print(f"warning: collectives failed: {e}", file=sys.stderr)
+                with tracer.section("collectives"):  # child processes: in nsys's timeline, not torch's
+                    tick(f"collectives (NCCL, {world} GPUs)")
+                    try:
+                        coll = measure_collectives(world, coll_sizes)
+                    except Exception as e:  # noqa: BLE001 - keep the single-GPU numbers
+                        notes.append(f"collectives failed: {type(e).__name__}: {e}")
+                        print(f"warning: collectives failed: {e}", file=sys.stderr)
             bar.finish()
         finally:
             if sampler:
@@ -217,6 +229,8 @@ def run_profile(out_path: str | os.PathLike, *, gpu_name: str | None, quick: boo
         "memory_bandwidth": f"{bw['bytes'] // 2 // 2 ** 20} MiB device-to-device copy, read + write counted",
         "launch_overhead": f"host time per x.add_(1) over {launches} back-to-back launches",
     }
+    if tracer.provenance():
+        prov["trace"] = tracer.provenance()
     if notes:
         prov["notes"] = notes
     doc["provenance"] = prov
