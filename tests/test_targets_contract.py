@@ -1,9 +1,11 @@
 """The contract every deployment target keeps, for every engine and layout (as the adapters have theirs):
 each artifact parses (YAML, shell), names only files the plan folder holds, serves the planned checkpoint and
-exposes the planned ports; the README lists exactly what was written."""
+exposes the planned ports; the README lists exactly what was written.
+JSON parses and Python compiles; the managed targets (vLLM only) carry the planned replicas."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -42,6 +44,18 @@ def test_target_contract(engine, layout, tmp_path):
             assert docs, name
             if name.startswith("k8s/"):
                 assert all(d.get("apiVersion") and d.get("kind") and d["metadata"].get("name") for d in docs), name
+    # Every JSON parses and every Python script compiles (managed targets: sagemaker/, vertex/, ray/serve_llm.py).
+    for name, text in files.items():
+        if name.endswith(".json"):
+            json.loads(text)
+        if name.endswith(".py"):
+            compile(text, name, "exec")
+    # Managed targets carry the planned replicas (vLLM plans only; tests/test_targets_managed.py checks the rest).
+    if "kserve/llminferenceservice.yaml" in files:
+        assert yaml.safe_load(files["kserve/llminferenceservice.yaml"])["spec"]["replicas"] == cand.replicas
+    if "ray/serve_llm.py" in files:
+        assert f"'num_replicas': {cand.replicas}" in files["ray/serve_llm.py"]
+    assert any(p.startswith("kserve/") for p in files) == (cand.engine == "vllm")
     # Every shell script is valid bash.
     bash = shutil.which("bash")
     for name, text in files.items():

@@ -11,6 +11,9 @@ What is written:
   k8s/leaderworkerset.yaml           LeaderWorkerSet + Service when a vLLM replica spans nodes
   ray/head.sh worker.sh serve.sh     vLLM on a multi-node inventory (+ ray/nginx.conf for several replicas)
   quantize.sh, k8s/quantize-job.yaml when the checkpoint must be made (no published one of that precision)
+  kserve/llminferenceservice.yaml    KServe LLMInferenceService, vLLM plans whose replica fits on one node
+  ray/serve_llm.py                   Ray Serve LLM application (LLMConfig + build_openai_app), vLLM plans
+  sagemaker/, vertex/                managed endpoints, vLLM plans whose replica is one machine of cloud.py's tables
   engine files (e.g. trtllm options) next to launch.sh, referenced by relative name
   README.md                          what was written and what was not, and why
 """
@@ -22,8 +25,11 @@ from pathlib import Path
 from serveplan.render.targets.common import Deployment, resolve
 from serveplan.render.targets.compose import compose_yaml
 from serveplan.render.targets.k8s import k8s_files, pvc_name
+from serveplan.render.targets.kserve import kserve_files
+from serveplan.render.targets.managed import sagemaker_files, vertex_files
 from serveplan.render.targets.nginx import nginx_conf
 from serveplan.render.targets.quantize import launch_guard, quantize_files
+from serveplan.render.targets.ray_serve import serve_llm_py
 from serveplan.render.targets.shell import launch_sh, ray_scripts
 from serveplan.planner.result import Plan
 
@@ -66,8 +72,29 @@ def render_artifacts(plan: Plan, *, model: str | None = None, base_port: int = 8
         else:
             notes.append(f"ray/: not written: {dep.candidate.engine} does not run on a Ray cluster (only vLLM "
                          f"does); {'its k8s/ manifests place one replica per node' if not dep.replica_spans_nodes else 'a replica spanning nodes has no launchable recipe here: plan with --engine vllm, or with TP within one node'}.")
+    _managed(dep, files, notes)
     files["README.md"] = _readme(dep, files, notes)
     return files
+
+
+def _managed(dep: Deployment, files: dict[str, str], notes: list[str]) -> None:
+    """KServe, Ray Serve LLM, SageMaker and Vertex AI: vLLM plans only."""
+    engine = dep.candidate.engine
+    if engine != "vllm":
+        notes.append(f"kserve/, ray/serve_llm.py, sagemaker/, vertex/: not written: they are rendered for vLLM "
+                     f"plans only, and this plan serves with {engine}.")
+        return
+    if dep.replica_spans_nodes:
+        notes.append("kserve/: not written: a replica spans nodes (KServe's multi-node LeaderWorkerSet form is not "
+                     "rendered here; k8s/leaderworkerset.yaml is).")
+    else:
+        files.update(kserve_files(dep))
+    files["ray/serve_llm.py"] = serve_llm_py(dep)
+    for render in (sagemaker_files, vertex_files):
+        written, why = render(dep)
+        files.update(written)
+        if why:
+            notes.append(why)
 
 
 def _readme(dep: Deployment, files: dict[str, str], notes: list[str]) -> str:
