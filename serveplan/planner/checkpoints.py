@@ -3,9 +3,9 @@
 The order, for a model x weight method x engine:
   1. a checkpoint you named for that method (`--checkpoint` / `model.checkpoints.awq=...`);
   2. the first published pre-quantized checkpoint whose format the engine loads;
-  3. fp8 on vLLM/SGLang: the base checkpoint, quantized by the engine while it loads (`--quantization fp8`),
+  3. fp8 on vLLM/SGLang/TGI: the base checkpoint, quantized by the engine while it loads (`--quantization fp8`),
      which holds the unquantized weights first (memory.load_peak_bytes checks that they fit);
-  4. int8/awq/gptq on vLLM/SGLang: `needs_quantize`: `quantize` (llm-compressor, compressed-tensors) makes it;
+  4. int8/awq/gptq on vLLM/SGLang/TGI: `needs_quantize`: `quantize` (llm-compressor, compressed-tensors) makes it;
   5. otherwise None: the engine cannot serve that precision of this model, and the planner does not offer it
      (TensorRT-LLM reads its precision from a ModelOpt checkpoint, which serveplan does not make).
 """
@@ -34,9 +34,13 @@ ENGINE_FORMATS: dict[str, dict[str, frozenset[str]]] = {
                "int8": frozenset({"compressed-tensors"}),
                "awq": frozenset({"awq"}), "gptq": frozenset({"gptq"})},
     "trtllm": {"fp8": frozenset({"modelopt"})},
+    # TGI 3.3.7 reads quant_method fp8 / awq / gptq and compressed-tensors FP8, INT8 W8A8 and INT W4A16 (symmetric
+    # or not: server/text_generation_server/layers/compressed_tensors/loader.py); no ModelOpt loader.
+    "tgi": {"fp8": frozenset({"compressed-tensors", "fp8"}), "int8": frozenset({"compressed-tensors"}),
+            "awq": frozenset({"awq", "compressed-tensors"}), "gptq": frozenset({"gptq", "compressed-tensors"})},
 }
 # Engines that quantize an unquantized checkpoint to this precision while loading it.
-ONLINE = {"vllm": frozenset({"fp8"}), "sglang": frozenset({"fp8"})}
+ONLINE = {"vllm": frozenset({"fp8"}), "sglang": frozenset({"fp8"}), "tgi": frozenset({"fp8"})}
 # The quantize method per precision; `quantize` writes compressed-tensors, which an engine loads where
 # ENGINE_FORMATS says so.
 QUANTIZE_METHOD = {"fp8": "fp8", "int8": "w8a8", "awq": "awq", "gptq": "gptq"}

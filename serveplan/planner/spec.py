@@ -16,7 +16,7 @@ WeightDtype = Literal["bf16", "fp16", "fp8", "int8", "awq", "gptq"]
 int8 (W8A8 SmoothQuant-style); awq / gptq (4-bit weight-only, group size 128)."""
 KVDtype = Literal["auto", "fp8"]
 """KV-cache dtype as the engines name it: auto = the activation dtype (bf16/fp16), fp8 = e4m3."""
-EngineName = Literal["vllm", "trtllm", "sglang"]
+EngineName = Literal["vllm", "trtllm", "sglang", "tgi"]
 Percentile = Literal["p50", "p90", "p99"]
 ALL_WEIGHT_DTYPES: tuple[WeightDtype, ...] = ("bf16", "fp16", "fp8", "int8", "awq", "gptq")
 VLLM_GPU_MEMORY_UTILIZATION = 0.92
@@ -327,7 +327,7 @@ class SLO(Frozen):
 class EngineConfig(Frozen):
     """Engine defaults that the memory and step-time models need. One YAML per engine in conf/engine/."""
 
-    name: EngineName = Field(description="Engine: vllm, trtllm or sglang.")
+    name: EngineName = Field(description="Engine: vllm, trtllm, sglang or tgi.")
     version: str = Field(description="The engine version the adapter renders for; one with a flag schema "
                          "(render/engines/schemas/). vLLM: 0.26.0 (default, measured on GPUs) or 0.33.0.")
     image: str = Field(default="", description="Official container image at that version; `{version}` in it "
