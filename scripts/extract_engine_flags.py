@@ -22,6 +22,9 @@ sglang   dynamic: `sglang.srt.server_args.ServerArgs.add_cli_args(argparse.Argum
          `python -m sglang.launch_server` parses with). static (`--source DIR`): the `A[T, Arg(...)]` fields of the
          classes under `sglang/srt/arg_groups/fields/` mapped as `add_cli_args_from_dataclass` maps them, plus the
          explicit `parser.add_argument` calls in `ServerArgs.add_cli_args`.
+tgi      static only (`--source DIR` of a huggingface/text-generation-inference checkout, or its
+         launcher/src/main.rs): `text-generation-launcher` is Rust, parsed by clap; the `#[clap(long ...)]` fields of
+         `struct Args` and the `ValueEnum` enums they use (see `static_tgi`).
 trtllm   dynamic: the click command `tensorrt_llm.commands.serve.main` / `serve` (its `params`). static (`--source`
          DIR or a serve.py file): the `@click.option(...)` decorators of the `serve` command in
          `tensorrt_llm/commands/serve.py`.
@@ -30,6 +33,7 @@ Usage::
 
     python scripts/extract_engine_flags.py vllm --version 0.26.0 [--source /path/to/vllm-src] [--python /venv/bin/python]
     python scripts/extract_engine_flags.py sglang --version 0.5.23 [--source ...]
+    python scripts/extract_engine_flags.py tgi --version 3.3.7 --source launcher/src/main.rs --source-note "..."
     python scripts/extract_engine_flags.py trtllm --version 1.2.1 --source /path/to/serve.py --source-note "..."
 
 `--python` runs the dynamic extraction in another interpreter (a side venv holding the engine, so the project venv
@@ -42,6 +46,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -165,6 +170,7 @@ def _click_params_to_flags(params) -> dict:
 
 
 DYNAMIC = {"vllm": _dynamic_vllm, "sglang": _dynamic_sglang, "trtllm": _dynamic_trtllm}
+# TGI's launcher is Rust (clap): static only.
 
 
 # ============================================================================================ static: shared
@@ -655,7 +661,126 @@ def static_trtllm(source: Path) -> dict:
             "flags": dict(sorted(flags.items())), "positionals": positionals}
 
 
-STATIC = {"vllm": static_vllm, "sglang": static_sglang, "trtllm": static_trtllm}
+# ============================================================================================ static: TGI
+_RUST_INT = {"usize", "u8", "u16", "u32", "u64", "i32", "i64", "isize"}
+_RUST_FLOAT = {"f32", "f64"}
+
+
+def _kebab(ident: str) -> str:
+    """clap's default name for a field or ValueEnum variant: `max_batch_size` -> `max-batch-size`,
+    `BitsandbytesNf4` -> `bitsandbytes-nf4` (heck kebab case: a break before an upper-case letter that follows a
+    lower-case letter or digit)."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", ident).replace("_", "-").lower()
+
+
+def _rust_block(text: str, header: str) -> str:
+    """The body of the first `header { ... }` block (braces matched; the launcher has none in strings there)."""
+    start = text.index(header)
+    i = text.index("{", start)
+    depth = 0
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i + 1:j]
+    raise ValueError(f"unbalanced braces after {header!r}")
+
+
+def _clap_attrs(lines: list[str]) -> str:
+    return " ".join(a for a in lines if a.startswith(("#[clap(", "#[arg(")))
+
+
+def _rust_enum_values(text: str, name: str) -> list[str] | None:
+    """The values clap accepts for a `#[derive(ValueEnum)] enum name`: variant names in kebab case, or their
+    `#[clap(name = "...")]`."""
+    m = re.search(rf"enum\s+{name}\s*\{{", text)
+    if not m:
+        return None
+    body = _rust_block(text[m.start():], "{")
+    values, attrs = [], []
+    for raw in body.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("//"):
+            continue
+        if line.startswith("#["):
+            attrs.append(line)
+            continue
+        v = re.match(r"([A-Z][A-Za-z0-9]*)\s*,?$", line)
+        if v:
+            named = re.search(r'name\s*=\s*"([^"]+)"', _clap_attrs(attrs))
+            values.append(named.group(1) if named else _kebab(v.group(1)))
+        attrs = []
+    return values
+
+
+def static_tgi(source: Path) -> dict:
+    """TGI's `text-generation-launcher` flags from `launcher/src/main.rs`: the fields of `struct Args` carrying
+    a `#[clap(...)]` with `long` (clap derive: `--field-name`, plus `-x` from the field's first letter where
+    the attribute says `short`). Type from the Rust type: integers -> int, f32/f64 -> float, `bool` -> a switch
+    (no value), `Option<bool>` -> a value true/false, `Vec<T>` -> one value per occurrence (repeatable),
+    `value_delimiter = ','` -> one comma-separated value, a ValueEnum -> its values as choices."""
+    path = source if source.is_file() else source / "launcher" / "src" / "main.rs"
+    text = path.read_text()
+    body = _rust_block(text, "struct Args")
+    flags: dict = {}
+    env: dict = {}
+    defaults: dict = {}
+    duplicates: list[str] = []
+    pending: list[str] = []
+    for raw in body.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("//"):
+            continue
+        if line.startswith("#["):
+            pending.append(line)
+            continue
+        m = re.match(r"(?:pub\s+)?([a-z_][a-z0-9_]*)\s*:\s*(.+?),?$", line)
+        attrs, pending = _clap_attrs(pending), []
+        if not m or not re.search(r"\blong\b", attrs):
+            continue
+        field_name, rtype = m.group(1), m.group(2).replace(" ", "")
+        optional = rtype.startswith("Option<")
+        inner = rtype[len("Option<"):-1] if optional else rtype
+        repeated = inner.startswith("Vec<")
+        elem = inner[len("Vec<"):-1] if repeated else inner
+        delimited = "value_delimiter" in attrs
+        choices = None
+        if elem == "bool" and not optional and not repeated:
+            typ, takes_value = "bool", False
+        elif elem == "bool":
+            typ, takes_value, choices = "bool", True, ["false", "true"]
+        else:
+            takes_value = True
+            typ = "int" if elem in _RUST_INT else "float" if elem in _RUST_FLOAT else "str"
+            if elem not in _RUST_INT | _RUST_FLOAT | {"String", "PathBuf"}:
+                choices = _rust_enum_values(text, elem)
+        if delimited:
+            typ = f"list[{typ}]"  # one token, comma-separated; not checked element-wise
+        spec = {"type": typ, "choices": choices, "nargs": None, "takes_value": takes_value}
+        if repeated and not delimited:
+            spec["repeatable"] = True
+        names = ["--" + _kebab(field_name)]
+        if re.search(r"\bshort\b(?!\s*=)", attrs):
+            names.append("-" + field_name[0])
+        for n in names:
+            if n in flags:
+                duplicates.append(f"{n} ({field_name})")
+                continue
+            flags[n] = spec
+        if re.search(r"\benv\b(?!\s*=)", attrs):
+            env[names[0]] = field_name.upper()
+        d = re.search(r'default_value\s*=\s*"([^"]*)"', attrs)
+        if d:
+            defaults[names[0]] = d.group(1)
+    out = {"extracted_with": "static: the #[clap(long ...)] fields of `struct Args` in launcher/src/main.rs "
+                             "(scripts/extract_engine_flags.py static_tgi)",
+           "flags": dict(sorted(flags.items())), "positionals": [], "env": dict(sorted(env.items())),
+           "defaults": dict(sorted(defaults.items()))}
+    if duplicates:
+        out["short_conflicts"] = duplicates  # a later `short` with a letter already taken: the first keeps it
+    return out
+
+
+STATIC = {"vllm": static_vllm, "sglang": static_sglang, "trtllm": static_trtllm, "tgi": static_tgi}
 
 
 # ============================================================================================ main
@@ -674,6 +799,8 @@ def extract(engine: str, version: str, *, source: Path | None, python: str | Non
         result = json.loads(out.stdout.split("@@JSON@@", 1)[1])
     else:
         try:
+            if engine not in DYNAMIC:
+                raise ImportError(f"{engine} has no dynamic path")
             result = DYNAMIC[engine]()
         except ImportError as e:
             if source is None:
@@ -706,7 +833,7 @@ def dump_schema(doc: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("engine", choices=["vllm", "sglang", "trtllm"])
+    ap.add_argument("engine", choices=["vllm", "sglang", "trtllm", "tgi"])
     ap.add_argument("--version", required=True, help="The pinned engine version the schema is for.")
     ap.add_argument("--source", type=Path, help="Engine source tree (or trtllm serve.py) for the static path; "
                                                 "with --python, prepended to PYTHONPATH.")

@@ -233,8 +233,8 @@ def test_unknown_group_option():
 
 def test_unknown_group_and_engine():
     assert "groups are" in _one_line_error(ConfigError, overrides=["foo.bar=1"])
-    msg = _one_line_error(UnknownName, engine="tgi")
-    assert "vllm" in msg and "sglang" in msg and "trtllm" in msg
+    msg = _one_line_error(UnknownName, engine="lmdeploy")
+    assert "vllm" in msg and "sglang" in msg and "trtllm" in msg and "tgi" in msg
 
 
 def test_every_config_and_result_field_is_documented():

@@ -28,7 +28,7 @@ def make_request(engine: str = "vllm", *, nodes: int = 1, gpus_per_node: int = 8
                  multicast: bool = True, slo: SLO | None = None) -> PlanRequest:
     model = factories.model("llama-3.1-8b", hf_id="meta-llama/Llama-3.1-8B")
     gpu = factories.gpu("h100-sxm")
-    versions = {"vllm": "0.26.0", "sglang": "0.5.23", "trtllm": "1.2.1"}
+    versions = {"vllm": "0.26.0", "sglang": "0.5.23", "trtllm": "1.2.1", "tgi": "3.3.7"}
     return PlanRequest(model=model, inventory=Inventory(gpu=gpu, nodes=nodes, gpus_per_node=gpus_per_node,
                                                         nvlink_multicast=multicast),
                        traffic=Traffic(input_len=LengthDist(kind="fixed", mean=1024),
@@ -54,6 +54,8 @@ OOM_LINES = {
             "of 79.11 GiB of which 1.2 GiB is free.",
     "sglang": "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static.",
     "trtllm": "[TensorRT-LLM][ERROR] CUDA runtime error in cudaMalloc: out of memory",
+    "tgi": "RuntimeError: Not enough memory to handle 16384 prefill tokens. You need to decrease "
+           "`--max-batch-prefill-tokens`",
 }
 
 
@@ -92,6 +94,12 @@ class EngineAdapterContract:
     ENGINE = ""
     VERSION: str | None = None  # None: the engine's default version
     KNOBS: dict[str, tuple[str, ...]] = {}
+    HOST_FLAG = "--host"
+    SUPPORTS_PP = True  # False: a PP>1 candidate is refused with one sentence (test_pipeline_parallel)
+
+    def _runs(self, cand: Candidate) -> None:
+        if cand.pp > 1 and not self.SUPPORTS_PP:
+            pytest.skip(f"{self.ENGINE} has no pipeline parallelism; test_pipeline_parallel checks the refusal")
 
     @pytest.fixture
     def adapter(self) -> EngineAdapter:
@@ -108,19 +116,22 @@ class EngineAdapterContract:
 
     @pytest.mark.parametrize("cand", CANDIDATES, ids=lambda c: c.label())
     def test_rendered_commands_validate(self, adapter, request_, cand):
+        self._runs(cand)
         for launch in render_all(adapter, cand, request_, served_model_name="llama"):
             assert adapter.validate(launch.argv) == [], shlex.join(launch.argv)
 
     @pytest.mark.parametrize("cand", CANDIDATES, ids=lambda c: c.label())
     def test_knobs_present(self, adapter, request_, cand):
+        self._runs(cand)
         launch = render_all(adapter, cand, request_)[0]
         for field_name, flags in self.KNOBS.items():
             assert any(f in launch.argv for f in flags), f"{field_name}: none of {flags} in {launch.argv}"
         assert flag_value(launch.argv, "--port") == str(launch.port)
-        assert flag_value(launch.argv, "--host") == "0.0.0.0"
+        assert flag_value(launch.argv, self.HOST_FLAG) == "0.0.0.0"
 
     @pytest.mark.parametrize("cand", CANDIDATES, ids=lambda c: c.label())
     def test_replicas_disjoint(self, adapter, request_, cand):
+        self._runs(cand)
         launches = render_all(adapter, cand, request_)
         assert len(launches) == cand.replicas
         seen: set[int] = set()
@@ -131,6 +142,18 @@ class EngineAdapterContract:
             assert x.env["CUDA_VISIBLE_DEVICES"] == ",".join(map(str, x.gpus))
         assert len({x.port for x in launches}) == cand.replicas
         assert [x.replica for x in launches] == list(range(cand.replicas))
+
+    def test_pipeline_parallel(self, adapter, request_):
+        cand = Candidate(tp=1, pp=2)
+        if self.SUPPORTS_PP:
+            assert adapter.validate(render_all(adapter, cand, request_)[0].argv) == []
+            return
+        with pytest.raises(ConfigError, match="pipeline parallelism") as e:
+            render_all(adapter, cand, request_)
+        assert str(e.value).count(". ") == 0 and str(e.value).endswith(".")
+        assert get_adapter(self.ENGINE)  # the engine's conf says so, so the search never proposes PP>1:
+        from serveplan.planner import catalog
+        assert catalog.catalog_doc("engine", self.ENGINE)["supports_pp"] is False
 
     def test_oom_patterns(self, adapter):
         line = OOM_LINES[self.ENGINE]
@@ -338,6 +361,121 @@ trtllm_generation_tokens_total 500
         assert adapter.validate_options("kv_cache_config:\n  not_a_key: 1\n")
 
 
+class TestTGI(EngineAdapterContract):
+    ENGINE = "tgi"
+    SUPPORTS_PP = False
+    HOST_FLAG = "--hostname"
+    KNOBS = {"tp": ("--num-shard",), "max_num_seqs": ("--max-batch-size",),
+             "admission": ("--max-concurrent-requests",),
+             "max_num_batched_tokens": ("--max-batch-prefill-tokens",), "max_model_len": ("--max-total-tokens",),
+             "max_input": ("--max-input-tokens",), "model": ("--model-id",)}
+    METRICS_TEXT = """# TYPE tgi_batch_current_size gauge
+tgi_batch_current_size 3
+tgi_queue_size 2
+tgi_batch_current_max_tokens 1000
+tgi_batch_max_total_tokens 4000
+tgi_request_input_length_bucket{le="1000"} 4
+tgi_request_input_length_sum 1000
+tgi_request_input_length_count 4
+tgi_request_generated_tokens_sum 500
+tgi_request_generated_tokens_count 4
+"""
+
+    def test_values(self, adapter):
+        req = make_request("tgi")
+        a = render_all(adapter, CANDIDATES[1], req)[0]
+        argv = a.argv
+        assert argv[:3] == ["text-generation-launcher", "--model-id", "meta-llama/Llama-3.1-8B"]
+        assert flag_value(argv, "--quantize") == "fp8" and "--dtype" not in argv  # --dtype excludes --quantize
+        assert flag_value(argv, "--kv-cache-dtype") == "fp8_e4m3fn"
+        assert flag_value(argv, "--max-total-tokens") == "4096" and flag_value(argv, "--max-input-tokens") == "4095"
+        assert flag_value(argv, "--max-batch-prefill-tokens") == "16384"
+        assert flag_value(argv, "--max-concurrent-requests") == "512"  # 4 x max_num_seqs 128
+        assert a.env["TGI_WIGGLE_ROOM"] == "0.85" and a.env["PREFIX_CACHING"] == "0"
+        assert "--max-batch-total-tokens" not in argv  # ignored by TGI for flash-attention models
+        on = render_all(adapter, CANDIDATES[0], req)[0]
+        assert flag_value(on.argv, "--dtype") == "bfloat16" and "--quantize" not in on.argv
+        assert "--kv-cache-dtype" not in on.argv and "PREFIX_CACHING" not in on.env
+        assert flag_value(on.argv, "--max-concurrent-requests") == "1024"  # 4 x 256
+        # pre-quantized checkpoints (awq, gptq, int8) declare their method: no --quantize
+        for i in (3, 4):
+            assert "--quantize" not in render_all(adapter, CANDIDATES[i], req)[0].argv
+
+    def test_replicas_on_one_host_do_not_collide(self, adapter):
+        req = make_request("tgi")
+        xs = render_all(adapter, Candidate(tp=2, replicas=4), req)
+        for flag in ("--shard-uds-path", "--master-port", "--prometheus-port", "--port"):
+            assert len({flag_value(x.argv, flag) for x in xs}) == 4, flag
+        ports = {int(flag_value(x.argv, f)) for x in xs for f in ("--master-port", "--prometheus-port", "--port")}
+        assert len(ports) == 12
+
+    def test_every_rendered_flag_and_value_in_schema(self, adapter):
+        schema = json.loads((SCHEMA_DIR / "tgi-3.3.7.json").read_text())
+        assert schema["source"].startswith("github:huggingface/text-generation-inference@") and "v3.3.7" in schema["source"]
+        assert {"awq", "gptq", "fp8", "bitsandbytes-nf4", "compressed-tensors"} <= set(schema["flags"]["--quantize"]["choices"])
+        for cand in CANDIDATES:
+            if cand.pp > 1:
+                continue
+            for x in render_all(adapter, cand, make_request("tgi")):
+                for tok in x.argv[1:]:
+                    if tok.startswith("-"):
+                        assert tok in schema["flags"], tok
+        assert adapter.image == "ghcr.io/huggingface/text-generation-inference:3.3.7"
+
+
+def test_tgi_schema_extraction_reproduces(tmp_path):
+    """scripts/extract_engine_flags.py's static_tgi reads clap fields as clap derive names them (a fixture in
+    the launcher's own form; the committed schema came from the v3.3.7 main.rs, whose source is not committed)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("extract_engine_flags", ROOT / "scripts" / "extract_engine_flags.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rs = tmp_path / "main.rs"
+    rs.write_text('''
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Quantization {
+    /// doc
+    Awq,
+    BitsandbytesNf4,
+    #[clap(name = "fp8_e4m3fn")]
+    Fp8e4m3fn,
+}
+#[derive(Parser, Debug)]
+struct Args {
+    /// The model
+    #[clap(default_value = "bigscience/bloom-560m", long, env)]
+    model_id: String,
+    #[clap(long, env)]
+    num_shard: Option<usize>,
+    #[clap(long, env, value_enum)]
+    quantize: Option<Quantization>,
+    #[clap(long, env)]
+    sharded: Option<bool>,
+    #[clap(long, env)]
+    trust_remote_code: bool,
+    #[clap(long, env, value_delimiter = ',')]
+    cuda_graphs: Option<Vec<usize>>,
+    #[clap(default_value = "3000", long, short, env)]
+    port: u16,
+    #[clap(default_value = "9000", long, short, env)]
+    prometheus_port: u16,
+    #[clap(default_value = "1.0", long, env)]
+    cuda_memory_fraction: f32,
+    not_a_flag: usize,
+}
+''')
+    doc = mod.static_tgi(rs)
+    f = doc["flags"]
+    assert f["--model-id"]["type"] == "str" and doc["defaults"]["--model-id"] == "bigscience/bloom-560m"
+    assert f["--num-shard"]["type"] == "int" and f["--cuda-memory-fraction"]["type"] == "float"
+    assert f["--quantize"]["choices"] == ["awq", "bitsandbytes-nf4", "fp8_e4m3fn"]
+    assert f["--sharded"]["choices"] == ["false", "true"] and f["--trust-remote-code"]["takes_value"] is False
+    assert f["--cuda-graphs"]["type"] == "list[int]" and "--not-a-flag" not in f
+    assert f["-p"] == f["--port"] and doc["short_conflicts"] == ["-p (prometheus_port)"]
+    assert doc["env"]["--num-shard"] == "NUM_SHARD"
+
+
 # ---------------------------------------------------------------------------------------------- base helpers
 def test_get_adapter_unknown():
     with pytest.raises(UnknownName, match="vllm"):
@@ -402,9 +540,9 @@ def test_parse_prometheus():
 
 def test_adapters_do_not_import_each_other():
     engines = ROOT / "serveplan" / "render" / "engines"
-    for name in ("vllm", "sglang", "trtllm"):
+    for name in ("vllm", "sglang", "trtllm", "tgi"):
         src = (engines / f"{name}.py").read_text()
-        others = {"vllm", "sglang", "trtllm"} - {name}
+        others = {"vllm", "sglang", "trtllm", "tgi"} - {name}
         for o in others:
             assert f"engines.{o}" not in src and f"engines import {o}" not in src
 
@@ -471,3 +609,18 @@ def test_vllm_pins_the_planned_kv_cache(tp, pp, kv):
     unpinned = req.model_copy(update={"engine": req.engine.model_copy(update={"pin_kv_cache": False})})
     argv = get_adapter("vllm").render(cand, unpinned, replica=0, gpus=list(range(tp * pp)), port=8000).argv
     assert "--kv-cache-memory-bytes" not in argv
+
+
+def test_tgi_plans_without_pipeline_parallelism():
+    """engine=tgi: the search proposes PP1 only (supports_pp: false), the winner renders and validates, and
+    its TGI_WIGGLE_ROOM is the gpu_memory_utilization the memory model used (TGI's own 0.90 by default)."""
+    from serveplan.planner.api import plan
+    from serveplan.planner.config import build_request
+
+    req = build_request(model="llama-70b", gpus="4xH100", engine="tgi", overrides=["search.n_trials=40"])
+    assert req.engine.supports_pp is False and req.engine.gpu_memory_utilization == 0.90
+    p = plan(req)
+    assert p.ranked and all(e.config.pp == 1 and e.config.engine == "tgi" for e in p.ranked)
+    w = p.winner.config
+    x = get_adapter("tgi").render(w, req, replica=0, gpus=list(range(w.tp)), port=8000)
+    assert get_adapter("tgi").validate(x.argv) == [] and x.env["TGI_WIGGLE_ROOM"] == "0.9"

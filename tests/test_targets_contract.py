@@ -17,7 +17,7 @@ from conftest import make_plan
 from serveplan.render.targets import render_artifacts
 
 LAYOUTS = [dict(tp=1, replicas=1), dict(tp=2, replicas=2), dict(tp=1, pp=2, replicas=1)]
-ENGINES = ["vllm", "vllm-0.33.0", "sglang", "trtllm"]  # engine[-version]; no version: the engine's default
+ENGINES = ["vllm", "vllm-0.33.0", "sglang", "trtllm", "tgi"]  # engine[-version]; no version: the engine's default
 
 
 def _plan(engine: str, layout: dict):
@@ -34,6 +34,8 @@ def _plan(engine: str, layout: dict):
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda d: "-".join(f"{k}{v}" for k, v in d.items()))
 def test_target_contract(engine, layout, tmp_path):
+    if engine == "tgi" and layout.get("pp", 1) > 1:
+        pytest.skip("TGI has no pipeline parallelism (tests/test_engines.py: TestTGI.test_pipeline_parallel)")
     plan = _plan(engine, layout)
     files = render_artifacts(plan)
     cand = plan.winner.config

@@ -27,7 +27,7 @@ def add_request_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus", help="COUNTxGPU or NODESxCOUNTxGPU, e.g. 2xA100, 8xH100, 2x8xH100, 1xRTX4090")
     p.add_argument("--traffic", help="preset (chat, rag, summarize, codegen, long-generation, offline-batch) "
                                      "or a YAML file")
-    p.add_argument("--engine", help="vllm (default), trtllm or sglang")
+    p.add_argument("--engine", help="vllm (default), trtllm, sglang or tgi")
     p.add_argument("--json", action="store_true", help="print a machine-readable document instead of tables")
     p.add_argument("--checkpoint", action="append", default=[], metavar="[METHOD=]PATH_OR_ID",
                    help="serve your own checkpoint for a weight method (awq=./llama-awq); METHOD may be left out "

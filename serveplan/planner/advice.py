@@ -17,7 +17,7 @@ def _fits(req: PlanRequest, gpu: GPUSpec, n: int, wdtype: str) -> bool:
     while tp > 1 and (m.num_attention_heads % tp or n % tp):
         tp //= 2
     pp = n // tp
-    if tp * pp != n:
+    if tp * pp != n or (pp > 1 and not req.engine.supports_pp):
         return False
     cand = Candidate(engine=req.engine.name, tp=tp, pp=pp, weight_dtype=wdtype,  # type: ignore[arg-type]
                      max_num_seqs=16, max_num_batched_tokens=2048, max_model_len=min(req.max_model_len, 4096),

@@ -3,9 +3,10 @@
 The order, for a model x weight method x engine:
   1. a checkpoint you named for that method (`--checkpoint` / `model.checkpoints.awq=...`);
   2. the first published pre-quantized checkpoint whose format the engine loads;
-  3. fp8 on vLLM/SGLang: the base checkpoint, quantized by the engine while it loads (`--quantization fp8`),
+  3. fp8 on vLLM/SGLang/TGI, bnb-nf4 on vLLM 0.26/TGI: the base checkpoint, quantized by the engine while it loads
+     (`--quantization fp8` / `bitsandbytes`),
      which holds the unquantized weights first (memory.load_peak_bytes checks that they fit);
-  4. int8/awq/gptq on vLLM/SGLang: `needs_quantize`: `quantize` (llm-compressor, compressed-tensors) makes it;
+  4. int8/awq/gptq on vLLM/SGLang/TGI: `needs_quantize`: `quantize` (llm-compressor, compressed-tensors) makes it;
   5. otherwise None: the engine cannot serve that precision of this model, and the planner does not offer it
      (TensorRT-LLM reads its precision from a ModelOpt checkpoint, which serveplan does not make).
 """
@@ -34,9 +35,17 @@ ENGINE_FORMATS: dict[str, dict[str, frozenset[str]]] = {
                "int8": frozenset({"compressed-tensors"}),
                "awq": frozenset({"awq"}), "gptq": frozenset({"gptq"})},
     "trtllm": {"fp8": frozenset({"modelopt"})},
+    # TGI 3.3.7 reads quant_method fp8 / awq / gptq and compressed-tensors FP8, INT8 W8A8 and INT W4A16 (symmetric
+    # or not: server/text_generation_server/layers/compressed_tensors/loader.py); no ModelOpt loader.
+    "tgi": {"fp8": frozenset({"compressed-tensors", "fp8"}), "int8": frozenset({"compressed-tensors"}),
+            "awq": frozenset({"awq", "compressed-tensors"}), "gptq": frozenset({"gptq", "compressed-tensors"})},
 }
 # Engines that quantize an unquantized checkpoint to this precision while loading it.
-ONLINE = {"vllm": frozenset({"fp8"}), "sglang": frozenset({"fp8"})}
+ONLINE = {"vllm": frozenset({"fp8", "bnb-nf4"}), "sglang": frozenset({"fp8"}), "tgi": frozenset({"fp8", "bnb-nf4"})}
+# Engine versions whose parser has bitsandbytes load-time quantization (vLLM's `--quantization bitsandbytes`,
+# TGI's `--quantize bitsandbytes-nf4`): vLLM 0.33.0 dropped the value. tests/test_quantization_bnb.py checks this
+# table against the flag schemas (the planner may not read render/'s schemas itself).
+BNB_NF4_VERSIONS = {"vllm": ("0.26.0",), "tgi": ("3.3.7",)}
 # The quantize method per precision; `quantize` writes compressed-tensors, which an engine loads where
 # ENGINE_FORMATS says so.
 QUANTIZE_METHOD = {"fp8": "fp8", "int8": "w8a8", "awq": "awq", "gptq": "gptq"}
@@ -107,6 +116,11 @@ def _compressed_tensors_method(q: dict) -> str | None:
     return None
 
 
+def bnb_nf4_servable(engine: str, version: str) -> bool:
+    """The engine at this version quantizes a bf16 checkpoint to bitsandbytes NF4 while loading it."""
+    return version in BNB_NF4_VERSIONS.get(engine, ())
+
+
 def checkpoint_for(model: ModelSpec, weight_dtype: str, engine: str) -> Checkpoint | None:
     """The checkpoint that serves `weight_dtype` of `model` on `engine` (see the module docstring)."""
     base = base_id(model)
@@ -143,7 +157,7 @@ def user_checkpoint(path_or_id: str, weight_dtype: str, model: ModelSpec) -> Che
                               f"search.allowed_quant=[{method or weight_dtype}].")
         return Checkpoint(id=ident, source="base", format="hf", weight_dtype=weight_dtype, base_id=base)
     if fmt == "hf":
-        if weight_dtype in ("fp8",):
+        if weight_dtype in ("fp8", "bnb-nf4"):
             return Checkpoint(id=ident, source="online", format="hf", weight_dtype=weight_dtype, base_id=base)
         raise ConfigError(f"The checkpoint {ident} is not quantized (its config.json has no quantization_config), "
                           f"but the plan serves {weight_dtype} weights: make one with `quantize --model {ident} "

@@ -157,7 +157,19 @@ def request_from_dict(doc: dict) -> PlanRequest:
     req = {key.get(g, g): v for g, v in parts.items()}
     out = PlanRequest(**req)
     _check_lengths(out)
+    _check_weight_methods(out)
     return out
+
+
+def _check_weight_methods(req: PlanRequest) -> None:
+    """bnb-nf4 asked for where the engine cannot load it: one sentence, before planning."""
+    from serveplan.planner.checkpoints import BNB_NF4_VERSIONS, bnb_nf4_servable
+
+    eng = req.engine
+    if "bnb-nf4" in req.search.allowed_quant and not bnb_nf4_servable(eng.name, eng.version):
+        where = ", ".join(f"{e} {' or '.join(v)}" for e, v in BNB_NF4_VERSIONS.items())
+        raise ConfigError(f"search.allowed_quant names bnb-nf4, but {eng.name} {eng.version} has no bitsandbytes "
+                          f"quantization (only {where} do); drop bnb-nf4 or pick one of those engines.")
 
 
 def _check_lengths(req: PlanRequest) -> None:

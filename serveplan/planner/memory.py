@@ -7,6 +7,10 @@ budget follows each engine's own rule:
             0.92 x 79.18 - 15.0 - 1.1 - 0.22)
   SGLang:   capacity x mem_fraction_static - weights (activations and graphs live outside the fraction)
   TRT-LLM:  (capacity - weights - activations - reserve) x free_gpu_memory_fraction
+  TGI:      vLLM's rule, with gpu_memory_utilization given to TGI as TGI_WIGGLE_ROOM: TGI's warmup measures the
+            free memory after a prefill of max_batch_prefill_tokens and keeps (1 - TGI_WIGGLE_ROOM) x total free,
+            then captures CUDA graphs (flash_causal_lm.py `warmup`, v3.3.7). The same shape as vLLM 0.26's
+            profile, read from the source, not measured: its activation peak and non-torch memory are vLLM's.
 Capacity is what the CUDA runtime reports (GPUSpec.usable_gib: 79.18 GiB on an H100 80GB), not the datasheet.
 
 Besides steady state, `start_problems` holds the rules an engine enforces when it starts, so the planner
@@ -89,7 +93,7 @@ def load_peak_bytes(model: ModelSpec, cand: Candidate, engine: str) -> float:
     `--quantization fp8` on bf16 weights): vLLM 0.26.0 quantizes layer by layer, measured on an H200 with
     dummy weights (docs/launch-safety.md): peak 71.7 GiB for Llama-3.1-70B (67.7 GiB FP8 after loading),
     48.5 GiB for Mixtral-8x7B (43.8 GiB), so the peak is taken as the FP8 weights plus two layers in bf16.
-    SGLang's load is not measured: it is assumed to hold the bf16 weights whole."""
+    SGLang's and TGI's loads are not measured: they are assumed to hold the bf16 weights whole."""
     ckpt = cand.checkpoint or checkpoint_for(model, cand.weight_dtype, engine)
     quantized = weight_bytes_per_gpu(model, cand.tp, cand.pp, cand.weight_dtype)
     if ckpt is None or not ckpt.engine_quantizes:
@@ -131,7 +135,7 @@ def memory_breakdown(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig, cand:
         kv = budget - weights
         if budget + acts + reserve > capacity:
             kv = min(kv, capacity - weights - acts - reserve)
-    else:  # vLLM: CUDA graphs are captured after the KV cache is sized, in the headroom above the budget
+    else:  # vLLM, TGI: CUDA graphs are captured after the KV cache is sized, in the headroom above the budget
         budget = capacity * cand.gpu_memory_utilization
         kv = budget - weights - acts - engine.non_torch_memory_gb * GB
     kv_per_token = kv_bytes_per_token_per_gpu(model, cand.tp, cand.pp, cand.kv_cache_dtype)
@@ -158,7 +162,7 @@ def memory_breakdown(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig, cand:
     elif kv_tokens < cand.max_model_len:
         reason = (f"the KV cache holds {kv_tokens:,} tokens, less than one {cand.max_model_len:,}-token "
                   f"sequence (max_model_len)")
-    elif engine.name == "vllm" and capacity - budget < engine.cuda_graph_memory_gb * GB:
+    elif engine.name in ("vllm", "tgi") and capacity - budget < engine.cuda_graph_memory_gb * GB:
         reason = (f"CUDA graphs ({engine.cuda_graph_memory_gb:.1f} GB) do not fit in the "
                   f"{(capacity - budget) / GB:.1f} GB above gpu_memory_utilization {cand.gpu_memory_utilization:g}")
     return MemoryBreakdown(

@@ -32,6 +32,14 @@ ELEMENTWISE_BYTES_PER_TOKEN_PER_HIDDEN = 24
 # Pipeline bubbles: micro-batches of unequal size and stage imbalance idle some stages (vLLM runs pp
 # virtual engines); each extra stage costs this share of the step.
 PP_BUBBLE_PER_STAGE = 0.08  # norms, rotary, activation, residual: reads + writes per layer
+# bitsandbytes NF4 (vLLM 0.26 `--quantization bitsandbytes`, TGI `--quantize bitsandbytes-nf4`): both call
+# bitsandbytes' matmul_4bit, which for one token runs its gemv_4bit kernel on the packed weights and for more
+# than one dequantizes the whole weight to bf16 and runs a bf16 GEMM. So one token reads the 4-bit bytes (at
+# W4A16's efficiency, an assumption: no bnb kernel was measured here); more tokens also write and read the
+# dequantized bf16 copy (4 bytes per weight), slower than bf16 itself; and the GEMM runs at the bf16 rate with
+# the dequantize kernel's launch and the weight-only penalty on top (W4A16's, assumed). Not measured on a GPU.
+# The dequantize pass runs before the GEMM, not overlapped with it: its time is added, not max()-ed.
+BNB_COMPUTE_PENALTY = W4A16_COMPUTE_PENALTY
 
 
 def compute_dtype(weight_dtype: str, inventory: Inventory) -> str:
@@ -45,7 +53,7 @@ def compute_dtype(weight_dtype: str, inventory: Inventory) -> str:
 
 
 def weight_only(weight_dtype: str, inventory: Inventory) -> bool:
-    return weight_dtype in ("awq", "gptq") or (
+    return weight_dtype in ("awq", "gptq", "bnb-nf4") or (
         weight_dtype in ("fp8", "int8") and compute_dtype(weight_dtype, inventory) == "bf16")
 
 
@@ -74,6 +82,9 @@ class StepModel:
         self.flops_per_token = 2 * (self.layers * (attn_lin + m.active_mlp_params_per_layer / c.tp) + lm_head)
         self.dense_bytes = self.layers * attn_lin * bpw + lm_head * 2
         self.expert_bytes = self.layers * (m.mlp_params_per_layer / c.tp) * bpw
+        self._bpw = bpw
+        self.dense_lin_params = self.layers * attn_lin  # quantized linear weights (bnb dequantizes them)
+        self.expert_params = self.layers * (m.mlp_params_per_layer / c.tp)
         self.kv_bytes_per_token = kv_bytes_per_token_per_gpu(m, c.tp, c.pp, c.kv_cache_dtype)
         self.cdtype = compute_dtype(c.weight_dtype, self.inventory)
         self.weight_only = weight_only(c.weight_dtype, self.inventory)
@@ -129,6 +140,8 @@ class StepModel:
             r = tflops * 1e12 * self.compute_scale
             if self.cand.weight_dtype in ("awq", "gptq"):
                 r /= W4A16_COMPUTE_PENALTY
+            elif self.cand.weight_dtype == "bnb-nf4":
+                r /= BNB_COMPUTE_PENALTY
             self._gemm_cache[tokens] = r
         return r
 
@@ -155,12 +168,20 @@ class StepModel:
 
     def _weight_read_bytes(self, tokens: float) -> float:
         m = self.model
-        if not m.is_moe:
-            b = self.dense_bytes + self.expert_bytes
-        else:  # experts touched by `tokens` routed tokens
-            frac = 1 - (1 - m.experts_per_token / m.num_experts) ** max(tokens, 1)
-            b = self.dense_bytes + self.expert_bytes * frac
-        return b * (W4A16_BANDWIDTH_PENALTY if self.cand.weight_dtype in ("awq", "gptq") else 1.0)
+        frac = 1.0 if not m.is_moe else 1 - (1 - m.experts_per_token / m.num_experts) ** max(tokens, 1)
+        b = self.dense_bytes + self.expert_bytes * frac  # MoE: experts touched by `tokens` routed tokens
+        w = self.cand.weight_dtype
+        if w == "bnb-nf4" and tokens > 1:  # the GEMM reads the dequantized bf16 copy (see _bnb_dequant_s)
+            return b + (self.dense_lin_params + self.expert_params * frac) * (2.0 - self._bpw)
+        return b * (W4A16_BANDWIDTH_PENALTY if w in ("awq", "gptq", "bnb-nf4") else 1.0)
+
+    def _bnb_dequant_s(self, tokens: float) -> float:
+        """bitsandbytes' dequantize pass before each matmul of more than one token: read the 4-bit weights,
+        write them as bf16."""
+        m = self.model
+        frac = 1.0 if not m.is_moe else 1 - (1 - m.experts_per_token / m.num_experts) ** max(tokens, 1)
+        params = self.dense_lin_params + self.expert_params * frac
+        return params * (self._bpw + 2.0) / self.bw
 
     # -------------------------------------------------------------------------------------------- step
     def stage_s(self, decode_seqs: float, decode_ctx: float, prefill_tokens: float,
@@ -172,6 +193,8 @@ class StepModel:
         t_int = max(1, int(tokens))
         t_lin = max(self.flops_per_token * tokens / self._gemm_rate(t_int),
                     self._weight_read_bytes(tokens) / self.bw)
+        if self.cand.weight_dtype == "bnb-nf4" and tokens > 1:
+            t_lin += self._bnb_dequant_s(tokens)
         t_att = 0.0
         if decode_seqs > 0 and decode_ctx > 0:
             t_att += decode_ctx * self.kv_bytes_per_token / self._decode_att_bw(int(decode_ctx))

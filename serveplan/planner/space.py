@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from serveplan.planner.catalog import quant_method
-from serveplan.planner.checkpoints import checkpoint_for
+from serveplan.planner.checkpoints import bnb_nf4_servable, checkpoint_for
 from serveplan.planner.spec import Candidate, PlanRequest
 
 
@@ -74,6 +74,8 @@ def weight_dtypes(req: PlanRequest) -> list[str]:
             continue  # only vLLM runs FP8 weight-only (Marlin) without FP8 tensor cores
         if w == "int8" and not gpu.has_int8_tensor_cores:
             continue
+        if w == "bnb-nf4" and not bnb_nf4_servable(eng.name, eng.version):
+            continue  # config.py refuses the request first, in one sentence
         if s.max_quality_cost is not None and quant_method(w).quality_cost_pct > s.max_quality_cost:
             continue
         if checkpoint_for(req.model, w, eng.name) is None:

@@ -11,14 +11,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
-WeightDtype = Literal["bf16", "fp16", "fp8", "int8", "awq", "gptq"]
+WeightDtype = Literal["bf16", "fp16", "fp8", "int8", "awq", "gptq", "bnb-nf4"]
 """Weight precision: bf16/fp16 unquantized; fp8 (W8A8 where the tensor cores have FP8, else weight-only);
-int8 (W8A8 SmoothQuant-style); awq / gptq (4-bit weight-only, group size 128)."""
+int8 (W8A8 SmoothQuant-style); awq / gptq (4-bit weight-only, group size 128); bnb-nf4 (bitsandbytes 4-bit
+NormalFloat, blocks of 64, quantized by the engine while loading the bf16 checkpoint; searched only when named
+in search.allowed_quant)."""
 KVDtype = Literal["auto", "fp8"]
 """KV-cache dtype as the engines name it: auto = the activation dtype (bf16/fp16), fp8 = e4m3."""
-EngineName = Literal["vllm", "trtllm", "sglang"]
+EngineName = Literal["vllm", "trtllm", "sglang", "tgi"]
 Percentile = Literal["p50", "p90", "p99"]
 ALL_WEIGHT_DTYPES: tuple[WeightDtype, ...] = ("bf16", "fp16", "fp8", "int8", "awq", "gptq")
+"""The precisions searched by default. bnb-nf4 is opt-in (search.allowed_quant=[bnb-nf4,...]): it is slower than
+bf16 at batch > 1 (bitsandbytes dequantizes the whole weight to bf16 for every matmul of more than one token)
+and less accurate than AWQ/GPTQ at the same size, so it only wins where nothing else fits and no pre-quantized
+4-bit checkpoint can be had."""
 VLLM_GPU_MEMORY_UTILIZATION = 0.92
 """vLLM 0.26.0's own default, the default engine's: what a Candidate or EngineConfig built in Python gets, and
 what conf/engine/vllm.yaml says (a test keeps them equal); plans take the value from the engine's conf."""
@@ -327,7 +333,7 @@ class SLO(Frozen):
 class EngineConfig(Frozen):
     """Engine defaults that the memory and step-time models need. One YAML per engine in conf/engine/."""
 
-    name: EngineName = Field(description="Engine: vllm, trtllm or sglang.")
+    name: EngineName = Field(description="Engine: vllm, trtllm, sglang or tgi.")
     version: str = Field(description="The engine version the adapter renders for; one with a flag schema "
                          "(render/engines/schemas/). vLLM: 0.26.0 (default, measured on GPUs) or 0.33.0.")
     image: str = Field(default="", description="Official container image at that version; `{version}` in it "

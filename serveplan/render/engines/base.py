@@ -1,7 +1,7 @@
 """The engine-adapter protocol: render a Candidate into engine processes, validate argv against the pinned
 engine's extracted flag schema, and read the engine's health and Prometheus metrics.
 
-One module per engine (`vllm.py`, `trtllm.py`, `sglang.py`); they import this module, never each other.
+One module per engine (`vllm.py`, `trtllm.py`, `sglang.py`, `tgi.py`); they import this module, never each other.
 Flag schemas live in `schemas/<engine>-<version>.json`, written by `scripts/extract_engine_flags.py` from the
 engine's own argument parser at the pinned version.
 """
@@ -24,7 +24,8 @@ from serveplan.planner.spec import Candidate, Checkpoint, PlanRequest
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 ENGINE_MODULES = {"vllm": "serveplan.render.engines.vllm",
                   "trtllm": "serveplan.render.engines.trtllm",
-                  "sglang": "serveplan.render.engines.sglang"}
+                  "sglang": "serveplan.render.engines.sglang",
+                  "tgi": "serveplan.render.engines.tgi"}
 
 
 @dataclass(frozen=True)
@@ -69,11 +70,15 @@ def served_checkpoint(candidate: Candidate, request: PlanRequest) -> Checkpoint:
     return ckpt
 
 
-def online_quantization_args(ckpt: Checkpoint) -> list[str]:
-    """`--quantization fp8` where the engine quantizes an unquantized checkpoint while loading it. A
+def online_quantization_args(ckpt: Checkpoint, *, flag: str = "--quantization",
+                             names: dict[str, str] | None = None) -> list[str]:
+    """`--quantization fp8` where the engine quantizes an unquantized checkpoint while loading it (`names` maps a
+    weight method to the engine's value where they differ: vLLM's `bitsandbytes` for bnb-nf4). A
     pre-quantized checkpoint declares its method in its config and gets no flag (vLLM and SGLang pick the
     fastest kernel for it, awq -> awq_marlin; an explicit flag that differs is refused)."""
-    return ["--quantization", ckpt.weight_dtype] if ckpt.engine_quantizes else []
+    if not ckpt.engine_quantizes:
+        return []
+    return [flag, (names or {}).get(ckpt.weight_dtype, ckpt.weight_dtype)]
 
 
 def multicast_off_env(request: PlanRequest, candidate: Candidate) -> dict[str, str]:
@@ -87,7 +92,7 @@ def multicast_off_env(request: PlanRequest, candidate: Candidate) -> dict[str, s
 
 
 def get_adapter(name: str, version: str | None = None) -> EngineAdapter:
-    """The adapter for an engine name (vllm, trtllm, sglang) at `version` (None: the engine's default, the
+    """The adapter for an engine name (vllm, trtllm, sglang, tgi) at `version` (None: the engine's default, the
     version its conf/engine file names). A module with `adapter_for(version)` renders for every version that has
     a flag schema; the others render for their one pinned version. An unservable version is one ConfigError."""
     if name not in ENGINE_MODULES:

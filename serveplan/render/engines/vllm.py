@@ -20,13 +20,15 @@ from functools import lru_cache
 from serveplan.render.engines.base import (ReplicaLaunch, cuda_visible_devices, load_schema, local_host,
                                              multicast_off_env, online_quantization_args, parse_prometheus,
                                              pick_metrics, served_checkpoint, validate_flags)
+from serveplan.errors import ConfigError
 from serveplan.planner.estimate import Scorer
 from serveplan.planner.memory import pinned_kv_cache_bytes
 from serveplan.planner.spec import Candidate, PlanRequest
 
 VERSION = "0.26.0"  # the default (conf/engine/vllm.yaml): measured on GPUs, the memory rules validated on it
 _DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp8": "bfloat16", "int8": "bfloat16",
-          "awq": "float16", "gptq": "float16"}
+          "awq": "float16", "gptq": "float16", "bnb-nf4": "bfloat16"}
+_QUANTIZATION = {"bnb-nf4": "bitsandbytes"}  # load-time methods whose --quantization value differs
 _METRICS = {
     "kv_cache_usage": ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
     "num_requests_running": ("vllm:num_requests_running",),
@@ -101,6 +103,10 @@ class VLLMAdapter:
             raise ValueError(f"the vLLM {self.version} adapter was given a vLLM {request.engine.version} request; "
                              f"get_adapter('vllm', {request.engine.version!r}) renders for it")
         ckpt = served_checkpoint(c, request)
+        quant = online_quantization_args(ckpt, names=_QUANTIZATION)
+        if quant and quant[1] not in self.schema.get("known_values", {}).get("--quantization", [quant[1]]):
+            raise ConfigError(f"vLLM {self.version} has no --quantization {quant[1]}, so it cannot serve "
+                              f"{c.weight_dtype} weights; plan with engine.version=0.26.0 or another precision.")
         model = model or ckpt.id
         argv = ["vllm", "serve", model,
                 "--tensor-parallel-size", str(c.tp),
@@ -115,7 +121,7 @@ class VLLMAdapter:
                 "--enable-chunked-prefill" if c.chunked_prefill else "--no-enable-chunked-prefill",
                 "--enable-prefix-caching" if c.enable_prefix_caching else "--no-enable-prefix-caching",
                 *_ttft_guard(c, request, self.schema)]
-        argv += online_quantization_args(ckpt)
+        argv += quant
         env_off = multicast_off_env(request, c)
         if env_off:
             argv += ["--compilation-config", json.dumps({"pass_config": {"fuse_allreduce_rms": False}},
