@@ -1,4 +1,4 @@
-"""Command line: `plan`, `plan estimate`, `plan launch`, `plan stop`, `bench`, `verify`, `profile`,
+"""Command line: `plan`, `plan estimate`, `plan fleet`, `plan launch`, `plan stop`, `bench`, `verify`, `profile`,
 `quantize`.
 
 CLI sugar (--model, --gpus, --traffic, --engine, -o) comes first; anything of the form key=value after it is
@@ -23,6 +23,7 @@ from serveplan.cli.boundary import _guard
 # One line of help per subcommand for `plan --help`, listed in the order of SUBCOMMANDS.
 SUBCOMMAND_HELP = {
     "estimate": "predict one fixed configuration (plan estimate --model M --gpus G --weights fp8 ...)",
+    "fleet": "assign several models with their SLOs to a mixed GPU inventory (plan fleet fleet.yaml [-o DIR])",
     "launch": "start a plan's winner, wait for health, supervise (plan launch DIR [--dry-run|--detach])",
     "stop": "stop a detached launch (plan stop DIR)",
     "calibrate": "fit engine terms to benchmarks of a plan (plan calibrate DIR --bench a.json b.json)",
@@ -53,6 +54,7 @@ def _lazy(module: str, func: str = "main") -> Callable[[list[str]], int]:
 
 
 SUBCOMMANDS.update({
+    "fleet": _lazy("serveplan.cli.fleet"),
     "bench": _lazy("serveplan.cli.bench"),
     "verify": _lazy("serveplan.cli.verify"),
     "profile": _lazy("serveplan.cli.profile"),

@@ -250,3 +250,54 @@ def write_outdir(plan: Plan, outdir: Path, extra_files=None) -> list[Path]:  # n
     except OSError as e:
         raise ConfigError(f"Cannot write the plan to '{outdir}': {e.strerror or e}; give -o a folder you "
                           f"can write to (or --no-write).") from None
+
+
+def fleet_json(fp) -> dict:  # noqa: ANN001 (planner.fleet.FleetPlan; fleet imports nothing from here)
+    """The machine-readable fleet: per model its allocation and the assigned configuration's document."""
+    out = []
+    for a in fp.allocations:
+        w = a.plan.winner
+        out.append({"model": a.label, "pool": a.pool, "gpu": a.gpu, "gpus_per_replica": a.gpus_per_replica,
+                    "replicas": a.replicas, "replicas_needed": a.replicas_needed, "replicas_max": a.replicas_max,
+                    "gpus": a.replicas * a.gpus_per_replica, "strategy": w.config.label(),
+                    "offered_rps": a.offered_rps, "capacity_rps": round(a.capacity_rps_per_replica * a.replicas, 4),
+                    "capacity_rps_per_replica": round(a.capacity_rps_per_replica, 4),
+                    "cost_per_hour_usd": round(a.cost_per_hour, 4), "cost_per_1m_tokens": _r(a.cost_per_1m_tokens, 4),
+                    "meets_slo": w.meets_slo, "queue_threshold": a.queue_threshold,
+                    "prefill_tok_s_per_replica": round(a.prefill_tok_s, 1), "candidate": candidate_doc(w)})
+    return {"models": out, "leftover_gpus": dict(fp.leftover), "cost_per_hour_usd": round(fp.cost_per_hour, 4),
+            "budget_usd_per_hour": fp.spec.budget_usd_per_hour, "min_headroom": round(fp.min_headroom, 4),
+            "seconds": round(fp.seconds, 2), "planner_calls": fp.planner_calls}
+
+
+def render_fleet(fp, console) -> None:  # noqa: ANN001 (FleetPlan, rich Console)
+    from rich.table import Table
+
+    t = Table(header_style="bold")
+    for col, just in [("model", "left"), ("GPUs", "right"), ("strategy", "left"), ("replicas", "right"),
+                      ("offered", "right"), ("TTFT", "right"), ("TPOT", "right"), ("req/s at SLO", "right"),
+                      ("$/hour", "right"), ("$/1M tok", "right"), ("scale", "right")]:
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for a in fp.allocations:
+        w = a.plan.winner
+        p = w.predictions
+        assert p is not None
+        pct = a.plan.request.slo.headline_percentile
+        t.add_row(a.label, f"{a.replicas * a.gpus_per_replica}x{a.gpu} ({a.pool})", w.config.label(),
+                  f"{a.replicas} x {a.gpus_per_replica} GPU", f"{a.offered_rps:g} req/s",
+                  f"{pct} {p.ttft_ms.at(pct):,.0f} ms", f"{pct} {p.tpot_ms.at(pct):,.1f} ms",
+                  f"{a.capacity_rps_per_replica * a.replicas:,.2f}", f"{a.cost_per_hour:,.2f}",
+                  "-" if a.cost_per_1m_tokens is None else f"{a.cost_per_1m_tokens:,.3f}",
+                  f"{a.replicas_needed}-{a.replicas_max} @ {a.queue_threshold} queued",
+                  style=None if w.meets_slo else "dim")
+    console.print(t)
+    left = ", ".join(f"{n} GPUs of {pool}" for pool, n in fp.leftover.items())
+    budget = f" (budget ${fp.spec.budget_usd_per_hour:,.2f})" if fp.spec.budget_usd_per_hour else ""
+    console.print(f"Fleet: ${fp.cost_per_hour:,.2f}/hour{budget}; smallest headroom {fp.min_headroom:.0%}; "
+                  f"leftover {left}. TTFT/TPOT: predicted at the offered load on the replicas assigned; scale: "
+                  f"autoscaler min-max replicas and its target of waiting requests per replica. "
+                  f"{fp.planner_calls} planner calls, {fp.seconds:.1f} s.")
+    for a in fp.allocations:
+        if not a.plan.winner.meets_slo:
+            console.print(f"[bold red]{a.label} misses its SLO at the offered load[/]: "
+                          f"{'; '.join(a.plan.winner.violations)}.")
