@@ -16,14 +16,13 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 from pydantic import ValidationError
 
-from conftest import free_port, group_alive, make_plan, start_engine, stop_engine
+from conftest import free_port, group_alive, start_engine, stop_engine
 from serveplan.render.targets.common import resolve
 from serveplan.render.targets.gateway import (DEFAULT_CODE_MARKERS, GatewayEndpoint, GatewayRoute, GatewaySpec,
                                               classify_prompt, gateway_files, litellm_config, plan_gateway_files)
