@@ -117,11 +117,12 @@ def make_plan(**candidate):
 
 
 # ------------------------------------------------------------------------------------ a fake engine server
-def start_engine(**env: str) -> tuple[subprocess.Popen, str]:
+def start_engine(*args: str, **env: str) -> tuple[subprocess.Popen, str]:
+    """A fake engine on a free loopback port (extra vllm flags in `args`, e.g. "--served-model-name", "x")."""
     port = free_port()
     e = {**os.environ, "FAKE_ENGINE_STARTUP_S": "0", "FAKE_ENGINE_LIFETIME_S": "120", **env}
     proc = subprocess.Popen([sys.executable, "-m", "serveplan.testing.fake_engine", "serve", "fake-model",
-                             "--port", str(port), "--host", "127.0.0.1"], env=e, cwd=Path(__file__).resolve().parents[1],
+                             "--port", str(port), "--host", "127.0.0.1", *args], env=e, cwd=Path(__file__).resolve().parents[1],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
