@@ -115,7 +115,7 @@ def main(argv: list[str]) -> int:
     if a.html:
         from serveplan.bench.dashboard import write_dashboard
 
-        write_dashboard(req, items, a.html, measured=measured)
+        write_dashboard(items, a.html, req=req, measured=measured)
     if a.json:
         print(json.dumps(compare_doc(req, items), indent=1))
     else:
