@@ -240,14 +240,21 @@ def slo_checks(s: BenchSummary, slo: SLO) -> dict[str, bool]:
 
 
 def read_bench_summary(path: str | Path) -> tuple[BenchSummary, str | None]:
-    """The one reader of bench JSON: `bench -o` (a BenchResult, or a --sweep file's last point) or
-    `vllm bench serve --save-result`; returns the summary and the model name the benchmark asked for."""
+    """The one reader of bench JSON: `bench -o` (a BenchResult, or a --sweep file's last point), `verify`'s
+    verify.json (its `measured` summary) or `vllm bench serve --save-result`; returns the summary and the model
+    name the benchmark asked for."""
     from pydantic import ValidationError
 
     from serveplan.errors import ConfigError, validation_sentence
     from serveplan.fileio import read_document
 
     doc = read_document(path, "bench result")
+    if doc.get("kind") == "serveplan-verify":
+        try:
+            return BenchSummary.model_validate(doc.get("measured")), (doc.get("bench_args") or {}).get("model")
+        except ValidationError as e:
+            raise ConfigError(f"verify result '{path}' has no measured summary this serveplan reads: "
+                              f"{validation_sentence(e).removeprefix('Invalid configuration: ')}") from None
     if "points" in doc and isinstance(doc["points"], list) and doc["points"]:
         doc = doc["points"][-1]
     if "summary" in doc:

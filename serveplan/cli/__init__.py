@@ -1,5 +1,5 @@
-"""Command line: `plan`, `plan estimate`, `plan fleet`, `plan launch`, `plan stop`, `bench`, `verify`, `profile`,
-`quantize`.
+"""Command line: `plan`, `plan estimate`, `plan compare`, `plan fleet`, `plan launch`, `plan stop`, `bench`,
+`verify`, `profile`, `quantize`.
 
 CLI sugar (--model, --gpus, --traffic, --engine, -o) comes first; anything of the form key=value after it is
 a Hydra override (`traffic=rag slo.ttft_p99_ms=800 search.n_trials=400`). User mistakes print one
@@ -8,7 +8,7 @@ shows tracebacks for everything. A foreground `plan launch` stopped by SIGINT/SI
 a closed pipe (`plan --json | head -1`) stops quietly with 141.
 
 This module holds the entry points and the subcommand table; boundary holds _guard (the exit statuses above)
-and the console, args the parser and argument types, and each command has its module: plan, estimate, launch
+and the console, args the parser and argument types, and each command has its module: plan, estimate, compare, launch
 (launch and stop), calibrate, catalog (models, gpus, traffic), bench, verify, profile, quantize.
 """
 
@@ -23,6 +23,7 @@ from serveplan.cli.boundary import _guard
 # One line of help per subcommand for `plan --help`, listed in the order of SUBCOMMANDS.
 SUBCOMMAND_HELP = {
     "estimate": "predict one fixed configuration (plan estimate --model M --gpus G --weights fp8 ...)",
+    "compare": "two configurations side by side (plan compare ... --a \"weights=awq tp=2\" --b \"weights=fp8 tp=2\")",
     "fleet": "assign several models with their SLOs to a mixed GPU inventory (plan fleet fleet.yaml [-o DIR])",
     "launch": "start a plan's winner, wait for health, supervise (plan launch DIR [--dry-run|--detach])",
     "stop": "stop a detached launch (plan stop DIR)",
@@ -54,6 +55,7 @@ def _lazy(module: str, func: str = "main") -> Callable[[list[str]], int]:
 
 
 SUBCOMMANDS.update({
+    "compare": _lazy("serveplan.cli.compare"),
     "fleet": _lazy("serveplan.cli.fleet"),
     "bench": _lazy("serveplan.cli.bench"),
     "verify": _lazy("serveplan.cli.verify"),

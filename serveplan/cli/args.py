@@ -14,11 +14,18 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see {self.prog} --help).")
 
 
-def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Flags for argparse vs Hydra overrides (key=value without a leading dash)."""
+def split_overrides(argv: list[str], value_flags: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+    """Flags for argparse vs Hydra overrides (key=value without a leading dash). The word after one of
+    value_flags is that flag's value even when it holds a '=' (`--a "weights=awq tp=2"`)."""
     flags, overrides = [], []
+    take_next = False
     for a in argv:
+        if take_next:
+            flags.append(a)
+            take_next = False
+            continue
         (overrides if "=" in a and not a.startswith("-") else flags).append(a)
+        take_next = a in value_flags
     return flags, overrides
 
 

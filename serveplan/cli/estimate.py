@@ -35,26 +35,19 @@ def _candidate_flags(p: argparse.ArgumentParser) -> list[str]:
     return list(ESTIMATE_KNOBS)
 
 
-def main(argv: list[str]) -> int:
-    flags, overrides = split_overrides(argv)
-    p = _Parser(prog="plan estimate", description="Predict one fixed configuration under a fixed workload.")
-    add_request_flags(p)
-    knobs = _candidate_flags(p)
+def add_workload_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that fix the workload (`plan estimate`, `plan compare`): lengths, load, context."""
     p.add_argument("--max-model-len", type=positive_int, help="context to provision (default: from the traffic)")
     p.add_argument("--input-len", type=positive_int, help="fixed prompt length (else the traffic's distribution)")
     p.add_argument("--output-len", type=positive_int, help="fixed output length (else the traffic's distribution)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--concurrency", type=positive_int, help="closed loop: this many concurrent clients")
     g.add_argument("--rate", type=positive_float, help="open loop: Poisson arrivals at this many requests/s")
-    a = p.parse_args(flags)
 
-    from pydantic import ValidationError
 
-    from serveplan.errors import ConfigError
+def workload_request(a: argparse.Namespace, overrides: list[str]):  # noqa: ANN201 (PlanRequest, lazy import)
+    """The PlanRequest of the request and workload flags (add_request_flags + add_workload_flags)."""
     from serveplan.planner.config import build_request
-    from serveplan.planner.estimate import estimate
-    from serveplan.planner.report import candidate_doc, render_estimate
-    from serveplan.planner.spec import Candidate
 
     ovs = list(overrides)
     if a.input_len:
@@ -69,23 +62,49 @@ def main(argv: list[str]) -> int:
         ovs += ["traffic.arrival=poisson", f"traffic.rate_rps={a.rate}", "traffic.concurrency=null"]
     if a.max_model_len:
         ovs.append(f"search.max_model_len={a.max_model_len}")
-    req = build_request(model=a.model, gpus=a.gpus, traffic=a.traffic, engine=a.engine, overrides=ovs)
+    return build_request(model=a.model, gpus=a.gpus, traffic=a.traffic, engine=a.engine, overrides=ovs)
+
+
+def build_candidate(req, knobs: dict, what: str = "this configuration"):  # noqa: ANN001, ANN201
+    """The Candidate of the knob values (Candidate field -> value) on req's engine and context, refused in
+    one sentence (naming `what`) when invalid, when the engine would refuse it, or when it needs more GPUs
+    than the inventory has."""
+    from pydantic import ValidationError
+
+    from serveplan.errors import ConfigError
+    from serveplan.planner.memory import start_problems
+    from serveplan.planner.spec import Candidate
+
     try:
         cand = Candidate(engine=req.engine.name, max_model_len=req.max_model_len,
-                         gpu_memory_utilization=req.engine.gpu_memory_utilization,
-                         **{f: getattr(a, f) for f in knobs})
+                         gpu_memory_utilization=req.engine.gpu_memory_utilization, **knobs)
     except ValidationError as e:
         err = e.errors()[0]
-        raise ConfigError(f"Invalid configuration: {'.'.join(map(str, err['loc']))}: {err['msg']} "
-                          f"(got {err.get('input')!r}).") from None
-    from serveplan.planner.memory import start_problems
-
+        raise ConfigError(f"Invalid configuration{'' if what == 'this configuration' else ' ' + what}: "
+                          f"{'.'.join(map(str, err['loc']))}: {err['msg']} (got {err.get('input')!r}).") from None
     problems = start_problems(req.model, cand)
     if problems:
-        raise ConfigError(f"The engine would refuse this configuration: {'; '.join(problems)}.")
+        raise ConfigError(f"The engine would refuse {what}: {'; '.join(problems)}.")
     if cand.total_gpus > req.inventory.total_gpus:
-        raise ConfigError(f"TP{cand.tp} x PP{cand.pp} x {cand.replicas} replicas needs {cand.total_gpus} GPUs; "
-                          f"the inventory has {req.inventory.total_gpus} ({req.inventory.describe()}).")
+        raise ConfigError(f"{what[0].upper() + what[1:]} (TP{cand.tp} x PP{cand.pp} x {cand.replicas} replicas) "
+                          f"needs {cand.total_gpus} GPUs; the inventory has {req.inventory.total_gpus} "
+                          f"({req.inventory.describe()}).")
+    return cand
+
+
+def main(argv: list[str]) -> int:
+    flags, overrides = split_overrides(argv)
+    p = _Parser(prog="plan estimate", description="Predict one fixed configuration under a fixed workload.")
+    add_request_flags(p)
+    knobs = _candidate_flags(p)
+    add_workload_flags(p)
+    a = p.parse_args(flags)
+
+    from serveplan.planner.estimate import estimate
+    from serveplan.planner.report import candidate_doc, render_estimate
+
+    req = workload_request(a, overrides)
+    cand = build_candidate(req, {f: getattr(a, f) for f in knobs})
     est = estimate(req, cand)
     if a.json:
         print(json.dumps(candidate_doc(est), indent=1))
