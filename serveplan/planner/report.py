@@ -291,7 +291,7 @@ def render_fleet(fp, console) -> None:  # noqa: ANN001 (FleetPlan, rich Console)
                   f"{a.replicas_needed}-{a.replicas_max} @ {a.queue_threshold} queued",
                   style=None if w.meets_slo else "dim")
     console.print(t)
-    left = ", ".join(f"{n} GPUs of {pool}" for pool, n in fp.leftover.items())
+    left = ", ".join(f"{n} GPU{'' if n == 1 else 's'} of {pool}" for pool, n in fp.leftover.items())
     budget = f" (budget ${fp.spec.budget_usd_per_hour:,.2f})" if fp.spec.budget_usd_per_hour else ""
     console.print(f"Fleet: ${fp.cost_per_hour:,.2f}/hour{budget}; smallest headroom {fp.min_headroom:.0%}; "
                   f"leftover {left}. TTFT/TPOT: predicted at the offered load on the replicas assigned; scale: "
