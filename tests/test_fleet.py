@@ -197,3 +197,15 @@ def test_cli_fleet_json_and_folder(tmp_path, capsys, small_fleet, monkeypatch):
     for d in ("llama-3-1-8b", "code"):
         assert (out / d / "plan.yaml").is_file() and (out / d / "k8s" / "keda-scaledobject.yaml").is_file()
         assert (out / d / "k8s" / "hpa.yaml").is_file() and (out / d / "k8s" / "deployment.yaml").is_file()
+    # One gateway in front of the fleet: each model at its own Service, `auto` routed by prompt class
+    # (chat -> the chat model, code -> the codegen model).
+    gw = yaml.safe_load((out / "gateway" / "litellm.yaml").read_text())
+    services = set()
+    for d in ("llama-3-1-8b", "code"):
+        for doc_ in yaml.safe_load_all((out / d / "k8s" / "deployment.yaml").read_text()):
+            if doc_ and doc_.get("kind") == "Service":
+                services.add(doc_["metadata"]["name"])
+    hosts = {e["litellm_params"]["api_base"].split("//")[1].split(":")[0] for e in gw["model_list"]}
+    assert hosts == services and len(services) == 2
+    router = (out / "gateway" / "prompt_router.py").read_text()
+    assert '"chat": "meta-llama/Llama-3.1-8B-Instruct"' in router and '"code": "Qwen/Qwen2.5-7B-Instruct"' in router

@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
         con = _console()
         render_fleet(fp, con)
         if written:
-            con.print(f"Wrote {a.out}/: fleet.yaml, fleet.json and a plan folder per model "
+            con.print(f"Wrote {a.out}/: fleet.yaml, fleet.json, gateway/ (LiteLLM) and a plan folder per model "
                       f"({', '.join(x.label for x in fp.allocations)}).")
     return 0 if all(x.plan.winner.meets_slo for x in fp.allocations) else EXIT_SLO_NOT_MET
 
@@ -48,7 +48,8 @@ def _write(fp, source: Path, out: Path) -> list[Path]:  # noqa: ANN001 (FleetPla
     from serveplan.planner.report import fleet_json, plan_json
     from serveplan.render.targets import render_artifacts
     from serveplan.render.targets.autoscale import autoscale_files
-    from serveplan.render.targets.common import dns_name
+    from serveplan.render.targets.common import dns_name, resolve
+    from serveplan.render.targets.gateway import fleet_gateway_files
 
     files = {"fleet.yaml": source.read_text(), "fleet.json": json.dumps(fleet_json(fp), indent=1)}
     for x in fp.allocations:
@@ -57,6 +58,9 @@ def _write(fp, source: Path, out: Path) -> list[Path]:  # noqa: ANN001 (FleetPla
         files[f"{d}/plan.json"] = json.dumps(plan_json(x.plan), indent=1)
         for rel, text in {**render_artifacts(x.plan), **autoscale_files(x)}.items():
             files[f"{d}/{rel}"] = text
+    # One LiteLLM gateway in front of the fleet: each model by name at its Service, `auto` by prompt class.
+    deps = [(resolve(x.plan, None, 8000), x.plan.request.traffic.name) for x in fp.allocations]
+    files.update(fleet_gateway_files(deps))
     try:
         return write_tree_atomic(out, files)
     except OSError as e:

@@ -28,7 +28,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from serveplan.render.targets.common import Deployment
+from serveplan.render.targets.common import CONTAINER_PORT, Deployment
 
 PromptClass = Literal["chat", "long", "code"]
 PROMPT_CLASSES: tuple[PromptClass, ...] = ("chat", "long", "code")
@@ -223,3 +223,21 @@ def plan_gateway_files(dep: Deployment, port: int = 4000) -> tuple[dict[str, str
     ends = tuple(GatewayEndpoint(url=f"http://127.0.0.1:{x.port}") for x in dep.local_launches())
     spec = GatewaySpec(routes=(GatewayRoute(model=dep.served_model_name, endpoints=ends),), port=port)
     return gateway_files(spec), None
+
+
+# A fleet model's traffic preset -> the prompt class the gateway's heuristic sends it (the virtual model routes
+# by class only when every class present maps to one model and a `chat` model exists).
+TRAFFIC_CLASS = {"chat": "chat", "summarize": "long", "rag": "long", "codegen": "code"}
+
+
+def fleet_gateway_files(deployments: list[tuple[Deployment, str]], port: int = 4000) -> dict[str, str]:
+    """gateway/ for a fleet: each model by its served name at its Kubernetes Service (k8s/ of its folder), and
+    the virtual model routing by prompt class when the models' traffic presets give one model per class.
+    deployments: (the model's Deployment, its traffic preset name)."""
+    classes = [TRAFFIC_CLASS.get(t) for _, t in deployments]
+    by_class = "chat" in classes and all(c is None or classes.count(c) == 1 for c in classes)
+    routes = tuple(GatewayRoute(model=dep.served_model_name,
+                                endpoints=(GatewayEndpoint(url=f"http://{dep.name}:{CONTAINER_PORT}"),),
+                                prompt_class=c if by_class else None)
+                   for (dep, _), c in zip(deployments, classes))
+    return gateway_files(GatewaySpec(routes=routes, port=port))
