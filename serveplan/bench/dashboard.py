@@ -18,7 +18,7 @@ from serveplan.bench.report import _CSS, _png, _Raw, _table
 from serveplan.bench.results import BenchSummary
 from serveplan.errors import ConfigError
 from serveplan.fileio import write_atomic
-from serveplan.planner.compare import METRICS, Labelled, delta, figures
+from serveplan.planner.compare import METRICS, Labelled, delta, figures, format_delta, format_value
 from serveplan.planner.spec import PlanRequest
 
 NEED_MATPLOTLIB = "The dashboard's plots need matplotlib: pip install 'serveplan[plots]'."
@@ -122,24 +122,6 @@ def _plots(items: list[Labelled], req: PlanRequest | None, measured: dict[str, B
     return out
 
 
-def _cell(v: float | int | None, unit: str) -> str:
-    if v is None:
-        return "-"
-    if unit == "$":
-        return f"${v:,.3f}"
-    if unit == "tokens":
-        return f"{int(v):,}"
-    return f"{v:,.2f}" if unit in ("req/s", "%") else f"{v:,.1f}"
-
-
-def _delta_cell(d: dict, unit: str) -> str:
-    if d["delta"] is None:
-        return "-"
-    dv = d["delta"]
-    txt = ("+" if dv > 0 else "-" if dv < 0 else "") + _cell(abs(dv), unit)
-    return txt + (f" ({d['pct']:+.1f}%)" if d["pct"] is not None else "")
-
-
 def _measured_rows(x: Labelled, s: BenchSummary) -> list[list]:
     p = x.estimate.predictions
     assert p is not None
@@ -148,7 +130,7 @@ def _measured_rows(x: Labelled, s: BenchSummary) -> list[list]:
         for q in ("p50", "p99"):
             pv, mv = getattr(p, key).at(q), getattr(s, key).at(q)
             err = None if mv is None or not pv else (mv - pv) / pv * 100
-            rows.append([f"{x.label}", f"{name} {q.upper()} (ms)", f"{pv:,.1f}", _cell(mv, "ms"),
+            rows.append([f"{x.label}", f"{name} {q.upper()} (ms)", f"{pv:,.1f}", format_value(mv, "ms"),
                          "-" if err is None else f"{err:+.1f}%"])
     err = (s.output_tok_s - p.throughput_tok_s) / p.throughput_tok_s * 100 if p.throughput_tok_s else None
     rows.append([x.label, "output tok/s", f"{p.throughput_tok_s:,.1f}", f"{s.output_tok_s:,.1f}",
@@ -191,8 +173,9 @@ def write_dashboard(items: list[Labelled], path: str | Path, *, req: PlanRequest
     headers = ["figure", *(x.label for x in items), *(f"{x.label} vs {base.label}" for x in items[1:])]
     rows = []
     for key, name, unit, _better in METRICS:
-        row = [name if unit == "$" else f"{name} ({unit})", *(_Raw(html.escape(_cell(f[key], unit))) for f in fs)]
-        row += [_Raw(html.escape(_delta_cell(delta(fs[0][key], f[key]), unit))) for f in fs[1:]]
+        row = [name if unit == "$" else f"{name} ({unit})",
+               *(_Raw(html.escape(format_value(f[key], unit))) for f in fs)]
+        row += [_Raw(html.escape(format_delta(delta(fs[0][key], f[key]), unit))) for f in fs[1:]]
         rows.append(row)
     parts.append("<h2>Side by side</h2>")
     parts.append(_table(headers, rows))

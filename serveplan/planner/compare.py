@@ -128,7 +128,7 @@ def render_compare(req: PlanRequest, items: list[Labelled], console) -> None:  #
         tab.add_column(f"{x.label} vs {base.label}", justify="right")
     figs = [figures(x.estimate) for x in items]
     for key, name, unit, better in METRICS:
-        row = [name if unit == "$" else f"{name} ({unit})"] + [_fmt(f[key], unit) for f in figs]
+        row = [name if unit == "$" else f"{name} ({unit})"] + [format_value(f[key], unit) for f in figs]
         for x, f in zip(items[1:], figs[1:]):
             d = delta(figs[0][key], f[key])
             row.append(_fmt_delta(d, unit, better))
@@ -145,7 +145,8 @@ def render_compare(req: PlanRequest, items: list[Labelled], console) -> None:  #
                           f"{'; '.join(x.estimate.violations)}")
 
 
-def _fmt(v: float | int | None, unit: str) -> str:
+def format_value(v: float | int | None, unit: str) -> str:
+    """One figure as the table and the dashboard show it."""
     if v is None:
         return "-"
     if unit == "$":
@@ -157,15 +158,23 @@ def _fmt(v: float | int | None, unit: str) -> str:
     return f"{v:,.1f}"
 
 
-def _fmt_delta(d: dict[str, float | None], unit: str, better: str) -> str:
+def format_delta(d: dict[str, float | None], unit: str) -> str:
+    """B's delta against A (see `delta`): signed value and percentage, uncoloured."""
     if d["delta"] is None:
         return "-"
     dv = d["delta"]
     sign = "+" if dv > 0 else ""
-    txt = f"{sign}{_fmt(dv, unit) if unit != '$' else ('-' if dv < 0 else '') + _fmt(abs(dv), unit)}"
+    txt = f"{sign}{format_value(dv, unit) if unit != '$' else ('-' if dv < 0 else '') + format_value(abs(dv), unit)}"
     if d["pct"] is not None:
         txt += f" ({d['pct']:+.1f}%)"
-    if dv == 0:
+    return txt
+
+
+def _fmt_delta(d: dict[str, float | None], unit: str, better: str) -> str:
+    """format_delta, green where B is better and red where it is worse."""
+    txt = format_delta(d, unit)
+    dv = d["delta"]
+    if not dv:  # no delta, or none
         return txt
     good = (dv < 0) == (better == "lower")
     return f"[green]{txt}[/]" if good else f"[red]{txt}[/]"
