@@ -141,7 +141,7 @@ def breakdown_child() -> None:
     import serveplan.cli  # noqa: F401
     from serveplan.planner import api
     from serveplan.planner.config import build_request
-    from serveplan.planner.decision import final_ranking
+    from serveplan.planner.decision import diverse, final_ranking
     from serveplan.planner.estimate import Scorer, rank
     from serveplan.planner.report import plan_json, render_plan
     from serveplan.planner.result import Plan
@@ -159,7 +159,7 @@ def breakdown_child() -> None:
     t = mark(f"search: {stats.sampler}, {stats.trials} analytic trials (run_search)", t)
     ranked = rank(evaluated)
     k = req.search.top_k
-    chosen = api._diverse(ranked, k * api.RESCORE_FACTOR) + ranked[:k]
+    chosen = diverse(ranked, k * api.RESCORE_FACTOR) + ranked[:k]
     uniq = list({e.config: e for e in chosen}.values())
     t = mark("rank", t)
     top = [scorer.score(e.config, simulated=True, seed=req.search.seed) for e in uniq]

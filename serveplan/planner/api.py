@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from serveplan.planner.config import build_request
-from serveplan.planner.decision import final_ranking
+from serveplan.planner.decision import diverse, final_ranking
 from serveplan.planner.estimate import Scorer, estimate, rank
 from serveplan.planner.profiles import Calibration, HardwareProfile
-from serveplan.planner.result import Estimate, Plan
+from serveplan.planner.result import Plan
 from serveplan.planner.search import run_search
 from serveplan.planner.spec import Candidate, PlanRequest
 
@@ -24,7 +24,7 @@ def plan(req: PlanRequest, *, profile: HardwareProfile | None = None,
     k = req.search.top_k
     # Re-score with the simulation: the best batching of each of the leading structures (so the table
     # compares layouts and precisions, not near-identical batching knobs), plus the overall leaders.
-    chosen = _diverse(ranked, k * RESCORE_FACTOR) + ranked[:k]
+    chosen = diverse(ranked, k * RESCORE_FACTOR) + ranked[:k]
     uniq = list({e.config: e for e in chosen}.values())
     top = [scorer.score(e.config, simulated=True, seed=req.search.seed) for e in uniq]
     final, reason = final_ranking(req, scorer, rank(top), k)
@@ -34,20 +34,6 @@ def plan(req: PlanRequest, *, profile: HardwareProfile | None = None,
         prof["calibration"] = scorer.calibration.path or scorer.calibration.source
     return Plan(request=req, ranked=tuple(final), pareto=tuple(pareto), why=reason,
                 profile=prof, stats=stats)
-
-
-def _structure(c: Candidate) -> tuple:
-    return (c.tp, c.pp, c.replicas, c.weight_dtype, c.kv_cache_dtype)
-
-
-def _diverse(ranked: list[Estimate], k: int) -> list[Estimate]:
-    """The best candidate of each structure in rank order, then the rest, k in all."""
-    seen: set[tuple] = set()
-    first, rest = [], []
-    for e in ranked:
-        (rest if _structure(e.config) in seen else first).append(e)
-        seen.add(_structure(e.config))
-    return (first + rest)[:k]
 
 
 def plan_from_cli(model: str | None = None, gpus: str | None = None, traffic: str | None = None,

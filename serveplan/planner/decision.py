@@ -27,6 +27,20 @@ def capacity_per_gpu(e: Estimate) -> float:
     return (p.capacity_rps if p.capacity_rps is not None else p.goodput_rps) / e.config.total_gpus
 
 
+def _structure(c: Candidate) -> tuple:
+    return (c.tp, c.pp, c.replicas, c.weight_dtype, c.kv_cache_dtype)
+
+
+def diverse(ranked: list[Estimate], k: int) -> list[Estimate]:
+    """The best candidate of each structure in rank order, then the rest, k in all."""
+    seen: set[tuple] = set()
+    first, rest = [], []
+    for e in ranked:
+        (rest if _structure(e.config) in seen else first).append(e)
+        seen.add(_structure(e.config))
+    return (first + rest)[:k]
+
+
 def _final_key(e: Estimate) -> tuple:
     p = e.predictions
     assert p is not None
@@ -39,10 +53,8 @@ def _final_key(e: Estimate) -> tuple:
 def final_ranking(req: PlanRequest, scorer, top: list[Estimate], k: int) -> tuple[list[Estimate], str]:  # noqa: ANN001
     """The k finalists (best of each structure first, from the simulated leaders `top`, already ranked) with
     their capacity at the SLO, re-ranked for the goodput objective, and the why."""
-    from serveplan.planner.api import _diverse
-
     seed = req.search.seed
-    final = [capacity_at_slo(scorer, e, seed=seed) for e in _diverse(top, k)]
+    final = [capacity_at_slo(scorer, e, seed=seed) for e in diverse(top, k)]
     if req.search.objective == "goodput_per_gpu":
         final.sort(key=_final_key)
     alternatives = list(final)
