@@ -45,7 +45,7 @@ def _write(fp, source: Path, out: Path) -> list[Path]:  # noqa: ANN001 (FleetPla
     model what `plan -o` writes (plan.yaml, plan.json, launch artifacts) plus k8s/ autoscalers."""
     from serveplan.errors import ConfigError
     from serveplan.fileio import write_tree_atomic
-    from serveplan.planner.report import fleet_json, plan_json
+    from serveplan.planner.report import fleet_json, plan_files
     from serveplan.render.targets import render_artifacts
     from serveplan.render.targets.autoscale import autoscale_files
     from serveplan.render.targets.common import dns_name, resolve
@@ -54,9 +54,7 @@ def _write(fp, source: Path, out: Path) -> list[Path]:  # noqa: ANN001 (FleetPla
     files = {"fleet.yaml": source.read_text(), "fleet.json": json.dumps(fleet_json(fp), indent=1)}
     for x in fp.allocations:
         d = dns_name(x.label)
-        files[f"{d}/plan.yaml"] = x.plan.to_yaml()
-        files[f"{d}/plan.json"] = json.dumps(plan_json(x.plan), indent=1)
-        for rel, text in {**render_artifacts(x.plan), **autoscale_files(x)}.items():
+        for rel, text in {**plan_files(x.plan), **render_artifacts(x.plan), **autoscale_files(x)}.items():
             files[f"{d}/{rel}"] = text
     # One LiteLLM gateway in front of the fleet: each model by name at its Service, `auto` by prompt class.
     deps = [(resolve(x.plan, None, 8000), x.plan.request.traffic.name) for x in fp.allocations]

@@ -234,6 +234,11 @@ def render_estimate(est: Estimate, req, console) -> None:  # noqa: ANN001 (PlanR
         console.print(f"[yellow]SLO missed:[/] {'; '.join(est.violations)}")
 
 
+def plan_files(plan: Plan) -> dict[str, str]:
+    """The plan's own documents in its folder: plan.yaml (what `plan launch` reads) and plan.json."""
+    return {"plan.yaml": plan.to_yaml(), "plan.json": json.dumps(plan_json(plan), indent=1)}
+
+
 def write_outdir(plan: Plan, outdir: Path, extra_files=None) -> list[Path]:  # noqa: ANN001
     """Write plan.yaml, plan.json and the launch files from `extra_files(plan) -> {relative path: text}` as one
     folder that replaces `outdir` whole (fileio.write_tree_atomic): nothing stale from an earlier plan stays,
@@ -242,7 +247,7 @@ def write_outdir(plan: Plan, outdir: Path, extra_files=None) -> list[Path]:  # n
     from serveplan.fileio import write_tree_atomic
 
     outdir = Path(outdir)
-    files = {"plan.yaml": plan.to_yaml(), "plan.json": json.dumps(plan_json(plan), indent=1)}
+    files = plan_files(plan)
     if extra_files is not None:
         files.update(extra_files(plan))
     try:

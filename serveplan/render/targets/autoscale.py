@@ -22,14 +22,19 @@ ADAPTER_METRIC = "vllm_num_requests_waiting"  # the same gauge as prometheus-ada
 SCALE_DOWN = {"stabilizationWindowSeconds": 600, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}]}
 
 
+def _metadata(deployment: str) -> dict:
+    """An autoscaler is named and labelled as the Deployment it scales."""
+    return {"name": deployment, "labels": {"app.kubernetes.io/name": deployment,
+                                           "app.kubernetes.io/managed-by": "serveplan"}}
+
+
 def scaled_object(alloc: Allocation, deployment: str, served_model_name: str,
                   server: str = PROMETHEUS) -> dict:
     """KEDA ScaledObject: scale `deployment` on the waiting requests per replica (metricType AverageValue: KEDA
     divides the query's sum by the replica count); scale down one replica per 5 minutes, after 10 quiet ones."""
     return {
         "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
-        "metadata": {"name": deployment, "labels": {"app.kubernetes.io/name": deployment,
-                                                    "app.kubernetes.io/managed-by": "serveplan"}},
+        "metadata": _metadata(deployment),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
             "minReplicaCount": alloc.replicas_needed, "maxReplicaCount": alloc.replicas_max,
@@ -50,8 +55,7 @@ def horizontal_pod_autoscaler(alloc: Allocation, deployment: str) -> dict:
     vllm:num_requests_waiting as the pods metric vllm_num_requests_waiting)."""
     return {
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": deployment, "labels": {"app.kubernetes.io/name": deployment,
-                                                    "app.kubernetes.io/managed-by": "serveplan"}},
+        "metadata": _metadata(deployment),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
             "minReplicas": alloc.replicas_needed, "maxReplicas": alloc.replicas_max,
