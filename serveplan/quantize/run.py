@@ -77,8 +77,6 @@ def quantize(model: str, method_name: str, out: Path, *, calibration: str | None
 
     import torch
 
-    from serveplan.quantize.perplexity import perplexity
-
     t0 = time.perf_counter()
     times: dict[str, float] = {}
     if local is None:
@@ -90,11 +88,7 @@ def quantize(model: str, method_name: str, out: Path, *, calibration: str | None
     ppl: dict[str, Any] = {"eval_source": eval_file or "built-in:serveplan/data/heldout.txt"}
     torch.manual_seed(0)
     if not skip_eval:
-        t = time.perf_counter()
-        m = load_model(local, for_eval=True)
-        ppl["original"] = perplexity(m, tokenizer, eval_text, seq_len)
-        free_model(m)
-        times["eval_original_s"] = time.perf_counter() - t
+        ppl["original"] = _timed_perplexity(local, tokenizer, eval_text, seq_len, times, "eval_original_s")
 
     kw, calib_doc = calibration_args(method, tokenizer, calibration, samples, seq_len, notes)
 
@@ -112,11 +106,7 @@ def quantize(model: str, method_name: str, out: Path, *, calibration: str | None
             raise QuantizeError(f"llm-compressor wrote no .safetensors into {tmp}.")
         qcfg = json.loads((tmp / "config.json").read_text()).get("quantization_config") or {}
         if not skip_eval:
-            t = time.perf_counter()
-            q = load_model(tmp, for_eval=True)
-            ppl["quantized"] = perplexity(q, tokenizer, eval_text, seq_len)
-            free_model(q)
-            times["eval_quantized_s"] = time.perf_counter() - t
+            ppl["quantized"] = _timed_perplexity(tmp, tokenizer, eval_text, seq_len, times, "eval_quantized_s")
             o, qq = ppl["original"]["perplexity"], ppl["quantized"]["perplexity"]
             ppl["delta"] = qq - o
             ppl["delta_pct"] = 100 * (qq - o) / o
@@ -139,3 +129,16 @@ def quantize(model: str, method_name: str, out: Path, *, calibration: str | None
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
+
+
+def _timed_perplexity(path: Path, tokenizer, text: str, seq_len: int, times: dict[str, float],  # noqa: ANN001
+                      key: str) -> dict[str, Any]:
+    """Perplexity of the checkpoint at `path` on `text`, its wall time (loading included) under times[key]."""
+    from serveplan.quantize.perplexity import perplexity
+
+    t = time.perf_counter()
+    m = load_model(path, for_eval=True)
+    result = perplexity(m, tokenizer, text, seq_len)
+    free_model(m)
+    times[key] = time.perf_counter() - t
+    return result
