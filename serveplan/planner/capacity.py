@@ -13,15 +13,32 @@ from __future__ import annotations
 
 import math
 
+from serveplan.planner.estimate import Scorer
 from serveplan.planner.result import Estimate, Predictions
 from serveplan.planner.serving import analytic
 from serveplan.planner.simulation import simulate
-from serveplan.planner.spec import SLO
+from serveplan.planner.spec import SLO, Candidate, PlanRequest
 
 BISECTION_STEPS = 14
 SIM_POINTS = 3
 MAX_SIM_POINTS = 6
 STEP_UP, STEP_DOWN = 1.25, 0.75  # simulated rates around the mean-field estimate
+
+
+def ttft_target_s(slo: SLO) -> float | None:
+    """The TTFT limit of the highest percentile the SLO sets for TTFT, in seconds (None without one)."""
+    ttft = {p: v for metric, p, v in slo.latency_targets() if metric == "ttft"}
+    return ttft[max(ttft, key=lambda p: int(p[1:]))] / 1000.0 if ttft else None
+
+
+def prefill_tokens_per_s(req: PlanRequest, cand: Candidate) -> float:
+    """Prompt tokens/s one replica prefills at best: one prefill-only step of max_num_batched_tokens tokens of
+    prompts of the traffic's mean length (causal work tokens x length / 2), by the planner's step model."""
+    tokens = cand.max_num_batched_tokens
+    prompt = max(1.0, min(req.traffic.input_len.mean, cand.max_model_len))
+    step_ms = Scorer(req).step_model(cand).step_ms(0, 0, prefill_tokens=tokens, prefill_work=tokens * prompt / 2,
+                                                   prefill_seqs=max(1.0, tokens / prompt))
+    return tokens / (step_ms / 1000.0)
 
 
 def slo_margin(p: Predictions, slo: SLO) -> float:
@@ -32,7 +49,7 @@ def slo_margin(p: Predictions, slo: SLO) -> float:
     return max(getattr(p, f"{metric}_ms").at(pct) / limit - 1.0 for metric, pct, limit in targets)
 
 
-def capacity_at_slo(scorer, est: Estimate, *, seed: int = 0) -> Estimate:  # noqa: ANN001 (Scorer: no cycle)
+def capacity_at_slo(scorer: Scorer, est: Estimate, *, seed: int = 0) -> Estimate:
     """est with predictions.capacity_rps / capacity_tok_s_per_gpu / cost_per_1m_tokens_at_capacity filled.
     Open-loop traffic only: a closed loop has a fixed concurrency, not an arrival rate to raise."""
     req, p = scorer.req, est.predictions

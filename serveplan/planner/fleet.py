@@ -389,18 +389,13 @@ def queue_threshold(req: PlanRequest, cand: Candidate) -> tuple[int, float]:
     guard sizes it). The threshold is half of Q_max, at least 1: scaling starts while the queue still leaves half
     the target, since a new replica takes minutes to load its weights. Without a TTFT target any sustained queue
     means the replicas are full: 1."""
-    from serveplan.planner.estimate import Scorer
+    from serveplan.planner.capacity import prefill_tokens_per_s, ttft_target_s
 
-    tokens = cand.max_num_batched_tokens
     prompt = max(1.0, min(req.traffic.input_len.mean, cand.max_model_len))
-    single = cand.model_copy(update={"replicas": 1})
-    step_s = Scorer(req).step_model(single).step_ms(0, 0, prefill_tokens=tokens, prefill_work=tokens * prompt / 2,
-                                                   prefill_seqs=max(1.0, tokens / prompt)) / 1000.0
-    prefill = tokens / step_s
-    ttft = {p: v for metric, p, v in req.slo.latency_targets() if metric == "ttft"}
-    if not ttft:
+    prefill = prefill_tokens_per_s(req, cand.model_copy(update={"replicas": 1}))
+    target_s = ttft_target_s(req.slo)
+    if target_s is None:
         return 1, prefill
-    target_s = ttft[max(ttft, key=lambda p: int(p[1:]))] / 1000.0
     return max(1, int(target_s * prefill / prompt / 2)), prefill
 
 

@@ -21,7 +21,7 @@ from serveplan.render.engines.base import (ReplicaLaunch, cuda_visible_devices, 
                                              multicast_off_env, online_quantization_args, parse_prometheus,
                                              pick_metrics, served_checkpoint, validate_flags)
 from serveplan.errors import ConfigError
-from serveplan.planner.estimate import Scorer
+from serveplan.planner.capacity import prefill_tokens_per_s, ttft_target_s
 from serveplan.planner.memory import pinned_kv_cache_bytes
 from serveplan.planner.spec import Candidate, PlanRequest
 
@@ -60,7 +60,7 @@ def _ttft_guard(c: Candidate, request: PlanRequest, schema: dict) -> list[str]:
 
     Rendered only where the version's parser has the flag (0.33.0, not 0.26.0) and the SLO sets a TTFT target;
     the target is the TTFT limit of the highest percentile set (the headline one when TTFT is among it). Prefill
-    throughput is the planner's (`Scorer(request).step_model(candidate)`, uncalibrated for a version with no
+    throughput is the planner's (`capacity.prefill_tokens_per_s`, uncalibrated for a version with no
     calibration file): one prefill-only step of max_num_batched_tokens prompt tokens, prompts of the traffic's
     mean length (causal work tokens x length / 2), per replica (each replica has its own API server). A pure
     prefill step is the fastest this replica prefills, so the limit is generous: it turns away only a backlog
@@ -68,15 +68,10 @@ def _ttft_guard(c: Candidate, request: PlanRequest, schema: dict) -> list[str]:
     prefilled prompt whole, which makes it reject a little earlier). engine.ttft_guard=false leaves it out."""
     if "--max-num-queued-tokens" not in schema["flags"] or not request.engine.ttft_guard:
         return []
-    ttft = {p: v for metric, p, v in request.slo.latency_targets() if metric == "ttft"}
-    if not ttft:
+    target_s = ttft_target_s(request.slo)
+    if target_s is None:
         return []
-    target_s = ttft[max(ttft, key=lambda p: int(p[1:]))] / 1000.0
-    tokens = c.max_num_batched_tokens
-    prompt = max(1.0, min(request.traffic.input_len.mean, c.max_model_len))
-    step_ms = Scorer(request).step_model(c).step_ms(0, 0, prefill_tokens=tokens, prefill_work=tokens * prompt / 2,
-                                                    prefill_seqs=max(1.0, tokens / prompt))
-    limit = int(target_s * tokens / (step_ms / 1000.0))
+    limit = int(target_s * prefill_tokens_per_s(request, c))
     return ["--max-num-queued-tokens", str(limit)] if limit >= 1 else []
 
 
