@@ -3,14 +3,8 @@
 # then launch the selected launch-safety candidates through `plan launch` and write results + vLLM's memory lines
 # to $OUT. usage: bash benchmarks/gpu/session3_launch.sh "Q#R,Q#R,..." [runner-timeout-s]
 set -u
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-if [ ! -f /tmp/vsite/env.sh ]; then
-  cp .vch-tools/SHA256SUMS /tmp/vch/ && bash .vch-tools/assemble.sh /tmp/vch > /tmp/assemble.log 2>&1 \
-    || { tail -20 /tmp/assemble.log; exit 1; }
-fi
-source /tmp/vsite/env.sh
+source benchmarks/gpu/vllm_env.sh
 nvidia-smi --query-gpu=index,name,memory.total,memory.used --format=csv | tee "$OUT/nvidia-smi.txt"
-export PATH=$PWD/benchmarks/gpu/bin:$PATH
 timeout "${2:-480}" python3 benchmarks/gpu/launch_safety_run.py benchmarks/gpu/launch_safety "$OUT/results.jsonl" \
   --only "$1" --emulate "" 2>&1 | tail -30
 for d in benchmarks/gpu/launch_safety/*/*/logs; do

@@ -4,13 +4,8 @@
 # with dummy weights. Neither configuration (H200, TP=2) was used to fit any engine term.
 #   bash benchmarks/gpu/session3_verify.sh PLAN_DIR_A PLAN_DIR_B [DURATION]
 set -u
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-if [ ! -f /tmp/vsite/env.sh ]; then
-  cp .vch-tools/SHA256SUMS /tmp/vch/ && bash .vch-tools/assemble.sh /tmp/vch > /tmp/assemble.log 2>&1 \
-    || { tail -20 /tmp/assemble.log; exit 1; }
-fi
-source /tmp/vsite/env.sh
-export PATH=$PWD/benchmarks/gpu/bin:$PATH PYTHONUNBUFFERED=1
+source benchmarks/gpu/vllm_env.sh
+export PYTHONUNBUFFERED=1
 folder=$(python3 -c "
 import sys; sys.path.insert(0, 'benchmarks/gpu')
 from pathlib import Path
