@@ -8,7 +8,10 @@
 #   bash benchmarks/gpu/session4_quality.sh q1  GPU RATE [DURATION]  # 8B, 1 GPU: winner on GPU 0, defaults on GPU 1 at once
 #   bash benchmarks/gpu/session4_quality.sh q2w GPU RATE [DURATION]  # 70B, 2 GPUs: the winner (verify)
 #   bash benchmarks/gpu/session4_quality.sh q2d GPU RATE [DURATION]  # 70B, 2 GPUs: vLLM defaults at TP=2
-# GPU is the catalog name the plans are made for (H100 or H200: whatever the lent machine is).
+# The plans were made here (the GPU machine lacks optuna), for 2x H200, which is what came:
+#   plan --model llama-3.1-8b --gpus 1xH200 traffic=chat traffic.rate_rps=26 -o benchmarks/gpu/plans/session4/q1-8b-h200
+#   plan --model llama-3.1-70b --gpus 2xH200 traffic=chat traffic.rate_rps=8 -o benchmarks/gpu/plans/session4/q2-70b-h200
+# GPU and RATE must match them; RATE is also the defaults' bench rate.
 # Everything lands in $OUT/session4-MODE.tar.gz plus $OUT/summary-MODE.txt.
 set -u
 source benchmarks/gpu/vllm_env.sh
@@ -55,14 +58,12 @@ winner_run() {  # devices, plan dir, model folder, tag
 }
 case $mode in
   q1)
-    cp -r benchmarks/gpu/plans/session4/q1-8b-h200 "$R/plan-8b" && : \
-      -o "$R/plan-8b" > "$R/plan-8b.txt" 2>&1
+    cp -r benchmarks/gpu/plans/session4/q1-8b-h200 "$R/plan-8b"  # planned here: the GPU machine has no optuna
     winner_run 0 "$R/plan-8b" "$(folder llama-3.1-8b ct-fp8)" q1-winner &
     defaults_run 1 1 "$(folder llama-3.1-8b hf)" 8100 q1-defaults &
     wait ;;
   q2w)
-    cp -r benchmarks/gpu/plans/session4/q2-70b-h200 "$R/plan-70b" && : \
-      -o "$R/plan-70b" > "$R/plan-70b.txt" 2>&1
+    cp -r benchmarks/gpu/plans/session4/q2-70b-h200 "$R/plan-70b"
     winner_run 0,1 "$R/plan-70b" "$(folder llama-3.1-70b ct-fp8)" q2-winner ;;
   q2d)
     defaults_run 0,1 2 "$(folder llama-3.1-70b hf)" 8100 q2-defaults ;;
