@@ -27,7 +27,7 @@ def plan(req: PlanRequest, *, profile: HardwareProfile | None = None,
     chosen = diverse(ranked, k * RESCORE_FACTOR) + ranked[:k]
     uniq = list({e.config: e for e in chosen}.values())
     top = [scorer.score(e.config, simulated=True, seed=req.search.seed) for e in uniq]
-    final, reason = final_ranking(req, scorer, rank(top), k)
+    final, reason = final_ranking(req, scorer, rank(top), k, pool=ranked)
     stats = stats.model_copy(update={"seconds": time.perf_counter() - t0})
     prof = {"gpu": scorer.profile.gpu, "kind": scorer.profile.kind, "path": scorer.profile.path}
     if scorer.calibration:

@@ -41,22 +41,36 @@ def diverse(ranked: list[Estimate], k: int) -> list[Estimate]:
     return (first + rest)[:k]
 
 
-def _final_key(e: Estimate) -> tuple:
+def has_headroom(req: PlanRequest, e: Estimate) -> bool:
+    """Whether e carries the offered rate with search.headroom to spare within the SLO (True where no capacity
+    was computed: a closed loop, or no rate)."""
+    p = e.predictions
+    rate = req.traffic.rate_rps
+    if p is None or p.capacity_rps is None or not rate or req.traffic.is_closed_loop:
+        return True
+    return p.capacity_rps >= rate * (1 + req.search.headroom) * (1 - 1e-9)
+
+
+def _final_key(req: PlanRequest, e: Estimate) -> tuple:
     p = e.predictions
     assert p is not None
     good = p.goodput_rps / e.config.total_gpus
     bucket = round(math.log(good) / math.log(GOODPUT_TIE)) if good > 0 else -10**9
     quality = 1 - QUALITY_PENALTY_PER_PCT * e.quality_cost
-    return (not e.meets_slo, -bucket, -capacity_per_gpu(e) * quality, -e.score)
+    return (not e.meets_slo, not has_headroom(req, e), -bucket, -capacity_per_gpu(e) * quality, -e.score)
 
 
-def final_ranking(req: PlanRequest, scorer, top: list[Estimate], k: int) -> tuple[list[Estimate], str]:  # noqa: ANN001
+def final_ranking(req: PlanRequest, scorer, top: list[Estimate], k: int,  # noqa: ANN001
+                  pool: list[Estimate] | None = None) -> tuple[list[Estimate], str]:
     """The k finalists (best of each structure first, from the simulated leaders `top`, already ranked) with
-    their capacity at the SLO, re-ranked for the goodput objective, and the why."""
+    their capacity at the SLO, re-ranked for the goodput objective, and the why. pool: every ranked candidate
+    of the search (analytic), where one that keeps the headroom is looked for when no finalist does."""
     seed = req.search.seed
     final = [capacity_at_slo(scorer, e, seed=seed) for e in diverse(top, k)]
     if req.search.objective == "goodput_per_gpu":
-        final.sort(key=_final_key)
+        final = _with_headroom(req, scorer, pool if pool is not None else top, final, k)
+        final.sort(key=lambda e: _final_key(req, e))
+        final = final[:k]
     alternatives = list(final)
     if final and final[0].meets_slo:  # a decision no finalist questions gets the best leader that made it otherwise
         mine = _dims(final[0].config)
@@ -66,6 +80,29 @@ def final_ranking(req: PlanRequest, scorer, top: list[Estimate], k: int) -> tupl
                 if alt is not None:
                     alternatives.append(capacity_at_slo(scorer, alt, seed=seed))
     return final, why(req, final, alternatives)
+
+
+HEADROOM_TRIES = 3  # leaders outside the finalists whose capacity is computed when no finalist keeps the headroom
+
+
+def _with_headroom(req: PlanRequest, scorer, pool: list[Estimate], final: list[Estimate],  # noqa: ANN001
+                   k: int) -> list[Estimate]:
+    """The finalists, plus the best leaders that keep search.headroom when no finalist does: the finalists are the
+    best per GPU at the offered load, which at a heavy load are often the ones with no capacity to spare (70B
+    fp8 on one of two H100s at 2 req/s: exactly 2.00 within the SLO), while a larger layout carries 3x more."""
+    rate = req.traffic.rate_rps
+    if not rate or req.traffic.is_closed_loop or any(e.meets_slo and has_headroom(req, e) for e in final):
+        return final
+    asked = rate * (1 + req.search.headroom)
+    shown = {_structure(e.config) for e in final}
+    likely = [e for e in pool if _structure(e.config) not in shown and e.meets_slo and e.predictions is not None
+              and e.predictions.max_rps >= asked]  # the mean-field ceiling: capacity within the SLO is below it
+    likely.sort(key=lambda e: -e.predictions.max_rps)  # type: ignore[union-attr]  # the most capacity first
+    seed = req.search.seed
+    extra = [capacity_at_slo(scorer, scorer.score(e.config, simulated=True, seed=seed), seed=seed)
+             for e in diverse(likely, HEADROOM_TRIES)]
+    keep = [e for e in extra if has_headroom(req, e)]
+    return keep + final  # ranked and cut to k by the caller
 
 
 def _dims(c: Candidate) -> tuple:
@@ -123,6 +160,9 @@ def why(req: PlanRequest, ranked: list[Estimate], alternatives: list[Estimate] |
             f"offered)" if wp.capacity_rps is not None else
             f"Highest goodput per GPU: {cap:.2f} req/s ({wp.throughput_tok_s / w.config.total_gpus:,.0f} output "
             f"tok/s) per GPU within the SLO")
+    if not has_headroom(req, w):
+        head += (f", short of the {req.search.headroom:.0%} headroom asked (search.headroom): no candidate on "
+                 f"these GPUs keeps it; the Sizing line says what does")
     clauses = []
     for i, (name, show) in enumerate((("weights", _weights), ("layout", _layout), ("batching", _batching))):
         alt = next((e for e in others if _dims(e.config)[i] != _dims(w.config)[i]), None)
@@ -141,8 +181,13 @@ def why(req: PlanRequest, ranked: list[Estimate], alternatives: list[Estimate] |
                 num += (f" (TTFT {pct.upper()} {wp.ttft_ms.at(pct):,.0f} vs {ap.ttft_ms.at(pct):,.0f} ms, TPOT "
                         f"{wp.tpot_ms.at(pct):.0f} vs {ap.tpot_ms.at(pct):.0f} ms)")
             if capacity_per_gpu(alt) > cap:
-                num += (f", more, but at +{alt.quality_cost:g}% stated perplexity cost" if alt.quality_cost >
-                        w.quality_cost else ", more, but less goodput per GPU at the offered load")
+                if has_headroom(req, w) and not has_headroom(req, alt):
+                    num += (f", more per GPU, but without {req.search.headroom:.0%} headroom "
+                            f"({ap.capacity_rps or 0:.2f} req/s within the SLO, "
+                            f"{(req.traffic.rate_rps or 0) * (1 + req.search.headroom):.2f} asked)")
+                else:
+                    num += (f", more, but at +{alt.quality_cost:g}% stated perplexity cost" if alt.quality_cost >
+                            w.quality_cost else ", more, but less goodput per GPU at the offered load")
         clauses.append(f"{name} {show(w.config)} vs {show(alt.config)}: {num}")
     if not clauses:
         return head + "."

@@ -191,10 +191,12 @@ def sizing_sentence(plan: Plan) -> str:
     per_replica = p.capacity_rps / c.replicas
     if per_replica <= 0:
         return f"{c.label()} meets the SLO at no arrival rate: relax the SLO or change the configuration."
-    need = max(1, math.ceil(r.traffic.rate_rps / per_replica))
+    h = r.search.headroom
+    need = max(1, math.ceil(r.traffic.rate_rps * (1 + h) / per_replica * (1 - 1e-9)))
     gpus = need * c.gpus_per_replica
     have = r.inventory.total_gpus
-    head = (f"{r.traffic.rate_rps:g} req/s needs {need} replica{'s' if need > 1 else ''} of {c.gpus_per_replica} "
+    asked = f" with {h:.0%} headroom" if h else ""
+    head = (f"{r.traffic.rate_rps:g} req/s{asked} needs {need} replica{'s' if need > 1 else ''} of {c.gpus_per_replica} "
             f"GPU{'s' if c.gpus_per_replica > 1 else ''} ({gpus} GPU{'s' if gpus > 1 else ''}) at {per_replica:.2f} req/s each within the SLO")
     if gpus > have:
         return f"{head}: {gpus - have} more than the {have} in the inventory."

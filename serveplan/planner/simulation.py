@@ -17,6 +17,9 @@ from serveplan.planner.result import MemoryBreakdown, Predictions
 from serveplan.planner.serving import NEAR_SATURATION, Load, finish_predictions, percentiles, replica_load
 from serveplan.planner.spec import SLO, Candidate, Inventory, Traffic
 
+OPEN_LOOP_HORIZON_S = 30.0  # seconds of arrivals an open loop is simulated for, at least
+OPEN_LOOP_MAX_REQUESTS = 1500  # ... up to this many requests (simulation time grows with it)
+
 
 @dataclass
 class _Req:
@@ -27,6 +30,7 @@ class _Req:
     generated: int = 0
     first_token: float = -1.0
     finish: float = -1.0
+    measured: bool = True  # False: an open loop's tail, arriving only to keep the load on (see simulate)
 
 
 def _sample_lengths(traffic: Traffic, n: int, rng: random.Random) -> list[tuple[int, int]]:
@@ -53,13 +57,25 @@ def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
     rng = random.Random(seed)
     load = replica_load(traffic, cand.replicas)
     e_out = traffic.output_len.mean
+    tail = 0
     if n_requests is None:
         n_requests = int(min(300, max(60, max_decode_tokens / max(e_out, 1))))
         if load.clients:
             n_requests = max(n_requests, int(4 * load.clients))
-    lengths = _sample_lengths(traffic, n_requests, rng)
+        if load.rate is not None:
+            # Sustained traffic: at least OPEN_LOOP_HORIZON_S of arrivals (a few hundred requests ran out in
+            # seconds at tens of req/s, before the batch had grown to its steady size), and arrivals that keep
+            # coming until the last measured request is done (without them its last tokens ran in an emptying
+            # batch). Both made heavy loads look faster than a sustained run: 8B fp8 at 26 req/s on an H200
+            # predicted TPOT 7 ms against 14-21 ms measured (benchmarks/gpu/results/session4).
+            n_requests = max(n_requests, min(OPEN_LOOP_MAX_REQUESTS, round(load.rate * OPEN_LOOP_HORIZON_S)))
+            tail = max(8, n_requests // 4)
+    # stratified apart, so the measured requests alone follow the length distribution
+    lengths = _sample_lengths(traffic, n_requests, rng) + (_sample_lengths(traffic, tail, rng) if tail else [])
     share = 1.0 - traffic.prefix_share
     arrivals, pending = _arrivals(traffic, load, lengths, share, rng)
+    for r in list(arrivals)[n_requests:]:
+        r.measured = False
     sim = _ReplicaSim(sm, cand, kv_cap=max(mem.kv_tokens, 1), share=share, arrivals=arrivals, pending=pending,
                       kv_block=kv_block)
     sim.run()
@@ -145,6 +161,7 @@ class _ReplicaSim:
         self.used = 0  # KV tokens held by running requests
         self.now = 0.0
         self.last_issue = 0.0  # closed loop: when the last pending request was issued
+        self.measured_left = sum(r.measured for r in arrivals) + len(pending)
         self.decode_steps: list[tuple[float, int]] = []
 
     def chunk(self, r: _Req, tokens_left: int) -> int:
@@ -155,7 +172,7 @@ class _ReplicaSim:
 
     def run(self) -> None:
         guard = 0
-        while (self.arrivals or self.waiting or self.running) and guard < 2_000_000:
+        while (self.arrivals or self.waiting or self.running) and self.measured_left > 0 and guard < 2_000_000:
             guard += 1
             while self.arrivals and self.arrivals[0].arrival <= self.now + 1e-12:
                 self.waiting.append(self.arrivals.popleft())
@@ -269,7 +286,9 @@ class _ReplicaSim:
             r.finish = self.now
             self.used -= r.prompt + r.generated
             self.running.remove(r)
-            self.done.append(r)
+            if r.measured:
+                self.done.append(r)
+                self.measured_left -= 1
             if self.pending:
                 i, o = self.pending.popleft()
                 self.arrivals.append(_Req(self.now, i, max(1, round(i * self.share)), o))

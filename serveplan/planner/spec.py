@@ -410,6 +410,10 @@ class SearchConfig(Frozen):
     max_num_batched_tokens: tuple[PositiveInt, ...] = Field(default=(2048, 8192, 16384), description="max_num_batched_tokens values searched (chunked prefill).")
     chunked_prefill: tuple[bool, ...] = Field(default=(True, False), description="Chunked prefill on/off values searched.")
     use_all_gpus: bool = Field(default=False, description="Only layouts that use every GPU.")
+    headroom: float = Field(default=0.2, ge=0.0, le=4.0, description="Capacity kept above the offered rate: the "
+                            "winner should carry (1 + headroom) x the rate within the SLO, and the sizing counts "
+                            "replicas for that. Predictions are good to ~10-25%, and near capacity a small error "
+                            "decides between a stable queue and a growing one.")
     top_k: int = Field(default=5, ge=1, le=50, description="Candidates shown and written.")
     max_model_len: int | None = Field(default=None, ge=16, description="Context to provision; default: "
                                       "the traffic's longest prompt + output, rounded up.")
