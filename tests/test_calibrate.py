@@ -71,11 +71,57 @@ def test_observations_from_vllm_bench_json(tmp_path):
     (obs,) = observations(load_plan(tmp_path / "p"), [point])
     assert (obs.input_len, obs.output_len, obs.concurrency, obs.num_prompts) == (512, 128, 16, 32)
     assert obs.tpot_ms == 7.0 and obs.gpu == "h100-sxm"
-    # An open-loop result (no concurrency) is refused with one sentence.
+    # A result with neither a concurrency nor a rate is refused with one sentence.
     doc.pop("max_concurrency")
     (tmp_path / "open.json").write_text(json.dumps(doc))
     r = subprocess.run([sys.executable, "-m", "serveplan.cli", "calibrate", str(tmp_path / "p"), "--bench",
                         str(tmp_path / "open.json"), "--out", str(tmp_path / "prof")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
-    assert "closed-loop" in r.stderr
+    assert "closed loop" in r.stderr and "rate" in r.stderr
+
+
+def test_open_loop_observation_is_fitted_on_its_median_ttft():
+    """An open-loop point (verify: Poisson arrivals at a rate, the traffic's lengths) is predicted as the run it
+    was (its number of requests, its drain) with TTFT at the median; a fit to points 'measured' under TRUE terms
+    recovers them better than no calibration, and a heavier load of the same run never predicts a lower TPOT."""
+    from serveplan.planner.config import build_request
+
+    chat = build_request(model="llama-8b", gpus="1xH100", traffic="chat").traffic.model_dump()
+    obs = []
+    for rate, n in ((2.0, 60), (12.0, 240)):
+        base = Observation(input_len=1024, output_len=256, concurrency=0, num_prompts=n, ttft_ms=1, tpot_ms=1,
+                           throughput_tok_s=1, max_model_len=16384, rate_rps=rate, traffic=chat,
+                           weight_dtype="fp8", kv_cache_dtype="fp8")
+        p = predict_observation(base, TRUE)
+        obs.append(base.model_copy(update={"ttft_ms": p["ttft_ms"], "tpot_ms": p["tpot_ms"],
+                                           "throughput_tok_s": p["throughput_tok_s"]}))
+    light, heavy = (predict_observation(o, TRUE) for o in obs)
+    assert heavy["tpot_ms"] >= light["tpot_ms"]
+    before = loss(obs, None)
+    cal = fit_calibration(obs, source="synthetic open loop", n_trials=60, version="0.26.0")
+    assert loss(obs, cal) < before / 2
+
+
+def test_calibrate_cli_takes_an_open_loop_bench(tmp_path):
+    """`plan calibrate DIR --bench verify.json` of an open-loop run: accepted (it used to refuse anything but a
+    closed loop), fitted, and written where the planner finds it."""
+    from serveplan.planner.api import plan
+    from serveplan.planner.config import build_request
+    from serveplan.planner.report import write_outdir
+
+    req = build_request(model="llama-8b", gpus="1xH100", overrides=["search.n_trials=20"])
+    write_outdir(plan(req), tmp_path / "p")
+    doc = {"completed": 40, "total_input_tokens": 40 * 1000, "total_output_tokens": 40 * 250,
+           "duration": 30.0, "request_throughput": 1.3, "output_throughput": 330.0, "request_rate": 2.0,
+           "max_concurrency": None, "mean_ttft_ms": 90.0, "median_ttft_ms": 70.0, "p99_ttft_ms": 300.0,
+           "mean_tpot_ms": 6.0, "median_tpot_ms": 6.0, "p99_tpot_ms": 9.0, "mean_itl_ms": 6.0,
+           "median_itl_ms": 6.0, "p99_itl_ms": 9.0, "mean_e2el_ms": 1600.0, "median_e2el_ms": 1500.0,
+           "p99_e2el_ms": 3000.0, "model_id": "meta-llama/Llama-3.1-8B-Instruct"}
+    (tmp_path / "open.json").write_text(json.dumps(doc))
+    r = subprocess.run([sys.executable, "-m", "serveplan.cli", "calibrate", str(tmp_path / "p"), "--bench",
+                        str(tmp_path / "open.json"), "--out", str(tmp_path / "prof"), "--trials", "8"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "2 req/s" in r.stdout and "Wrote" in r.stdout
+    assert list((tmp_path / "prof" / "calibration").rglob("h100-sxm.yaml"))

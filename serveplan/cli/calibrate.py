@@ -14,7 +14,8 @@ def main(argv: list[str]) -> int:
                 "them as an engine calibration the planner applies.")
     p.add_argument("plan_dir", help="folder holding the plan.yaml whose winner was benchmarked")
     p.add_argument("--bench", nargs="+", required=True, type=Path,
-                   help="closed-loop results: serveplan `bench -o` JSON or `vllm bench serve --save-result` JSON")
+                   help="results: serveplan `bench -o` / `verify` JSON or `vllm bench serve --save-result` JSON, "
+                   "closed loop (a concurrency) or open loop (a rate; fitted on TTFT P50 and mean TPOT)")
     p.add_argument("--out", type=Path, help="profiles folder to write into (default ~/.serveplan/profiles)")
     p.add_argument("--trials", type=int, default=120)
     a = p.parse_args(argv)
@@ -31,14 +32,16 @@ def main(argv: list[str]) -> int:
         points.append(BenchPoint(label=str(f), model=model, completed=s.completed,
                                  total_input_tokens=s.total_input_tokens, total_output_tokens=s.total_output_tokens,
                                  concurrency=s.concurrency_limit, ttft_ms=s.ttft_ms.mean, tpot_ms=s.tpot_ms.mean,
-                                 throughput_tok_s=s.output_tok_s))
+                                 throughput_tok_s=s.output_tok_s, rate_rps=s.offered_rps,
+                                 ttft_p50_ms=s.ttft_ms.p50))
     obs = observations(plan, points)
     cal = fit_calibration(obs, source=", ".join(str(b) for b in a.bench), n_trials=a.trials)
     path = write_calibration(cal, a.out or USER_PROFILES)
     con = _console()
     for o in obs:
         pr = predict_observation(o, cal)
-        con.print(f"{o.input_len}/{o.output_len} tokens x {o.concurrency}: TTFT {o.ttft_ms:.1f} -> "
+        load = f"{o.rate_rps:g} req/s" if o.rate_rps is not None else f"x {o.concurrency}"
+        con.print(f"{o.input_len}/{o.output_len} tokens {load}: TTFT {o.ttft_ms:.1f} -> "
                   f"{pr['ttft_ms']:.1f} ms, TPOT {o.tpot_ms:.2f} -> {pr['tpot_ms']:.2f} ms (measured -> fitted)")
     con.print(f"Wrote {path} (loss {cal.fit.get('loss', 0):.3f} over {len(obs)} points); plans for "
               f"{cal.gpu} on {cal.engine} {cal.engine_version} now use it.")

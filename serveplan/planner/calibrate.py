@@ -1,7 +1,9 @@
 """Engine calibration: fit engine-level terms to benchmarks of a real engine and store them in profiles/.
 
-An Observation is one measured operating point of a known configuration (fixed prompt and output lengths,
-closed loop at a concurrency; what `vllm bench serve --max-concurrency` or serveplan's `bench` measures).
+An Observation is one measured operating point of a known configuration: fixed prompt and output lengths in
+a closed loop at a concurrency (what `vllm bench serve --max-concurrency` or serveplan's `bench` measures), or
+an open loop (Poisson arrivals at a rate, the traffic's length distributions; what `verify` measures), where
+TTFT is fitted on its median (an overloaded run's mean is its queue's growth).
 The fit adjusts what the hardware profile cannot know: the engine's per-step CPU cost (scheduling,
 sampling, launches), its per-sequence cost, and how much of the profiled bandwidth and GEMM/attention
 rates the engine's kernels achieve. An Optuna study (TPE, seeded) minimises the mean absolute log error of
@@ -51,6 +53,12 @@ class Observation(BaseModel):
     repeats: int = 1
     ttft_spread: float = 0.0
     tpot_spread: float = 0.0
+    # open loop (rate_rps set): the run's Traffic (length distributions, arrival) and layout; ttft_ms is the P50
+    rate_rps: float | None = None
+    traffic: dict | None = None
+    pp: int = 1
+    replicas: int = 1
+    enable_prefix_caching: bool = False
 
 
 @lru_cache(maxsize=256)
@@ -70,26 +78,43 @@ def predict_observation(o: Observation, cal: Calibration | None) -> dict:
     from serveplan.planner.simulation import simulate
     from serveplan.planner.spec import Candidate
 
-    req = _request(o.model, o.gpu, o.engine, o.input_len, o.output_len, o.concurrency, o.max_model_len)
-    cand = Candidate(engine=o.engine, tp=o.tp, weight_dtype=o.weight_dtype,  # type: ignore[arg-type]
-                     kv_cache_dtype=o.kv_cache_dtype,  # type: ignore[arg-type]
+    if o.rate_rps is not None:
+        req = _open_request(o.model, o.gpu, o.engine, o.tp * o.pp * o.replicas, o.max_model_len)
+        req = req.model_copy(update={"traffic": type(req.traffic)(**{**(o.traffic or {}), "rate_rps": o.rate_rps,
+                                                                      "concurrency": None})})
+    else:
+        req = _request(o.model, o.gpu, o.engine, o.input_len, o.output_len, o.concurrency, o.max_model_len)
+    cand = Candidate(engine=o.engine, tp=o.tp, pp=o.pp, replicas=o.replicas,  # type: ignore[arg-type]
+                     weight_dtype=o.weight_dtype, kv_cache_dtype=o.kv_cache_dtype,  # type: ignore[arg-type]
                      max_num_seqs=o.max_num_seqs, max_num_batched_tokens=o.max_num_batched_tokens,
                      chunked_prefill=o.chunked_prefill, max_model_len=o.max_model_len,
-                     gpu_memory_utilization=o.gpu_memory_utilization, enable_prefix_caching=False)
+                     gpu_memory_utilization=o.gpu_memory_utilization,
+                     enable_prefix_caching=o.enable_prefix_caching)
     scorer = Scorer(req, calibration=cal, use_calibration=False)
     mem = scorer.memory(cand)
+    # the run as measured: as many requests (per replica) as it sent, its drain included
     p = simulate(scorer.step_model(cand), cand, mem, req.traffic, req.slo, req.inventory,
-                 n_requests=o.num_prompts, kv_block=req.engine.kv_block_size, with_capacity=False,
-                 closed_loop="run")
-    return {"ttft_ms": p.ttft_ms.mean, "tpot_ms": p.tpot_ms.mean, "throughput_tok_s": p.throughput_tok_s}
+                 n_requests=max(1, round(o.num_prompts / o.replicas)), kv_block=req.engine.kv_block_size,
+                 with_capacity=False, closed_loop="run")
+    ttft = p.ttft_ms.p50 if o.rate_rps is not None else p.ttft_ms.mean
+    return {"ttft_ms": ttft, "tpot_ms": p.tpot_ms.mean, "throughput_tok_s": p.throughput_tok_s}
+
+
+@lru_cache(maxsize=64)
+def _open_request(model: str, gpu: str, engine: str, gpus: int, mml: int):  # noqa: ANN202
+    from serveplan.planner.config import build_request
+
+    return build_request(model=model, gpus=f"{gpus}x{gpu}", engine=engine,
+                         overrides=[f"search.max_model_len={mml}", "slo=none"])
 
 
 def loss(obs: list[Observation], cal: Calibration | None) -> float:
     total = 0.0
     for o in obs:
         p = predict_observation(o, cal)
-        total += abs(math.log(p["tpot_ms"] / o.tpot_ms)) + abs(math.log(p["ttft_ms"] / o.ttft_ms)) \
-            + 0.5 * abs(math.log(p["throughput_tok_s"] / o.throughput_tok_s))
+        total += abs(math.log(p["tpot_ms"] / o.tpot_ms)) + abs(math.log(p["ttft_ms"] / o.ttft_ms))
+        if o.rate_rps is None:  # an open loop serves its rate; a bench's tok/s there mostly counts its drain
+            total += 0.5 * abs(math.log(p["throughput_tok_s"] / o.throughput_tok_s))
     return total / max(len(obs), 1)
 
 
@@ -148,10 +173,13 @@ class BenchPoint:
     ttft_ms: float | None      # means
     tpot_ms: float | None
     throughput_tok_s: float
+    rate_rps: float | None = None      # open loop: the offered rate
+    ttft_p50_ms: float | None = None   # open loop: what TTFT is fitted on
 
 
 def observations(plan, points: list[BenchPoint]) -> list[Observation]:  # noqa: ANN001 (a Plan)
-    """Calibration observations of the plan's winner from closed-loop bench points at fixed lengths."""
+    """Calibration observations of the plan's winner: closed-loop bench points (their mean lengths, fixed), and
+    open-loop ones (verify, or bench at a rate) under the plan's traffic at the measured rate."""
     from serveplan.errors import ConfigError
 
     c, req = plan.winner.config, plan.request
@@ -163,11 +191,25 @@ def observations(plan, points: list[BenchPoint]) -> list[Observation]:  # noqa: 
         if m and m not in ours and not any(m.rstrip("/").endswith("/" + o.rsplit("/", 1)[-1]) for o in ours):
             raise ConfigError(f"{pt.label} measured the model '{m}', but the plan serves {req.model.name} "
                               f"({', '.join(sorted(ours))}); calibrate with benchmarks of this plan's model.")
-        if not pt.concurrency:
-            raise ConfigError(f"{pt.label}: calibration needs a closed-loop benchmark (a fixed concurrency).")
+        if not pt.concurrency and not pt.rate_rps:
+            raise ConfigError(f"{pt.label}: calibration needs a closed loop (a fixed concurrency) or an open loop "
+                              "at a known rate; this benchmark records neither.")
         if not pt.completed or pt.ttft_ms is None or pt.tpot_ms is None:
             raise ConfigError(f"{pt.label}: no request completed in that benchmark; nothing to calibrate on.")
         n = pt.completed
+        if not pt.concurrency:
+            out.append(Observation(
+                model=req.model.name, gpu=req.inventory.gpu.name, engine=c.engine, tp=c.tp, pp=c.pp,
+                replicas=c.replicas, weight_dtype=c.weight_dtype, kv_cache_dtype=c.kv_cache_dtype,
+                max_num_seqs=c.max_num_seqs, max_num_batched_tokens=c.max_num_batched_tokens,
+                chunked_prefill=c.chunked_prefill, max_model_len=c.max_model_len,
+                gpu_memory_utilization=c.gpu_memory_utilization,
+                enable_prefix_caching=c.enable_prefix_caching and req.traffic.prefix_share > 0,
+                input_len=round(pt.total_input_tokens / n), output_len=round(pt.total_output_tokens / n),
+                concurrency=0, num_prompts=n, rate_rps=pt.rate_rps, traffic=req.traffic.model_dump(),
+                ttft_ms=pt.ttft_p50_ms if pt.ttft_p50_ms is not None else pt.ttft_ms, tpot_ms=pt.tpot_ms,
+                throughput_tok_s=pt.throughput_tok_s, label=pt.label))
+            continue
         out.append(Observation(
             model=req.model.name, gpu=req.inventory.gpu.name, engine=c.engine, tp=c.tp,
             weight_dtype=c.weight_dtype, kv_cache_dtype=c.kv_cache_dtype, max_num_seqs=c.max_num_seqs,
