@@ -238,3 +238,22 @@ def test_calibration_falls_back_to_the_newest_older_version(tmp_path):
     assert cal.step_overhead_ms == 5.0 and not cal.applied_to and cal.describe() == str(exact)
     assert find_calibration("vllm", "nightly", GPU, (d1, d2)) is None  # no order to fall back along
 
+
+def test_default_vllm_plans_say_the_calibration_is_0_26s(monkeypatch, tmp_path):
+    """The default vLLM (0.33.0) on an H100 has no calibration of its own: the shipped 0.26.0 one is applied,
+    and the plan's sources and profile say which version it was measured on; 0.26.0 gets it plainly."""
+    from serveplan.planner import profiles
+    from serveplan.planner.api import plan
+
+    monkeypatch.delenv("SERVEPLAN_PROFILES", raising=False)
+    monkeypatch.setattr(profiles, "USER_PROFILES", tmp_path)
+    shipped = str(SHIPPED_PROFILES / "calibration" / "vllm-0.26.0" / "h100-sxm.yaml")
+    assert DEFAULT_VLLM == "0.33.0"
+    req = build_request(model="llama-8b", gpus="1xH100", overrides=["search.n_trials=10"])
+    est = estimate(req, Candidate(max_model_len=4096))
+    assert est.predictions.sources["overhead"] == "calibrated"
+    note = f"{shipped} (measured on vLLM 0.26.0, applied to 0.33.0)"
+    assert est.predictions.sources["calibration"] == note
+    assert plan(req).profile["calibration"] == note
+    old = build_request(model="llama-8b", gpus="1xH100", overrides=["engine.version=0.26.0"])
+    assert estimate(old, Candidate(max_model_len=4096)).predictions.sources["calibration"] == shipped
