@@ -63,7 +63,8 @@ def points() -> list[tuple[str, PlanRequest, Candidate, dict]]:
         out.append((label, req, Candidate(**doc["config"]), doc["measured"]))
     for label, path, model, gpus, rate, tp in DEFAULTS_RUNS:
         doc = _read(path)
-        req = build_request(model=model, gpus=gpus, traffic="chat", overrides=[f"traffic.rate_rps={rate}"])
+        req = build_request(model=model, gpus=gpus, traffic="chat",  # the runs' vLLM, not the default (0.33.0)
+                            overrides=[f"traffic.rate_rps={rate}", "engine.version=0.26.0"])
         cand = Candidate(tp=tp, weight_dtype="bf16", kv_cache_dtype="auto", max_num_seqs=1024,
                          max_num_batched_tokens=8192, chunked_prefill=True, max_model_len=32768,
                          enable_prefix_caching=True)
