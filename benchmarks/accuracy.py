@@ -113,7 +113,8 @@ def main() -> None:
     report = {"uncalibrated": {"all": errors(base)}}
     cal = None
     if a.fit:
-        cal = fit_calibration(train, source="benchmarks/gpu/results/grid_*.jsonl, training checkerboard (see benchmarks/accuracy.py)")
+        cal = fit_calibration(train, source="benchmarks/gpu/results/grid_*.jsonl, training checkerboard (see benchmarks/accuracy.py)",
+                              version="0.26.0")  # the version the grid ran, not the default
         print(f"\nFitted on {len(train)} training points in {time.perf_counter() - t0:.1f} s: "
               f"step_overhead_ms={cal.step_overhead_ms:.3f} per_seq_overhead_us={cal.per_seq_overhead_us:.2f} "
               f"request_overhead_ms={cal.request_overhead_ms:.2f} prefill_seq_overhead_ms={cal.prefill_seq_overhead_ms:.3f} "

@@ -125,3 +125,22 @@ def test_calibrate_cli_takes_an_open_loop_bench(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "2 req/s" in r.stdout and "Wrote" in r.stdout
     assert list((tmp_path / "prof" / "calibration").rglob("h100-sxm.yaml"))
+
+
+def test_plan_calibrate_writes_the_plans_version(tmp_path):
+    """`plan calibrate` keys the fit by the benchmarked plan's engine version, not the default (0.33.0): a 0.26.0
+    plan's benchmarks make vllm-0.26.0/<gpu>.yaml."""
+    from serveplan.cli.calibrate import main
+    from serveplan.planner.api import plan
+    from serveplan.planner.config import build_request
+    from serveplan.planner.report import write_outdir
+
+    req = build_request(model="llama-8b", gpus="1xH100", overrides=["search.n_trials=20", "engine.version=0.26.0"])
+    write_outdir(plan(req), tmp_path / "p")
+    doc = {"completed": 32, "total_input_tokens": 32 * 512, "total_output_tokens": 32 * 128,
+           "max_concurrency": 16, "mean_ttft_ms": 200.0, "mean_tpot_ms": 7.0, "output_throughput": 2000.0}
+    (tmp_path / "v.json").write_text(json.dumps(doc))
+    assert main([str(tmp_path / "p"), "--bench", str(tmp_path / "v.json"), "--out", str(tmp_path / "prof"),
+                 "--trials", "3"]) == 0
+    written = list((tmp_path / "prof" / "calibration").glob("*/*.yaml"))
+    assert [f.relative_to(tmp_path / "prof").as_posix() for f in written] == ["calibration/vllm-0.26.0/h100-sxm.yaml"]

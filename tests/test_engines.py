@@ -28,13 +28,12 @@ def make_request(engine: str = "vllm", *, nodes: int = 1, gpus_per_node: int = 8
                  multicast: bool = True, slo: SLO | None = None) -> PlanRequest:
     model = factories.model("llama-3.1-8b", hf_id="meta-llama/Llama-3.1-8B")
     gpu = factories.gpu("h100-sxm")
-    versions = {"vllm": "0.26.0", "sglang": "0.5.23", "trtllm": "1.2.1", "tgi": "3.3.7"}
     return PlanRequest(model=model, inventory=Inventory(gpu=gpu, nodes=nodes, gpus_per_node=gpus_per_node,
                                                         nvlink_multicast=multicast),
                        traffic=Traffic(input_len=LengthDist(kind="fixed", mean=1024),
                                        output_len=LengthDist(kind="fixed", mean=256), rate_rps=4),
                        slo=slo or SLO(ttft_p99_ms=2000), search=SearchConfig(),
-                       engine=EngineConfig(name=engine, version=version or versions[engine],
+                       engine=EngineConfig(name=engine, version=version or get_adapter(engine).version,
                                            kv_free_memory_fraction=0.85))
 
 
@@ -182,7 +181,10 @@ class EngineAdapterContract:
 
 
 class TestVLLM(EngineAdapterContract):
+    """The vLLM contract at 0.26.0, the version measured on GPUs (TestVLLM033 runs it at the default, 0.33.0)."""
+
     ENGINE = "vllm"
+    VERSION = "0.26.0"
     KNOBS = {"tp": ("--tensor-parallel-size",), "pp": ("--pipeline-parallel-size",),
              "max_num_seqs": ("--max-num-seqs",), "max_num_batched_tokens": ("--max-num-batched-tokens",),
              "max_model_len": ("--max-model-len",), "gpu_memory_utilization": ("--gpu-memory-utilization",),
@@ -206,7 +208,7 @@ vllm:time_to_first_token_seconds_bucket{le="0.001",model_name="llama"} 0.0
                 make_request("vllm", version=self.VERSION, multicast=False)]
 
     def _schema(self) -> dict:
-        return json.loads((SCHEMA_DIR / f"vllm-{self.VERSION or '0.26.0'}.json").read_text())
+        return json.loads((SCHEMA_DIR / f"vllm-{self.VERSION or get_adapter('vllm').version}.json").read_text())
 
     def test_values(self, adapter, request_):
         req = request_
@@ -290,9 +292,12 @@ vllm:time_to_first_token_seconds_bucket{le="0.001",model_name="llama"} 0.0
 
 
 class TestVLLM033(TestVLLM):
-    """The whole vLLM contract again at 0.33.0, plus what 0.33.0 dropped and added."""
+    """The whole vLLM contract again at the default version (None: 0.33.0), plus what 0.33.0 dropped and added."""
 
-    VERSION = "0.33.0"
+    VERSION = None
+
+    def test_default_is_033(self, adapter):
+        assert adapter.version == "0.33.0" and adapter is get_adapter("vllm", "0.33.0")
 
     def test_flags_removed_since_026_never_rendered(self, adapter):
         old = json.loads((SCHEMA_DIR / "vllm-0.26.0.json").read_text())
@@ -484,17 +489,17 @@ def test_get_adapter_unknown():
 
 def test_engine_versions():
     """engine.version picks the adapter; a version with no schema is one sentence naming those with one."""
-    assert get_adapter("vllm").version == "0.26.0"  # the default: the version measured on GPUs
-    assert get_adapter("vllm", "0.33.0").version == "0.33.0"
-    assert get_adapter("vllm", "0.33.0") is get_adapter("vllm", "0.33.0")
+    assert get_adapter("vllm").version == "0.33.0"  # the default: the newest version with a schema
+    assert get_adapter("vllm", "0.26.0").version == "0.26.0"  # the version measured on GPUs
+    assert get_adapter("vllm", "0.26.0") is get_adapter("vllm", "0.26.0")
     with pytest.raises(ConfigError, match=r"^vllm 9\.9\.9 has no flag schema .* 0\.26\.0 or 0\.33\.0 ") as e:
         get_adapter("vllm", "9.9.9")
     assert str(e.value).count(". ") == 0 and str(e.value).endswith(".")
     with pytest.raises(ConfigError, match="0.5.23"):
         get_adapter("sglang", "0.6.0")
     # An adapter never renders another version's request silently.
-    with pytest.raises(ValueError, match="0.33.0"):
-        get_adapter("vllm").render(Candidate(), make_request(version="0.33.0"), replica=0, gpus=[0], port=8000)
+    with pytest.raises(ValueError, match="0.26.0"):
+        get_adapter("vllm").render(Candidate(), make_request(version="0.26.0"), replica=0, gpus=[0], port=8000)
 
 
 def _guard(version: str, slo: SLO, cand: Candidate = Candidate(), **engine) -> int | None:

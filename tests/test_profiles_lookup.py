@@ -186,11 +186,14 @@ def l4_req():
                                     "traffic.rate_rps=0.5"])
 
 
-def _write_calibration(root: Path, **terms) -> Path:
-    eng = EngineConfig(**catalog.catalog_doc("engine", "vllm"))
-    f = root / "calibration" / f"vllm-{eng.version}" / f"{GPU}.yaml"
+DEFAULT_VLLM = EngineConfig(**catalog.catalog_doc("engine", "vllm")).version
+
+
+def _write_calibration(root: Path, version: str = DEFAULT_VLLM, *, engine: str = "vllm", gpu: str = GPU,
+                       **terms) -> Path:
+    f = root / "calibration" / f"{engine}-{version}" / f"{gpu}.yaml"
     f.parent.mkdir(parents=True, exist_ok=True)
-    f.write_text(yaml.safe_dump({"engine": "vllm", "engine_version": eng.version, "gpu": GPU,
+    f.write_text(yaml.safe_dump({"engine": engine, "engine_version": version, "gpu": gpu,
                                  "source": "test benchmark", **terms}))
     return f
 
@@ -200,7 +203,7 @@ def test_calibration_changes_step_time(tmp_path, monkeypatch, l4_req):
     base = Scorer(l4_req, use_calibration=False).score(cand, simulated=True)
     assert base.predictions.sources["overhead"] == "assumed"
     f = _write_calibration(tmp_path, step_overhead_ms=9.0, per_seq_overhead_us=20.0, bandwidth_scale=0.8)
-    assert find_calibration("vllm", "0.26.0", GPU, (tmp_path,)).step_overhead_ms == 9.0
+    assert find_calibration("vllm", DEFAULT_VLLM, GPU, (tmp_path,)).step_overhead_ms == 9.0
     monkeypatch.setenv("SERVEPLAN_PROFILES", str(tmp_path))
     cal = estimate(l4_req, cand)
     p0, p1 = base.predictions, cal.predictions
@@ -211,8 +214,46 @@ def test_calibration_changes_step_time(tmp_path, monkeypatch, l4_req):
     assert p1.tpot_ms.p50 > p0.tpot_ms.p50 + 7.0
 
 
-def test_calibration_for_another_version_is_ignored(tmp_path):
-    f = tmp_path / "calibration" / "vllm-0.1.0" / f"{GPU}.yaml"
-    f.parent.mkdir(parents=True)
-    f.write_text(yaml.safe_dump({"engine": "vllm", "engine_version": "0.1.0", "gpu": GPU, "step_overhead_ms": 9}))
+def test_calibration_for_a_newer_version_or_other_engine_or_gpu_is_ignored(tmp_path):
+    _write_calibration(tmp_path, "0.40.0", step_overhead_ms=9)
+    _write_calibration(tmp_path, "0.1.0", engine="sglang", step_overhead_ms=9)
+    _write_calibration(tmp_path, "0.1.0", gpu="h100-sxm", step_overhead_ms=9)
     assert find_calibration("vllm", "0.26.0", GPU, (tmp_path,)) is None
+
+
+def test_calibration_falls_back_to_the_newest_older_version(tmp_path):
+    """No file at the version planned for: the newest older version's (numerically: 0.26 is newer than 0.9),
+    marked as applied to the planned version; a file at the version itself always wins."""
+    d1, d2 = tmp_path / "first", tmp_path / "second"
+    _write_calibration(d1, "0.9.0", step_overhead_ms=1.0)
+    _write_calibration(d2, "0.26.0", step_overhead_ms=2.0)
+    _write_calibration(d2, "0.20.1", step_overhead_ms=3.0)
+    _write_calibration(d2, "0.40.0", step_overhead_ms=4.0)
+    cal = find_calibration("vllm", "0.33.0", GPU, (d1, d2))
+    assert cal.step_overhead_ms == 2.0 and cal.engine_version == "0.26.0" and cal.applied_to == "0.33.0"
+    assert cal.describe() == f"{d2 / 'calibration' / 'vllm-0.26.0' / GPU}.yaml (measured on vLLM 0.26.0, applied to 0.33.0)"
+    assert find_calibration("vllm", "0.25.0", GPU, (d1, d2)).step_overhead_ms == 3.0  # 0.20.1 beats 0.9.0
+    exact = _write_calibration(d2, "0.33.0", step_overhead_ms=5.0)
+    cal = find_calibration("vllm", "0.33.0", GPU, (d1, d2))
+    assert cal.step_overhead_ms == 5.0 and not cal.applied_to and cal.describe() == str(exact)
+    assert find_calibration("vllm", "nightly", GPU, (d1, d2)) is None  # no order to fall back along
+
+
+def test_default_vllm_plans_say_the_calibration_is_0_26s(monkeypatch, tmp_path):
+    """The default vLLM (0.33.0) on an H100 has no calibration of its own: the shipped 0.26.0 one is applied,
+    and the plan's sources and profile say which version it was measured on; 0.26.0 gets it plainly."""
+    from serveplan.planner import profiles
+    from serveplan.planner.api import plan
+
+    monkeypatch.delenv("SERVEPLAN_PROFILES", raising=False)
+    monkeypatch.setattr(profiles, "USER_PROFILES", tmp_path)
+    shipped = str(SHIPPED_PROFILES / "calibration" / "vllm-0.26.0" / "h100-sxm.yaml")
+    assert DEFAULT_VLLM == "0.33.0"
+    req = build_request(model="llama-8b", gpus="1xH100", overrides=["search.n_trials=10"])
+    est = estimate(req, Candidate(max_model_len=4096))
+    assert est.predictions.sources["overhead"] == "calibrated"
+    note = f"{shipped} (measured on vLLM 0.26.0, applied to 0.33.0)"
+    assert est.predictions.sources["calibration"] == note
+    assert plan(req).profile["calibration"] == note
+    old = build_request(model="llama-8b", gpus="1xH100", overrides=["engine.version=0.26.0"])
+    assert estimate(old, Candidate(max_model_len=4096)).predictions.sources["calibration"] == shipped

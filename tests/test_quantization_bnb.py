@@ -32,9 +32,10 @@ def test_memory_smaller_than_bf16_and_stated_costs():
 
 
 def test_opt_in_only():
-    default = build_request(model="llama-8b", gpus="1xL4")
+    v026 = "engine.version=0.26.0"  # the vLLM that has it (the default, 0.33.0, does not)
+    default = build_request(model="llama-8b", gpus="1xL4", overrides=[v026])
     assert "bnb-nf4" not in weight_dtypes(default)
-    asked = build_request(model="llama-8b", gpus="1xL4", overrides=["search.allowed_quant=[bf16,bnb-nf4]"])
+    asked = build_request(model="llama-8b", gpus="1xL4", overrides=[v026, "search.allowed_quant=[bf16,bnb-nf4]"])
     assert "bnb-nf4" in weight_dtypes(asked)
     ck = checkpoint_for(asked.model, "bnb-nf4", "vllm")
     assert ck.engine_quantizes and ck.id == asked.model.hf_id  # the bf16 checkpoint, quantized while loading
@@ -52,7 +53,8 @@ def test_slower_than_bf16_beyond_one_token():
 
 
 def test_vllm_026_renders_bitsandbytes_and_validates():
-    req = build_request(model="llama-8b", gpus="1xL4", overrides=["search.allowed_quant=[bnb-nf4]", "search.n_trials=20"])
+    req = build_request(model="llama-8b", gpus="1xL4", overrides=["engine.version=0.26.0", "search.allowed_quant=[bnb-nf4]",
+                                                                  "search.n_trials=20"])
     p = plan(req)
     assert p.ranked and all(e.config.weight_dtype == "bnb-nf4" for e in p.ranked)
     w = p.winner.config
@@ -67,6 +69,8 @@ def test_vllm_033_refuses_in_one_sentence():
     with pytest.raises(ConfigError, match=r"vllm 0\.33\.0 has no bitsandbytes") as e:
         build_request(model="llama-8b", gpus="1xL4", overrides=["engine.version=0.33.0", "search.allowed_quant=[bnb-nf4]"])
     assert str(e.value).count(". ") == 0 and str(e.value).endswith(".")
+    with pytest.raises(ConfigError, match=r"vllm 0\.33\.0 has no .* plan with engine\.version=0\.26\.0\.$"):
+        build_request(model="llama-8b", gpus="1xL4", overrides=["search.allowed_quant=[bnb-nf4]"])  # the default
     with pytest.raises(ConfigError, match="sglang 0.5.23"):
         build_request(model="llama-8b", gpus="1xL4", engine="sglang", overrides=["search.allowed_quant=[bnb-nf4]"])
     # And the adapter, reading its own schema, never renders it for 0.33.0.

@@ -17,7 +17,7 @@ from conftest import make_plan
 from serveplan.render.targets import render_artifacts
 
 LAYOUTS = [dict(tp=1, replicas=1), dict(tp=2, replicas=2), dict(tp=1, pp=2, replicas=1)]
-ENGINES = ["vllm", "vllm-0.33.0", "sglang", "trtllm", "tgi"]  # engine[-version]; no version: the engine's default
+ENGINES = ["vllm", "vllm-0.26.0", "sglang", "trtllm", "tgi"]  # engine[-version]; no version: the engine's default
 
 
 def _plan(engine: str, layout: dict):

@@ -111,7 +111,7 @@ def test_validator_catches_what_it_must():
 CASES = [dict(tp=8), dict(tp=2, replicas=2), dict(tp=1, pp=2), dict(tp=4, replicas=2)]
 
 
-@pytest.mark.parametrize("engine", ["vllm", "vllm-0.33.0"])
+@pytest.mark.parametrize("engine", ["vllm", "vllm-0.26.0"])  # the default (0.33.0) and the measured one
 @pytest.mark.parametrize("layout", CASES, ids=str)
 def test_kserve_against_crd(engine, layout):
     plan = _plan(engine, layout)
@@ -156,7 +156,7 @@ def _llm_config(text: str) -> dict:
     return ast.literal_eval(call.keywords[0].value)
 
 
-@pytest.mark.parametrize("engine", ["vllm", "vllm-0.33.0"])
+@pytest.mark.parametrize("engine", ["vllm", "vllm-0.26.0"])  # the default (0.33.0) and the measured one
 @pytest.mark.parametrize("layout", CASES + [dict(nodes=2, tp=8, pp=2)], ids=str)
 def test_ray_serve_llm(engine, layout, tmp_path):
     layout = dict(layout)
@@ -289,8 +289,11 @@ def test_not_written_with_one_sentence_each():
     assert "vertex/: not written: no Vertex AI machine type has exactly 2 h100-sxm GPU(s)" in readme
     local = render_artifacts(make_plan(tp=8, weight_dtype="awq"), model="./my-awq")
     assert "sagemaker/: not written: the checkpoint ./my-awq is a local folder" in local["README.md"]
-    v033 = render_artifacts(_plan("vllm-0.33.0", dict(tp=8)))
-    assert "no image for vLLM 0.33.0" in v033["README.md"] and "vertex/model.json" in v033
+    v033 = render_artifacts(_plan("vllm", dict(tp=8)))  # the default version, 0.33.0: no SageMaker image
+    assert ("sagemaker/: not written: the AWS vLLM DLC table (sagemaker-core 2.27.0) has no image for vLLM 0.33.0; "
+            "plan with engine.version=0.26.0 for a SageMaker endpoint.") in v033["README.md"]
+    assert "vertex/model.json" in v033 and "sagemaker/endpoint.json" not in v033
+    assert "sagemaker/endpoint.json" in render_artifacts(_plan("vllm-0.26.0", dict(tp=8)))
 
 
 @pytest.mark.parametrize("engine", ["sglang", "trtllm"])

@@ -24,7 +24,8 @@ def main(out: Path) -> None:
     req = build_request(model="llama-3.1-8b", gpus="1xH100", overrides=[
         "traffic.arrival=closed", "traffic.concurrency=16", "traffic.rate_rps=null",
         "traffic.input_len.kind=fixed", "traffic.input_len.mean=512",
-        "traffic.output_len.kind=fixed", "traffic.output_len.mean=256", "search.max_model_len=4096"])
+        "traffic.output_len.kind=fixed", "traffic.output_len.mean=256", "search.max_model_len=4096",
+        "engine.version=0.26.0"])  # the GPU machine's vLLM (the default, 0.33.0, is not installed there)
     for name, kw in CONFIGS.items():
         cand = Candidate(engine="vllm", tp=1, max_num_seqs=256, max_num_batched_tokens=8192,
                          chunked_prefill=True, max_model_len=4096, gpu_memory_utilization=0.92,

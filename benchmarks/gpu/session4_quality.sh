@@ -8,9 +8,10 @@
 #   bash benchmarks/gpu/session4_quality.sh q1  GPU RATE [DURATION]  # 8B, 1 GPU: winner on GPU 0, defaults on GPU 1 at once
 #   bash benchmarks/gpu/session4_quality.sh q2w GPU RATE [DURATION]  # 70B, 2 GPUs: the winner (verify)
 #   bash benchmarks/gpu/session4_quality.sh q2d GPU RATE [DURATION]  # 70B, 2 GPUs: vLLM defaults at TP=2
-# The plans were made here (the GPU machine lacks optuna), for 2x H200, which is what came:
-#   plan --model llama-3.1-8b --gpus 1xH200 traffic=chat traffic.rate_rps=26 -o benchmarks/gpu/plans/session4/q1-8b-h200
-#   plan --model llama-3.1-70b --gpus 2xH200 traffic=chat traffic.rate_rps=8 -o benchmarks/gpu/plans/session4/q2-70b-h200
+# The plans were made here (the GPU machine lacks optuna), for 2x H200, which is what came, at vLLM 0.26.0 (the
+# GPU machine's; then the default, now named):
+#   plan --model llama-3.1-8b --gpus 1xH200 traffic=chat traffic.rate_rps=26 engine.version=0.26.0 -o benchmarks/gpu/plans/session4/q1-8b-h200
+#   plan --model llama-3.1-70b --gpus 2xH200 traffic=chat traffic.rate_rps=8 engine.version=0.26.0 -o benchmarks/gpu/plans/session4/q2-70b-h200
 # GPU and RATE must match them; RATE is also the defaults' bench rate.
 # Everything lands in $OUT/session4-MODE.tar.gz plus $OUT/summary-MODE.txt.
 set -u

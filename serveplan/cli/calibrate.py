@@ -35,7 +35,8 @@ def main(argv: list[str]) -> int:
                                  throughput_tok_s=s.output_tok_s, rate_rps=s.offered_rps,
                                  ttft_p50_ms=s.ttft_ms.p50))
     obs = observations(plan, points)
-    cal = fit_calibration(obs, source=", ".join(str(b) for b in a.bench), n_trials=a.trials)
+    cal = fit_calibration(obs, source=", ".join(str(b) for b in a.bench), n_trials=a.trials,
+                          version=plan.request.engine.version)  # the version benchmarked, not the default
     path = write_calibration(cal, a.out or USER_PROFILES)
     con = _console()
     for o in obs:

@@ -31,7 +31,7 @@ def plan(req: PlanRequest, *, profile: HardwareProfile | None = None,
     stats = stats.model_copy(update={"seconds": time.perf_counter() - t0})
     prof = {"gpu": scorer.profile.gpu, "kind": scorer.profile.kind, "path": scorer.profile.path}
     if scorer.calibration:
-        prof["calibration"] = scorer.calibration.path or scorer.calibration.source
+        prof["calibration"] = scorer.calibration.describe()
     return Plan(request=req, ranked=tuple(final), pareto=tuple(pareto), why=reason,
                 profile=prof, stats=stats)
 

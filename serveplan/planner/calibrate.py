@@ -157,7 +157,7 @@ def fit_calibration(obs: list[Observation], *, source: str, n_trials: int = 120,
 
 def write_calibration(cal: Calibration, root: Path = SHIPPED_PROFILES) -> Path:
     out = root / "calibration" / f"{cal.engine}-{cal.engine_version}" / f"{cal.gpu}.yaml"
-    return write_atomic(out, yaml.safe_dump(cal.model_dump(exclude={"path"}), sort_keys=False))
+    return write_atomic(out, yaml.safe_dump(cal.model_dump(exclude={"path", "applied_to"}), sort_keys=False))
 
 
 @dataclass(frozen=True)

@@ -168,8 +168,10 @@ def _check_weight_methods(req: PlanRequest) -> None:
     eng = req.engine
     if "bnb-nf4" in req.search.allowed_quant and not bnb_nf4_servable(eng.name, eng.version):
         where = ", ".join(f"{e} {' or '.join(v)}" for e, v in BNB_NF4_VERSIONS.items())
+        way = (f"engine.version={BNB_NF4_VERSIONS[eng.name][-1]}" if eng.name in BNB_NF4_VERSIONS
+               else "one of those engines")
         raise ConfigError(f"search.allowed_quant names bnb-nf4, but {eng.name} {eng.version} has no bitsandbytes "
-                          f"quantization (only {where} do); drop bnb-nf4 or pick one of those engines.")
+                          f"quantization (only {where} do); drop bnb-nf4 or plan with {way}.")
 
 
 def _check_lengths(req: PlanRequest) -> None:

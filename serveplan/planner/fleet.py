@@ -51,7 +51,7 @@ class FleetModel(Frozen):
         default=None, description="The planner's objective for this model's configurations (default "
         "goodput_per_gpu).")
     overrides: tuple[str, ...] = Field(default=(), description="Further planner overrides for this model "
-                                       "(search.allowed_quant=[bf16,fp8], engine.version=0.33.0, ...).")
+                                       "(search.allowed_quant=[bf16,fp8], engine.version=0.26.0, ...).")
 
     def label(self) -> str:
         if self.name:

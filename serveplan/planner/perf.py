@@ -126,7 +126,7 @@ class StepModel:
             "profile": prof.path,
         }
         if self.calib:
-            self.sources["calibration"] = self.calib.path or self.calib.source
+            self.sources["calibration"] = self.calib.describe()
         self._gemm_cache: dict[int, float] = {}
         self._att_cache: dict[int, float] = {}
 

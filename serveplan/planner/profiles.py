@@ -27,7 +27,8 @@ Profile schema (version 1)::
       allgather: {...}
 
 Engine calibration (`calibration/<engine>-<version>/<gpu>.yaml`): multiplicative and additive terms fitted
-from benchmarks of a real engine (see `planner.calibrate`), with `source` saying which benchmark.
+from benchmarks of a real engine (see `planner.calibrate`), with `source` saying which benchmark. A version with
+no file of its own gets the newest older version's for that GPU, and the plan says so (`Calibration.describe`).
 """
 
 from __future__ import annotations
@@ -199,13 +200,53 @@ class Calibration(_Model):
     source: str = ""
     fit: dict = Field(default_factory=dict)
     path: str = ""
+    applied_to: str = ""
+    """The engine version the terms stand in for when none was measured at it (find_calibration's fallback to an
+    older version's file); empty when they were measured at the version planned for."""
+
+    def describe(self) -> str:
+        """Where the terms came from, as a plan reports it: the file (or source), and for a fallback the version
+        measured and the one it is applied to."""
+        where = self.path or self.source
+        if self.applied_to and self.applied_to != self.engine_version:
+            name = ENGINE_DISPLAY.get(self.engine, self.engine)
+            where += f" (measured on {name} {self.engine_version}, applied to {self.applied_to})"
+        return where
+
+
+ENGINE_DISPLAY = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM", "tgi": "TGI"}
+
+
+def version_key(version: str) -> tuple[int, ...] | None:
+    """0.26.0 -> (0, 26, 0); None for a version that is not dotted integers (never a fallback)."""
+    try:
+        return tuple(int(p) for p in version.split("."))
+    except ValueError:
+        return None
 
 
 def find_calibration(engine: str, version: str, gpu: str,
                      dirs: tuple[Path, ...] | None = None) -> Calibration | None:
+    """The engine calibration for `gpu` at `version`: `<dir>/calibration/<engine>-<version>/<gpu>.yaml`, first
+    directory on the path wins. With none at that version, the newest older version's file for the same engine
+    and GPU (first directory wins among equals), marked `applied_to=version`: an engine release rarely moves the
+    step and request overheads much, and the terms of the nearest measured release beat none. A newer version's
+    file is never used for an older version."""
     dirs = dirs if dirs is not None else search_path()
     for d in dirs:
         f = d / "calibration" / f"{engine}-{version}" / f"{gpu}.yaml"
         if f.exists():
             return Calibration(**_load_yaml(str(f), f.stat().st_mtime), path=str(f))
-    return None
+    want = version_key(version)
+    if want is None:
+        return None
+    best: tuple[tuple[int, ...], Path] | None = None
+    for d in dirs:
+        for f in sorted((d / "calibration").glob(f"{engine}-*/{gpu}.yaml")):
+            have = version_key(f.parent.name[len(engine) + 1:])
+            if have is not None and have < want and (best is None or have > best[0]):
+                best = (have, f)
+    if best is None:
+        return None
+    f = best[1]
+    return Calibration(**_load_yaml(str(f), f.stat().st_mtime), path=str(f), applied_to=version)

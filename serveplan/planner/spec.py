@@ -335,7 +335,7 @@ class EngineConfig(Frozen):
 
     name: EngineName = Field(description="Engine: vllm, trtllm, sglang or tgi.")
     version: str = Field(description="The engine version the adapter renders for; one with a flag schema "
-                         "(render/engines/schemas/). vLLM: 0.26.0 (default, measured on GPUs) or 0.33.0.")
+                         "(render/engines/schemas/). vLLM: 0.33.0 (default, the newest) or 0.26.0 (measured on GPUs).")
     image: str = Field(default="", description="Official container image at that version; `{version}` in it "
                        "stands for the version.")
     gpu_memory_utilization: float = Field(default=VLLM_GPU_MEMORY_UTILIZATION, gt=0, le=1, description="vLLM: share of GPU memory "

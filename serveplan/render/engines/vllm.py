@@ -1,6 +1,6 @@
 """vLLM adapter (`vllm serve`, image vllm/vllm-openai:v<version>), for every vLLM version with a flag schema.
 
-`engine.version` picks the version (default 0.26.0, the one measured on GPUs; 0.33.0 also has a schema): flags
+`engine.version` picks the version (default 0.33.0, the newest with a schema; 0.26.0, the one measured on GPUs): flags
 are checked against `schemas/vllm-<version>.json`, extracted from that version's `make_arg_parser`, and a version
 with no schema is a ConfigError naming those that have one. What differs by version is read from the schema, not
 from version numbers: `--max-num-queued-tokens` (a TTFT guard) is rendered where the parser has it (0.33.0).
@@ -25,7 +25,7 @@ from serveplan.planner.capacity import prefill_tokens_per_s, ttft_target_s
 from serveplan.planner.memory import pinned_kv_cache_bytes
 from serveplan.planner.spec import Candidate, PlanRequest
 
-VERSION = "0.26.0"  # the default (conf/engine/vllm.yaml): measured on GPUs, the memory rules validated on it
+VERSION = "0.33.0"  # the default (conf/engine/vllm.yaml): the newest with a schema; 0.26.0 is the one measured
 _DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp8": "bfloat16", "int8": "bfloat16",
           "awq": "float16", "gptq": "float16", "bnb-nf4": "bfloat16"}
 _QUANTIZATION = {"bnb-nf4": "bitsandbytes"}  # load-time methods whose --quantization value differs
@@ -60,12 +60,13 @@ def _ttft_guard(c: Candidate, request: PlanRequest, schema: dict) -> list[str]:
 
     Rendered only where the version's parser has the flag (0.33.0, not 0.26.0) and the SLO sets a TTFT target;
     the target is the TTFT limit of the highest percentile set (the headline one when TTFT is among it). Prefill
-    throughput is the planner's (`capacity.prefill_tokens_per_s`, uncalibrated for a version with no
-    calibration file): one prefill-only step of max_num_batched_tokens prompt tokens, prompts of the traffic's
-    mean length (causal work tokens x length / 2), per replica (each replica has its own API server). A pure
-    prefill step is the fastest this replica prefills, so the limit is generous: it turns away only a backlog
-    that could not be cleared within the target even with no decode sharing the steps (vLLM counts a partly
-    prefilled prompt whole, which makes it reject a little earlier). engine.ttft_guard=false leaves it out."""
+    throughput is the planner's (`capacity.prefill_tokens_per_s`, with the calibration find_calibration gives:
+    0.26.0's on an H100 for 0.33.0, none on a GPU without one): one prefill-only step of max_num_batched_tokens
+    prompt tokens, prompts of the traffic's mean length (causal work tokens x length / 2), per replica (each
+    replica has its own API server). A pure prefill step is the fastest this replica prefills, so the limit is
+    generous: it turns away only a backlog that could not be cleared within the target even with no decode
+    sharing the steps (vLLM counts a partly prefilled prompt whole, which makes it reject a little earlier).
+    engine.ttft_guard=false leaves it out."""
     if "--max-num-queued-tokens" not in schema["flags"] or not request.engine.ttft_guard:
         return []
     target_s = ttft_target_s(request.slo)

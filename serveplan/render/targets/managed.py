@@ -16,6 +16,7 @@ import json
 
 from serveplan.render.targets.cloud import (SAGEMAKER_INSTANCES, SAGEMAKER_VLLM_IMAGES, VERTEX_MACHINES, flat_args,
                                             no_machine, sagemaker_instance, vertex_machine, vllm_env, vllm_options)
+from serveplan.planner.profiles import version_key
 from serveplan.render.targets.common import CONTAINER_PORT, Deployment, header
 
 SAGEMAKER_ENV_PREFIX = "SM_VLLM_"
@@ -79,13 +80,13 @@ def sagemaker_files(dep: Deployment) -> tuple[dict[str, str], str | None]:
     """(files, or a sentence why none were written)."""
     gpu, n = dep.request.inventory.gpu.name, dep.candidate.gpus_per_replica
     why = _why_not(dep)
+    inst = sagemaker_instance(gpu, n)
+    if why is None and inst is None:  # first: no other engine.version would give it a machine
+        why = no_machine("SageMaker", SAGEMAKER_INSTANCES, gpu, n)
     image = SAGEMAKER_VLLM_IMAGES.get(dep.adapter.version)
     if why is None and image is None:
-        why = (f"the AWS vLLM DLC table (sagemaker-core 2.27.0) has no image for vLLM {dep.adapter.version} "
-               f"(serveplan carries {', '.join(SAGEMAKER_VLLM_IMAGES)})")
-    inst = sagemaker_instance(gpu, n)
-    if why is None and inst is None:
-        why = no_machine("SageMaker", SAGEMAKER_INSTANCES, gpu, n)
+        why = (f"the AWS vLLM DLC table (sagemaker-core 2.27.0) has no image for vLLM {dep.adapter.version}; "
+               f"plan with engine.version={max(SAGEMAKER_VLLM_IMAGES, key=version_key)} for a SageMaker endpoint")
     if why is not None:
         return {}, f"sagemaker/: not written: {why}."
     tag, registries = image
