@@ -220,3 +220,17 @@ def test_checkpoint_is_part_of_the_candidate():
     ck = Checkpoint(id="x/y", source="published", format="awq", weight_dtype="awq", base_id="a/b")
     assert Candidate(weight_dtype="awq", checkpoint=ck) != Candidate(weight_dtype="awq")
     assert hash(Candidate(weight_dtype="awq", checkpoint=ck))
+
+
+def test_cli_checkpoint_value_is_not_an_override(tmp_path, capsys):
+    """`plan --checkpoint awq=PATH` (the README's spelling): its METHOD=PATH value belongs to the flag, it is not a
+    Hydra override that leaves --checkpoint without a value."""
+    from serveplan.cli import main as cli_main
+
+    d = tmp_path / "my-awq"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"quantization_config": {"quant_method": "awq", "bits": 4}}))
+    assert cli_main(["plan", "--model", "llama-3.1-8b", "--gpus", "1xRTX4090", "--checkpoint", f"awq={d}",
+                     "search.allowed_quant=[awq]", "--no-write", "--json"]) == 0
+    ck = json.loads(capsys.readouterr().out)["candidates"][0]["checkpoint"]
+    assert ck["source"] == "user" and ck["id"] == str(d.resolve())

@@ -18,7 +18,7 @@ SIZING_NODE_GPUS = 8  # `--gpu H100` plans on one node of this many, the largest
 def main(argv: list[str], prog: str = "plan", subcommands: dict[str, str] | None = None) -> int:
     """`subcommands`: name -> one line of help, in the order `prog --help` lists them."""
     subcommands = subcommands or {}
-    flags, overrides = split_overrides(argv)
+    flags, overrides = split_overrides(argv, ("--checkpoint",))  # its value is METHOD=PATH, not an override
     names = ", ".join(subcommands)
     p = _Parser(prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
                 description=f"Plan how to serve a model on GPUs under a traffic profile and SLOs.\n"
