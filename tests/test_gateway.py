@@ -96,6 +96,12 @@ def test_plan_gateway_routes_to_every_replica():
     assert "--port 4100" in files["gateway/README.md"]
     files, why = plan_gateway_files(resolve(targets_plan(nodes=2, tp=8, pp=2), None, 8000))
     assert files == {} and "one node has 8" in why
+    # `plan -o` writes the same files into the plan folder (render_artifacts), at the ports launch.sh uses.
+    from serveplan.render.targets import render_artifacts
+
+    written = render_artifacts(targets_plan(tp=2, replicas=3), base_port=9000)
+    assert {k: v for k, v in written.items() if k.startswith("gateway/")} == plan_gateway_files(dep)[0]
+    assert "gateway/litellm.yaml" in written["README.md"]
 
 
 # ------------------------------------------------------------------------------------------- end to end

@@ -44,7 +44,8 @@ def test_single_replica_vllm(tmp_path):
     paths = write_artifacts(make_plan(tp=4), out)
     names = {p.relative_to(out).as_posix() for p in paths}
     assert names == {"plan.yaml", "plan.json", "launch.sh", "docker-compose.yaml", "k8s/deployment.yaml", "README.md",
-                     "kserve/llminferenceservice.yaml", "ray/serve_llm.py"}  # 4 GPUs: no exact cloud machine
+                     "kserve/llminferenceservice.yaml", "ray/serve_llm.py",  # 4 GPUs: no exact cloud machine
+                     "gateway/litellm.yaml", "gateway/README.md"}  # one route, no prompt classes: no hook
     assert all(p.exists() for p in paths)
     sh = (out / "launch.sh").read_text()
     assert "CUDA_VISIBLE_DEVICES=0,1,2,3" in sh and "trap" in sh and "kill -TERM --" in sh and "setsid vllm serve" in sh
@@ -136,6 +137,7 @@ def test_multinode_vllm(tmp_path):
     assert names == {"plan.yaml", "plan.json", "k8s/leaderworkerset.yaml", "ray/head.sh", "ray/worker.sh",
                      "ray/serve.sh", "ray/serve_llm.py", "README.md"}
     assert "not written" in (out / "README.md").read_text()
+    assert "gateway/: not written" in (out / "README.md").read_text()  # no local replica ports to route to
     serve = (out / "ray" / "serve.sh").read_text()
     assert "--distributed-executor-backend ray" in serve and "--pipeline-parallel-size 2" in serve
     assert "ray start --head" in (out / "ray" / "head.sh").read_text()

@@ -11,6 +11,8 @@ What is written:
   k8s/leaderworkerset.yaml           LeaderWorkerSet + Service when a vLLM replica spans nodes
   ray/head.sh worker.sh serve.sh     vLLM on a multi-node inventory (+ ray/nginx.conf for several replicas)
   quantize.sh, k8s/quantize-job.yaml when the checkpoint must be made (no published one of that precision)
+  gateway/litellm.yaml, README.md    LiteLLM proxy in front of the local replicas (one route, each replica an
+                                     equal-weight deployment) when the plan fits on one node (gateway.py)
   kserve/llminferenceservice.yaml    KServe LLMInferenceService, vLLM plans whose replica fits on one node
   ray/serve_llm.py                   Ray Serve LLM application (LLMConfig + build_openai_app), vLLM plans
   sagemaker/, vertex/                managed endpoints, vLLM plans whose replica is one machine of cloud.py's tables
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from serveplan.render.targets.common import Deployment, resolve
 from serveplan.render.targets.compose import compose_yaml
+from serveplan.render.targets.gateway import plan_gateway_files
 from serveplan.render.targets.k8s import k8s_files, pvc_name
 from serveplan.render.targets.kserve import kserve_files
 from serveplan.render.targets.managed import sagemaker_files, vertex_files
@@ -56,6 +59,10 @@ def render_artifacts(plan: Plan, *, model: str | None = None, base_port: int = 8
     else:
         notes.append(f"launch.sh / docker-compose.yaml: not written, the plan needs {dep.candidate.total_gpus} "
                      f"GPUs and one node has {dep.request.inventory.gpus_per_node}.")
+    gateway, why = plan_gateway_files(dep)
+    files.update(gateway)
+    if why:
+        notes.append(why)
     if dep.replica_spans_nodes and dep.candidate.engine != "vllm":
         notes.append(f"k8s/: not written, a {dep.candidate.engine} replica spanning nodes has no recipe here "
                      "(multi-node LeaderWorkerSet is rendered for vLLM only).")
@@ -113,6 +120,12 @@ def _readme(dep: Deployment, files: dict[str, str], notes: list[str]) -> str:
     if c.replicas > 1 and dep.fits_one_node:
         lines += [f"Replicas listen on ports {dep.base_port}..{dep.base_port + c.replicas - 1}; the nginx "
                   f"configs balance them on port {dep.lb_port}.", ""]
+    if "gateway/litellm.yaml" in files:
+        ports = (f"port {dep.base_port}" if c.replicas == 1
+                 else f"ports {dep.base_port}..{dep.base_port + c.replicas - 1}")
+        lines += [f"`gateway/litellm.yaml`: a LiteLLM proxy in front of the replicas at {ports} (as launch.sh and "
+                  f"`plan launch` start them; after `plan launch --port P` change its `api_base` values); "
+                  f"`gateway/README.md` says how to run it.", ""]
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines).rstrip() + "\n"
 

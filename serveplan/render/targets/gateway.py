@@ -216,7 +216,7 @@ def gateway_files(spec: GatewaySpec) -> dict[str, str]:
 
 def plan_gateway_files(dep: Deployment, port: int = 4000) -> tuple[dict[str, str], str | None]:
     """(files, or a sentence why none were written) for one plan: its model at every local replica's port,
-    equal weights. Not called by render_artifacts yet (the target contract tests list the plan folder's files)."""
+    equal weights (render_artifacts writes them into the plan folder)."""
     if not dep.fits_one_node:
         return {}, (f"gateway/: not written: the plan needs {dep.candidate.total_gpus} GPUs and one node has "
                     f"{dep.request.inventory.gpus_per_node}, so there are no local replica ports to route to.")
