@@ -147,3 +147,17 @@ def test_offline_batch_plans_for_throughput_without_latency_targets():
     named = build_request(model="llama-8b", gpus="1xH100", traffic="offline-batch", overrides=["slo=interactive"])
     assert named.slo.latency_targets()
     assert build_request(model="llama-8b", gpus="1xH100").slo.latency_targets()  # chat keeps its SLO
+
+
+def test_overload_sentence_never_says_a_ceiling_above_the_offered_rate():
+    """'serves at most X of the R req/s offered' only when X < R (it once read '5.06 of the 4 req/s')."""
+    import re
+
+    for model, gpus, rate in (("llama-70b", "2xA100", 12), ("llama-8b", "1xL4", 30)):
+        p = plan(build_request(model=model, gpus=gpus, overrides=[f"traffic.rate_rps={rate}"]))
+        assert not p.winner.meets_slo
+        m = re.search(r"serves at most ([\d.]+) of the ([\d.]+) req/s", p.why)
+        if m:
+            assert float(m.group(1)) < float(m.group(2)), p.why
+        else:
+            assert p.why.startswith("No candidate"), p.why

@@ -234,3 +234,25 @@ def test_cli_checkpoint_value_is_not_an_override(tmp_path, capsys):
                      "search.allowed_quant=[awq]", "--no-write", "--json"]) == 0
     ck = json.loads(capsys.readouterr().out)["candidates"][0]["checkpoint"]
     assert ck["source"] == "user" and ck["id"] == str(d.resolve())
+
+
+def test_estimate_and_compare_serve_the_checkpoint_given(tmp_path):
+    """`plan estimate` and `plan compare` take --checkpoint like `plan` (they used to accept and ignore it)."""
+    import json
+    import subprocess
+    import sys
+
+    ck = tmp_path / "my-awq"
+    ck.mkdir()
+    (ck / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "quantization_config": {
+        "quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"}}))
+    est = subprocess.run([sys.executable, "-m", "serveplan.cli", "estimate", "--model", "llama-8b", "--gpus",
+                          "1xH100", "--weights", "awq", "--checkpoint", f"awq={ck}", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert est.returncode == 0, est.stderr
+    assert json.loads(est.stdout)["checkpoint"]["id"] == str(ck)
+    cmp = subprocess.run([sys.executable, "-m", "serveplan.cli", "compare", "--model", "llama-8b", "--gpus",
+                          "1xH100", "--checkpoint", f"awq={ck}", "--a", "weights=awq", "--b", "weights=fp8",
+                          "--json"], capture_output=True, text=True, timeout=120)
+    assert cmp.returncode == 0, cmp.stderr
+    assert str(ck) in cmp.stdout

@@ -17,7 +17,7 @@ from serveplan.cli.args import _Parser, add_request_flags, split_overrides
 from serveplan.cli.boundary import _console
 from serveplan.cli.estimate import ESTIMATE_KNOBS, _candidate_flags, add_workload_flags, build_candidate, workload_request
 
-VALUE_FLAGS = ("--a", "--b", "--measured", "--html")
+VALUE_FLAGS = ("--a", "--b", "--measured", "--html", "--checkpoint")
 
 
 def parse_config(text: str, label: str) -> dict:

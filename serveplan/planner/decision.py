@@ -135,9 +135,13 @@ def why(req: PlanRequest, ranked: list[Estimate], alternatives: list[Estimate] |
     assert wp is not None
     pct = req.slo.headline_percentile
     if not w.meets_slo:
-        if wp.saturated:
+        if wp.saturated and (wp.max_rps is None or wp.max_rps < (req.traffic.rate_rps or 0)):
             return (f"No candidate carries the offered load: the closest ({w.config.label()}) serves at most "
-                    f"{wp.max_rps:.2f} of the {req.traffic.rate_rps or 0:g} req/s offered.")
+                    f"{wp.max_rps or 0:.2f} of the {req.traffic.rate_rps or 0:g} req/s offered.")
+        if wp.saturated:  # below its ceiling on average, but the simulated queue kept growing
+            return (f"No candidate carries the offered load within the SLO: the closest ({w.config.label()}) "
+                    f"queues up at {req.traffic.rate_rps or 0:g} req/s (its simulated queue keeps growing, "
+                    f"{wp.max_rps:.2f} req/s at best with no latency limit) and misses {'; '.join(w.violations)}.")
         return (f"No candidate meets the SLO at the offered load; the closest ({w.config.label()}) keeps "
                 f"{wp.slo_attainment:.0%} of requests within every target and misses {'; '.join(w.violations)}.")
     alternatives = alternatives if alternatives is not None else list(ranked)
