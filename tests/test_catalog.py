@@ -298,3 +298,29 @@ def test_device_names_map_to_catalog_gpus(smi, option):
     assert gpu_for_device(smi) == option == catalog_name(smi)
     assert gpu_matches(gpu_spec(option), smi)
     assert gpu_for_device("NVIDIA Tesla K80") is None
+
+
+def test_every_gpu_names_its_nvidia_smi_name_and_that_name_selects_it():
+    """smi_name is what `plan launch` checks the GPUs against (gpu_matches) and, with dashes, the node label the
+    Kubernetes manifests select by: each catalog GPU's own name must select it and no other."""
+    from serveplan.planner.catalog import gpu_for_device, gpu_spec, options
+
+    for opt in options("hardware"):
+        g = gpu_spec(opt)
+        assert g.smi_name, opt
+        assert gpu_for_device(g.smi_name) == opt, (opt, g.smi_name)
+        assert " " not in g.k8s_product_label and g.k8s_product_label.startswith("NVIDIA-")
+
+
+def test_k8s_pods_are_pinned_to_the_planned_gpu_type(tmp_path):
+    import yaml
+
+    from serveplan.planner.api import plan
+    from serveplan.planner.config import build_request
+    from serveplan.render.targets import render_artifacts
+
+    for gpus, label in (("1xL40S", "NVIDIA-L40S"), ("2xH100", "NVIDIA-H100-80GB-HBM3")):
+        files = render_artifacts(plan(build_request(model="llama-8b", gpus=gpus, overrides=["search.n_trials=30"])))
+        docs = [d for d in yaml.safe_load_all(files["k8s/deployment.yaml"]) if d]
+        (dep,) = [d for d in docs if d["kind"] == "Deployment"]
+        assert dep["spec"]["template"]["spec"]["nodeSelector"] == {"nvidia.com/gpu.product": label}

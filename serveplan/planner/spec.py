@@ -147,6 +147,14 @@ class GPUSpec(Frozen):
 
     name: str = Field(description="Canonical name, e.g. a100-80gb-sxm.")
     display_name: str = Field(description="Name as the vendor writes it.")
+    smi_name: str | None = Field(default=None, description="Name as nvidia-smi reports it (NVIDIA H100 80GB HBM3); "
+                                 "with spaces as dashes, the nvidia.com/gpu.product node label of NVIDIA's GPU "
+                                 "Feature Discovery, which the Kubernetes manifests select nodes by.")
+
+    @property
+    def k8s_product_label(self) -> str | None:
+        """The nvidia.com/gpu.product value GPU Feature Discovery gives this GPU's nodes."""
+        return self.smi_name.replace(" ", "-") if self.smi_name else None
     aliases: tuple[str, ...] = Field(default=(), description="Short names that also select this GPU.")
     arch: Literal["ampere", "ada", "hopper", "blackwell"] = Field(description="GPU architecture generation.")
     compute_capability: float = Field(description="CUDA compute capability, e.g. 8.0, 8.9, 9.0.")

@@ -104,9 +104,18 @@ def deployment_manifests(dep: Deployment) -> list[dict]:
                  "selector": {"matchLabels": {"app.kubernetes.io/name": dep.name}},
                  "template": {"metadata": {"labels": labels},
                               "spec": {"initContainers": _wait_for_checkpoint(dep), "containers": [container],
-                                       "volumes": vols, "terminationGracePeriodSeconds": 60}}}})
+                                       "volumes": vols, "terminationGracePeriodSeconds": 60,
+                                       **_node_selector(dep)}}}})
     docs.append(_service(dep, {"app.kubernetes.io/name": dep.name}))
     return docs
+
+
+def _node_selector(dep: Deployment) -> dict:
+    """Pods land on nodes of the GPU the plan was made for (GPU Feature Discovery's nvidia.com/gpu.product
+    label): in a cluster of several GPU types (a fleet's 8xH100 + 4xL40S) a pod sized for one is otherwise
+    scheduled on whichever has free GPUs."""
+    label = dep.request.inventory.gpu.k8s_product_label
+    return {"nodeSelector": {"nvidia.com/gpu.product": label}} if label else {}
 
 
 def leaderworkerset_manifests(dep: Deployment) -> list[dict]:
@@ -135,7 +144,7 @@ def leaderworkerset_manifests(dep: Deployment) -> list[dict]:
             c["ports"] = [{"name": "http", "containerPort": CONTAINER_PORT}]
             c.update(_probes(x.health_path))
         return {"metadata": {"labels": {"role": "leader" if leader else "worker"}},
-                "spec": {"containers": [c], "volumes": vols}}
+                "spec": {"containers": [c], "volumes": vols, **_node_selector(dep)}}
 
     lws = {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
            "metadata": {"name": dep.name},
