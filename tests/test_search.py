@@ -217,3 +217,15 @@ def test_staged_search_covers_every_structure_then_the_leaders():
     full = plan(_req("llama-8b", "2xL40S", "search.n_trials=5000"))
     assert full.stats.sampler == "grid" and full.stats.examined_fraction == 1.0
     assert p.winner.score >= 0.97 * full.winner.score
+
+
+def test_grid_study_holds_every_feasible_candidate_with_its_constraints(tmp_path):
+    """A grid examines the feasible space whole: the stored Optuna study has one finished trial per candidate
+    (added in one call), each with its objectives and SLO constraints, so optuna-dashboard shows what was weighed."""
+    url = f"sqlite:///{tmp_path}/g.db"
+    p = plan(_req("llama-8b", "1xL4", f"search.storage={url}", "search.sampler=grid"))
+    trials = _study_trials(url, p.stats.study_name)
+    assert p.stats.sampler == "grid" and len(trials) == p.stats.memory_feasible == p.stats.trials
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert done and all(t.values and t.constraints for t in done)
+    assert len({(t.params["structure"], t.params["batching"]) for t in trials}) == len(trials)

@@ -59,7 +59,7 @@ def run_search(req: PlanRequest, scorer: Scorer) -> tuple[list[Estimate], list[E
     if sampler_name == "grid":
         order = list(space.feasible)
         random.Random(s.seed).shuffle(order)
-        study.run(study.enqueue(order))
+        study.record(order)
     elif sampler_name == "staged":
         _staged(study, space, s.n_trials)
     else:
@@ -163,6 +163,27 @@ class _Study:
                 trial.set_constraint(f"c{i}", v)
             self.study.tell(trial, list(_objective_values(self.req, est)))
 
+    def record(self, pairs: list[tuple[str, str]]) -> None:
+        """Score the given candidates and add them to the study as finished trials in one call (Study.add_trials,
+        objectives and constraints as `run` tells them). A grid or a stage has nothing to sample, and asking for
+        enqueued trials one at a time makes Optuna scan every trial per ask: ~0.3 s of the README's 704."""
+        optuna = self.optuna
+        trials = []
+        for skey, bkey in pairs:
+            if (skey, bkey) in self.seen or (skey, bkey) in self.evaluated:
+                continue
+            est = self.scorer.score(self.space.candidate(self.req, skey, bkey))
+            self.evaluated[(skey, bkey)] = est
+            params = {"structure": skey, "batching": bkey}
+            if est.predictions is None:  # does not fit: rejected by the memory model, no estimate made
+                trials.append(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params=params,
+                                                        distributions=self.dist, constraints={"memory": INFEASIBLE}))
+                continue
+            trials.append(optuna.trial.create_trial(
+                values=list(_objective_values(self.req, est)), params=params, distributions=self.dist,
+                constraints={f"c{i}": v for i, v in enumerate(self.scorer.constraint_values(est))}))
+        self.study.add_trials(trials)
+
     def enqueue(self, pairs: list[tuple[str, str]]) -> int:
         todo = [f for f in pairs if f not in self.seen and f not in self.evaluated]
         for skey, bkey in todo:
@@ -182,13 +203,13 @@ def _staged(study: _Study, space: _Space, n_trials: int) -> None:
     pref = sorted(bkeys, key=lambda b: (not bkeys[b][2], abs(bkeys[b][0] - 256), abs(bkeys[b][1] - 8192)))
     rank_of = {b: i for i, b in enumerate(pref)}
     first = [(sk, min(bs, key=rank_of.__getitem__)) for sk, bs in by_struct.items()]
-    study.run(study.enqueue(first))
+    study.record(first)
     key_of = {id(v): k[0] for k, v in study.evaluated.items()}
     leaders = list(dict.fromkeys(key_of[id(e)] for e in rank(list(study.evaluated.values()))))
     room = max(0, n_trials - len(first))
     per = max(1, len(bkeys))
     top = leaders[:max(4, room // per)]
-    study.run(study.enqueue([(sk, bk) for sk in top for bk in by_struct.get(sk, [])]))
+    study.record([(sk, bk) for sk in top for bk in by_struct.get(sk, [])])
 
 
 def _create_study(optuna, req: PlanRequest, sampler, name: str):  # noqa: ANN001, ANN202
