@@ -111,9 +111,7 @@ def read_document(path: str | os.PathLike, what: str, *, expect: type = dict):
         if path.suffix == ".json":
             doc = json.loads(text)
         else:
-            import yaml
-
-            doc = yaml.safe_load(text)
+            doc = yaml_load(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"{what} '{path}' is not valid JSON ({e.msg} at line {e.lineno}).") from None
     except Exception as e:  # noqa: BLE001 - yaml.YAMLError and its subclasses; yaml is imported lazily
@@ -124,3 +122,11 @@ def read_document(path: str | os.PathLike, what: str, *, expect: type = dict):
         shape = {dict: "a mapping", list: "a list"}.get(expect, expect.__name__)
         raise ConfigError(f"{what} '{path}' holds {type(doc).__name__}, not {shape}.")
     return doc
+
+
+def yaml_load(stream):  # noqa: ANN001, ANN201 - str or a text file -> the document
+    """yaml.safe_load with libyaml's C parser where PyYAML has it (the same documents, ~5x faster: a plan reads
+    ~50 catalog and profile files, a third of its YAML time before this)."""
+    import yaml
+
+    return yaml.load(stream, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader

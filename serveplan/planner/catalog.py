@@ -10,12 +10,12 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict
 
 from serveplan.errors import ConfigError, UnknownName
 from dataclasses import dataclass
 
+from serveplan.fileio import yaml_load
 from serveplan.planner.spec import GPUSpec, ModelSpec
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -27,7 +27,7 @@ def _group(group: str) -> dict[str, dict]:
     out = {}
     for f in sorted((CONF_DIR / group).glob("*.yaml")):
         with open(f) as fh:
-            out[f.stem] = yaml.safe_load(fh) or {}
+            out[f.stem] = yaml_load(fh) or {}
     return out
 
 
@@ -170,7 +170,7 @@ class QuantMethod(BaseModel):
 @lru_cache(maxsize=None)
 def _quant_table() -> dict[str, QuantMethod]:
     with open(CONF_DIR / "quantization.yaml") as f:
-        doc = yaml.safe_load(f)
+        doc = yaml_load(f)
     return {k: QuantMethod(name=k, **v) for k, v in doc["methods"].items()}
 
 

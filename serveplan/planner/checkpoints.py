@@ -17,9 +17,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from serveplan.errors import ConfigError
+from serveplan.fileio import yaml_load
 from serveplan.planner.spec import Checkpoint, ModelSpec
 
 CONF_FILE = Path(__file__).resolve().parent.parent / "conf" / "checkpoints.yaml"
@@ -56,7 +55,7 @@ UNQUANTIZED = ("bf16", "fp16")
 def published_table() -> dict[str, dict[str, tuple[dict, ...]]]:
     """model name -> weight method -> published checkpoints (id, format, found), best first."""
     with open(CONF_FILE) as f:
-        doc = yaml.safe_load(f) or {}
+        doc = yaml_load(f) or {}
     return {m: {w: tuple(v or ()) for w, v in (methods or {}).items()} for m, methods in doc.items()}
 
 

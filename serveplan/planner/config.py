@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from serveplan.errors import validation_sentence
 from serveplan.errors import ConfigError, UnknownName, close_matches
+from serveplan.fileio import yaml_load
 from serveplan.planner import catalog
 from serveplan.planner.spec import (SLO, EngineConfig, GPUSpec, Inventory, ModelSpec, PlanRequest,
                                     SearchConfig, Traffic)
@@ -90,7 +91,7 @@ def _slo_of_traffic_preset(overrides: list[str]) -> list[str]:
     if traffic is None or any(o.startswith(("slo=", "slo.")) for o in overrides):
         return []
     path = catalog.CONF_DIR / "traffic" / f"{traffic}.yaml"
-    preset = (yaml.safe_load(path.read_text()) or {}).get("slo_preset") if path.is_file() else None
+    preset = (yaml_load(path.read_text()) or {}).get("slo_preset") if path.is_file() else None
     return [f"slo={preset}"] if preset else []
 
 

@@ -40,8 +40,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
+
+from serveplan.fileio import yaml_load
 
 Source = Literal["measured", "interpolated", "extrapolated", "datasheet", "calibrated", "assumed"]
 SHIPPED_PROFILES = Path(__file__).resolve().parent.parent / "profiles"
@@ -159,7 +160,7 @@ def search_path(extra: tuple[str, ...] = ()) -> tuple[Path, ...]:
 @lru_cache(maxsize=64)
 def _load_yaml(path: str, mtime: float) -> dict:
     with open(path) as f:
-        return yaml.safe_load(f)
+        return yaml_load(f)
 
 
 def load_profile_file(path: Path) -> HardwareProfile:
