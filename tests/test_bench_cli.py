@@ -145,3 +145,31 @@ def test_interrupt_writes_json_and_exits_130(engine, tmp_path):
     doc = json.loads(out.read_text())
     assert doc["interrupted"] is True and doc["summary"]["completed"] >= 1
     assert "INTERRUPTED" in stdout and "Traceback" not in stderr
+
+
+def test_bench_sends_the_api_key_a_keyed_endpoint_wants():
+    """An endpoint started with vLLM's --api-key refuses /v1 without `Authorization: Bearer KEY`: bench says so in
+    one sentence, and with OPENAI_API_KEY set it sends the key and every request succeeds. The key is not
+    written into the result file."""
+    proc, url = start_engine("--api-key", "s3cret", FAKE_ENGINE_TTFT_MS="5", FAKE_ENGINE_ITL_MS="1")
+    try:
+        assert httpx.get(url + "/v1/models", timeout=5).status_code == 401
+        assert httpx.get(url + "/health", timeout=5).status_code == 200  # as in vLLM: only /v1 is guarded
+        env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+        r = subprocess.run([sys.executable, "-m", "serveplan.cli", "bench", "--url", url, "--num-requests", "4",
+                            "--no-progress", *SHORT], cwd=REPO, capture_output=True, text=True, timeout=60, env=env)
+        assert r.returncode != 0 and "401" in r.stderr and "OPENAI_API_KEY" in r.stderr
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        out = Path(REPO / ".pytest-bench-key.json")
+        try:
+            r = subprocess.run([sys.executable, "-m", "serveplan.cli", "bench", "--url", url, "--num-requests", "4",
+                                "--no-progress", "-o", str(out), *SHORT], cwd=REPO, capture_output=True, text=True,
+                               timeout=60, env={**env, "OPENAI_API_KEY": "s3cret"})
+            assert r.returncode == 0, r.stderr
+            doc = json.loads(out.read_text())
+            assert doc["summary"]["completed"] == 4 and doc["summary"]["failed"] == 0
+            assert "s3cret" not in out.read_text()
+        finally:
+            out.unlink(missing_ok=True)
+    finally:
+        stop_engine(proc)

@@ -17,6 +17,7 @@ Entry points: `run_bench` (one load point), `sweep` (several), `render_table` (r
 from __future__ import annotations
 
 import asyncio
+import os
 import contextlib
 import math
 import random
@@ -212,7 +213,8 @@ class _Run:
         handlers = on_interrupt(self._interrupt)
         self.bar.start(self.args.num_requests, self._desc())
         try:
-            async with httpx.AsyncClient(limits=limits, timeout=timeout, http2=False) as client:
+            async with httpx.AsyncClient(limits=limits, timeout=timeout, http2=False,
+                                         headers=auth_headers()) as client:
                 if not self.args.model:
                     self.args.model = await self._discover_model(client)
                 await self._warm_connections(client)
@@ -324,6 +326,14 @@ class _Run:
 
 
 # ----------------------------------------------------------------------------------------------- API
+def auth_headers() -> dict[str, str]:
+    """`Authorization: Bearer $OPENAI_API_KEY` when that is set: what OpenAI clients send, and what vLLM's
+    --api-key, SGLang's --api-key and a LiteLLM proxy's keys check. Read from the environment, never stored in
+    the bench JSON."""
+    key = os.environ.get("OPENAI_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 def _resolve_args(urls, traffic, model, num_requests, duration_s, rate_rps, concurrency, seed, timeout_s,
                   tokenizer, endpoint) -> BenchArgs:
     if isinstance(urls, str):

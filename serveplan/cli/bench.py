@@ -33,7 +33,8 @@ def _parser():  # noqa: ANN202
 
     p = _Parser(prog="bench", description="Load-test OpenAI-compatible endpoint(s) with a traffic preset and "
                 "report TTFT, TPOT, ITL, E2E and throughput. Extra key=value arguments override the traffic, "
-                "e.g. rate_rps=3 or traffic.output_len.mean=128.")
+                "e.g. rate_rps=3 or traffic.output_len.mean=128. A keyed endpoint (vLLM --api-key, a LiteLLM "
+                "proxy) gets $OPENAI_API_KEY as a Bearer token.")
     p.add_argument("--url", action="append", default=[], metavar="URL",
                    help="server base URL (http://host:8000, …/v1 or a full …/completions URL); repeat for "
                         "the replicas of one deployment")
@@ -248,13 +249,20 @@ def check_reachable(urls: list[str], timeout_s: float = 5.0) -> None:
 
     from serveplan.errors import LaunchError
 
+    from serveplan.bench.loadgen import auth_headers
+
     for u in dict.fromkeys(urls):
         base = u.rstrip("/").removesuffix("/v1")
         try:
-            httpx.get(base + "/v1/models", timeout=timeout_s)
+            r = httpx.get(base + "/v1/models", timeout=timeout_s, headers=auth_headers())
         except httpx.HTTPError as e:
             raise LaunchError(f"Cannot reach {u} ({type(e).__name__}): is the server running and listening "
                               f"there? (plan launch DIR --detach starts one.)") from None
+        if r.status_code in (401, 403):
+            how = ("the key in OPENAI_API_KEY was refused" if auth_headers() else
+                   "set OPENAI_API_KEY to its key (bench sends it as a Bearer token)")
+            raise LaunchError(f"{u} answered {r.status_code} ({'Unauthorized' if r.status_code == 401 else 'Forbidden'}"
+                              f"): it wants an API key; {how}.")
 
 
 def _vllm_json(a, slo, con) -> int:  # noqa: ANN001

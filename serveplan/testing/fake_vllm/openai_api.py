@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 import zlib
@@ -30,6 +31,8 @@ class Server:
         self.cap = max(1, cap)
         self.slots = asyncio.Semaphore(self.cap)
         self.stopping = asyncio.Event()
+        # vLLM's --api-key (or VLLM_API_KEY): /v1 requests need "Authorization: Bearer KEY"
+        self.api_key = (args.other.get("api-key") or [None])[0] or os.environ.get("VLLM_API_KEY") or None
 
     # ---- connection loop
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -60,6 +63,10 @@ class Server:
         get_routes = {"/health": self.health, "/ping": self.health, "/v1/models": self.models,
                       "/metrics": self.metrics, "/version": self.version}
         post_routes = {"/v1/completions": self.completions, "/v1/chat/completions": self.chat}
+        if path.startswith("/v1") and self.api_key and \
+                req.headers.get("authorization", "") != f"Bearer {self.api_key}":
+            await send_json(writer, 401, {"error": "Unauthorized"}, keep)  # vLLM --api-key: its /v1 routes only
+            return
         if path in get_routes:
             if req.method not in ("GET", "HEAD"):
                 raise HTTPError(405, "Method Not Allowed", "MethodNotAllowed")
