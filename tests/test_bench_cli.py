@@ -173,3 +173,14 @@ def test_bench_sends_the_api_key_a_keyed_endpoint_wants():
             out.unlink(missing_ok=True)
     finally:
         stop_engine(proc)
+
+
+def test_one_prompt_length_has_no_by_length_classes(engine, tmp_path):
+    """Terciles of one length put every request in 'short': with a single prompt length there is no table."""
+    out = tmp_path / "b.json"
+    p = bench("--url", engine, "--num-requests", "6", "--no-progress", "-o", str(out), *SHORT,
+              "input_len.kind=fixed", "input_len.mean=100", "traffic.input_len.max=100")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(out.read_text())
+    assert doc["classes"] == [] and doc["tercile_bounds"] is None
+    assert "by prompt length" not in p.stdout

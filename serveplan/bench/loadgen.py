@@ -283,8 +283,8 @@ class _Run:
     def _result(self, started: str) -> "BenchResult":
         recs = self.records
         bounds = None
-        if recs:
-            lens = sorted(r.input_len for r in recs)
+        lens = sorted(r.input_len for r in recs)
+        if lens and lens[0] < lens[-1]:  # one prompt length has no terciles: no by-length table then
             bounds = (_pct(lens, 100 / 3), _pct(lens, 200 / 3))
             for r in recs:
                 r.size_class = ("short" if r.input_len <= bounds[0]
@@ -305,7 +305,7 @@ class _Run:
             for u in self.urls:
                 per_url[u] = summarize([r for r in recs if r.url == u], duration, self.slo)
         classes = []
-        for name in ("short", "medium", "long"):
+        for name in ("short", "medium", "long") if bounds else ():
             rs = [r for r in recs if r.size_class == name and not r.cancelled]
             ok = [r for r in rs if r.ok]
             classes.append(ClassSummary(
