@@ -7,5 +7,7 @@ if [ ! -f /tmp/vsite/env.sh ]; then
 fi
 source /tmp/vsite/env.sh
 export PATH=$PWD/benchmarks/gpu/bin:$PATH
-# hydra/omegaconf (pure Python) carried in .vch-tools/py: plan, bench --slo and verify compose the conf there
+# hydra/omegaconf (pure Python) carried in .vch-tools/py: plan, bench --slo and verify compose the conf there.
+# Stage them here once:  mkdir -p .vch-tools/py && cp -r .venv/lib/python3.11/site-packages/{hydra,omegaconf,antlr4} .vch-tools/py/
+# (optuna is not carried: make plans here and commit them; the GPU machine only launches and measures them)
 [ -d .vch-tools/py ] && export PYTHONPATH=$PWD/.vch-tools/py:${PYTHONPATH:-}
