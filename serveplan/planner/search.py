@@ -3,7 +3,7 @@
 Structures (layout x weight precision x KV dtype) whose weights cannot fit are pruned before the study
 exists; the study proposes a structure and batching knobs, the memory model rejects what does not fit
 before any estimate, and the SLOs are constraints (`Trial.set_constraint`). The sampler fits the space: a
-feasible space no larger than the trial budget is examined whole (every feasible candidate enqueued); a larger one in two
+feasible space no larger than the trial budget is examined whole (every feasible candidate recorded); a larger one in two
 stages (every layout x precision at default batching, then every batching of the leaders), or with TPE
 (`search.sampler=tpe`) or NSGA-II (Pareto front of throughput per GPU vs latency). A seeded sampler
 makes the same request give the same plan. The top candidates are then re-scored by the step-level
@@ -117,8 +117,9 @@ def _choose_sampler(optuna, s, n_feasible: int):  # noqa: ANN001, ANN202
     if name == "auto":
         name = "grid" if n_feasible <= s.n_trials else ("nsga2" if s.pareto else "staged")
     if name in ("grid", "staged"):
-        # Enqueued candidates (all of them for grid, two stages for staged), in a seeded order. (Optuna's
-        # GridSampler walks the full product, infeasible points included, at a cost quadratic in the trials.)
+        # Candidates recorded as trials (all of them for grid, two stages for staged; _Study.record), in a seeded
+        # order; the sampler is never asked. (Optuna's GridSampler walks the full product, infeasible points
+        # included, at a cost quadratic in the trials.)
         return name, optuna.samplers.RandomSampler(seed=s.seed), n_feasible
     if name == "nsga2":
         sampler = optuna.samplers.NSGAIISampler(seed=s.seed)
@@ -147,48 +148,48 @@ class _Study:
         self.dist = {"structure": optuna.distributions.CategoricalDistribution(list(space.by_key)),
                      "batching": optuna.distributions.CategoricalDistribution(list(space.bkeys))}
 
+    def _estimate(self, key: tuple[str, str]) -> Estimate:
+        """The estimate of a (structure, batching) pair, scored once."""
+        est = self.evaluated.get(key)
+        if est is None:
+            est = self.evaluated[key] = self.scorer.score(self.space.candidate(self.req, *key))
+        return est
+
+    def _outcome(self, est: Estimate) -> tuple[list[float] | None, dict[str, float]]:
+        """What the study records of an estimate: its objective values and SLO constraints; for one that does not
+        fit (rejected by the memory model, no estimate made), no values and an infeasible memory constraint."""
+        if est.predictions is None:
+            return None, {"memory": INFEASIBLE}
+        return (list(_objective_values(self.req, est)),
+                {f"c{i}": v for i, v in enumerate(self.scorer.constraint_values(est))})
+
     def run(self, n: int) -> None:
+        """n trials the sampler proposes (TPE, NSGA-II, random)."""
         for _ in range(n):
             trial = self.study.ask(self.dist)
-            key = (trial.params["structure"], trial.params["batching"])
-            est = self.evaluated.get(key)
-            if est is None:
-                est = self.scorer.score(self.space.candidate(self.req, *key))
-                self.evaluated[key] = est
-            if est.predictions is None:  # does not fit: rejected by the memory model, no estimate made
-                trial.set_constraint("memory", INFEASIBLE)
+            values, constraints = self._outcome(self._estimate((trial.params["structure"],
+                                                                 trial.params["batching"])))
+            for name, v in constraints.items():
+                trial.set_constraint(name, v)
+            if values is None:
                 self.study.tell(trial, state=self.optuna.trial.TrialState.PRUNED)
-                continue
-            for i, v in enumerate(self.scorer.constraint_values(est)):
-                trial.set_constraint(f"c{i}", v)
-            self.study.tell(trial, list(_objective_values(self.req, est)))
+            else:
+                self.study.tell(trial, values)
 
     def record(self, pairs: list[tuple[str, str]]) -> None:
         """Score the given candidates and add them to the study as finished trials in one call (Study.add_trials,
-        objectives and constraints as `run` tells them). A grid or a stage has nothing to sample, and asking for
-        enqueued trials one at a time makes Optuna scan every trial per ask: ~0.3 s of the README's 704."""
-        optuna = self.optuna
+        recorded as `run` tells them). A grid or a stage has nothing to sample, and asking for enqueued trials
+        one at a time makes Optuna scan every trial per ask: ~0.3 s of the README's 704."""
+        state = self.optuna.trial.TrialState
         trials = []
-        for skey, bkey in pairs:
-            if (skey, bkey) in self.seen or (skey, bkey) in self.evaluated:
+        for key in pairs:
+            if key in self.seen or key in self.evaluated:
                 continue
-            est = self.scorer.score(self.space.candidate(self.req, skey, bkey))
-            self.evaluated[(skey, bkey)] = est
-            params = {"structure": skey, "batching": bkey}
-            if est.predictions is None:  # does not fit: rejected by the memory model, no estimate made
-                trials.append(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params=params,
-                                                        distributions=self.dist, constraints={"memory": INFEASIBLE}))
-                continue
-            trials.append(optuna.trial.create_trial(
-                values=list(_objective_values(self.req, est)), params=params, distributions=self.dist,
-                constraints={f"c{i}": v for i, v in enumerate(self.scorer.constraint_values(est))}))
+            values, constraints = self._outcome(self._estimate(key))
+            trials.append(self.optuna.trial.create_trial(
+                state=state.PRUNED if values is None else state.COMPLETE, values=values,
+                params={"structure": key[0], "batching": key[1]}, distributions=self.dist, constraints=constraints))
         self.study.add_trials(trials)
-
-    def enqueue(self, pairs: list[tuple[str, str]]) -> int:
-        todo = [f for f in pairs if f not in self.seen and f not in self.evaluated]
-        for skey, bkey in todo:
-            self.study.enqueue_trial({"structure": skey, "batching": bkey})
-        return len(todo)
 
 
 def _staged(study: _Study, space: _Space, n_trials: int) -> None:
