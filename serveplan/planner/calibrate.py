@@ -185,6 +185,10 @@ def observations(plan, points: list[BenchPoint]) -> list[Observation]:  # noqa: 
     c, req = plan.winner.config, plan.request
     ck = c.checkpoint
     ours = {x for x in (req.model.name, req.model.hf_id, ck.id if ck else None, ck.base_id if ck else None) if x}
+    config = dict(model=req.model.name, gpu=req.inventory.gpu.name, engine=c.engine, tp=c.tp,
+                  weight_dtype=c.weight_dtype, kv_cache_dtype=c.kv_cache_dtype, max_num_seqs=c.max_num_seqs,
+                  max_num_batched_tokens=c.max_num_batched_tokens, chunked_prefill=c.chunked_prefill,
+                  max_model_len=c.max_model_len, gpu_memory_utilization=c.gpu_memory_utilization)
     out = []
     for pt in points:
         m = pt.model
@@ -197,25 +201,14 @@ def observations(plan, points: list[BenchPoint]) -> list[Observation]:  # noqa: 
         if not pt.completed or pt.ttft_ms is None or pt.tpot_ms is None:
             raise ConfigError(f"{pt.label}: no request completed in that benchmark; nothing to calibrate on.")
         n = pt.completed
-        if not pt.concurrency:
-            out.append(Observation(
-                model=req.model.name, gpu=req.inventory.gpu.name, engine=c.engine, tp=c.tp, pp=c.pp,
-                replicas=c.replicas, weight_dtype=c.weight_dtype, kv_cache_dtype=c.kv_cache_dtype,
-                max_num_seqs=c.max_num_seqs, max_num_batched_tokens=c.max_num_batched_tokens,
-                chunked_prefill=c.chunked_prefill, max_model_len=c.max_model_len,
-                gpu_memory_utilization=c.gpu_memory_utilization,
-                enable_prefix_caching=c.enable_prefix_caching and req.traffic.prefix_share > 0,
-                input_len=round(pt.total_input_tokens / n), output_len=round(pt.total_output_tokens / n),
-                concurrency=0, num_prompts=n, rate_rps=pt.rate_rps, traffic=req.traffic.model_dump(),
-                ttft_ms=pt.ttft_p50_ms if pt.ttft_p50_ms is not None else pt.ttft_ms, tpot_ms=pt.tpot_ms,
-                throughput_tok_s=pt.throughput_tok_s, label=pt.label))
-            continue
-        out.append(Observation(
-            model=req.model.name, gpu=req.inventory.gpu.name, engine=c.engine, tp=c.tp,
-            weight_dtype=c.weight_dtype, kv_cache_dtype=c.kv_cache_dtype, max_num_seqs=c.max_num_seqs,
-            max_num_batched_tokens=c.max_num_batched_tokens, chunked_prefill=c.chunked_prefill,
-            max_model_len=c.max_model_len, gpu_memory_utilization=c.gpu_memory_utilization,
-            input_len=round(pt.total_input_tokens / n), output_len=round(pt.total_output_tokens / n),
-            concurrency=int(pt.concurrency), num_prompts=n, ttft_ms=pt.ttft_ms, tpot_ms=pt.tpot_ms,
-            throughput_tok_s=pt.throughput_tok_s, label=pt.label))
+        if pt.concurrency:  # closed loop: one replica at that concurrency, the mean lengths fixed
+            load = dict(concurrency=int(pt.concurrency), ttft_ms=pt.ttft_ms)
+        else:  # open loop: the whole deployment under the plan's traffic at the measured rate, TTFT at the median
+            load = dict(pp=c.pp, replicas=c.replicas,
+                        enable_prefix_caching=c.enable_prefix_caching and req.traffic.prefix_share > 0,
+                        concurrency=0, rate_rps=pt.rate_rps, traffic=req.traffic.model_dump(),
+                        ttft_ms=pt.ttft_p50_ms if pt.ttft_p50_ms is not None else pt.ttft_ms)
+        out.append(Observation(**config, **load, input_len=round(pt.total_input_tokens / n),
+                               output_len=round(pt.total_output_tokens / n), num_prompts=n, tpot_ms=pt.tpot_ms,
+                               throughput_tok_s=pt.throughput_tok_s, label=pt.label))
     return out
