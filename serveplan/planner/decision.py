@@ -41,14 +41,18 @@ def diverse(ranked: list[Estimate], k: int) -> list[Estimate]:
     return (first + rest)[:k]
 
 
+def asked_rate(req: PlanRequest) -> float:
+    """The rate a plan sizes for: the offered rate with search.headroom on top (0 without an offered rate)."""
+    return (req.traffic.rate_rps or 0.0) * (1 + req.search.headroom)
+
+
 def has_headroom(req: PlanRequest, e: Estimate) -> bool:
     """Whether e carries the offered rate with search.headroom to spare within the SLO (True where no capacity
     was computed: a closed loop, or no rate)."""
     p = e.predictions
-    rate = req.traffic.rate_rps
-    if p is None or p.capacity_rps is None or not rate or req.traffic.is_closed_loop:
+    if p is None or p.capacity_rps is None or not req.traffic.rate_rps or req.traffic.is_closed_loop:
         return True
-    return p.capacity_rps >= rate * (1 + req.search.headroom) * (1 - 1e-9)
+    return p.capacity_rps >= asked_rate(req) * (1 - 1e-9)
 
 
 def _final_key(req: PlanRequest, e: Estimate) -> tuple:
@@ -93,7 +97,7 @@ def _with_headroom(req: PlanRequest, scorer, pool: list[Estimate], final: list[E
     rate = req.traffic.rate_rps
     if not rate or req.traffic.is_closed_loop or any(e.meets_slo and has_headroom(req, e) for e in final):
         return final
-    asked = rate * (1 + req.search.headroom)
+    asked = asked_rate(req)
     shown = {_structure(e.config) for e in final}
     likely = [e for e in pool if _structure(e.config) not in shown and e.meets_slo and e.predictions is not None
               and e.predictions.max_rps >= asked]  # the mean-field ceiling: capacity within the SLO is below it
@@ -188,7 +192,7 @@ def why(req: PlanRequest, ranked: list[Estimate], alternatives: list[Estimate] |
                 if has_headroom(req, w) and not has_headroom(req, alt):
                     num += (f", more per GPU, but without {req.search.headroom:.0%} headroom "
                             f"({ap.capacity_rps or 0:.2f} req/s within the SLO, "
-                            f"{(req.traffic.rate_rps or 0) * (1 + req.search.headroom):.2f} asked)")
+                            f"{asked_rate(req):.2f} asked)")
                 else:
                     num += (f", more, but at +{alt.quality_cost:g}% stated perplexity cost" if alt.quality_cost >
                             w.quality_cost else ", more, but less goodput per GPU at the offered load")

@@ -191,8 +191,10 @@ def sizing_sentence(plan: Plan) -> str:
     per_replica = p.capacity_rps / c.replicas
     if per_replica <= 0:
         return f"{c.label()} meets the SLO at no arrival rate: relax the SLO or change the configuration."
+    from serveplan.planner.decision import asked_rate
+
     h = r.search.headroom
-    need = max(1, math.ceil(r.traffic.rate_rps * (1 + h) / per_replica * (1 - 1e-9)))
+    need = max(1, math.ceil(asked_rate(r) / per_replica * (1 - 1e-9)))
     gpus = need * c.gpus_per_replica
     have = r.inventory.total_gpus
     asked = f" with {h:.0%} headroom" if h else ""
