@@ -29,6 +29,9 @@ def split_overrides(argv: list[str], value_flags: tuple[str, ...] = ()) -> tuple
     return flags, overrides
 
 
+REQUEST_VALUE_FLAGS = ("--checkpoint",)  # add_request_flags' flags whose value holds a '=' (METHOD=PATH)
+
+
 def add_request_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="catalog name or alias (llama-70b), or a path to a HF config.json / folder")
     p.add_argument("--gpus", help="COUNTxGPU or NODESxCOUNTxGPU, e.g. 2xA100, 8xH100, 2x8xH100, 1xRTX4090")
@@ -39,6 +42,28 @@ def add_request_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", action="append", default=[], metavar="[METHOD=]PATH_OR_ID",
                    help="serve your own checkpoint for a weight method (awq=./llama-awq); METHOD may be left out "
                         "for a local folder whose config.json declares its quantization")
+
+
+def checkpoint_overrides(specs: list[str]) -> list[str]:
+    """--checkpoint [METHOD=]PATH_OR_ID -> model.checkpoints.METHOD=PATH_OR_ID overrides."""
+    from serveplan.errors import ConfigError
+    from serveplan.planner.checkpoints import QUANTIZE_METHOD, detect_format
+
+    out = []
+    for spec in specs:
+        method, eq, where = spec.partition("=")
+        if not eq:
+            where = spec
+            method, _ = detect_format(where)
+            if method is None:
+                raise ConfigError(f"--checkpoint {spec}: cannot tell its weight method (no quantization_config "
+                                  f"in a local config.json); write METHOD=PATH with METHOD one of "
+                                  f"{', '.join(QUANTIZE_METHOD)}.")
+        elif method not in QUANTIZE_METHOD:
+            raise ConfigError(f"--checkpoint {spec}: '{method}' is not a weight method; use one of "
+                              f"{', '.join(QUANTIZE_METHOD)}.")
+        out.append(f"model.checkpoints.{method}={where}")
+    return out
 
 
 def positive_int(text: str) -> int:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 import shlex
 
-from serveplan.cli.args import _Parser, add_request_flags, split_overrides
+from serveplan.cli.args import REQUEST_VALUE_FLAGS, _Parser, add_request_flags, split_overrides
 from serveplan.cli.boundary import _console
 from serveplan.cli.estimate import ESTIMATE_KNOBS, _candidate_flags, add_workload_flags, build_candidate, workload_request
 
-VALUE_FLAGS = ("--a", "--b", "--measured", "--html", "--checkpoint")
+VALUE_FLAGS = ("--a", "--b", "--measured", "--html", *REQUEST_VALUE_FLAGS)
 
 
 def parse_config(text: str, label: str) -> dict:

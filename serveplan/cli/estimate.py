@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from serveplan.cli.args import _Parser, add_request_flags, positive_float, positive_int, split_overrides
+from serveplan.cli.args import (REQUEST_VALUE_FLAGS, _Parser, add_request_flags, checkpoint_overrides, positive_float,
+                                 positive_int, split_overrides)
 from serveplan.cli.boundary import _console
 
 # The Candidate fields `plan estimate` sets from flags, and the flag names users know them by.
@@ -62,10 +63,7 @@ def workload_request(a: argparse.Namespace, overrides: list[str]):  # noqa: ANN2
         ovs += ["traffic.arrival=poisson", f"traffic.rate_rps={a.rate}", "traffic.concurrency=null"]
     if a.max_model_len:
         ovs.append(f"search.max_model_len={a.max_model_len}")
-    if getattr(a, "checkpoint", None):
-        from serveplan.cli.plan import _checkpoint_overrides
-
-        ovs += _checkpoint_overrides(a.checkpoint)
+    ovs += checkpoint_overrides(a.checkpoint)
     return build_request(model=a.model, gpus=a.gpus, traffic=a.traffic, engine=a.engine, overrides=ovs)
 
 
@@ -97,7 +95,7 @@ def build_candidate(req, knobs: dict, what: str = "this configuration"):  # noqa
 
 
 def main(argv: list[str]) -> int:
-    flags, overrides = split_overrides(argv, ("--checkpoint",))  # its value is METHOD=PATH, not an override
+    flags, overrides = split_overrides(argv, REQUEST_VALUE_FLAGS)
     p = _Parser(prog="plan estimate", description="Predict one fixed configuration under a fixed workload.")
     add_request_flags(p)
     knobs = _candidate_flags(p)

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from serveplan.cli.args import _Parser, add_request_flags, split_overrides
+from serveplan.cli.args import REQUEST_VALUE_FLAGS, _Parser, add_request_flags, checkpoint_overrides, split_overrides
 from serveplan.cli.boundary import _console
 
 EXIT_SLO_NOT_MET = 1
@@ -18,7 +18,7 @@ SIZING_NODE_GPUS = 8  # `--gpu H100` plans on one node of this many, the largest
 def main(argv: list[str], prog: str = "plan", subcommands: dict[str, str] | None = None) -> int:
     """`subcommands`: name -> one line of help, in the order `prog --help` lists them."""
     subcommands = subcommands or {}
-    flags, overrides = split_overrides(argv, ("--checkpoint",))  # its value is METHOD=PATH, not an override
+    flags, overrides = split_overrides(argv, REQUEST_VALUE_FLAGS)
     names = ", ".join(subcommands)
     p = _Parser(prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
                 description=f"Plan how to serve a model on GPUs under a traffic profile and SLOs.\n"
@@ -55,7 +55,7 @@ def main(argv: list[str], prog: str = "plan", subcommands: dict[str, str] | None
             raise ConfigError(f"--gpu takes a GPU type without a count (e.g. --gpu H100); for '{a.gpu}' use --gpus.")
         gpus = f"{SIZING_NODE_GPUS}x{a.gpu}"
     req = build_request(model=a.model, gpus=gpus, traffic=a.traffic, engine=a.engine,
-                        overrides=overrides + _checkpoint_overrides(a.checkpoint))
+                        overrides=overrides + checkpoint_overrides(a.checkpoint))
     from serveplan.render.engines.base import get_adapter
 
     get_adapter(req.engine.name, req.engine.version)  # an engine version nothing can render for: refused first
@@ -89,28 +89,6 @@ def _refuse_running_folder(out: Path) -> None:
     if live:
         raise ConfigError(f"'{out}' holds a running launch (process groups {', '.join(map(str, live))}); stop it "
                           f"with `plan stop {out}` or write this plan elsewhere with -o.")
-
-
-def _checkpoint_overrides(specs: list[str]) -> list[str]:
-    """--checkpoint [METHOD=]PATH_OR_ID -> model.checkpoints.METHOD=PATH_OR_ID overrides."""
-    from serveplan.errors import ConfigError
-    from serveplan.planner.checkpoints import QUANTIZE_METHOD, detect_format
-
-    out = []
-    for spec in specs:
-        method, eq, where = spec.partition("=")
-        if not eq:
-            where = spec
-            method, _ = detect_format(where)
-            if method is None:
-                raise ConfigError(f"--checkpoint {spec}: cannot tell its weight method (no quantization_config "
-                                  f"in a local config.json); write METHOD=PATH with METHOD one of "
-                                  f"{', '.join(QUANTIZE_METHOD)}.")
-        elif method not in QUANTIZE_METHOD:
-            raise ConfigError(f"--checkpoint {spec}: '{method}' is not a weight method; use one of "
-                              f"{', '.join(QUANTIZE_METHOD)}.")
-        out.append(f"model.checkpoints.{method}={where}")
-    return out
 
 
 def _artifact_files(plan) -> dict[str, str]:  # noqa: ANN001
