@@ -251,15 +251,16 @@ def check_reachable(urls: list[str], timeout_s: float = 5.0) -> None:
 
     from serveplan.bench.loadgen import auth_headers
 
+    headers = auth_headers()
     for u in dict.fromkeys(urls):
         base = u.rstrip("/").removesuffix("/v1")
         try:
-            r = httpx.get(base + "/v1/models", timeout=timeout_s, headers=auth_headers())
+            r = httpx.get(base + "/v1/models", timeout=timeout_s, headers=headers)
         except httpx.HTTPError as e:
             raise LaunchError(f"Cannot reach {u} ({type(e).__name__}): is the server running and listening "
                               f"there? (plan launch DIR --detach starts one.)") from None
         if r.status_code in (401, 403):
-            how = ("the key in OPENAI_API_KEY was refused" if auth_headers() else
+            how = ("the key in OPENAI_API_KEY was refused" if headers else
                    "set OPENAI_API_KEY to its key (bench sends it as a Bearer token)")
             raise LaunchError(f"{u} answered {r.status_code} ({'Unauthorized' if r.status_code == 401 else 'Forbidden'}"
                               f"): it wants an API key; {how}.")

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from serveplan.errors import validation_sentence
@@ -143,7 +142,7 @@ def build_request(*, model: str | None = None, gpus: str | None = None, traffic:
         *parents, leaf = key.split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(val)
+        node[leaf] = yaml_load(val)
     return request_from_dict(doc)
 
 
