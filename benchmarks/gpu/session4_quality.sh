@@ -54,7 +54,6 @@ winner_run() {  # devices, plan dir, model folder, tag
     --health-timeout 480 --force --no-progress -o "$R/$tag-verify.json" > "$R/$tag-verify.txt" 2>&1
   echo "$tag verify rc=$?" >> "$R/summary.txt"
   python3 -m serveplan.cli stop "$plan" > /dev/null 2>&1
-  cp "$plan/plan.yaml" "$R/$tag-plan.yaml"; cp "$plan"/launch.sh "$R/$tag-launch.sh" 2>/dev/null
   grep -hE "Model loading took|GPU KV cache size|Maximum concurrency" "$plan"/logs/*.log | cut -c1-300 >> "$R/summary.txt"
 }
 case $mode in
