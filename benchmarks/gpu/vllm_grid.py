@@ -2,8 +2,11 @@
 
     python benchmarks/gpu/vllm_grid.py --port 8000 --model /tmp/m8b --label bf16 --out $OUT/grid.jsonl
 
-Shapes: prefill-heavy (2048 in / 128 out), balanced (512/512), decode-heavy (128/512); concurrency 1, 16,
-64, 256; every point but concurrency 1 is run twice (the spread is part of the result). Random-token
+Shapes: prefill-heavy (2048 in / 128 out), balanced (512/512), decode-heavy (128/512), long (8192 / 256);
+concurrency 1, 16, 64, 256 in the order given; every point but concurrency 1 is run --repeats times (the spread
+is part of the result). --meta '{"model": ..., "gpu": ..., "tp": ...}' is copied into every row, so a row
+says which configuration it measured (benchmarks/accuracy.py reads it; rows without it are the session-2
+H100 8B grid). Random-token
 prompts of exactly the given length (--random-range-ratio 0), --ignore-eos so outputs have exactly the given
 length, --request-rate inf with --max-concurrency (closed loop), prefix caching off on the server.
 """
@@ -15,7 +18,7 @@ import subprocess
 import sys
 import time
 
-SHAPES = {"prefill": (2048, 128), "balanced": (512, 512), "decode": (128, 512)}
+SHAPES = {"prefill": (2048, 128), "balanced": (512, 512), "decode": (128, 512), "long": (8192, 256)}
 CONCURRENCY = (1, 16, 64, 256)
 
 
@@ -29,7 +32,10 @@ def bench_argv(args, i, o, c, n, rep, tmpdir, fname):
 
 
 def run_point(args, shape, i, o, c, rep, tmpdir):
-    n = 3 if c == 1 else c if c >= 64 else 2 * c
+    if shape == "long":  # one wave: a second one of 8k prompts costs minutes on a 70B and shows nothing new
+        n = 2 if c == 1 else c
+    else:
+        n = 3 if c == 1 else c if c >= 64 else 2 * c
     fname = f"r_{shape}_{c}_{rep}.json"
     argv = bench_argv(args, i, o, c, n, rep, tmpdir, fname)
     t0 = time.time()
@@ -50,6 +56,7 @@ def run_point(args, shape, i, o, c, rep, tmpdir):
     with open(os.path.join(tmpdir, fname)) as f:
         doc = json.load(f)
     keep = {k: v for k, v in doc.items() if not isinstance(v, list)}
+    keep.update(args.meta)
     keep.update(label=args.label, shape=shape, input_len=i, output_len=o, concurrency=c, repeat=rep,
                 num_prompts=n, wall_s=round(time.time() - t0, 2))
     return keep
@@ -65,6 +72,8 @@ def main():
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--concurrency", default=",".join(map(str, CONCURRENCY)))
     ap.add_argument("--repeats", type=int, default=2, help="runs per point above concurrency 1")
+    ap.add_argument("--long-concurrency", default="1,16", help="concurrencies for the long shape")
+    ap.add_argument("--meta", type=json.loads, default={}, help="JSON object copied into every row")
     ap.add_argument("--in-process", action="store_true", help="call vLLM's bench code in this process")
     a = ap.parse_args()
     import urllib.request
@@ -73,10 +82,11 @@ def main():
     os.makedirs(a.tmpdir, exist_ok=True)
     for shape in a.shapes.split(","):
         i, o = SHAPES[shape]
-        for c in map(int, a.concurrency.split(",")):
+        for c in map(int, (a.long_concurrency if shape == "long" else a.concurrency).split(",")):
             for rep in range(a.repeats) if c > 1 else (0,):
                 row = run_point(a, shape, i, o, c, rep, a.tmpdir)
-                row.setdefault("label", a.label)
+                for k, v in {**a.meta, "label": a.label, "shape": shape, "concurrency": c}.items():
+                    row.setdefault(k, v)
                 with open(a.out, "a") as f:
                     f.write(json.dumps(row) + "\n")
                 print(a.label, shape, c, rep, {k: row.get(k) for k in ("mean_ttft_ms", "mean_tpot_ms",
