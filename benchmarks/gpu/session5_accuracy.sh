@@ -6,6 +6,7 @@
 # by side; each bench records its own event-loop lag, so host contention shows in the results.
 #
 #   setsid nohup bash benchmarks/gpu/session5_accuracy.sh > /tmp/s5.log 2>&1 &   # then poll /tmp/s5/DONE
+#   LAYOUT=tp2 GRID_C=16,64 S5=/tmp/s5b setsid nohup bash ... # second pass: 70B fp8 and 13B bf16 at TP=2
 #
 # Layout by GPU memory: >= 100 GiB cards (H200): 8B fp8, 70B fp8, Mixtral-8x7B fp8 and Qwen2.5-32B bf16, one
 # GPU each. 80 GiB cards (H100): 8B fp8 on GPU 0, 70B fp8 at TP=2 on GPUs 1-2, Mixtral fp8 on GPU 3.
@@ -16,7 +17,7 @@ set -u
 source benchmarks/gpu/vllm_env.sh
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 \
        VLLM_ALLREDUCE_USE_SYMM_MEM=0 VLLM_ALLREDUCE_USE_FLASHINFER=0
-S=/tmp/s5; mkdir -p "$S"
+S=${S5:-/tmp/s5}; mkdir -p "$S"
 nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader > "$S/nvidia-smi.txt"
 mem_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
 ngpu=$(wc -l < "$S/nvidia-smi.txt")
@@ -59,13 +60,17 @@ pipeline() {  # tag devices tp model fmt weight kv "rates"
   done
   local t2=$SECONDS
   python3 benchmarks/gpu/vllm_grid.py --port "$port" --model "$m" --label "$tag" --out "$R/grid.jsonl" \
-    --tmpdir "$R/vgrid" --shapes balanced,decode,prefill,long --concurrency 16,64,1,256 --repeats 1 \
+    --tmpdir "$R/vgrid" --shapes balanced,decode,prefill,long --concurrency "$GRID_C" --repeats 1 \
     --in-process --meta "$meta" > "$R/grid.txt" 2>&1
   echo "grid rc=$? in $((SECONDS - t2)) s" >> "$R/times.txt"
   kill -TERM -- -"$pid" 2>/dev/null; sleep 8; kill -KILL -- -"$pid" 2>/dev/null
   echo "done at $((SECONDS - t0)) s" >> "$R/times.txt"
 }
-if [ "$gpu" = h200 ]; then
+GRID_C=${GRID_C:-16,64,1,256}
+if [ "${LAYOUT:-}" = tp2 ]; then  # second pass: TP=2 on the same GPUs (compare with the TP=1 pass)
+  pipeline 70b-fp8-tp2 0,1 2 llama-3.1-70b ct-fp8 fp8 fp8 "4 8" &
+  pipeline 13b-bf16-tp2 2,3 2 llama-2-13b hf bf16 auto "4 10" &
+elif [ "$gpu" = h200 ]; then
   pipeline 8b-fp8 0 1 llama-3.1-8b ct-fp8 fp8 fp8 "8 18" &
   pipeline 70b-fp8 1 1 llama-3.1-70b ct-fp8 fp8 fp8 "2 4" &
   pipeline mixtral-fp8 2 1 mixtral-8x7b ct-fp8 fp8 fp8 "4 10" &
