@@ -353,3 +353,141 @@ def test_missing_tokenizer_falls_back_to_approx(engine):
                   progress=False)
     assert r.prompt_tokens_source == "approx" and any("not usable" in n for n in r.notes)
     assert r.summary.completed == 1
+
+
+# ----------------------------------------------------------------------------------------------- prepared prompts
+def _slow_build(monkeypatch, seconds: float) -> None:
+    from serveplan.bench.prompts import _PromptBuilder
+
+    build = _PromptBuilder.build
+
+    def slow(self, n_tokens):
+        time.sleep(seconds)
+        return build(self, n_tokens)
+
+    monkeypatch.setattr(_PromptBuilder, "build", slow)
+
+
+def test_slow_prompts_do_not_delay_arrivals(engine, monkeypatch):
+    # 40 ms per prompt against 20 ms between arrivals: built on the clock, at most ~25 of the 50 arrivals
+    # in the second would go out (back to back, as the schedule caught up). Built beforehand, all go out
+    # on schedule, and the time it took is a note.
+    _slow_build(monkeypatch, 0.04)
+    r = run_bench([engine], traffic(arrival="constant", rate_rps=50, concurrency=None), duration_s=1.0,
+                  progress=False)
+    starts = [q.start_s for q in r.requests]
+    assert [q.index for q in r.requests] == list(range(len(r.requests)))
+    assert starts == sorted(starts)
+    assert 40 <= len(r.requests) <= 51, len(r.requests)
+    assert starts[-1] - starts[0] >= 0.7  # spread over the second, not a burst
+    assert r.summary.achieved_send_rps == pytest.approx(50, rel=0.3)
+    assert r.summary.completed == len(r.requests) and not r.interrupted
+    assert any("building the prompts took" in n for n in r.notes), r.notes
+    assert not any("built during the run" in n for n in r.notes), r.notes
+
+
+def test_prepared_prompts_match_lazily_built(engine, monkeypatch):
+    """The same seed sends the same bodies whether they were prepared, built on demand, or a mix."""
+    from serveplan.bench import loadgen
+
+    sent: dict[int, dict] = {}
+    stream = loadgen.stream_request
+
+    async def record(client, rec, body, **kw):
+        sent[rec.index] = json.loads(json.dumps(body))
+        return await stream(client, rec, body, **kw)
+
+    monkeypatch.setattr(loadgen, "stream_request", record)
+    pool_size = loadgen._Run._pool_size
+    t = traffic(LengthDist(kind="uniform", mean=60, std=30, min=1, max=200), out=3, prefix_share=0.3)
+    runs = {}
+    for label, size in (("prepared", None), ("lazy", 0), ("mixed", 5)):
+        monkeypatch.setattr(loadgen._Run, "_pool_size",
+                            pool_size if size is None else (lambda self, n=size: n))
+        sent.clear()
+        r = run_bench([engine], t, concurrency=3, num_requests=12, seed=5, progress=False)
+        assert r.summary.completed == 12
+        runs[label] = (dict(sent), [(q.index, q.input_len, q.output_len, q.prompt_tokens) for q in
+                                    sorted(r.requests, key=lambda q: q.index)])
+    assert runs["prepared"] == runs["lazy"] == runs["mixed"]
+    assert len({q[1] for q in runs["lazy"][1]}) > 1  # lengths vary: the comparison means something
+    # An open loop takes them in the same order.
+    sent.clear()
+    monkeypatch.setattr(loadgen._Run, "_pool_size", pool_size)
+    o = run_bench([engine], t, rate_rps=200, num_requests=12, seed=5, progress=False)
+    assert sent == runs["lazy"][0]
+    assert [(q.index, q.input_len, q.output_len, q.prompt_tokens) for q in o.requests] == runs["lazy"][1]
+
+
+def test_pool_size():
+    from serveplan.bench.loadgen import MAX_PREPARED, _Run, _resolve_args
+
+    def size(t, **kw):
+        kw = {"num_requests": None, "duration_s": None, "rate_rps": None, "concurrency": None, **kw}
+        args = _resolve_args(["http://x"], t, None, kw["num_requests"], kw["duration_s"], kw["rate_rps"],
+                             kw["concurrency"], 0, 10, None, "completions")
+        return _Run(args.urls, t, args, None, False, None)._pool_size()
+
+    open_t = traffic(arrival="poisson", rate_rps=2, concurrency=None)
+    assert size(open_t, num_requests=30) == 30
+    assert size(open_t, rate_rps=1.5, duration_s=100) == 150 + 49 + 16  # ceil(150 + 4 sqrt(150) + 16)
+    assert size(open_t, rate_rps=1.5, duration_s=100, num_requests=20) == 20
+    assert size(open_t, rate_rps=1000, duration_s=3600) == MAX_PREPARED
+    assert size(traffic(arrival="bursty", burstiness=0.25, rate_rps=2, concurrency=None),
+                rate_rps=1, duration_s=100) == 100 + 80 + 16  # gamma shape 0.25: 4x the count variance
+    assert size(traffic(), concurrency=4, duration_s=60) == 16 * 4 + 16
+    assert size(traffic(), concurrency=4, duration_s=60, num_requests=500) == 500
+    assert size(traffic()) == 200  # the default num_requests
+
+
+def test_interrupt_while_preparing(engine, tmp_path):
+    out = tmp_path / "prep.json"
+    script = textwrap.dedent(f"""
+        import time
+        from rich.console import Console
+        from serveplan.bench import prompts
+        from serveplan.bench.loadgen import run_bench
+        from serveplan.bench.tables import render_table
+        from serveplan.planner.spec import Traffic, LengthDist
+        build = prompts._PromptBuilder.build
+        def slow(self, n):
+            time.sleep(0.2)
+            return build(self, n)
+        prompts._PromptBuilder.build = slow
+        t = Traffic(input_len=LengthDist(kind="fixed", mean=50), output_len=LengthDist(kind="fixed", mean=10),
+                    arrival="poisson", rate_rps=5)
+        print("started", flush=True)
+        r = run_bench([{engine!r}], t, num_requests=1000, progress=False, output={str(out)!r})
+        render_table(r, Console(file=open("/dev/null", "w")))
+        print("done", r.interrupted, len(r.requests), flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        time.sleep(2.0)  # imports, model discovery, then a few of the 1000 slow prompts
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stdout
+    assert stdout.strip() == "done True 0"
+    data = json.loads(out.read_text())
+    assert data["interrupted"] is True and data["requests"] == [] and data["summary"]["completed"] == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["prep.json"]
+
+
+def test_cancel_while_preparing(engine, monkeypatch):
+    _slow_build(monkeypatch, 0.1)
+
+    async def main():
+        task = asyncio.create_task(run_bench_async([engine], traffic(), concurrency=2, num_requests=1000,
+                                                   progress=False))
+        await asyncio.sleep(1.0)
+        task.cancel()
+        return await task
+
+    t = time.monotonic()
+    r = asyncio.run(main())
+    assert time.monotonic() - t < 10  # not the 100 s the whole pool would take
+    assert r.interrupted and r.requests == [] and r.summary.completed == 0

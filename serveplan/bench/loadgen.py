@@ -9,6 +9,8 @@ HTTP requests and knows nothing of tokens. It needs only httpx and rich, which s
 GuideLLM's own dependencies include torch, transformers and datasets, far heavier than a benchmark client
 needs. Prompt lengths use the model's tokenizer when `transformers` and a local copy of it are present,
 and otherwise a stated approximation; the server's reported usage.prompt_tokens is what gets reported.
+Request bodies are built before the clock starts (in a worker thread, so Ctrl-C still stops it): a slow
+tokenizer then costs time up front, reported in the notes, instead of delaying arrivals mid-run.
 
 Entry points: `run_bench` (one load point), `sweep` (several), `render_table` (rich), `BenchResult.write_json`;
 `serveplan.bench.report` writes the HTML report and reads `vllm bench serve --save-result` JSON.
@@ -21,6 +23,7 @@ import os
 import contextlib
 import math
 import random
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +40,11 @@ from serveplan.errors import ConfigError
 from serveplan.planner.spec import SLO, Traffic
 
 DEFAULT_NUM_REQUESTS = 200
+# Request bodies are built before the clock starts (a slow tokenizer must not delay arrivals or stall the
+# event loop mid-run): at most this many, holding at most this many prompt tokens in all.
+MAX_PREPARED = 10_000
+MAX_PREPARED_TOKENS = 20_000_000
+PREPARE_NOTE_S = 2.0  # preparation slower than this is reported in the notes
 
 
 # ----------------------------------------------------------------------------------------------- runner
@@ -65,6 +73,10 @@ class _Run:
         self.tasks: set[asyncio.Task] = set()
         self.lags: list[float] = []
         self.bar = ProgressBar(progress)
+        self._pool: list[tuple[RequestRecord, dict] | None] = []  # prepared (record, body), index order
+        self._prep_stop = threading.Event()
+        self.prepare_s = 0.0
+        self.built_lazily = 0
 
     # ---- bookkeeping
     def _now(self) -> float:
@@ -102,6 +114,69 @@ class _Run:
             body["prompt"] = prompt
         body.update(self.extra_body)
         return rec, {k: v for k, v in body.items() if v is not None}
+
+    def _take(self, index: int) -> tuple[RequestRecord, dict]:
+        """The record and body of request `index`: the prepared one, or built now once the pool has run
+        out. Requests are taken in index order, so the seeded streams give the same prompts either way."""
+        if index < len(self._pool):
+            item, self._pool[index] = self._pool[index], None
+            assert item is not None and item[0].index == index, index
+            return item
+        self.built_lazily += 1
+        return self._new_record(index)
+
+    def _pool_size(self) -> int:
+        """How many requests to prepare: all of a num_requests run; for an open loop bounded by duration,
+        the expected arrivals plus four standard deviations (and 16); for a closed loop bounded only by
+        duration, a pool per client (the rest is built when needed). At most MAX_PREPARED."""
+        a = self.args
+        sizes = [a.num_requests] if a.num_requests is not None else []
+        if a.duration_s is not None:
+            if a.mode == "open" and a.rate_rps:
+                n = a.rate_rps * a.duration_s
+                cv2 = (1.0 / self.traffic.burstiness if a.arrival == "bursty" and self.traffic.burstiness
+                       else 1.0)  # count variance per expected arrival: poisson 1, gamma 1/shape
+                sizes.append(math.ceil(n + 4 * math.sqrt(n * max(cv2, 1.0)) + 16))
+            elif a.num_requests is None:  # closed loop: how many fit in the duration is unknown
+                sizes.append(16 * (a.concurrency or 1) + 16)
+        return max(1, min(min(sizes, default=DEFAULT_NUM_REQUESTS), MAX_PREPARED))
+
+    def _build_pool(self, n: int) -> None:
+        """Build the first n records (a worker thread, so that SIGINT is still heard); stops early when
+        interrupted or when the prompts already hold MAX_PREPARED_TOKENS."""
+        tokens = 0
+        last = time.perf_counter()
+        for i in range(n):
+            if self._prep_stop.is_set() or tokens >= MAX_PREPARED_TOKENS:
+                return
+            self._pool.append(self._new_record(i))
+            tokens += self._pool[-1][0].input_len
+            if time.perf_counter() - last > 0.25:
+                last = time.perf_counter()
+                self.bar.update(0, f"preparing prompts {i + 1}/{n}")
+
+    async def _prepare(self) -> None:
+        """Prepare the run's request bodies before the clock starts (see _pool_size)."""
+        n = self._pool_size()
+        t = time.perf_counter()
+        job = asyncio.ensure_future(asyncio.to_thread(self._build_pool, n))
+        try:
+            await asyncio.shield(job)
+        except asyncio.CancelledError:  # our caller cancelled us: stop building, return what there is
+            ct = asyncio.current_task()
+            if ct is not None and ct.cancelling():
+                ct.uncancel()
+            self._interrupt()
+            await asyncio.gather(job, return_exceptions=True)
+        except Exception as e:  # a failing tokenizer: no run, but still a result
+            self.notes.append(f"load generator stopped early: preparing prompts failed: {type(e).__name__}: {e}")
+            self._interrupt()
+        self.prepare_s = time.perf_counter() - t
+        self.bar.update(0, self._desc())
+        if self.prepare_s > PREPARE_NOTE_S and not self.interrupted:
+            self.notes.append(f"building the prompts took {self.prepare_s:.1f} s for {len(self._pool)} "
+                              f"request(s) ({self.prompts.source} lengths); done before the clock started, "
+                              "so it is not in the figures")
 
     def _next_gap(self, rate: float) -> float:
         arrival = self.args.arrival
@@ -153,7 +228,7 @@ class _Run:
             while not self._limit_reached(issued):
                 i = issued
                 issued += 1
-                rec, body = self._new_record(i)
+                rec, body = self._take(i)
                 self.records.append(rec)
                 await self._one(client, rec, body, None)
 
@@ -176,7 +251,7 @@ class _Run:
                     await asyncio.wait([stop_wait], timeout=delay)
                     if self._limit_reached(issued):
                         break
-                rec, body = self._new_record(issued)
+                rec, body = self._take(issued)
                 self._spawn(client, rec, body, sem)
                 issued += 1
                 t_next += self._next_gap(rate)
@@ -202,6 +277,7 @@ class _Run:
         if self.interrupted:
             return
         self.interrupted = True
+        self._prep_stop.set()
         self.stop.set()
         for t in list(self.tasks):
             t.cancel()
@@ -217,39 +293,47 @@ class _Run:
                                          headers=auth_headers()) as client:
                 if not self.args.model:
                     self.args.model = await self._discover_model(client)
-                await self._warm_connections(client)
-                self.t0 = time.perf_counter()
-                self._if_t = 0.0
-                lag_task = asyncio.create_task(self._watch_lag())
-                main = asyncio.ensure_future(
-                    self._open(client, self.args.rate_rps, self.args.concurrency)
-                    if self.args.mode == "open" else self._closed(client, self.args.concurrency or 1))
-                try:
-                    await asyncio.shield(main)
-                except asyncio.CancelledError:
-                    # Either our caller cancelled us, or SIGINT/SIGTERM cancelled the workers: stop, let
-                    # the in-flight requests end as cancelled, and still return what was measured.
-                    ct = asyncio.current_task()
-                    if ct is not None and ct.cancelling():
-                        ct.uncancel()
-                    self._interrupt()
-                    await asyncio.gather(main, return_exceptions=True)
-                except Exception as e:  # a bug in a driver must not lose the measurements
-                    self.notes.append(f"load generator stopped early: {type(e).__name__}: {e}")
-                    self._interrupt()
-                if self.interrupted:
-                    leftover = [t for t in self.tasks]
-                    for t in leftover:
-                        t.cancel()
-                    if leftover:
-                        await asyncio.gather(*leftover, return_exceptions=True)
-                self.t_end = self._now()
-                self._inflight(0)
-                lag_task.cancel()
+                await self._prepare()  # the bodies need the model name; before the warm-up, which may idle out
+                if not self.interrupted:  # else stopped while preparing: nothing was sent, nothing measured
+                    await self._warm_connections(client)
+                    await self._measure(client)
         finally:
             self.bar.stop(self.done, self._desc())
             restore_signals(handlers)
         return self._result(started)
+
+    async def _measure(self, client: httpx.AsyncClient) -> None:
+        self.t0 = time.perf_counter()
+        self._if_t = 0.0
+        lag_task = asyncio.create_task(self._watch_lag())
+        main = asyncio.ensure_future(
+            self._open(client, self.args.rate_rps, self.args.concurrency)
+            if self.args.mode == "open" else self._closed(client, self.args.concurrency or 1))
+        try:
+            await asyncio.shield(main)
+        except asyncio.CancelledError:
+            # Either our caller cancelled us, or SIGINT/SIGTERM cancelled the workers: stop, let
+            # the in-flight requests end as cancelled, and still return what was measured.
+            ct = asyncio.current_task()
+            if ct is not None and ct.cancelling():
+                ct.uncancel()
+            self._interrupt()
+            await asyncio.gather(main, return_exceptions=True)
+        except Exception as e:  # a bug in a driver must not lose the measurements
+            self.notes.append(f"load generator stopped early: {type(e).__name__}: {e}")
+            self._interrupt()
+        if self.interrupted:
+            leftover = [t for t in self.tasks]
+            for t in leftover:
+                t.cancel()
+            if leftover:
+                await asyncio.gather(*leftover, return_exceptions=True)
+        self.t_end = self._now()
+        self._inflight(0)
+        lag_task.cancel()
+        if self.built_lazily and self.prepare_s > PREPARE_NOTE_S:
+            self.notes.append(f"{self.built_lazily} prompt(s) were built during the run, after the "
+                              f"{len(self._pool)} prepared ones ran out: each held up the load generator")
 
     async def _watch_lag(self) -> None:
         while True:
