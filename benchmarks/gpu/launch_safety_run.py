@@ -98,7 +98,22 @@ def make_folder(base: Path, model: str, fmt: str) -> Path:
         "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "t2",
         "model_max_length": 131072}))
     (out / "generation_config.json").write_text(json.dumps({"bos_token_id": 0, "eos_token_id": 1}))
+    if model_type != "llama":
+        # transformers picks the tokenizer class from config.json's model_type: a qwen2 folder loads the
+        # synthetic vocabulary as Qwen2Tokenizer, whose pre-tokenizer regex does not round-trip it, and the
+        # server then saw about half the prompt tokens the client counted (session 5). tokenizer/ is the same
+        # vocabulary under a llama config; pass it as --tokenizer to vLLM and to the benches.
+        tdir = out / "tokenizer"
+        tdir.mkdir(exist_ok=True)
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            (tdir / name).write_text((out / name).read_text())
+        (tdir / "config.json").write_text(json.dumps({"model_type": "llama", "vocab_size": cfg["vocab_size"]}))
     return out
+
+
+def tokenizer_of(folder: Path) -> Path:
+    """The tokenizer folder to pass as --tokenizer for a make_folder folder (see make_folder)."""
+    return folder / "tokenizer" if (folder / "tokenizer" / "tokenizer.json").exists() else folder
 
 
 def read_log(log: Path) -> dict:

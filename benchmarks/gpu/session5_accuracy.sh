@@ -31,6 +31,13 @@ from pathlib import Path
 from launch_safety_run import make_folder
 print(make_folder(Path('/tmp/s5-models'), '$1', '$2'))"
 }
+tokfolder() {  # the folder's tokenizer as --tokenizer (a llama-typed copy for other architectures; see make_folder)
+  python3 -c "
+import sys; sys.path.insert(0, 'benchmarks/gpu')
+from pathlib import Path
+from launch_safety_run import tokenizer_of
+print(tokenizer_of(Path('$1')))"
+}
 wait_health() {  # port, seconds
   for _ in $(seq 1 "$2"); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0; sleep 1; done; return 1
 }
@@ -38,10 +45,10 @@ pipeline() {  # tag devices tp model fmt weight kv "rates"
   local tag=$1 dev=$2 tp=$3 model=$4 fmt=$5 weight=$6 kv=$7 rates=$8
   local R=$S/$tag port=$((8000 + ${dev%%,*})) extra="" t0=$SECONDS
   mkdir -p "$R"
-  local m; m=$(folder "$model" "$fmt")
+  local m tok; m=$(folder "$model" "$fmt"); tok=$(tokfolder "$m")
   [ "$tp" -gt 1 ] && extra="--tensor-parallel-size $tp --compilation-config {\"pass_config\":{\"fuse_allreduce_rms\":false}}"
   [ "$kv" = fp8 ] && extra="$extra --kv-cache-dtype fp8"
-  CUDA_VISIBLE_DEVICES=$dev setsid vllm serve "$m" --port "$port" --max-num-seqs 256 \
+  CUDA_VISIBLE_DEVICES=$dev setsid vllm serve "$m" --tokenizer "$tok" --port "$port" --max-num-seqs 256 \
     --max-num-batched-tokens 8192 --max-model-len 10240 --gpu-memory-utilization 0.92 \
     --no-enable-prefix-caching $extra > "$R/server.log" 2>&1 &
   local pid=$!
@@ -55,11 +62,11 @@ pipeline() {  # tag devices tp model fmt weight kv "rates"
   for rate in $rates; do
     local t1=$SECONDS
     python3 -m serveplan.cli bench --url "http://127.0.0.1:$port" --traffic chat --rate "$rate" --duration 60 \
-      --tokenizer "$m" --no-progress -o "$R/open-$rate.json" > "$R/open-$rate.txt" 2>&1
+      --tokenizer "$tok" --no-progress -o "$R/open-$rate.json" > "$R/open-$rate.txt" 2>&1
     echo "open $rate rc=$? in $((SECONDS - t1)) s" >> "$R/times.txt"
   done
   local t2=$SECONDS
-  python3 benchmarks/gpu/vllm_grid.py --port "$port" --model "$m" --label "$tag" --out "$R/grid.jsonl" \
+  python3 benchmarks/gpu/vllm_grid.py --port "$port" --model "$tok" --label "$tag" --out "$R/grid.jsonl" \
     --tmpdir "$R/vgrid" --shapes balanced,decode,prefill,long --concurrency "$GRID_C" --repeats 1 \
     --in-process --meta "$meta" > "$R/grid.txt" 2>&1
   echo "grid rc=$? in $((SECONDS - t2)) s" >> "$R/times.txt"

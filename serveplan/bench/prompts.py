@@ -44,6 +44,8 @@ class _PromptBuilder:
                 self.load_error = (f"tokenizer {tokenizer!r} not usable ({type(e).__name__}: "
                                    f"{str(e).splitlines()[0][:160] if str(e) else ''}); {APPROX_NOTE}")
         self.prefix_share = prefix_share
+        self._vocab: int | None = None
+        self._special: set[int] = set()
         self._prefix_words = [self.rng.choice(_VOCAB) for _ in range(4096)] if prefix_share > 0 else []
 
     def _words(self, n: int, rng: random.Random) -> list[str]:
@@ -69,8 +71,10 @@ class _PromptBuilder:
         return self.tok.decode(ids), len(ids)
 
     def _random_ids(self, n: int) -> list[int]:
-        special = set(getattr(self.tok, "all_special_ids", []) or [])
-        vocab = len(self.tok)
+        if self._vocab is None:  # once: len() and all_special_ids rebuild the vocabulary on some tokenizers
+            self._special = set(getattr(self.tok, "all_special_ids", []) or [])
+            self._vocab = len(self.tok)
+        special, vocab = self._special, self._vocab
         out: list[int] = []
         while len(out) < n:
             i = self.rng.randrange(vocab)
