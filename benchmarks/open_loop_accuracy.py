@@ -15,6 +15,7 @@ fitted.
     python benchmarks/open_loop_accuracy.py                      # table, shipped calibrations
     python benchmarks/open_loop_accuracy.py --markdown           # the table docs/accuracy.md shows
     python benchmarks/open_loop_accuracy.py --fit [--write-calibration]   # fit the H200 on the 8B rows
+    python benchmarks/open_loop_accuracy.py --decompose          # what stalls decoding in each session-5 run
 """
 
 from __future__ import annotations
@@ -147,6 +148,27 @@ def observations() -> list[tuple[str, bool, Observation]]:
     return out
 
 
+def decompose(path: Path) -> tuple[float, float, float, int]:
+    """Least squares over one run's requests: decode time (first to last token) = a x (output tokens - 1)
+    + b x (prompt tokens of the requests whose prefill ended inside that window) + c x (their number).
+    a is the step of a running decode, b the cost per prompt token that shares its steps, c a fixed cost per
+    new prompt. Returns (a ms, b us/token, c ms, requests)."""
+    import numpy as np
+
+    doc = _read(path)
+    rq = [r for r in doc["requests"] if r.get("ok") and (r.get("output_tokens") or 0) > 4]
+    done_prefill = np.array([r["start_s"] + r["ttft_ms"] / 1000 for r in rq])
+    prompt = np.array([r["input_len"] for r in rq], dtype=float)
+    rows, y = [], []
+    for r in rq:
+        t0, t1 = r["start_s"] + r["ttft_ms"] / 1000, r["start_s"] + r["e2e_ms"] / 1000
+        inside = (done_prefill > t0) & (done_prefill <= t1)
+        rows.append([r["output_tokens"] - 1, prompt[inside].sum(), inside.sum()])
+        y.append((t1 - t0) * 1000)
+    (a, b, c), *_ = np.linalg.lstsq(np.array(rows, dtype=float), np.array(y), rcond=None)
+    return a, b * 1000, c, len(rq)
+
+
 METRICS = [("TTFT P50", "ttft_ms"), ("TPOT mean", "tpot_ms"), ("served tok/s", "throughput_tok_s")]
 
 
@@ -176,9 +198,18 @@ def main() -> int:
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--fit", action="store_true", help="fit an H200 calibration on the FIT rows, report on the rest")
     ap.add_argument("--trials", type=int, default=80)
+    ap.add_argument("--decompose", action="store_true",
+                    help="per session-5 run: the decode step, the cost per prompt token beside it and per new prompt")
     ap.add_argument("--write-calibration", action="store_true",
                     help="with --fit: write it to serveplan/profiles/calibration/vllm-0.26.0/h200.yaml")
     a = ap.parse_args()
+    if a.decompose:
+        print("| run | requests | decode step (ms) | per prompt token beside it (us) | per new prompt (ms) |")
+        print("|---|---:|---:|---:|---:|")
+        for label, path, _, _ in _session5_runs():
+            step, per_tok, per_prompt, n = decompose(path)
+            print(f"| {label} | {n} | {step:.2f} | {per_tok:.1f} | {per_prompt:.1f} |")
+        return 0
     rows = observations()
 
     def shipped(o: Observation):  # noqa: ANN202
