@@ -1,0 +1,129 @@
+"""The accuracy benchmarks run from committed GPU measurements, without a GPU (benchmarks/accuracy.py,
+benchmarks/open_loop_accuracy.py), and their measuring helpers read what they claim to."""
+
+import math
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import accuracy  # noqa: E402
+import open_loop_accuracy as ola  # noqa: E402
+
+from serveplan.planner.calibrate import predict_observation  # noqa: E402
+from serveplan.planner.profiles import find_calibration  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def grid_points():
+    results = BENCH / "gpu" / "results"
+    return accuracy.load_points(sorted(results.glob("grid_*.jsonl")) + sorted(results.glob("session5/*/grid.jsonl")))
+
+
+def test_every_committed_grid_point_is_read_with_its_configuration(grid_points):
+    by_config = {(o.gpu, o.model, o.tp, o.weight_dtype) for o in grid_points}
+    assert ("h100-sxm", "llama-3.1-8b", 1, "bf16") in by_config
+    assert ("h200", "llama-3.1-70b", 2, "fp8") in by_config
+    assert ("h200", "mixtral-8x7b", 1, "fp8") in by_config
+    assert not any(o.label in accuracy.EXCLUDED for o in grid_points)  # the 32B grid's lengths are unknown
+    assert len(grid_points) == 24 + 3 * 14 + 8  # H100 grid; H200 8B, 70B, Mixtral (14 each), 70B TP2 (8)
+
+
+def test_the_split_fits_only_the_fitted_configurations(grid_points):
+    train = [o for o in grid_points if accuracy.is_train(o)]
+    assert train and all((o.gpu, o.model, o.tp) in accuracy.FIT_CONFIGS for o in train)
+    never_fitted = [o for o in grid_points if o.model == "mixtral-8x7b" or o.tp == 2]
+    assert never_fitted and not any(accuracy.is_train(o) for o in never_fitted)
+
+
+def test_held_out_configurations_are_predicted_with_the_shipped_calibration(grid_points):
+    cal = find_calibration("vllm", "0.26.0", "h200")
+    assert cal is not None and cal.gpu == "h200"
+    tp2 = [o for o in grid_points if o.tp == 2][:3]
+    for o in tp2:
+        p = predict_observation(o, cal)
+        for key in ("ttft_ms", "tpot_ms", "throughput_tok_s"):
+            assert math.isfinite(p[key]) and p[key] > 0
+
+
+def test_open_loop_rows_cover_every_usable_session5_run():
+    rows = ola.observations()
+    labels = [label for label, _, _ in rows]
+    session5 = [label for label in labels if "session 5" in label]
+    assert len(session5) == 8  # 8B, 70B, 70B TP2, Mixtral at two rates each; not the 32B
+    assert not any("32b" in label for label in labels)
+    for label, _, o in rows:
+        if "session 5" in label:
+            assert o.rate_rps is not None and f"{o.rate_rps:g} req/s" in label
+            assert o.ttft_ms > 0 and o.tpot_ms > 0
+
+
+def _requests(rate: float, seconds: float, out_tokens: int, ttft_s: float, tpot_s: float, seed: int = 0):
+    """Poisson arrivals with chat-like output lengths (lognormal, mean ~out_tokens, a long tail)."""
+    rng = random.Random(seed)
+    t, reqs = 0.0, []
+    while t < seconds:
+        n = max(8, min(2048, round(rng.lognormvariate(math.log(out_tokens) - 0.25, 0.7))))
+        reqs.append({"ok": True, "start_s": t, "output_tokens": n, "input_len": 1000,
+                     "ttft_ms": ttft_s * 1000, "e2e_ms": (ttft_s + tpot_s * (n - 1)) * 1000})
+        t += rng.expovariate(rate)
+    return reqs
+
+
+def test_served_tokens_read_back_the_offered_rate_when_requests_are_long():
+    # 4 req/s of ~256 tokens at 65 ms each (the session-5 70B): requests last ~17 s on average and the long
+    # ones over a minute. The server keeps up, so it serves what arrives; counting only the requests that
+    # finish inside the window would miss most of the long ones' tokens.
+    reqs = _requests(4.0, 60.0, 256, 0.2, 0.065)
+    t_end = max(r["start_s"] for r in reqs)
+    offered = sum(r["output_tokens"] for r in reqs) / t_end
+    assert ola.served_tok_s(reqs) == pytest.approx(offered, rel=0.15)
+
+
+def test_served_tokens_show_a_server_that_falls_behind():
+    reqs = _requests(4.0, 60.0, 256, 0.2, 0.08)
+    for i, r in enumerate(reqs):  # each request waits longer than the one before: a queue that grows
+        r["ttft_ms"] += i * 100.0
+        r["e2e_ms"] += i * 100.0
+    keeps_up = ola.served_tok_s(_requests(4.0, 60.0, 256, 0.2, 0.08))
+    assert ola.served_tok_s(reqs) < 0.8 * keeps_up
+
+
+def test_decompose_recovers_a_fixed_stall_per_new_prompt(tmp_path):
+    import gzip
+    import json
+
+    step_ms, per_token_us, stall_ms = 5.0, 15.0, 20.0
+    rng = random.Random(1)
+    reqs, t = [], 0.0
+    for _ in range(400):
+        t += rng.expovariate(6.0)
+        reqs.append({"ok": True, "start_s": t, "input_len": rng.randint(200, 2000),
+                     "output_tokens": rng.randint(20, 400), "ttft_ms": 50.0})
+    done_prefill = [r["start_s"] + 0.05 for r in reqs]
+    # each request's decode time from the model decompose fits: steps, prompt tokens and prompts beside it
+    for _ in range(3):  # the window depends on the decode time: iterate to a fixed point
+        for r in reqs:
+            t0 = r["start_s"] + 0.05
+            t1 = t0 + r.get("decode_s", 0.0)
+            beside = [q for q, d in zip(reqs, done_prefill) if t0 < d <= t1]
+            r["decode_s"] = ((r["output_tokens"] - 1) * step_ms + sum(q["input_len"] for q in beside)
+                             * per_token_us / 1000 + len(beside) * stall_ms) / 1000
+    for r in reqs:
+        t0 = r["start_s"] + 0.05
+        beside = [q for q, d in zip(reqs, done_prefill) if t0 < d <= t0 + r["decode_s"]]
+        r["decode_s"] = ((r["output_tokens"] - 1) * step_ms + sum(q["input_len"] for q in beside)
+                         * per_token_us / 1000 + len(beside) * stall_ms) / 1000
+        r["e2e_ms"] = 50.0 + r["decode_s"] * 1000
+    path = tmp_path / "open.json.gz"
+    with gzip.open(path, "wt") as f:
+        json.dump({"requests": reqs}, f)
+    a, b, c, n = ola.decompose(path)
+    assert n == 400
+    assert a == pytest.approx(step_ms, rel=0.05)
+    assert b == pytest.approx(per_token_us, rel=0.1)
+    assert c == pytest.approx(stall_ms, rel=0.1)
