@@ -59,6 +59,7 @@ class Observation(BaseModel):
     pp: int = 1
     replicas: int = 1
     enable_prefix_caching: bool = False
+    ttft_p99_ms: float | None = None  # open loop: the measured TTFT P99, reported beside the fit (not fitted)
 
 
 @lru_cache(maxsize=256)
@@ -97,7 +98,8 @@ def predict_observation(o: Observation, cal: Calibration | None) -> dict:
                  n_requests=max(1, round(o.num_prompts / o.replicas)), kv_block=req.engine.kv_block_size,
                  with_capacity=False, closed_loop="run")
     ttft = p.ttft_ms.p50 if o.rate_rps is not None else p.ttft_ms.mean
-    return {"ttft_ms": ttft, "tpot_ms": p.tpot_ms.mean, "throughput_tok_s": p.throughput_tok_s}
+    return {"ttft_ms": ttft, "tpot_ms": p.tpot_ms.mean, "throughput_tok_s": p.throughput_tok_s,
+            "ttft_p99_ms": p.ttft_ms.p99}
 
 
 @lru_cache(maxsize=64)
