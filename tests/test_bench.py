@@ -398,11 +398,13 @@ def test_prepared_prompts_match_lazily_built(engine, monkeypatch):
         return await stream(client, rec, body, **kw)
 
     monkeypatch.setattr(loadgen, "stream_request", record)
-    pool_size = loadgen._Run._pool_size
+    from serveplan.bench.requests import RequestSource
+
+    pool_size = RequestSource.pool_size
     t = traffic(LengthDist(kind="uniform", mean=60, std=30, min=1, max=200), out=3, prefix_share=0.3)
     runs = {}
     for label, size in (("prepared", None), ("lazy", 0), ("mixed", 5)):
-        monkeypatch.setattr(loadgen._Run, "_pool_size",
+        monkeypatch.setattr(RequestSource, "pool_size",
                             pool_size if size is None else (lambda self, n=size: n))
         sent.clear()
         r = run_bench([engine], t, concurrency=3, num_requests=12, seed=5, progress=False)
@@ -413,20 +415,21 @@ def test_prepared_prompts_match_lazily_built(engine, monkeypatch):
     assert len({q[1] for q in runs["lazy"][1]}) > 1  # lengths vary: the comparison means something
     # An open loop takes them in the same order.
     sent.clear()
-    monkeypatch.setattr(loadgen._Run, "_pool_size", pool_size)
+    monkeypatch.setattr(RequestSource, "pool_size", pool_size)
     o = run_bench([engine], t, rate_rps=200, num_requests=12, seed=5, progress=False)
     assert sent == runs["lazy"][0]
     assert [(q.index, q.input_len, q.output_len, q.prompt_tokens) for q in o.requests] == runs["lazy"][1]
 
 
 def test_pool_size():
-    from serveplan.bench.loadgen import MAX_PREPARED, _Run, _resolve_args
+    from serveplan.bench.loadgen import _Run, _resolve_args
+    from serveplan.bench.requests import MAX_PREPARED
 
     def size(t, **kw):
         kw = {"num_requests": None, "duration_s": None, "rate_rps": None, "concurrency": None, **kw}
         args = _resolve_args(["http://x"], t, None, kw["num_requests"], kw["duration_s"], kw["rate_rps"],
                              kw["concurrency"], 0, 10, None, "completions")
-        return _Run(args.urls, t, args, None, False, None)._pool_size()
+        return _Run(args.urls, t, args, None, False, None).source.pool_size()
 
     open_t = traffic(arrival="poisson", rate_rps=2, concurrency=None)
     assert size(open_t, num_requests=30) == 30

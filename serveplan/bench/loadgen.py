@@ -9,8 +9,9 @@ HTTP requests and knows nothing of tokens. It needs only httpx and rich, which s
 GuideLLM's own dependencies include torch, transformers and datasets, far heavier than a benchmark client
 needs. Prompt lengths use the model's tokenizer when `transformers` and a local copy of it are present,
 and otherwise a stated approximation; the server's reported usage.prompt_tokens is what gets reported.
-Request bodies are built before the clock starts (in a worker thread, so Ctrl-C still stops it): a slow
-tokenizer then costs time up front, reported in the notes, instead of delaying arrivals mid-run.
+Request bodies (serveplan.bench.requests) are built before the clock starts, in a worker thread so that
+Ctrl-C still stops it: a slow tokenizer then costs time up front, reported in the notes, instead of delaying
+arrivals mid-run.
 
 Entry points: `run_bench` (one load point), `sweep` (several), `render_table` (rich), `BenchResult.write_json`;
 `serveplan.bench.report` writes the HTML report and reads `vllm bench serve --save-result` JSON.
@@ -23,7 +24,6 @@ import os
 import contextlib
 import math
 import random
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from serveplan.bench.prompts import _PromptBuilder, _sample_len
+from serveplan.bench.requests import DEFAULT_NUM_REQUESTS, RequestSource
 from serveplan.bench.results import (BenchArgs, BenchResult, ClassSummary, Endpoint, LatencyStats,
                                      RequestRecord, _pct, summarize)
 from serveplan.bench.interactive import ProgressBar, on_interrupt, restore_signals
@@ -39,11 +39,6 @@ from serveplan.bench.sse import _base_url, stream_request
 from serveplan.errors import ConfigError
 from serveplan.planner.spec import SLO, Traffic
 
-DEFAULT_NUM_REQUESTS = 200
-# Request bodies are built before the clock starts (a slow tokenizer must not delay arrivals or stall the
-# event loop mid-run): at most this many, holding at most this many prompt tokens in all.
-MAX_PREPARED = 10_000
-MAX_PREPARED_TOKENS = 20_000_000
 PREPARE_NOTE_S = 2.0  # preparation slower than this is reported in the notes
 
 
@@ -52,10 +47,9 @@ class _Run:
     def __init__(self, urls: list[str], traffic: Traffic, args: BenchArgs, slo: SLO | None,
                  progress: bool, extra_body: dict | None):
         self.urls, self.traffic, self.args, self.slo = urls, traffic, args, slo
-        self.extra_body = extra_body or {}
-        self.len_rng = random.Random(args.seed)
+        self.source = RequestSource(urls, traffic, args, extra_body)
         self.arr_rng = random.Random(f"{args.seed}-arrivals")
-        self.prompts = _PromptBuilder(args.tokenizer, args.seed, traffic.prefix_share)
+        self.prompts = self.source.prompts
         self.records: list[RequestRecord] = []
         self.notes: list[str] = []
         if self.prompts.load_error:
@@ -73,10 +67,7 @@ class _Run:
         self.tasks: set[asyncio.Task] = set()
         self.lags: list[float] = []
         self.bar = ProgressBar(progress)
-        self._pool: list[tuple[RequestRecord, dict] | None] = []  # prepared (record, body), index order
-        self._prep_stop = threading.Event()
         self.prepare_s = 0.0
-        self.built_lazily = 0
 
     # ---- bookkeeping
     def _now(self) -> float:
@@ -96,70 +87,12 @@ class _Run:
             return True
         return self.args.duration_s is not None and self._now() >= self.args.duration_s
 
-    def _new_record(self, index: int) -> tuple[RequestRecord, dict]:
-        in_len = _sample_len(self.traffic.input_len, self.len_rng)
-        out_len = _sample_len(self.traffic.output_len, self.len_rng)
-        prompt, local_tokens = self.prompts.build(in_len)
-        url = self.urls[index % len(self.urls)]
-        rec = RequestRecord(index=index, url=url, start_s=0.0, input_len=in_len, output_len=out_len,
-                            prompt_tokens=local_tokens)
-        body: dict[str, Any] = {"max_tokens": out_len, "min_tokens": out_len, "ignore_eos": True,
-                                "stream": True, "stream_options": {"include_usage": True},
-                                "temperature": 0.0}
-        if self.args.model:
-            body["model"] = self.args.model
-        if self.args.endpoint == "chat":
-            body["messages"] = [{"role": "user", "content": prompt}]
-        else:
-            body["prompt"] = prompt
-        body.update(self.extra_body)
-        return rec, {k: v for k, v in body.items() if v is not None}
-
-    def _take(self, index: int) -> tuple[RequestRecord, dict]:
-        """The record and body of request `index`: the prepared one, or built now once the pool has run
-        out. Requests are taken in index order, so the seeded streams give the same prompts either way."""
-        if index < len(self._pool):
-            item, self._pool[index] = self._pool[index], None
-            assert item is not None and item[0].index == index, index
-            return item
-        self.built_lazily += 1
-        return self._new_record(index)
-
-    def _pool_size(self) -> int:
-        """How many requests to prepare: all of a num_requests run; for an open loop bounded by duration,
-        the expected arrivals plus four standard deviations (and 16); for a closed loop bounded only by
-        duration, a pool per client (the rest is built when needed). At most MAX_PREPARED."""
-        a = self.args
-        sizes = [a.num_requests] if a.num_requests is not None else []
-        if a.duration_s is not None:
-            if a.mode == "open" and a.rate_rps:
-                n = a.rate_rps * a.duration_s
-                cv2 = (1.0 / self.traffic.burstiness if a.arrival == "bursty" and self.traffic.burstiness
-                       else 1.0)  # count variance per expected arrival: poisson 1, gamma 1/shape
-                sizes.append(math.ceil(n + 4 * math.sqrt(n * max(cv2, 1.0)) + 16))
-            elif a.num_requests is None:  # closed loop: how many fit in the duration is unknown
-                sizes.append(16 * (a.concurrency or 1) + 16)
-        return max(1, min(min(sizes, default=DEFAULT_NUM_REQUESTS), MAX_PREPARED))
-
-    def _build_pool(self, n: int) -> None:
-        """Build the first n records (a worker thread, so that SIGINT is still heard); stops early when
-        interrupted or when the prompts already hold MAX_PREPARED_TOKENS."""
-        tokens = 0
-        last = time.perf_counter()
-        for i in range(n):
-            if self._prep_stop.is_set() or tokens >= MAX_PREPARED_TOKENS:
-                return
-            self._pool.append(self._new_record(i))
-            tokens += self._pool[-1][0].input_len
-            if time.perf_counter() - last > 0.25:
-                last = time.perf_counter()
-                self.bar.update(0, f"preparing prompts {i + 1}/{n}")
-
     async def _prepare(self) -> None:
-        """Prepare the run's request bodies before the clock starts (see _pool_size)."""
-        n = self._pool_size()
+        """Prepare the run's request bodies before the clock starts (RequestSource.pool_size says how many)."""
+        n = self.source.pool_size()
         t = time.perf_counter()
-        job = asyncio.ensure_future(asyncio.to_thread(self._build_pool, n))
+        job = asyncio.ensure_future(asyncio.to_thread(
+            self.source.build, n, lambda i, n: self.bar.update(0, f"preparing prompts {i}/{n}")))
         try:
             await asyncio.shield(job)
         except asyncio.CancelledError:  # our caller cancelled us: stop building, return what there is
@@ -174,7 +107,7 @@ class _Run:
         self.prepare_s = time.perf_counter() - t
         self.bar.update(0, self._desc())
         if self.prepare_s > PREPARE_NOTE_S and not self.interrupted:
-            self.notes.append(f"building the prompts took {self.prepare_s:.1f} s for {len(self._pool)} "
+            self.notes.append(f"building the prompts took {self.prepare_s:.1f} s for {len(self.source.pool)} "
                               f"request(s) ({self.prompts.source} lengths); done before the clock started, "
                               "so it is not in the figures")
 
@@ -228,7 +161,7 @@ class _Run:
             while not self._limit_reached(issued):
                 i = issued
                 issued += 1
-                rec, body = self._take(i)
+                rec, body = self.source.take(i)
                 self.records.append(rec)
                 await self._one(client, rec, body, None)
 
@@ -251,7 +184,7 @@ class _Run:
                     await asyncio.wait([stop_wait], timeout=delay)
                     if self._limit_reached(issued):
                         break
-                rec, body = self._take(issued)
+                rec, body = self.source.take(issued)
                 self._spawn(client, rec, body, sem)
                 issued += 1
                 t_next += self._next_gap(rate)
@@ -277,7 +210,7 @@ class _Run:
         if self.interrupted:
             return
         self.interrupted = True
-        self._prep_stop.set()
+        self.source.stop()
         self.stop.set()
         for t in list(self.tasks):
             t.cancel()
@@ -331,9 +264,9 @@ class _Run:
         self.t_end = self._now()
         self._inflight(0)
         lag_task.cancel()
-        if self.built_lazily and self.prepare_s > PREPARE_NOTE_S:
-            self.notes.append(f"{self.built_lazily} prompt(s) were built during the run, after the "
-                              f"{len(self._pool)} prepared ones ran out: each held up the load generator")
+        if self.source.built_lazily and self.prepare_s > PREPARE_NOTE_S:
+            self.notes.append(f"{self.source.built_lazily} prompt(s) were built during the run, after the "
+                              f"{len(self.source.pool)} prepared ones ran out: each held up the load generator")
 
     async def _watch_lag(self) -> None:
         while True:
