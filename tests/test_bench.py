@@ -241,6 +241,21 @@ def test_cancelled_run_returns_and_writes(engine, tmp_path):
     assert saved.interrupted and saved.summary.completed == r.summary.completed
 
 
+def _sigint_after(script: str, seconds: float) -> tuple[int, str]:
+    """Run `script` in a Python subprocess; once it prints "started", wait `seconds` and send SIGINT.
+    Returns its exit status and the rest of its output."""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        time.sleep(seconds)
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, stdout
+
+
 def test_sigint_still_writes_json(engine, tmp_path):
     out = tmp_path / "sigint.json"
     script = textwrap.dedent(f"""
@@ -252,16 +267,8 @@ def test_sigint_still_writes_json(engine, tmp_path):
         r = run_bench([{engine!r}], t, num_requests=10000, progress=False, output={str(out)!r})
         print("done", r.interrupted, r.summary.completed, flush=True)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        assert proc.stdout.readline().strip() == "started"
-        time.sleep(1.5)
-        proc.send_signal(signal.SIGINT)
-        stdout, _ = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, stdout
+    returncode, stdout = _sigint_after(script, 1.5)
+    assert returncode == 0, stdout
     assert stdout.startswith("done True")
     data = json.loads(out.read_text())
     assert data["interrupted"] is True and data["summary"]["completed"] >= 1
@@ -464,16 +471,8 @@ def test_interrupt_while_preparing(engine, tmp_path):
         render_table(r, Console(file=open("/dev/null", "w")))
         print("done", r.interrupted, len(r.requests), flush=True)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        assert proc.stdout.readline().strip() == "started"
-        time.sleep(2.0)  # imports, model discovery, then a few of the 1000 slow prompts
-        proc.send_signal(signal.SIGINT)
-        stdout, _ = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, stdout
+    returncode, stdout = _sigint_after(script, 2.0)  # imports, model discovery, then a few of the slow prompts
+    assert returncode == 0, stdout
     assert stdout.strip() == "done True 0"
     data = json.loads(out.read_text())
     assert data["interrupted"] is True and data["requests"] == [] and data["summary"]["completed"] == 0

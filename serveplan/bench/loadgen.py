@@ -93,17 +93,7 @@ class _Run:
         t = time.perf_counter()
         job = asyncio.ensure_future(asyncio.to_thread(
             self.source.build, n, lambda i, n: self.bar.update(0, f"preparing prompts {i}/{n}")))
-        try:
-            await asyncio.shield(job)
-        except asyncio.CancelledError:  # our caller cancelled us: stop building, return what there is
-            ct = asyncio.current_task()
-            if ct is not None and ct.cancelling():
-                ct.uncancel()
-            self._interrupt()
-            await asyncio.gather(job, return_exceptions=True)
-        except Exception as e:  # a failing tokenizer: no run, but still a result
-            self.notes.append(f"load generator stopped early: preparing prompts failed: {type(e).__name__}: {e}")
-            self._interrupt()
+        await self._guarded(job, "preparing prompts failed: ")  # a failing tokenizer: no run, still a result
         self.prepare_s = time.perf_counter() - t
         self.bar.update(0, self._desc())
         if self.prepare_s > PREPARE_NOTE_S and not self.interrupted:
@@ -235,6 +225,22 @@ class _Run:
             restore_signals(handlers)
         return self._result(started)
 
+    async def _guarded(self, job: asyncio.Future, failed: str) -> None:
+        """Await `job`, shielded. If our caller cancels us, or SIGINT/SIGTERM cancels the work: stop, let it wind
+        down (in-flight requests end as cancelled) and still return what there is. An exception in it becomes a
+        note ("load generator stopped early: " + `failed` + the error) and stops the run."""
+        try:
+            await asyncio.shield(job)
+        except asyncio.CancelledError:
+            ct = asyncio.current_task()
+            if ct is not None and ct.cancelling():
+                ct.uncancel()
+            self._interrupt()
+            await asyncio.gather(job, return_exceptions=True)
+        except Exception as e:
+            self.notes.append(f"load generator stopped early: {failed}{type(e).__name__}: {e}")
+            self._interrupt()
+
     async def _measure(self, client: httpx.AsyncClient) -> None:
         self.t0 = time.perf_counter()
         self._if_t = 0.0
@@ -242,19 +248,7 @@ class _Run:
         main = asyncio.ensure_future(
             self._open(client, self.args.rate_rps, self.args.concurrency)
             if self.args.mode == "open" else self._closed(client, self.args.concurrency or 1))
-        try:
-            await asyncio.shield(main)
-        except asyncio.CancelledError:
-            # Either our caller cancelled us, or SIGINT/SIGTERM cancelled the workers: stop, let
-            # the in-flight requests end as cancelled, and still return what was measured.
-            ct = asyncio.current_task()
-            if ct is not None and ct.cancelling():
-                ct.uncancel()
-            self._interrupt()
-            await asyncio.gather(main, return_exceptions=True)
-        except Exception as e:  # a bug in a driver must not lose the measurements
-            self.notes.append(f"load generator stopped early: {type(e).__name__}: {e}")
-            self._interrupt()
+        await self._guarded(main, "")  # a bug in a driver must not lose the measurements
         if self.interrupted:
             leftover = [t for t in self.tasks]
             for t in leftover:

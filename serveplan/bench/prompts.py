@@ -34,18 +34,22 @@ class _PromptBuilder:
         self.note = APPROX_NOTE
         self.source: Literal["tokenizer", "approx"] = "approx"
         self.load_error: str | None = None
+        self._special: set[int] = set()
+        self._vocab = 0
         if tokenizer:
             try:
                 from transformers import AutoTokenizer  # optional, heavy: imported only when asked
 
-                self.tok = AutoTokenizer.from_pretrained(tokenizer, local_files_only=True)
+                tok = AutoTokenizer.from_pretrained(tokenizer, local_files_only=True)
+                # read once: len() and all_special_ids rebuild the vocabulary on some tokenizers
+                self._special = set(getattr(tok, "all_special_ids", []) or [])
+                self._vocab = len(tok)
+                self.tok = tok
                 self.source, self.note = "tokenizer", f"{TOKENIZER_NOTE} ({tokenizer})"
             except Exception as e:  # missing package, no local copy, bad path
                 self.load_error = (f"tokenizer {tokenizer!r} not usable ({type(e).__name__}: "
                                    f"{str(e).splitlines()[0][:160] if str(e) else ''}); {APPROX_NOTE}")
         self.prefix_share = prefix_share
-        self._vocab: int | None = None
-        self._special: set[int] = set()
         self._prefix_words = [self.rng.choice(_VOCAB) for _ in range(4096)] if prefix_share > 0 else []
 
     def _words(self, n: int, rng: random.Random) -> list[str]:
@@ -71,9 +75,6 @@ class _PromptBuilder:
         return self.tok.decode(ids), len(ids)
 
     def _random_ids(self, n: int) -> list[int]:
-        if self._vocab is None:  # once: len() and all_special_ids rebuild the vocabulary on some tokenizers
-            self._special = set(getattr(self.tok, "all_special_ids", []) or [])
-            self._vocab = len(self.tok)
         special, vocab = self._special, self._vocab
         out: list[int] = []
         while len(out) < n:
