@@ -138,28 +138,25 @@ def observations() -> list[tuple[str, bool, Observation]]:
             ttft_ms=m["ttft_ms"]["p50"], ttft_p99_ms=m["ttft_ms"]["p99"], tpot_ms=m["tpot_ms"]["mean"],
             throughput_tok_s=served or m["output_tok_s"])))
     for label, path, model, gpu, rate, tp, fit in DEFAULTS_RUNS:
-        doc = _read(path)
-        s = doc["summary"]
-        traffic = build_request(model=model, gpus=f"{tp}x{gpu}", traffic="chat").traffic.model_dump()
-        out.append((label, fit, Observation(
-            label=label, model=model, gpu=gpu, tp=tp, weight_dtype="bf16", kv_cache_dtype="auto",
-            max_num_seqs=1024, max_num_batched_tokens=8192, chunked_prefill=True, max_model_len=32768,
-            input_len=round(s["total_input_tokens"] / s["completed"]),
-            output_len=round(s["total_output_tokens"] / s["completed"]), concurrency=0,
-            num_prompts=s["completed"], rate_rps=rate, traffic=traffic, ttft_ms=s["ttft_ms"]["p50"],
-            ttft_p99_ms=s["ttft_ms"]["p99"],
-            tpot_ms=s["tpot_ms"]["mean"], throughput_tok_s=served_tok_s(doc["requests"]) or s["output_tok_s"])))
+        config = dict(model=model, gpu=gpu, tp=tp, weight_dtype="bf16", kv_cache_dtype="auto", max_num_seqs=1024,
+                      max_num_batched_tokens=8192, max_model_len=32768)
+        out.append((label, fit, _chat_bench_observation(label, path, config, rate)))
     for label, path, meta, rate in _session5_runs():
-        doc = _read(path)
-        s = doc["summary"]
-        traffic = build_request(model=meta["model"], gpus=f"{meta['tp']}x{meta['gpu']}", traffic="chat").traffic
-        out.append((label, False, Observation(
-            label=label, **meta, chunked_prefill=True, input_len=round(s["total_input_tokens"] / s["completed"]),
-            output_len=round(s["total_output_tokens"] / s["completed"]), concurrency=0,
-            num_prompts=s["completed"], rate_rps=rate, traffic=traffic.model_dump(), ttft_ms=s["ttft_ms"]["p50"],
-            ttft_p99_ms=s["ttft_ms"]["p99"],
-            tpot_ms=s["tpot_ms"]["mean"], throughput_tok_s=served_tok_s(doc["requests"]) or s["output_tok_s"])))
+        out.append((label, False, _chat_bench_observation(label, path, meta, rate)))
     return out
+
+
+def _chat_bench_observation(label: str, path: Path, config: dict, rate: float) -> Observation:
+    """`serveplan bench --traffic chat --rate RATE` of a bare `vllm serve` whose configuration is `config`
+    (model, gpu, tp and the engine flags; chunked prefill on)."""
+    doc = _read(path)
+    s = doc["summary"]
+    traffic = build_request(model=config["model"], gpus=f"{config['tp']}x{config['gpu']}", traffic="chat").traffic
+    return Observation(
+        label=label, **config, chunked_prefill=True, input_len=round(s["total_input_tokens"] / s["completed"]),
+        output_len=round(s["total_output_tokens"] / s["completed"]), concurrency=0, num_prompts=s["completed"],
+        rate_rps=rate, traffic=traffic.model_dump(), ttft_ms=s["ttft_ms"]["p50"], ttft_p99_ms=s["ttft_ms"]["p99"],
+        tpot_ms=s["tpot_ms"]["mean"], throughput_tok_s=served_tok_s(doc["requests"]) or s["output_tok_s"])
 
 
 def decompose(path: Path) -> tuple[float, float, float, int]:
