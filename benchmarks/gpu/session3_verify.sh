@@ -6,11 +6,7 @@
 set -u
 source benchmarks/gpu/vllm_env.sh
 export PYTHONUNBUFFERED=1
-folder=$(python3 -c "
-import sys; sys.path.insert(0, 'benchmarks/gpu')
-from pathlib import Path
-from launch_safety_run import make_folder
-print(make_folder(Path('/tmp/ls-models'), 'llama-3.1-8b', 'ct-fp8'))")
+folder=$(model_folder /tmp/ls-models llama-3.1-8b ct-fp8)
 for d in "$1" "$2"; do
   name=$(basename "$d")
   timeout 280 python3 -m serveplan.cli verify "$d" --model "$folder" --duration "${3:-60}" --no-progress \

@@ -21,16 +21,7 @@ export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 
 mode=$1 gpu=$2 rate=$3 dur=${4:-90}
 R=/tmp/s4/$mode; mkdir -p "$R"
 nvidia-smi --query-gpu=index,name,memory.total --format=csv > "$R/nvidia-smi.txt"
-folder() {  # catalog model, format -> a local config.json + synthetic tokenizer folder for --load-format dummy
-  python3 -c "
-import sys; sys.path.insert(0, 'benchmarks/gpu')
-from pathlib import Path
-from launch_safety_run import make_folder
-print(make_folder(Path('/tmp/s4-models'), '$1', '$2'))"
-}
-wait_health() {  # port, seconds
-  for _ in $(seq 1 "$2"); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0; sleep 1; done; return 1
-}
+folder() { model_folder /tmp/s4-models "$1" "$2"; }  # catalog model, format (vllm_env.sh)
 defaults_run() {  # devices, tp, model, port, tag: `vllm serve` with its defaults, then bench at the same load
   local dev=$1 tp=$2 m=$3 port=$4 tag=$5 extra=""
   [ "$tp" -gt 1 ] && extra="--tensor-parallel-size $tp --compilation-config {\"pass_config\":{\"fuse_allreduce_rms\":false}}"

@@ -24,28 +24,12 @@ ngpu=$(wc -l < "$S/nvidia-smi.txt")
 gpu=$([ "$mem_mib" -ge 100000 ] && echo h200 || echo h100-sxm)
 echo "gpu=$gpu ngpu=$ngpu mem_mib=$mem_mib" > "$S/layout.txt"
 
-folder() {  # catalog model, format -> local config.json + synthetic tokenizer for --load-format dummy
-  python3 -c "
-import sys; sys.path.insert(0, 'benchmarks/gpu')
-from pathlib import Path
-from launch_safety_run import make_folder
-print(make_folder(Path('/tmp/s5-models'), '$1', '$2'))"
-}
-tokfolder() {  # the folder's tokenizer as --tokenizer (a llama-typed copy for other architectures; see make_folder)
-  python3 -c "
-import sys; sys.path.insert(0, 'benchmarks/gpu')
-from pathlib import Path
-from launch_safety_run import tokenizer_of
-print(tokenizer_of(Path('$1')))"
-}
-wait_health() {  # port, seconds
-  for _ in $(seq 1 "$2"); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0; sleep 1; done; return 1
-}
+folder() { model_folder /tmp/s5-models "$1" "$2"; }  # catalog model, format (vllm_env.sh)
 pipeline() {  # tag devices tp model fmt weight kv "rates"
   local tag=$1 dev=$2 tp=$3 model=$4 fmt=$5 weight=$6 kv=$7 rates=$8
   local R=$S/$tag port=$((8000 + ${dev%%,*})) extra="" t0=$SECONDS
   mkdir -p "$R"
-  local m tok; m=$(folder "$model" "$fmt"); tok=$(tokfolder "$m")
+  local m tok; m=$(folder "$model" "$fmt"); tok=$(tokenizer_folder "$m")
   [ "$tp" -gt 1 ] && extra="--tensor-parallel-size $tp --compilation-config {\"pass_config\":{\"fuse_allreduce_rms\":false}}"
   [ "$kv" = fp8 ] && extra="$extra --kv-cache-dtype fp8"
   CUDA_VISIBLE_DEVICES=$dev setsid vllm serve "$m" --tokenizer "$tok" --port "$port" --max-num-seqs 256 \

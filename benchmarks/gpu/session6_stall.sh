@@ -16,12 +16,7 @@ source benchmarks/gpu/vllm_env.sh
 export PYTHONUNBUFFERED=1
 S=/tmp/s6; mkdir -p "$S"
 nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader > "$S/nvidia-smi.txt"
-m=$(python3 -c "
-import sys; sys.path.insert(0, 'benchmarks/gpu')
-from pathlib import Path
-from launch_safety_run import make_folder
-print(make_folder(Path('/tmp/s6-models'), 'llama-3.1-8b', 'ct-fp8'))")
-wait_health() { for _ in $(seq 1 "$2"); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0; sleep 1; done; return 1; }
+m=$(model_folder /tmp/s6-models llama-3.1-8b ct-fp8)
 serve() {  # tag, extra flags...
   local tag=$1; shift
   mkdir -p "$S/$tag"

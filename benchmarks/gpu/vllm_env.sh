@@ -1,5 +1,6 @@
 # Sourced by the GPU scripts: assemble vLLM 0.26.0 from the chunks in /tmp/vch once per machine
-# (../shared/gpu/README.md), enter its environment, and put the dummy-weights `vllm` shim first on PATH.
+# (../shared/gpu/README.md), enter its environment, put the dummy-weights `vllm` shim first on PATH, and define the
+# helpers the scripts share (model_folder, tokenizer_folder, wait_health; at the end).
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 if [ ! -f /tmp/vsite/env.sh ]; then
   cp .vch-tools/SHA256SUMS /tmp/vch/ && bash .vch-tools/assemble.sh /tmp/vch > /tmp/assemble.log 2>&1 \
@@ -11,3 +12,22 @@ export PATH=$PWD/benchmarks/gpu/bin:$PATH
 # Stage them here once:  mkdir -p .vch-tools/py && cp -r .venv/lib/python3.11/site-packages/{hydra,omegaconf,antlr4} .vch-tools/py/
 # (optuna is not carried: make plans here and commit them; the GPU machine only launches and measures them)
 [ -d .vch-tools/py ] && export PYTHONPATH=$PWD/.vch-tools/py:${PYTHONPATH:-}
+
+# Helpers every GPU script uses.
+model_folder() {  # BASE MODEL FORMAT -> a local config.json + synthetic tokenizer folder for --load-format dummy
+  python3 -c "
+import sys; sys.path.insert(0, 'benchmarks/gpu')
+from pathlib import Path
+from launch_safety_run import make_folder
+print(make_folder(Path('$1'), '$2', '$3'))"
+}
+tokenizer_folder() {  # FOLDER -> what to pass as --tokenizer (a llama-typed copy for other architectures)
+  python3 -c "
+import sys; sys.path.insert(0, 'benchmarks/gpu')
+from pathlib import Path
+from launch_safety_run import tokenizer_of
+print(tokenizer_of(Path('$1')))"
+}
+wait_health() {  # PORT SECONDS: 0 once /health answers, 1 if it never did
+  for _ in $(seq 1 "$2"); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0; sleep 1; done; return 1
+}
