@@ -56,7 +56,6 @@ def run_point(args, shape, i, o, c, rep, tmpdir):
     with open(os.path.join(tmpdir, fname)) as f:
         doc = json.load(f)
     keep = {k: v for k, v in doc.items() if not isinstance(v, list)}
-    keep.update(args.meta)
     keep.update(label=args.label, shape=shape, input_len=i, output_len=o, concurrency=c, repeat=rep,
                 num_prompts=n, wall_s=round(time.time() - t0, 2))
     return keep
@@ -85,7 +84,8 @@ def main():
         for c in map(int, (a.long_concurrency if shape == "long" else a.concurrency).split(",")):
             for rep in range(a.repeats) if c > 1 else (0,):
                 row = run_point(a, shape, i, o, c, rep, a.tmpdir)
-                for k, v in {**a.meta, "label": a.label, "shape": shape, "concurrency": c}.items():
+                row.update(a.meta)  # the configuration measured, over any key of vLLM's own of that name
+                for k, v in {"label": a.label, "shape": shape, "concurrency": c}.items():  # error rows lack them
                     row.setdefault(k, v)
                 with open(a.out, "a") as f:
                     f.write(json.dumps(row) + "\n")
