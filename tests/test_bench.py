@@ -88,6 +88,36 @@ def test_ttft_tpot_match_the_engine(engine, conc):
     assert s.output_tok_s == pytest.approx(s.total_output_tokens / s.duration_s)
 
 
+def test_engine_timings_split_ttft():
+    # vLLM with --enable-per-request-metrics reports each request's queue and prefill time in its last chunk.
+    # Two slots and six simultaneous requests: four must queue for a slot, and the bench must show that
+    # queueing as the engine's, not as frontend time.
+    proc, url = start_engine("--enable-per-request-metrics", FAKE_ENGINE_TTFT_MS="60", FAKE_ENGINE_ITL_MS="5",
+                             FAKE_ENGINE_MAX_CONCURRENCY="2")
+    try:
+        r = run_bench([url], traffic(out=4), concurrency=6, num_requests=6, progress=False)
+    finally:
+        stop_engine(proc)
+    s = r.summary
+    assert s.completed == 6
+    for q in r.requests:
+        assert q.server_queue_ms is not None and q.server_prefill_ms is not None and q.server_decode_ms is not None
+        # The fake engine's first token is due 60 ms after arrival, or as soon as a slot frees after that.
+        assert 59 <= q.server_queue_ms + q.server_prefill_ms <= q.ttft_ms + 1
+    waited = sorted(q.server_queue_ms for q in r.requests)
+    assert waited[1] < 10 and waited[-1] >= 60  # two got a slot at once; the last waited a whole request
+    assert s.server_queue_ms is not None and s.server_queue_ms.count == 6
+    assert s.frontend_ms is not None and s.frontend_ms.p50 is not None and s.frontend_ms.p50 >= -1
+    assert " TTFT: engine queue" in [name for name, _ in s.latency_rows()]
+
+
+def test_no_engine_timings_without_the_flag(engine):
+    r = run_bench([engine], traffic(), concurrency=1, num_requests=2, progress=False)
+    assert all(q.server_queue_ms is None for q in r.requests)
+    assert r.summary.frontend_ms is None
+    assert [name for name, _ in r.summary.latency_rows()] == ["TTFT", "TPOT", "ITL", "E2E"]
+
+
 def test_open_loop_rate_is_achieved(engine):
     r = run_bench([engine], traffic(arrival="constant", rate_rps=1.0, concurrency=None), rate_rps=25,
                   num_requests=30, progress=False)

@@ -249,9 +249,7 @@ def _result_section(r: BenchResult) -> str:
     s = r.summary
     parts = [f"<h2>{html.escape(r.load_label)}{' — interrupted' if r.interrupted else ''}</h2>"]
     parts.append(_table(["metric (ms)", "P50", "P90", "P99", "mean", "n"],
-                        [[n, st.p50, st.p90, st.p99, st.mean, st.count]
-                         for n, st in (("TTFT", s.ttft_ms), ("TPOT", s.tpot_ms), ("ITL", s.itl_ms),
-                                       ("E2E", s.e2e_ms))]))
+                        [[n, st.p50, st.p90, st.p99, st.mean, st.count] for n, st in s.latency_rows()]))
     rows = [["requests ok / failed / cancelled", f"{s.completed} / {s.failed} / {s.cancelled}"],
             ["duration (s)", s.duration_s], ["requests/s", s.requests_per_s], ["output tok/s", s.output_tok_s],
             ["input tok/s", s.input_tok_s], ["in flight max / mean", f"{s.max_in_flight} / {s.mean_in_flight:.1f}"]]

@@ -76,6 +76,11 @@ class RequestRecord(_Model):
     tpot_ms: float | None = None
     e2e_ms: float | None = None
     itl_ms: list[float] = Field(default_factory=list, description="Gaps between content chunks.")
+    # The engine's own view of the request, where the server reports it (vLLM with
+    # --enable-per-request-metrics): it splits the client's TTFT into queueing, prefill and the rest.
+    server_queue_ms: float | None = Field(default=None, description="Engine: queued to first scheduled.")
+    server_prefill_ms: float | None = Field(default=None, description="Engine: first scheduled to first token.")
+    server_decode_ms: float | None = Field(default=None, description="Engine: first token to last token.")
     ok: bool = False
     error: str | None = None
     error_kind: ErrorKind | None = None
@@ -126,9 +131,27 @@ class BenchSummary(_Model):
     concurrency_limit: int | None = None
     max_in_flight: int = 0
     mean_in_flight: float = 0.0
+    server_queue_ms: LatencyStats | None = Field(default=None, description="The engine's queueing time per "
+                                                 "request, where the server reported it.")
+    server_prefill_ms: LatencyStats | None = Field(default=None, description="The engine's first-scheduled "
+                                                   "to first-token time, where the server reported it.")
+    frontend_ms: LatencyStats | None = Field(default=None, description="TTFT less the engine's queue and "
+                                             "prefill: HTTP, tokenization, the hop to the engine and back, "
+                                             "detokenization, the network, the client.")
     client_lag_ms: LatencyStats | None = Field(default=None, description="How late the load generator's "
                                                "event loop woke up (sampled every 5 ms): a busy client "
                                                "adds this much to the latencies it measures.")
+
+
+    def latency_rows(self) -> list[tuple[str, LatencyStats]]:
+        """The latency rows a table shows: TTFT, TPOT, ITL, E2E, and TTFT's parts where the server reported
+        its per-request timings."""
+        rows = [("TTFT", self.ttft_ms), ("TPOT", self.tpot_ms), ("ITL", self.itl_ms), ("E2E", self.e2e_ms)]
+        for name, st in ((" TTFT: engine queue", self.server_queue_ms), (" TTFT: engine prefill",
+                          self.server_prefill_ms), (" TTFT: frontend + network", self.frontend_ms)):
+            if st is not None:
+                rows.insert(rows.index(("TPOT", self.tpot_ms)), (name, st))
+        return rows
 
 
 class BenchArgs(_Model):
@@ -220,6 +243,11 @@ def summarize(recs: list[RequestRecord], duration_s: float, slo: SLO | None = No
         requests_per_s=len(ok) / d, input_tok_s=tin / d, output_tok_s=tout / d, total_tok_s=(tin + tout) / d,
         errors=dict(sorted(errors.items())), offered_rps=offered_rps, achieved_send_rps=send_rps,
         concurrency_limit=concurrency_limit)
+    timed = [r for r in ok if r.server_queue_ms is not None and r.server_prefill_ms is not None]
+    if timed:
+        s.server_queue_ms = LatencyStats.of([r.server_queue_ms for r in timed])
+        s.server_prefill_ms = LatencyStats.of([r.server_prefill_ms for r in timed])
+        s.frontend_ms = LatencyStats.of([r.ttft_ms - r.server_queue_ms - r.server_prefill_ms for r in timed])
     if slo is not None:
         good = sum(_meets_slo(r, slo) for r in ok)
         s.goodput_rps = good / d

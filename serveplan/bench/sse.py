@@ -57,7 +57,8 @@ _SSE_FIELDS = ("data", "event", "id", "retry")
 
 
 def _parse_sse_line(bline: bytes, chat: bool) -> tuple[str | None, dict | None]:
-    """One SSE line -> (event, usage): event is "content" (a chunk carrying text), "done", or None."""
+    """One SSE line -> (event, chunk): event is "content" (a chunk carrying text), "done", or None; chunk is the
+    parsed JSON object (for its usage and vLLM's per-request metrics), None where the line carried none."""
     line = bline.rstrip(b"\r")
     if not line or line.startswith(b":"):
         return None, None
@@ -79,7 +80,6 @@ def _parse_sse_line(bline: bytes, chat: bool) -> tuple[str | None, dict | None]:
         err = chunk["error"]
         msg = err.get("message", err) if isinstance(err, dict) else err
         raise _StreamError(f"error in stream: {str(msg)[:200]}")
-    usage = chunk.get("usage") or None
     for choice in chunk.get("choices") or []:
         if not isinstance(choice, dict):
             raise _Malformed(f"malformed stream: a choice is not an object: {data[:80]!r}")
@@ -89,8 +89,8 @@ def _parse_sse_line(bline: bytes, chat: bool) -> tuple[str | None, dict | None]:
         else:
             text = choice.get("text")
         if text:
-            return "content", usage
-    return None, usage
+            return "content", chunk
+    return None, chunk
 
 
 async def stream_request(client: httpx.AsyncClient, rec: RequestRecord, body: dict, *, endpoint: Endpoint,
@@ -105,6 +105,7 @@ async def stream_request(client: httpx.AsyncClient, rec: RequestRecord, body: di
     rec.start_s = t_start - t0
     arrivals: list[float] = []
     usage: dict | None = None
+    timings: dict | None = None  # vLLM's per-request metrics (--enable-per-request-metrics), in the last chunk
     got_done = False
     t_done = 0.0
     chat = endpoint == "chat"
@@ -125,9 +126,10 @@ async def stream_request(client: httpx.AsyncClient, rec: RequestRecord, body: di
                     for bline in lines:
                         if got_done:
                             continue  # after [DONE]: drain the body, so the connection is reused
-                        event, u = _parse_sse_line(bline, chat)
-                        if u is not None:
-                            usage = u
+                        event, chunk = _parse_sse_line(bline, chat)
+                        if chunk is not None:
+                            usage = chunk.get("usage") or usage
+                            timings = chunk.get("metrics") or timings
                         if event == "done":
                             got_done, t_done = True, t_read
                         elif event == "content":
@@ -164,3 +166,12 @@ async def stream_request(client: httpx.AsyncClient, rec: RequestRecord, body: di
         rec.output_tokens = len(arrivals)
     if rec.output_tokens > 1:
         rec.tpot_ms = (rec.e2e_ms - rec.ttft_ms) / (rec.output_tokens - 1)
+    if isinstance(timings, dict):
+        rec.server_queue_ms = _ms(timings.get("queue_time_ms"))
+        rec.server_prefill_ms = _ms(timings.get("time_to_first_token_ms"))
+        rec.server_decode_ms = _ms(timings.get("generation_time_ms"))
+
+
+def _ms(v: object) -> float | None:
+    """A server-reported time in ms, or None where it is missing or not a number."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None

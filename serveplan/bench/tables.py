@@ -18,7 +18,7 @@ def latency_table(s: BenchSummary, title: str):  # noqa: ANN201 (rich Table, imp
     t.add_column("metric (ms)")
     for c in ("P50", "P90", "P99", "mean", "n"):
         t.add_column(c, justify="right")
-    for name, st in (("TTFT", s.ttft_ms), ("TPOT", s.tpot_ms), ("ITL", s.itl_ms), ("E2E", s.e2e_ms)):
+    for name, st in s.latency_rows():
         t.add_row(name, fmt_num(st.p50), fmt_num(st.p90), fmt_num(st.p99), fmt_num(st.mean), str(st.count))
     return t
 

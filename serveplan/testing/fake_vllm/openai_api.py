@@ -33,6 +33,8 @@ class Server:
         self.stopping = asyncio.Event()
         # vLLM's --api-key (or VLLM_API_KEY): /v1 requests need "Authorization: Bearer KEY"
         self.api_key = (args.other.get("api-key") or [None])[0] or os.environ.get("VLLM_API_KEY") or None
+        # vLLM's --enable-per-request-metrics: the final usage chunk carries the request's engine-side timings
+        self.per_request_metrics = "enable-per-request-metrics" in args.other
 
     # ---- connection loop
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -203,6 +205,7 @@ class Server:
         started = False
         try:
             await self.slots.acquire()
+            t_sched = time.perf_counter()
             self.stats.waiting -= 1
             waiting = False
             self.stats.running += 1
@@ -216,7 +219,7 @@ class Server:
                         {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                          "finish_reason": None}], include_usage, None))
             first_at = t0 + self.beh.ttft_s
-            last_tok = None
+            last_tok = first_tok = None
             step = 0
             while any(len(texts[i]) < targets[i] for i in range(n)):
                 if step == 0:
@@ -228,6 +231,7 @@ class Server:
                     await asyncio.sleep(delay)
                 now = time.perf_counter()
                 if step == 0:
+                    first_tok = now
                     self.stats.ttft.observe(now - t0)
                 else:
                     self.stats.itl.observe(now - last_tok)
@@ -255,7 +259,10 @@ class Server:
                 step += 1
             if stream:
                 if include_usage:
-                    await send_event(writer, self._chunk(rid, obj, created, model, [], True, self._usage(counts, texts)))
+                    last = self._chunk(rid, obj, created, model, [], True, self._usage(counts, texts))
+                    if self.per_request_metrics and n == 1 and first_tok is not None:
+                        last["metrics"] = self._timings(t0, t_sched, first_tok, last_tok, len(texts[0]))
+                    await send_event(writer, last)
                 await end_event_stream(writer)
             else:
                 if chat:
@@ -284,6 +291,17 @@ class Server:
                 self.stats.running -= 1
                 self.stats.kv_tokens -= sum(counts) + sum(len(t) for t in texts)
                 self.slots.release()
+
+    @staticmethod
+    def _timings(t_queued: float, t_sched: float, t_first: float, t_last: float, tokens: int) -> dict:
+        """vLLM's PerRequestTimingMetrics (entrypoints/generate/base/serving.py): queue = queued to scheduled,
+        time_to_first_token = scheduled to first token, generation = first to last token, all in ms."""
+        out = {"time_to_first_token_ms": (t_first - t_sched) * 1000,
+               "generation_time_ms": (t_last - t_first) * 1000, "queue_time_ms": (t_sched - t_queued) * 1000,
+               "tokens_per_second": tokens / max(t_last - t_sched, 1e-9)}
+        if tokens > 1:
+            out["mean_itl_ms"] = (t_last - t_first) / (tokens - 1) * 1000
+        return out
 
     @staticmethod
     def _usage(counts: list[int], texts: list[list[str]]) -> dict:
