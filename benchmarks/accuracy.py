@@ -1,5 +1,6 @@
 """Planner accuracy against vLLM 0.26.0 closed-loop grids (benchmarks/gpu/results/grid_*.jsonl: H100, 8B;
-benchmarks/gpu/results/session5/*/grid.jsonl: H200, 8B / 70B / Mixtral-8x7B / Qwen2.5-32B, TP 1 and 2).
+benchmarks/gpu/results/session5/*/grid.jsonl: H200, 8B / 70B / Mixtral-8x7B, TP 1 and 2;
+benchmarks/gpu/results/session6/D/grid.jsonl: H200, Qwen2.5-32B bf16).
 
 Each measured point is `vllm bench serve` at fixed prompt/output lengths and a fixed concurrency (closed
 loop) against a known configuration (a session-5 row carries it; the session-2 rows are the H100 8B plans in
@@ -33,6 +34,8 @@ sys.path.insert(0, str(HERE.parent))
 from serveplan.planner.calibrate import Observation, fit_calibration, predict_observation  # noqa: E402
 from serveplan.planner.profiles import Calibration  # noqa: E402
 
+import open_loop_accuracy  # noqa: E402  (benchmarks/: the open loops the H200 fit also takes)
+
 
 # What a row without a configuration measured: the session-2 H100 grid (benchmarks/gpu/plans/h100-8b-*)
 SESSION2 = {"model": "llama-3.1-8b", "gpu": "h100-sxm", "tp": 1, "max_num_seqs": 256,
@@ -41,19 +44,23 @@ CONFIG_KEYS = ("model", "gpu", "tp", "weight_dtype", "kv_cache_dtype", "max_num_
                "max_model_len", "gpu_memory_utilization")
 
 
-# Grids measured but not comparable, and why (the rows stay committed)
-EXCLUDED = {"32b-bf16": "the synthetic Qwen2 tokenizer folder does not round-trip: vLLM's own statistics show the "
-                        "server received about half the prompt tokens the bench counted (KV use of 256 running "
-                        "512-token requests: 76k tokens, not 131k+), so TTFT and throughput refer to unknown lengths"}
+# Grids measured but not comparable, and why (the rows stay committed); by the grid file's folder
+EXCLUDED = {"session5/32b-bf16": "the synthetic Qwen2 tokenizer folder does not round-trip: vLLM's own statistics show "
+                                 "the server received about half the prompt tokens the bench counted (KV use of 256 "
+                                 "running 512-token requests: 76k tokens, not 131k+), so TTFT and throughput refer "
+                                 "to unknown lengths (session 6 measured the same 32B again with a llama-typed "
+                                 "tokenizer copy)"}
 
 
 def load_points(paths: list[Path]) -> list[Observation]:
     """Mean over repeats of each (label, shape, concurrency) point, keeping the spread."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for p in paths:
+        if f"{p.parent.parent.name}/{p.parent.name}" in EXCLUDED:
+            continue
         for line in p.read_text().splitlines():
             row = json.loads(line)
-            if row.get("error") or row.get("label") in EXCLUDED:
+            if row.get("error"):
                 continue
             groups[(row["label"], row["shape"], row["concurrency"])].append(row)
     obs = []
@@ -122,11 +129,28 @@ def print_summary(name: str, err: dict) -> None:
               f">1.3x optimistic {v['share_over_1.3x_optimistic']:5.1%}  worst optimism {v['worst_optimism']:.2f}x")
 
 
+def print_by_configuration(rows: list[tuple[Observation, dict]]) -> None:
+    """Held-out points per configuration (GPU, model, TP, precision): mean APE of TTFT / TPOT / throughput and
+    the worst optimism over the three; the table docs/accuracy.md shows."""
+    groups: dict[tuple, list[tuple[Observation, dict]]] = defaultdict(list)
+    for o, p in rows:
+        if not is_train(o):
+            groups[(o.gpu, o.model, o.tp, o.weight_dtype, o.kv_cache_dtype)].append((o, p))
+    print("\n| GPU | model | TP | weights / KV | split | points | TTFT | TPOT | throughput | worst optimism |")
+    print("|---|---|---:|---|---|---:|---:|---:|---:|---:|")
+    for (gpu, model, tp, w, kv), g in sorted(groups.items()):
+        e = errors(g)
+        split = "held-out points" if (gpu, model, tp) in FIT_CONFIGS else "never fitted"
+        worst = max(v["worst_optimism"] for v in e.values())
+        print(f"| {gpu} | {model} | {tp} | {w} / {kv} | {split} | {len(g)} | {e['ttft']['mape']:.1%} | "
+              f"{e['tpot']['mape']:.1%} | {e['throughput']['mape']:.1%} | {worst:.2f}x |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", nargs="*", type=Path,
                     default=sorted((HERE / "gpu" / "results").glob("grid_*.jsonl"))
-                    + sorted((HERE / "gpu" / "results").glob("session5/*/grid.jsonl")))
+                    + sorted((HERE / "gpu" / "results").glob("session[56]/*/grid.jsonl")))
     ap.add_argument("--gpu", help="only this GPU's points (h100-sxm, h200)")
     ap.add_argument("--fit", action="store_true", help="fit a calibration per GPU on its training split")
     ap.add_argument("--write-calibration", action="store_true")
@@ -148,14 +172,17 @@ def main() -> None:
                 continue
             t0 = time.perf_counter()
             fits = sorted({f"{m} TP{tp}" for g, m, tp in FIT_CONFIGS if g == gpu})
-            cal = fit_calibration(train, version="0.26.0",  # the version the grid ran, not the default
+            open_loops = [o for o in open_loop_accuracy.shipped_fit_observations() if o.gpu == gpu]
+            also = f" and {len(open_loops)} open loops ({', '.join(sorted(open_loop_accuracy.SHIPPED_FIT))})" \
+                if open_loops else ""
+            cal = fit_calibration(train + open_loops, version="0.26.0",  # the version the grid ran
                                   source=f"benchmarks/accuracy.py --fit: closed-loop vLLM 0.26.0 grid on {gpu}, "
-                                         f"checkerboard of {', '.join(fits)} ({len(train)} points)")
+                                         f"checkerboard of {', '.join(fits)} ({len(train)} points){also}")
             cals[gpu] = cal
             print(f"\n{gpu}: fitted on {len(train)} training points in {time.perf_counter() - t0:.1f} s: "
                   + " ".join(f"{k}={getattr(cal, k):.3g}" for k in (
                       "step_overhead_ms", "per_seq_overhead_us", "request_overhead_ms", "prefill_seq_overhead_ms",
-                      "max_stream_tok_s", "bandwidth_scale", "compute_scale", "prefill_scale")))
+                      "max_stream_tok_s", "eager_step_ms", "bandwidth_scale", "compute_scale", "prefill_scale")))
         fitted = [(o, predict_observation(o, cals.get(o.gpu))) for o in obs]
         print_table(fitted, "Calibrated (each GPU its own fit); * = training point")
         report["calibrated"] = {}
@@ -175,6 +202,7 @@ def main() -> None:
                                          "unseen_configs": errors(unseen) if unseen else None,
                                          "calibration": cals[gpu].model_dump(exclude={"path"}) if gpu in cals
                                          else None}
+        print_by_configuration(fitted)
         report["uncalibrated"]["held_out"] = errors([r for r in base if not is_train(r[0])])
         if a.write_calibration:
             from serveplan.planner.calibrate import write_calibration

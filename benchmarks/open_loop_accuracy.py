@@ -55,25 +55,38 @@ DEFAULTS_RUNS = [
 ]
 
 
-# Session 5 (4x H200, one server per GPU, benchmarks/gpu/session5_accuracy.sh): `serveplan bench --traffic chat
-# --rate R --duration 60` against `vllm serve` with the explicit configuration in each folder's meta.json. The
-# Qwen2.5-32B runs are left out: the load generator blocked 68 s building its first prompt with that folder's
-# slow tokenizer and then sent 10 requests at once (and the folder's tokenizer does not round-trip; see
-# benchmarks/accuracy.py EXCLUDED).
-SESSION5 = R / "session5"
-SESSION5_SKIP = {"32b-bf16"}
+# Sessions 5 and 6: `serveplan bench --traffic chat --rate R --duration 60 [overrides]` against `vllm serve` with the
+# explicit configuration in each folder's meta.json (the traffic and rate are read from the bench file itself).
+# Session 5 (benchmarks/gpu/session5_accuracy.sh): 4x H200, one server per GPU; its Qwen2.5-32B runs are left out:
+# the load generator blocked 68 s building its first prompt with that folder's slow tokenizer and then sent 10
+# requests at once (and the folder's tokenizer does not round-trip; see benchmarks/accuracy.py EXCLUDED).
+# Session 6 (benchmarks/gpu/session6_stall.sh): one H200, one server alone on the host, with vLLM's per-request
+# engine timings; A = the session-5 8B flags, C = the same with --max-cudagraph-capture-size 2048 (the planner
+# does not model graph sizes: C is predicted as A).
+SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "session 6", {"D"})]
+# The open loops the shipped H200 calibration is fitted on, beside the grids' training points (benchmarks/accuracy.py
+# --fit): session 6's 8B server alone on its host. Their engine timings also gave conf/engine/vllm.yaml's
+# tokenize_us_per_token (the concurrency-1 sweep) and frontend_ms_per_ktok_s (the open loops). Every other row is
+# held out.
+SHIPPED_FIT = {"session6/A"}
 
 
-def _session5_runs() -> list[tuple[str, Path, dict, float]]:
+def _bench_runs(only: set[str] | None = None) -> list[tuple[str, Path, dict, float]]:
+    """(label, bench file, configuration, rate) of every session-5/6 open loop (or of the folders in `only`,
+    "session6/A"), in folder and rate order."""
     out = []
-    for meta_path in sorted(SESSION5.glob("*/meta.json")):
-        tag = meta_path.parent.name
-        if tag in SESSION5_SKIP:
-            continue
-        meta = json.loads(meta_path.read_text())
-        for path in sorted(meta_path.parent.glob("open-*.json.gz"), key=lambda q: float(q.name[5:-8])):
-            rate = float(path.name[5:-8])
-            out.append((f"H200 {tag} chat {rate:g} req/s (session 5)", path, meta, rate))
+    for folder, session, skip in SESSIONS:
+        for meta_path in sorted(folder.glob("*/meta.json")):
+            tag = meta_path.parent.name
+            if tag in skip or (only is not None and f"{folder.name}/{tag}" not in only):
+                continue
+            meta = json.loads(meta_path.read_text())
+            runs = [(path, _read(path)) for path in meta_path.parent.glob("open-*.json.gz")]
+            for path, doc in sorted(runs, key=lambda pd: (pd[1]["args"]["rate_rps"], pd[0].name)):
+                rate = doc["args"]["rate_rps"]
+                what = path.name[len("open-"):-len(".json.gz")]
+                what = f"chat {rate:g} req/s" if what == f"{rate:g}" else f"{what} req/s"
+                out.append((f"{meta['gpu'].upper()} {tag} {what} ({session})", path, meta, rate))
     return out
 
 
@@ -141,21 +154,29 @@ def observations() -> list[tuple[str, bool, Observation]]:
         config = dict(model=model, gpu=gpu, tp=tp, weight_dtype="bf16", kv_cache_dtype="auto", max_num_seqs=1024,
                       max_num_batched_tokens=8192, max_model_len=32768)
         out.append((label, fit, _chat_bench_observation(label, path, config, rate)))
-    for label, path, meta, rate in _session5_runs():
+    for label, path, meta, rate in _bench_runs():
         out.append((label, False, _chat_bench_observation(label, path, meta, rate)))
     return out
 
 
+def shipped_fit_observations() -> list[Observation]:
+    """The open loops in SHIPPED_FIT, as the calibration fit takes them."""
+    return [_chat_bench_observation(label, path, meta, rate) for label, path, meta, rate in _bench_runs(SHIPPED_FIT)]
+
+
 def _chat_bench_observation(label: str, path: Path, config: dict, rate: float) -> Observation:
     """`serveplan bench --traffic chat --rate RATE` of a bare `vllm serve` whose configuration is `config`
-    (model, gpu, tp and the engine flags; chunked prefill on)."""
+    (model, gpu, tp and the engine flags; chunked prefill on). The traffic is the bench file's own where it has one
+    (overrides included), else the chat preset."""
     doc = _read(path)
     s = doc["summary"]
-    traffic = build_request(model=config["model"], gpus=f"{config['tp']}x{config['gpu']}", traffic="chat").traffic
+    traffic = doc.get("traffic") or build_request(model=config["model"], gpus=f"{config['tp']}x{config['gpu']}",
+                                                  traffic="chat").traffic.model_dump()
+    config = {k: v for k, v in config.items() if k in Observation.model_fields}
     return Observation(
         label=label, **config, chunked_prefill=True, input_len=round(s["total_input_tokens"] / s["completed"]),
         output_len=round(s["total_output_tokens"] / s["completed"]), concurrency=0, num_prompts=s["completed"],
-        rate_rps=rate, traffic=traffic.model_dump(), ttft_ms=s["ttft_ms"]["p50"], ttft_p99_ms=s["ttft_ms"]["p99"],
+        rate_rps=rate, traffic=traffic, ttft_ms=s["ttft_ms"]["p50"], ttft_p99_ms=s["ttft_ms"]["p99"],
         tpot_ms=s["tpot_ms"]["mean"], throughput_tok_s=served_tok_s(doc["requests"]) or s["output_tok_s"])
 
 
@@ -186,11 +207,14 @@ METRICS = [("TTFT P50", "ttft_ms"), ("TTFT P99", "ttft_p99_ms"), ("TPOT mean", "
 
 def table(rows: list[tuple[str, bool, Observation]], cal_for, markdown: bool, fitted: bool) -> None:  # noqa: ANN001
     names = [n for n, _ in METRICS]
+    shipped_fit = {label for label, _, _, _ in _bench_runs(SHIPPED_FIT)}
     if markdown:
         print("| point | split | " + " | ".join(f"{n} pred / meas" for n in names) + " | worst optimism |")
         print("|---|---|" + "---:|" * (len(names) + 1))
+    held_out_errors: dict[str, list[float]] = {key: [] for _, key in METRICS}
     for label, fit, o in rows:
         pred = predict_observation(o, cal_for(o))
+        split = ("fit" if fit else "held out") if fitted else ("fit" if label in shipped_fit else "held out")
         cells, worst = [], 1.0
         for n, key in METRICS:
             p, m = pred[key], getattr(o, key)
@@ -198,14 +222,20 @@ def table(rows: list[tuple[str, bool, Observation]], cal_for, markdown: bool, fi
                 cells.append("n/a")
                 continue
             cells.append(f"{p:,.1f} / {m:,.1f} ({(p / m - 1) * 100:+.0f}%)")
+            if split == "held out":
+                held_out_errors[key].append(p / m - 1)
             if key != "throughput_tok_s" and p > 0:
                 worst = max(worst, m / p)
-        split = ("fit" if fit else "held out") if fitted else "held out"
         if markdown:
             print(f"| {label} | {split} | " + " | ".join(cells) + f" | {worst:.2f}x |")
         else:
             print(f"{label} [{split}]\n   " + "\n   ".join(f"{n:12s} {c}" for n, c in zip(names, cells))
                   + f"\n   worst optimism (TTFT P50 and P99, TPOT mean): {worst:.2f}x")
+    print("\nheld-out rows, mean |error|: " + ", ".join(
+        f"{n} {sum(abs(e) for e in held_out_errors[key]) / max(len(held_out_errors[key]), 1) * 100:.0f}%"
+        for n, key in METRICS) + f" ({len(held_out_errors['ttft_ms'])} rows); within the issue's bounds: "
+        f"TTFT P50 (20%) {sum(abs(e) <= 0.2 for e in held_out_errors['ttft_ms'])}, "
+        f"TTFT P99 (30%) {sum(abs(e) <= 0.3 for e in held_out_errors['ttft_p99_ms'])}")
 
 
 def main() -> int:
@@ -214,14 +244,14 @@ def main() -> int:
     ap.add_argument("--fit", action="store_true", help="fit an H200 calibration on the FIT rows, report on the rest")
     ap.add_argument("--trials", type=int, default=80)
     ap.add_argument("--decompose", action="store_true",
-                    help="per session-5 run: the decode step, the cost per prompt token beside it and per new prompt")
+                    help="per session-5/6 run: the decode step, the cost per prompt token beside it and per new prompt")
     ap.add_argument("--write-calibration", action="store_true",
                     help="with --fit: write it to serveplan/profiles/calibration/vllm-0.26.0/h200.yaml")
     a = ap.parse_args()
     if a.decompose:
         print("| run | requests | decode step (ms) | per prompt token beside it (us) | per new prompt (ms) |")
         print("|---|---:|---:|---:|---:|")
-        for label, path, _, _ in _session5_runs():
+        for label, path, _, _ in _bench_runs():
             step, per_tok, per_prompt, n = decompose(path)
             print(f"| {label} | {n} | {step:.2f} | {per_tok:.1f} | {per_prompt:.1f} |")
         return 0

@@ -21,7 +21,8 @@ from serveplan.planner.profiles import find_calibration  # noqa: E402
 @pytest.fixture(scope="module")
 def grid_points():
     results = BENCH / "gpu" / "results"
-    return accuracy.load_points(sorted(results.glob("grid_*.jsonl")) + sorted(results.glob("session5/*/grid.jsonl")))
+    return accuracy.load_points(sorted(results.glob("grid_*.jsonl"))
+                                + sorted(results.glob("session[56]/*/grid.jsonl")))
 
 
 def test_every_committed_grid_point_is_read_with_its_configuration(grid_points):
@@ -29,14 +30,23 @@ def test_every_committed_grid_point_is_read_with_its_configuration(grid_points):
     assert ("h100-sxm", "llama-3.1-8b", 1, "bf16") in by_config
     assert ("h200", "llama-3.1-70b", 2, "fp8") in by_config
     assert ("h200", "mixtral-8x7b", 1, "fp8") in by_config
-    assert not any(o.label in accuracy.EXCLUDED for o in grid_points)  # the 32B grid's lengths are unknown
-    assert len(grid_points) == 24 + 3 * 14 + 8  # H100 grid; H200 8B, 70B, Mixtral (14 each), 70B TP2 (8)
+    assert ("h200", "qwen2.5-32b", 1, "bf16") in by_config  # session 6's, with a tokenizer that round-trips
+    # H100 grid; H200 8B, 70B, Mixtral (14 each), 70B TP2 (8), 32B (14: session 6, not session 5's)
+    assert len(grid_points) == 24 + 3 * 14 + 8 + 14
+    qwen = [o for o in grid_points if o.model == "qwen2.5-32b"]
+    assert {o.input_len for o in qwen if o.shape == "balanced"} == {512}  # what the server received
+
+
+def test_excluded_grids_are_left_out():
+    results = BENCH / "gpu" / "results"
+    assert "session5/32b-bf16" in accuracy.EXCLUDED
+    assert accuracy.load_points([results / "session5" / "32b-bf16" / "grid.jsonl"]) == []
 
 
 def test_the_split_fits_only_the_fitted_configurations(grid_points):
     train = [o for o in grid_points if accuracy.is_train(o)]
     assert train and all((o.gpu, o.model, o.tp) in accuracy.FIT_CONFIGS for o in train)
-    never_fitted = [o for o in grid_points if o.model == "mixtral-8x7b" or o.tp == 2]
+    never_fitted = [o for o in grid_points if o.model in ("mixtral-8x7b", "qwen2.5-32b") or o.tp == 2]
     assert never_fitted and not any(accuracy.is_train(o) for o in never_fitted)
 
 
@@ -50,16 +60,27 @@ def test_held_out_configurations_are_predicted_with_the_shipped_calibration(grid
             assert math.isfinite(p[key]) and p[key] > 0
 
 
-def test_open_loop_rows_cover_every_usable_session5_run():
+def test_open_loop_rows_cover_every_usable_session5_and_session6_run():
     rows = ola.observations()
     labels = [label for label, _, _ in rows]
     session5 = [label for label in labels if "session 5" in label]
     assert len(session5) == 8  # 8B, 70B, 70B TP2, Mixtral at two rates each; not the 32B
     assert not any("32b" in label for label in labels)
+    session6 = [label for label in labels if "session 6" in label]
+    assert len(session6) == 5  # A: chat at 8 and 18 req/s, 256-token prompts at 18; C: chat at 8 and 18
     for label, _, o in rows:
-        if "session 5" in label:
+        if "session 5" in label or "session 6" in label:
             assert o.rate_rps is not None and f"{o.rate_rps:g} req/s" in label
             assert o.ttft_ms > 0 and o.tpot_ms > 0
+    short = next(o for label, _, o in rows if "short-18" in label)
+    assert short.traffic["input_len"]["kind"] == "fixed" and short.input_len == 256  # the run's own traffic
+
+
+def test_only_the_shipped_fit_rows_are_fitted():
+    fit = ola.shipped_fit_observations()
+    assert len(fit) == 3 and all(" A " in o.label for o in fit)
+    held_out = [label for label, _, _ in ola.observations() if label not in {o.label for o in fit}]
+    assert any(" C " in label for label in held_out) and any("session 5" in label for label in held_out)
 
 
 def _requests(rate: float, seconds: float, out_tokens: int, ttft_s: float, tpot_s: float, seed: int = 0):

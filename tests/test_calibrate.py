@@ -11,7 +11,7 @@ from serveplan.planner.calibrate import (Observation, fit_calibration, loss,
 from serveplan.planner.profiles import Calibration, find_calibration
 
 TRUE = Calibration(engine="vllm", engine_version="0.26.0", gpu="h100-sxm", step_overhead_ms=4.0,
-                   per_seq_overhead_us=20.0, request_overhead_ms=15.0, prefill_seq_overhead_ms=0.5,
+                   per_seq_overhead_us=20.0, request_overhead_ms=15.0, prefill_seq_overhead_ms=0.5, eager_step_ms=3.0,
                    bandwidth_scale=0.8, compute_scale=0.9, prefill_scale=1.0)
 POINTS = [(512, 64, 1, 4), (512, 64, 8, 16), (2048, 32, 4, 8), (128, 96, 16, 32)]
 
@@ -31,7 +31,9 @@ def synthetic():
 
 def test_fit_recovers_what_the_benchmarks_show(synthetic):
     before = loss(synthetic, None)
-    cal = fit_calibration(synthetic, source="synthetic", n_trials=400, version="0.26.0")
+    # nine terms from four points: TPE needs more trials than the shipped fits (which have 12-17 points) to land
+    # in a basin that reproduces every point
+    cal = fit_calibration(synthetic, source="synthetic", n_trials=800, version="0.26.0")
     after = loss(synthetic, cal)
     assert after < before / 3
     for o in synthetic:

@@ -264,11 +264,12 @@ def test_direct_serving_calls_match_estimate(base_req):
 @pytest.mark.parametrize("simulated", [False, True])
 def test_every_prediction_carries_sources(base_req, simulated):
     p = _pred(base_req, fixed(1000, 200, rate_rps=2.0), simulated=simulated)
-    for key in ("gemm", "bandwidth", "overhead", "serving"):
+    for key in ("gemm", "bandwidth", "overhead", "front_end", "serving"):
         assert p.sources.get(key), key
     assert p.sources["serving"] == ("simulated" if simulated else "analytic")
     assert p.sources["gemm"] == "datasheet"  # the pinned H100 profile is the datasheet one
     assert p.sources["overhead"] in ("assumed", "calibrated")
+    assert p.sources["front_end"] == "measured"  # vllm.yaml carries the measured front-end terms
 
 
 def test_slo_attainment_follows_limits(base_req):
@@ -376,3 +377,38 @@ def test_open_loop_is_predicted_as_a_sustained_load(monkeypatch):
 
     assert tpot(26, True) > 1.15 * tpot(26, False)
     assert tpot(1, True) == pytest.approx(tpot(1, False), rel=0.1)
+
+
+# ------------------------------------------------------------------------------- outside the engine steps
+def test_request_time_grows_with_prompt_and_front_end_load():
+    sm = _sm("llama-3.1-8b", "h100-sxm", max_model_len=8192)
+    assert VLLM.tokenize_us_per_token > 0 and VLLM.frontend_ms_per_ktok_s > 0  # measured, in vllm.yaml
+    grid = [(p, r) for p in (0, 128, 1024, 8192) for r in (0.0, 1e3, 1e4, 5e4)]
+    for p, r in grid:
+        assert sm.request_ms(p, r) >= sm.request_overhead_ms
+        assert sm.request_ms(p * 2 + 1, r) > sm.request_ms(p, r)
+        assert sm.request_ms(p, r * 2 + 100) > sm.request_ms(p, r)
+
+
+def test_a_step_beyond_the_cuda_graphs_costs_more():
+    sm = _sm("llama-3.1-8b", "h100-sxm", max_model_len=8192, max_num_seqs=256)
+    sm.eager_ms = 7.0
+    assert sm.graph_tokens == 512  # vLLM 0.26.0: min(2 x max_num_seqs, 512)
+    inside = sm.step_ms(16, 16 * 1000, 512 - 16, 496 * 250, 1)
+    beyond = sm.step_ms(16, 16 * 1000, 512 - 15, 497 * 250, 1)
+    assert beyond - inside >= 7.0
+    small = _sm("llama-3.1-8b", "h100-sxm", max_model_len=8192, max_num_seqs=32)
+    assert small.graph_tokens == 64  # fewer sequences, smaller graphs
+
+
+@pytest.mark.parametrize("rate", [2.0, 8.0, 16.0])
+def test_async_scheduling_never_admits_a_prompt_sooner(base_req, rate):
+    # vLLM schedules step k+1 while step k runs: a prompt that arrives during step k waits for k+1 too.
+    traffic = fixed(1000, 200, rate_rps=rate)
+    req = _with(base_req, traffic)
+    sync = req.model_copy(update={"engine": req.engine.model_copy(update={"async_scheduling": False})})
+    assert req.engine.async_scheduling
+    with_async = estimate(req, CAND, simulated=True, profile=H100).predictions
+    without = estimate(sync, CAND, simulated=True, profile=H100).predictions
+    assert with_async.ttft_ms.p50 > without.ttft_ms.p50
+    assert with_async.ttft_ms.mean > without.ttft_ms.mean

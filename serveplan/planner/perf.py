@@ -109,6 +109,12 @@ class StepModel:
         self.request_overhead_ms = (self.calib.request_overhead_ms if self.calib and
                                     self.calib.request_overhead_ms is not None
                                     else self.engine.request_overhead_ms)
+        graphs = self.engine.cudagraph_max_tokens
+        self.graph_tokens = min(2 * c.max_num_seqs, graphs, c.max_num_batched_tokens) if graphs else 0
+        self.eager_ms = (self.calib.eager_step_ms if self.calib and self.calib.eager_step_ms is not None
+                         else self.engine.eager_step_ms)
+        self.tokenize_us = self.engine.tokenize_us_per_token
+        self.frontend_ms_per_ktok_s = self.engine.frontend_ms_per_ktok_s
         # Interconnect: TP stays inside a node (the search keeps it there); PP may cross nodes.
         self.link_bw = gpu.intra_node_bw_gbs * 1e9 * 0.7
         self.link_alpha_us = 8.0 if gpu.interconnect == "nvlink" else 25.0
@@ -123,6 +129,9 @@ class StepModel:
             "allreduce": ("none" if c.tp == 1 else
                           ("measured" if c.tp in prof.allreduce else "datasheet")),
             "overhead": over_src,
+            # tokenizing the prompt and waiting behind the API server's other work (conf/engine/<engine>.yaml)
+            "front_end": ("measured" if self.engine.tokenize_us_per_token or self.engine.frontend_ms_per_ktok_s
+                          else "none"),
             "profile": prof.path,
         }
         if self.calib:
@@ -183,6 +192,13 @@ class StepModel:
         params = self.dense_lin_params + self.expert_params * frac
         return params * (self._bpw + 2.0) / self.bw
 
+    def request_ms(self, prompt_tokens: float, tokens_per_s: float) -> float:
+        """Time a request spends outside the engine steps before its first token, in ms: the fixed part,
+        tokenizing its prompt, and waiting behind the front end's other work at tokens_per_s (prompt + output
+        tokens/s through this replica's API server)."""
+        return (self.request_overhead_ms + self.tokenize_us * prompt_tokens / 1000.0
+                + self.frontend_ms_per_ktok_s * tokens_per_s / 1000.0)
+
     # -------------------------------------------------------------------------------------------- step
     def stage_s(self, decode_seqs: float, decode_ctx: float, prefill_tokens: float,
                 prefill_work: float) -> float:
@@ -229,6 +245,8 @@ class StepModel:
                              * self.model.hidden_size * 2 / self.pp_bw)
         cpu = (self.overhead_ms + self.per_seq_us * (decode_seqs + prefill_seqs) / 1000.0
                + self.prefill_seq_ms * prefill_seqs)
+        if self.graph_tokens and decode_seqs + prefill_tokens > self.graph_tokens:
+            cpu += self.eager_ms  # beyond the captured CUDA graphs: the step runs eagerly
         step = t * 1000.0 + cpu
         if self.max_stream_tok_s:  # the front end streams at most this many tokens/s: a floor on the step
             step = max(step, decode_seqs / self.max_stream_tok_s * 1000.0)

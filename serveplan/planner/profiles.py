@@ -195,6 +195,7 @@ class Calibration(_Model):
     request_overhead_ms: float | None = None
     prefill_seq_overhead_ms: float | None = None
     max_stream_tok_s: float | None = None
+    eager_step_ms: float | None = None
     bandwidth_scale: float = 1.0
     compute_scale: float = 1.0
     prefill_scale: float = 1.0

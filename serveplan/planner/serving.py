@@ -192,6 +192,10 @@ def analytic(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
     s_mix = step(b, min(chunk_avg, avail) if cand.chunked_prefill else max(ins) * share, 1.0)
 
     ttft, tpot, e2e = [], [], []
+    front_tok_s = lam_eff * (e_in + e_out)
+    # A prompt waits for the step in flight (half a step on average) and, with asynchronous scheduling, for
+    # the step already scheduled behind it.
+    wait_steps = 1.5 if sm.engine.async_scheduling else 0.5
     for i, o in zip(ins, outs):
         pf = i * share
         if cand.chunked_prefill:
@@ -199,11 +203,11 @@ def analytic(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
             s_k = step(b, min(pf, avail), 1.0, min(pf, avail) * (i - pf + min(pf, avail) / 2))
         else:
             n_steps, s_k = 1, step(b, pf, 1.0, pf * (i - pf + pf / 2))
-        base = s / 2 + n_steps * s_k
+        base = wait_steps * s + n_steps * s_k
         var = chunk_steps_frac * (1 - chunk_steps_frac) / max(o - 1, 1)
         for q, z in zip(Q_GRID, Z_GRID):
             w = 0.0 if q <= 1 - rho else -math.log((1 - q) / max(rho, 1e-12)) * ew / max(rho, 1e-12)
-            t_first = (w + base + queue_extra) * 1000 + sm.request_overhead_ms
+            t_first = (w + base + queue_extra) * 1000 + sm.request_ms(i, front_tok_s)
             frac = min(1.0, max(0.0, chunk_steps_frac + z * math.sqrt(var)))
             t_tok = (s_dec + (s_mix - s_dec) * frac) * 1000
             ttft.append(t_first)

@@ -163,6 +163,10 @@ class _ReplicaSim:
         self.last_issue = 0.0  # closed loop: when the last pending request was issued
         self.measured_left = sum(r.measured for r in arrivals) + len(pending)
         self.decode_steps: list[tuple[float, int]] = []
+        # Asynchronous scheduling: the step that starts now was scheduled when the previous one started, so a
+        # request arriving after that waits one more step. An idle engine schedules at once.
+        self.async_scheduling = sm.engine.async_scheduling
+        self.last_step_start = 0.0
 
     def chunk(self, r: _Req, tokens_left: int) -> int:
         """The prefill tokens of r this step: a chunk with chunked prefill, else the whole rest or nothing."""
@@ -174,16 +178,21 @@ class _ReplicaSim:
         guard = 0
         while (self.arrivals or self.waiting or self.running) and self.measured_left > 0 and guard < 2_000_000:
             guard += 1
-            while self.arrivals and self.arrivals[0].arrival <= self.now + 1e-12:
+            busy = self.running or self.waiting
+            scheduled_at = self.last_step_start if self.async_scheduling and busy else self.now
+            while self.arrivals and self.arrivals[0].arrival <= scheduled_at + 1e-12:
                 self.waiting.append(self.arrivals.popleft())
             if not self.waiting and not self.running:
-                self.now = self.arrivals[0].arrival
+                if self.async_scheduling and self.arrivals and self.arrivals[0].arrival <= self.now + 1e-12:
+                    self.last_step_start = self.now  # arrived during the last step of a batch that has emptied
+                    continue
+                self.now = self.last_step_start = self.arrivals[0].arrival
                 continue
             preempted = self._preempt()
             dec, chunked = self._schedule(admit=not preempted)
             if not dec and not chunked:
                 if self.arrivals:
-                    self.now = max(self.now, self.arrivals[0].arrival)
+                    self.now = self.last_step_start = max(self.now, self.arrivals[0].arrival)
                     continue
                 break  # nothing schedulable (should not happen when memory fits)
             k = self._decode_run(dec) if dec and not chunked and not self.waiting else 1
@@ -237,6 +246,7 @@ class _ReplicaSim:
             pf_work += c * (prefix + c / 2)
             pf_seqs += 1
         dt = self.sm.step_ms(len(dec), dec_ctx, pf_tokens, pf_work, pf_seqs) / 1000.0
+        self.last_step_start = self.now
         self.now += dt
         if dec:
             self.decode_steps.append((dt, len(dec)))
@@ -274,6 +284,7 @@ class _ReplicaSim:
         n = len(dec)
         ctx = sum(r.prompt + r.generated for r in dec) + n * (k - 1) / 2
         dt = self.sm.step_ms(n, ctx) / 1000.0
+        self.last_step_start = self.now + (k - 1) * dt
         self.now += k * dt
         self.decode_steps.extend([(dt, n)] * k)
         self.used += n * k
@@ -304,18 +315,26 @@ def _summary(sm: StepModel, cand: Candidate, inventory: Inventory, slo: SLO, loa
     done.sort(key=lambda r: r.arrival)
     skip = len(done) // 10 if load.rate is not None else 0
     sample = done[skip:] or done
-    extra = sm.request_overhead_ms  # HTTP, tokenization, streaming: outside the engine steps
+    mean_out = sum(r.output for r in sample) / len(sample)
+    mean_in = sum(r.prompt for r in sample) / len(sample)
+    # Outside the engine steps: HTTP, tokenization, streaming, and the wait behind the front end's other work
+    # at the tokens/s it handles (open loop: the offered rate; closed loop: what the run completed).
+    span = max(r.finish for r in done) - min(r.arrival for r in done)
+    rate = load.rate if load.rate is not None else len(done) / max(span, 1e-9)
+    front_tok_s = rate * (mean_in + mean_out)
+
+    def extra(r: _Req) -> float:
+        return sm.request_ms(r.prompt, front_tok_s)
+
     burst = None
     if load.clients is not None and steady_after is not None:
         steady = [r for r in done if 0.0 < r.arrival <= steady_after]
         if len(steady) >= 10:  # enough issued after the first wave for a steady state
-            burst = percentiles([(r.first_token - r.arrival) * 1000 + extra for r in done if r.arrival == 0.0])
+            burst = percentiles([(r.first_token - r.arrival) * 1000 + extra(r) for r in done if r.arrival == 0.0])
             sample = steady
-    ttft = [(r.first_token - r.arrival) * 1000 + extra for r in sample]
+    ttft = [(r.first_token - r.arrival) * 1000 + extra(r) for r in sample]
     tpot = [((r.finish - r.first_token) / (r.output - 1) * 1000) if r.output > 1 else 0.0 for r in sample]
-    e2e = [(r.finish - r.arrival) * 1000 + extra for r in sample]
-    mean_out = sum(r.output for r in sample) / len(sample)
-    mean_in = sum(r.prompt for r in sample) / len(sample)
+    e2e = [(r.finish - r.arrival) * 1000 + extra(r) for r in sample]
     busy = sum(dt for dt, _ in decode_steps)
     avg_b = sum(dt * b for dt, b in decode_steps) / busy if busy else 0.0
     finish_span = max(r.finish for r in sample) - min(r.arrival for r in sample)

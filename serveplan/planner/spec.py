@@ -365,8 +365,24 @@ class EngineConfig(Frozen):
                                            "front end can detokenize and stream, whatever the GPU does (the "
                                            "API server is one process); unset: no limit.")
     request_overhead_ms: float = Field(default=8.0, ge=0, description="Per-request time outside the "
-                                       "engine steps, added to TTFT: HTTP, tokenization, admission, "
-                                       "first-token detokenization and streaming.")
+                                       "engine steps, added to TTFT: HTTP, admission, first-token "
+                                       "detokenization and streaming (tokenization: tokenize_us_per_token).")
+    tokenize_us_per_token: float = Field(default=0.0, ge=0, description="Front-end time per prompt token, "
+                                         "added to TTFT: the API server tokenizes the prompt text before the "
+                                         "engine sees it.")
+    frontend_ms_per_ktok_s: float = Field(default=0.0, ge=0, description="TTFT added by a busy front end, "
+                                          "per 1,000 tokens/s the replica's API server handles (prompt tokens "
+                                          "tokenized + output tokens streamed): a request waits behind that "
+                                          "work in the server's event loop, and the client's.")
+    cudagraph_max_tokens: int = Field(default=0, ge=0, description="vLLM: CUDA graphs are captured for steps "
+                                      "of up to min(2 x max_num_seqs, this, max_num_batched_tokens) tokens (0.26.0's "
+                                      "default max_cudagraph_capture_size); a larger step (a prompt chunk beside "
+                                      "the decodes) runs without them and costs eager_step_ms more. 0: no limit.")
+    eager_step_ms: float = Field(default=0.0, ge=0, description="Extra time of a step too large for the CUDA "
+                                 "graphs (see cudagraph_max_tokens); the calibration fits it.")
+    async_scheduling: bool = Field(default=False, description="The engine schedules step k+1 while step k "
+                                   "runs (vLLM: on by default): a request arriving during step k is admitted "
+                                   "one step later than with synchronous scheduling.")
     weight_dtypes: tuple[WeightDtype, ...] = Field(default=ALL_WEIGHT_DTYPES, description="Weight precisions this engine serves.")
     kv_dtypes: tuple[KVDtype, ...] = Field(default=("auto", "fp8"), description="KV-cache dtypes this engine offers.")
     supports_pp: bool = Field(default=True, description="Pipeline parallelism available.")
