@@ -22,58 +22,25 @@ mem_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | he
 gpu=$([ "$mem_mib" -ge 100000 ] && echo h200 || echo h100-sxm)
 D_START_BY=${D_START_BY:-840}  # seconds into the script; later, D would not finish inside the lease
 m8=$(model_folder /tmp/s6-models llama-3.1-8b ct-fp8)
-FLAGS="--port 8000 --max-num-seqs 256 --max-num-batched-tokens 8192 --max-model-len 10240
-       --gpu-memory-utilization 0.92 --no-enable-prefix-caching --enable-per-request-metrics"
-serve() {  # tag model-folder tokenizer-folder meta-json extra-flags...
-  local tag=$1 m=$2 tok=$3 meta=$4; shift 4
-  mkdir -p "$S/$tag"
-  echo "$meta" > "$S/$tag/meta.json"
-  # shellcheck disable=SC2086
-  CUDA_VISIBLE_DEVICES=0 setsid vllm serve "$m" --tokenizer "$tok" $FLAGS "$@" > "$S/$tag/server.log" 2>&1 &
-  echo $! > "$S/$tag/server.pid"
-  local t0=$SECONDS
-  if wait_health 8000 600; then echo "$tag healthy after $((SECONDS - t0)) s (at $SECONDS s)" >> "$S/times.txt"; return 0; fi
-  echo "$tag NOT healthy in 600 s" >> "$S/times.txt"; return 1
-}
-stop() { local pid; pid=$(cat "$S/$1/server.pid"); kill -TERM -- -"$pid" 2>/dev/null; sleep 8; kill -KILL -- -"$pid" 2>/dev/null; }
-bench() {  # tag name tokenizer bench-args...
-  local tag=$1 name=$2 tok=$3; shift 3
-  local t1=$SECONDS
-  python3 -m serveplan.cli bench --url http://127.0.0.1:8000 --tokenizer "$tok" --no-progress "$@" \
-    -o "$S/$tag/$name.json" > "$S/$tag/$name.txt" 2>&1
-  echo "$tag $name rc=$? in $((SECONDS - t1)) s" >> "$S/times.txt"
-}
-load() {  # tag name rate extra-overrides...: 60 s of the chat preset, open loop, /metrics around it
-  local tag=$1 name=$2 rate=$3; shift 3
-  curl -s http://127.0.0.1:8000/metrics > "$S/$tag/metrics-$name-before.txt"
-  bench "$tag" "open-$name" "$m8" --traffic chat --rate "$rate" --duration 60 "$@"
-  curl -s http://127.0.0.1:8000/metrics > "$S/$tag/metrics-$name-after.txt"
-}
-c1_sweep() {  # tag: TTFT alone at each prompt length (6 requests each, 16 tokens out)
-  for len in 128 512 1024 2048 8192; do
-    bench "$1" "c1-$len" "$m8" --traffic chat --concurrency 1 --num-requests 6 traffic.input_len.kind=fixed \
-      "traffic.input_len.mean=$len" "traffic.input_len.max=$len" traffic.output_len.kind=fixed \
-      traffic.output_len.mean=16 traffic.output_len.max=16
-  done
-}
-meta8="{\"model\": \"llama-3.1-8b\", \"gpu\": \"$gpu\", \"tp\": 1, \"weight_dtype\": \"fp8\", \"kv_cache_dtype\": \"fp8\", \"max_num_seqs\": 256, \"max_num_batched_tokens\": 8192, \"max_model_len\": 10240, \"gpu_memory_utilization\": 0.92}"
+source benchmarks/gpu/engine_timings.sh
+meta8=$(meta_of llama-3.1-8b fp8 fp8)
 if serve A "$m8" "$m8" "$meta8" --kv-cache-dtype fp8; then
-  c1_sweep A
-  load A chat-8 8
-  load A chat-18 18
-  load A short-18 18 traffic.input_len.kind=fixed traffic.input_len.mean=256 traffic.input_len.max=256
+  c1_sweep A "$m8" 128 512 1024 2048 8192
+  load A chat-8 "$m8" 8
+  load A chat-18 "$m8" 18
+  load A short-18 "$m8" 18 traffic.input_len.kind=fixed traffic.input_len.mean=256 traffic.input_len.max=256
 fi
 stop A
-if serve C "$m8" "$m8" "${meta8%\}}, \"max_cudagraph_capture_size\": 2048}" --kv-cache-dtype fp8 \
+if serve C "$m8" "$m8" "$(meta_of llama-3.1-8b fp8 fp8 '"max_cudagraph_capture_size": 2048')" --kv-cache-dtype fp8 \
     --max-cudagraph-capture-size 2048; then
-  c1_sweep C
-  load C chat-8 8
-  load C chat-18 18
+  c1_sweep C "$m8" 128 512 1024 2048 8192
+  load C chat-8 "$m8" 8
+  load C chat-18 "$m8" 18
 fi
 stop C
 if [ "$SECONDS" -le "$D_START_BY" ]; then
   m32=$(model_folder /tmp/s6-models qwen2.5-32b hf); tok32=$(tokenizer_folder "$m32")
-  meta32="{\"model\": \"qwen2.5-32b\", \"gpu\": \"$gpu\", \"tp\": 1, \"weight_dtype\": \"bf16\", \"kv_cache_dtype\": \"auto\", \"max_num_seqs\": 256, \"max_num_batched_tokens\": 8192, \"max_model_len\": 10240, \"gpu_memory_utilization\": 0.92}"
+  meta32=$(meta_of qwen2.5-32b bf16 auto)
   if serve D "$m32" "$tok32" "$meta32"; then
     t2=$SECONDS
     python3 benchmarks/gpu/vllm_grid.py --port 8000 --model "$tok32" --label 32b-bf16 --out "$S/D/grid.jsonl" \
