@@ -67,7 +67,9 @@ def test_open_loop_rows_cover_every_usable_session5_and_session6_run():
     assert len(session5) == 8  # 8B, 70B, 70B TP2, Mixtral at two rates each; not the 32B
     assert not any("32b" in label for label in labels)
     session6 = [label for label in labels if "session 6" in label]
-    assert len(session6) == 5  # A: chat at 8 and 18 req/s, 256-token prompts at 18; C: chat at 8 and 18
+    # A: chat at 8 and 18 req/s, 256-token prompts at 18; C: chat at 8 and 18; E (70B) at 2 and 4; F (Mixtral)
+    # at 4 and 10; not D (a closed grid)
+    assert len(session6) == 9
     for label, _, o in rows:
         if "session 5" in label or "session 6" in label:
             assert o.rate_rps is not None and f"{o.rate_rps:g} req/s" in label
