@@ -12,9 +12,7 @@ set -u
 source benchmarks/gpu/vllm_env.sh
 export PYTHONUNBUFFERED=1
 S=${S6B:-/tmp/s6b}; mkdir -p "$S"
-nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader > "$S/nvidia-smi.txt"
-mem_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
-gpu=$([ "$mem_mib" -ge 100000 ] && echo h200 || echo h100-sxm)
+gpu=$(gpu_kind "$S/nvidia-smi.txt")
 source benchmarks/gpu/engine_timings.sh
 m70=$(model_folder /tmp/s6-models llama-3.1-70b ct-fp8)
 if serve E "$m70" "$m70" "$(meta_of llama-3.1-70b fp8 fp8)" --kv-cache-dtype fp8; then

@@ -17,9 +17,7 @@ set -u
 source benchmarks/gpu/vllm_env.sh
 export PYTHONUNBUFFERED=1
 S=${S6:-/tmp/s6}; mkdir -p "$S"
-nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader > "$S/nvidia-smi.txt"
-mem_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
-gpu=$([ "$mem_mib" -ge 100000 ] && echo h200 || echo h100-sxm)
+gpu=$(gpu_kind "$S/nvidia-smi.txt")
 D_START_BY=${D_START_BY:-840}  # seconds into the script; later, D would not finish inside the lease
 m8=$(model_folder /tmp/s6-models llama-3.1-8b ct-fp8)
 source benchmarks/gpu/engine_timings.sh

@@ -31,3 +31,8 @@ print(tokenizer_of(Path('$1')))"
 wait_health() {  # PORT SECONDS: 0 once /health answers, 1 if it never did
   for _ in $(seq 1 "$2"); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0; sleep 1; done; return 1
 }
+gpu_kind() {  # the profile name of GPU 0: h200 (141 GB) or h100-sxm; writes nvidia-smi's list to $1 when given
+  [ -n "${1:-}" ] && nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader > "$1"
+  local mem_mib; mem_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
+  if [ "${mem_mib:-0}" -ge 100000 ]; then echo h200; else echo h100-sxm; fi
+}
