@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Issue 14: what stalls running decodes for 9-33 ms per new prompt in an open loop (docs/accuracy.md, "What
-# stalls the decodes"; benchmarks/open_loop_accuracy.py --decompose), and the dense 32B grid session 5 lost.
+# Issue 14: what stalls running decodes for 9-33 ms per new prompt in an open loop (benchmarks/open_loop_accuracy.py
+# --decompose), and the dense 32B grid session 5 lost. Ran in session 6 (results: benchmarks/gpu/results/session6/,
+# read in docs/accuracy.md, "Where TTFT goes inside vLLM"; D ran in a second call, A and C having passed
+# D_START_BY).
 # One GPU, one server at a time, alone on its host, the session-5 flags, plus --enable-per-request-metrics so
 # that every request carries the engine's own queue / prefill / decode times (bench records them):
 #   A. the 8B FP8 server: a c=1 TTFT sweep over prompt lengths (128 to 8192 tokens, 16 out), the session-5 chat
