@@ -315,13 +315,11 @@ def _summary(sm: StepModel, cand: Candidate, inventory: Inventory, slo: SLO, loa
     done.sort(key=lambda r: r.arrival)
     skip = len(done) // 10 if load.rate is not None else 0
     sample = done[skip:] or done
-    mean_out = sum(r.output for r in sample) / len(sample)
-    mean_in = sum(r.prompt for r in sample) / len(sample)
     # Outside the engine steps: HTTP, tokenization, streaming, and the wait behind the front end's other work
     # at the tokens/s it handles (open loop: the offered rate; closed loop: what the run completed).
     span = max(r.finish for r in done) - min(r.arrival for r in done)
     rate = load.rate if load.rate is not None else len(done) / max(span, 1e-9)
-    front_tok_s = rate * (mean_in + mean_out)
+    front_tok_s = rate * sum(r.prompt + r.output for r in sample) / len(sample)
 
     def extra(r: _Req) -> float:
         return sm.request_ms(r.prompt, front_tok_s)
@@ -335,6 +333,8 @@ def _summary(sm: StepModel, cand: Candidate, inventory: Inventory, slo: SLO, loa
     ttft = [(r.first_token - r.arrival) * 1000 + extra(r) for r in sample]
     tpot = [((r.finish - r.first_token) / (r.output - 1) * 1000) if r.output > 1 else 0.0 for r in sample]
     e2e = [(r.finish - r.arrival) * 1000 + extra(r) for r in sample]
+    mean_out = sum(r.output for r in sample) / len(sample)
+    mean_in = sum(r.prompt for r in sample) / len(sample)
     busy = sum(dt for dt, _ in decode_steps)
     avg_b = sum(dt * b for dt, b in decode_steps) / busy if busy else 0.0
     finish_span = max(r.finish for r in sample) - min(r.arrival for r in sample)
