@@ -73,7 +73,8 @@ SHIPPED_FIT = {"session6/A"}
 
 def _bench_runs(only: set[str] | None = None) -> list[tuple[str, Path, dict, float]]:
     """(label, bench file, configuration, rate) of every session-5/6 open loop (or of the folders in `only`,
-    "session6/A"), in folder and rate order."""
+    "session6/A"), in folder and rate order. The GPU scripts name each file by its rate: open-RATE.json.gz or
+    open-NAME-RATE.json.gz (_chat_bench_observation checks it against the file's own)."""
     out = []
     for folder, session, skip in SESSIONS:
         for meta_path in sorted(folder.glob("*/meta.json")):
@@ -81,9 +82,9 @@ def _bench_runs(only: set[str] | None = None) -> list[tuple[str, Path, dict, flo
             if tag in skip or (only is not None and f"{folder.name}/{tag}" not in only):
                 continue
             meta = json.loads(meta_path.read_text())
-            runs = [(path, _read(path)) for path in meta_path.parent.glob("open-*.json.gz")]
-            for path, doc in sorted(runs, key=lambda pd: (pd[1]["args"]["rate_rps"], pd[0].name)):
-                rate = doc["args"]["rate_rps"]
+            runs = [(float(p.name[len("open-"):-len(".json.gz")].rsplit("-", 1)[-1]), p.name, p)
+                    for p in meta_path.parent.glob("open-*.json.gz")]
+            for rate, _, path in sorted(runs):
                 what = path.name[len("open-"):-len(".json.gz")]
                 what = f"chat {rate:g} req/s" if what == f"{rate:g}" else f"{what} req/s"
                 out.append((f"{meta['gpu'].upper()} {tag} {what} ({session})", path, meta, rate))
@@ -170,6 +171,8 @@ def _chat_bench_observation(label: str, path: Path, config: dict, rate: float) -
     (overrides included), else the chat preset."""
     doc = _read(path)
     s = doc["summary"]
+    if doc.get("args", {}).get("rate_rps", rate) != rate:
+        raise ValueError(f"{path}: its name says {rate:g} req/s, the run's arguments {doc['args']['rate_rps']:g}")
     traffic = doc.get("traffic") or build_request(model=config["model"], gpus=f"{config['tp']}x{config['gpu']}",
                                                   traffic="chat").traffic.model_dump()
     config = {k: v for k, v in config.items() if k in Observation.model_fields}

@@ -146,12 +146,10 @@ class BenchSummary(_Model):
     def latency_rows(self) -> list[tuple[str, LatencyStats]]:
         """The latency rows a table shows: TTFT, TPOT, ITL, E2E, and TTFT's parts where the server reported
         its per-request timings."""
-        rows = [("TTFT", self.ttft_ms), ("TPOT", self.tpot_ms), ("ITL", self.itl_ms), ("E2E", self.e2e_ms)]
-        for name, st in ((" TTFT: engine queue", self.server_queue_ms), (" TTFT: engine prefill",
-                          self.server_prefill_ms), (" TTFT: frontend + network", self.frontend_ms)):
-            if st is not None:
-                rows.insert(rows.index(("TPOT", self.tpot_ms)), (name, st))
-        return rows
+        parts = [(name, st) for name, st in ((" TTFT: engine queue", self.server_queue_ms),
+                                             (" TTFT: engine prefill", self.server_prefill_ms),
+                                             (" TTFT: frontend + network", self.frontend_ms)) if st is not None]
+        return [("TTFT", self.ttft_ms), *parts, ("TPOT", self.tpot_ms), ("ITL", self.itl_ms), ("E2E", self.e2e_ms)]
 
 
 class BenchArgs(_Model):

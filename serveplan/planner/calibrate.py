@@ -167,8 +167,6 @@ def _polish(params: dict[str, float], value: float, space: dict[str, tuple[float
     every round, a move kept when it lowers the loss. TPE finds the basin in nine dimensions; with a few hundred
     trials it can stop short of its floor, or in another basin where one term stands in for another (a streaming
     ceiling for a per-step overhead)."""
-    import math
-
     best, evaluations = dict(params), 0
     for r in range(rounds):
         frac = 0.1 / 2 ** r
