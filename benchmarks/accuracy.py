@@ -52,6 +52,12 @@ EXCLUDED = {"session5/32b-bf16": "the synthetic Qwen2 tokenizer folder does not 
                                  "tokenizer copy)"}
 
 
+def committed_grids() -> list[Path]:
+    """Every committed grid file: session 2's H100 grids, then sessions 5 and 6 (H200), one per server."""
+    results = HERE / "gpu" / "results"
+    return sorted(results.glob("grid_*.jsonl")) + sorted(results.glob("session[56]/*/grid.jsonl"))
+
+
 def load_points(paths: list[Path]) -> list[Observation]:
     """Mean over repeats of each (label, shape, concurrency) point, keeping the spread."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -148,9 +154,7 @@ def print_by_configuration(rows: list[tuple[Observation, dict]]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--results", nargs="*", type=Path,
-                    default=sorted((HERE / "gpu" / "results").glob("grid_*.jsonl"))
-                    + sorted((HERE / "gpu" / "results").glob("session[56]/*/grid.jsonl")))
+    ap.add_argument("--results", nargs="*", type=Path, default=committed_grids())
     ap.add_argument("--gpu", help="only this GPU's points (h100-sxm, h200)")
     ap.add_argument("--fit", action="store_true", help="fit a calibration per GPU on its training split")
     ap.add_argument("--write-calibration", action="store_true")
@@ -179,7 +183,7 @@ def main() -> None:
                                   source=f"benchmarks/accuracy.py --fit: closed-loop vLLM 0.26.0 grid on {gpu}, "
                                          f"checkerboard of {', '.join(fits)} ({len(train)} points){also}")
             cals[gpu] = cal
-            print(f"\n{gpu}: fitted on {len(train)} training points in {time.perf_counter() - t0:.1f} s: "
+            print(f"\n{gpu}: fitted on {len(train)} training points{also} in {time.perf_counter() - t0:.1f} s: "
                   + " ".join(f"{k}={getattr(cal, k):.3g}" for k in (
                       "step_overhead_ms", "per_seq_overhead_us", "request_overhead_ms", "prefill_seq_overhead_ms",
                       "max_stream_tok_s", "eager_step_ms", "bandwidth_scale", "compute_scale", "prefill_scale")))
@@ -249,7 +253,8 @@ def plot(base, fitted, path: Path) -> None:  # noqa: ANN001
         ax.set_ylabel(f"predicted {name}")
         ax.set_title(name)
     axes[0].legend(fontsize=7)
-    fig.suptitle("serveplan vs vLLM 0.26.0 closed-loop grids: H100 8B bf16/fp8; H200 8B, 70B (TP1, TP2), Mixtral-8x7B fp8")
+    fig.suptitle("serveplan vs vLLM 0.26.0 closed-loop grids: H100 8B bf16/fp8; H200 8B, 70B (TP1, TP2), "
+                 "Mixtral-8x7B fp8, Qwen2.5-32B bf16")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print("wrote", path)

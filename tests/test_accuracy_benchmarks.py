@@ -20,9 +20,7 @@ from serveplan.planner.profiles import find_calibration  # noqa: E402
 
 @pytest.fixture(scope="module")
 def grid_points():
-    results = BENCH / "gpu" / "results"
-    return accuracy.load_points(sorted(results.glob("grid_*.jsonl"))
-                                + sorted(results.glob("session[56]/*/grid.jsonl")))
+    return accuracy.load_points(accuracy.committed_grids())
 
 
 def test_every_committed_grid_point_is_read_with_its_configuration(grid_points):
