@@ -130,8 +130,7 @@ class StepModel:
                           ("measured" if c.tp in prof.allreduce else "datasheet")),
             "overhead": over_src,
             # tokenizing the prompt and waiting behind the API server's other work (conf/engine/<engine>.yaml)
-            "front_end": ("measured" if self.engine.tokenize_us_per_token or self.engine.frontend_ms_per_ktok_s
-                          else "none"),
+            "front_end": "measured" if self.tokenize_us or self.frontend_ms_per_ktok_s else "none",
             "profile": prof.path,
         }
         if self.calib:
