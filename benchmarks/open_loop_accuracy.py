@@ -14,7 +14,8 @@ session-3/4 8B runs) and the table reports it on the rest (session 4's experimen
     python benchmarks/open_loop_accuracy.py                      # table, shipped calibrations
     python benchmarks/open_loop_accuracy.py --markdown           # the table docs/accuracy.md shows
     python benchmarks/open_loop_accuracy.py --fit [--write-calibration]   # fit the H200 on the 8B rows
-    python benchmarks/open_loop_accuracy.py --decompose          # what stalls decoding in each session-5 run
+    python benchmarks/open_loop_accuracy.py --decompose          # what stalls decoding in each session-5/6 run
+    python benchmarks/open_loop_accuracy.py --ttft-parts         # where TTFT went (session 6's engine timings)
 """
 
 from __future__ import annotations
@@ -204,6 +205,42 @@ def decompose(path: Path) -> tuple[float, float, float, int]:
     return a, b * 1000, c, len(rq)
 
 
+def ttft_parts(path: Path) -> dict | None:
+    """Where a run's TTFT went, from vLLM's per-request engine timings (None for a run without them): medians of
+    TTFT, the engine's queue, its prefill (first scheduled to first token) and the rest ("front end"), mean TPOT,
+    the median gap between tokens (ITL) and the median of the gaps longer than 1.5x that (the steps that carry a
+    prompt)."""
+    import statistics
+
+    doc = _read(path)
+    s = doc["summary"]
+    if not s.get("server_prefill_ms"):
+        return None
+    itl = [x for r in doc["requests"] if r.get("ok") for x in r["itl_ms"]]
+    med = statistics.median(itl)
+    return {"ttft": s["ttft_ms"]["p50"], "queue": s["server_queue_ms"]["p50"], "prefill": s["server_prefill_ms"]["p50"],
+            "front": s["frontend_ms"]["p50"], "tpot": s["tpot_ms"]["mean"], "itl": med,
+            "mixed": statistics.median([x for x in itl if x > 1.5 * med])}
+
+
+def concurrency1_front_end(folder: Path) -> tuple[float, float, int] | None:
+    """Least squares over a server's concurrency-1 sweep (c1-LEN.json.gz, session 6): the part of TTFT outside the
+    engine's queue and prefill = a + b x prompt tokens. Each file's first request, which opens the connection,
+    is left out. Returns (a ms, b us/token, requests), None without a sweep."""
+    import numpy as np
+
+    rows, y = [], []
+    for path in sorted(folder.glob("c1-*.json.gz")):
+        for r in _read(path)["requests"][1:]:
+            if r.get("ok") and r.get("server_prefill_ms") is not None:
+                rows.append([1.0, r["prompt_tokens"] / 1000])
+                y.append(r["ttft_ms"] - r["server_queue_ms"] - r["server_prefill_ms"])
+    if not rows:
+        return None
+    (a, b), *_ = np.linalg.lstsq(np.array(rows), np.array(y), rcond=None)
+    return a, b, len(y)
+
+
 METRICS = [("TTFT P50", "ttft_ms"), ("TTFT P99", "ttft_p99_ms"), ("TPOT mean", "tpot_ms"),
            ("served tok/s", "throughput_tok_s")]
 
@@ -248,6 +285,8 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=80)
     ap.add_argument("--decompose", action="store_true",
                     help="per session-5/6 run: the decode step, the cost per prompt token beside it and per new prompt")
+    ap.add_argument("--ttft-parts", action="store_true",
+                    help="per run with vLLM's engine timings (session 6): where TTFT went, ITL and mixed-step gaps")
     ap.add_argument("--write-calibration", action="store_true",
                     help="with --fit: write it to serveplan/profiles/calibration/vllm-0.26.0/h200.yaml")
     a = ap.parse_args()
@@ -257,6 +296,20 @@ def main() -> int:
         for label, path, _, _ in _bench_runs():
             step, per_tok, per_prompt, n = decompose(path)
             print(f"| {label} | {n} | {step:.2f} | {per_tok:.1f} | {per_prompt:.1f} |")
+        return 0
+    if a.ttft_parts:
+        print("| run | TTFT P50 | engine queue | engine prefill | front end | TPOT mean | ITL | mixed-step gap |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for label, path, _, _ in _bench_runs():
+            p = ttft_parts(path)
+            if p is not None:
+                print(f"| {label} | " + " | ".join(f"{p[k]:.1f}" for k in ("ttft", "queue", "prefill", "front", "tpot",
+                                                                          "itl", "mixed")) + " |")
+        print("\n| server | requests | front end at concurrency 1 |\n|---|---:|---|")
+        for folder in sorted((R / "session6").iterdir()):
+            fit = concurrency1_front_end(folder) if folder.is_dir() else None
+            if fit is not None:
+                print(f"| session6/{folder.name} | {fit[2]} | {fit[0]:.2f} ms + {fit[1]:.2f} us per prompt token |")
         return 0
     rows = observations()
 

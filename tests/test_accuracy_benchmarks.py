@@ -148,3 +148,20 @@ def test_decompose_recovers_a_fixed_stall_per_new_prompt(tmp_path):
     assert a == pytest.approx(step_ms, rel=0.05)
     assert b == pytest.approx(per_token_us, rel=0.1)
     assert c == pytest.approx(stall_ms, rel=0.1)
+
+
+def test_ttft_parts_read_the_engine_timings_of_session6_only():
+    results = BENCH / "gpu" / "results"
+    parts = ola.ttft_parts(results / "session6" / "A" / "open-chat-8.json.gz")
+    assert parts is not None and parts["queue"] < 1.0 < parts["front"] < parts["ttft"]
+    assert parts["prefill"] + parts["front"] == pytest.approx(parts["ttft"], rel=0.2)  # medians: roughly additive
+    assert parts["mixed"] > 1.5 * parts["itl"]
+    assert ola.ttft_parts(results / "session5" / "8b-fp8" / "open-8.json.gz") is None  # no engine timings then
+
+
+def test_the_shipped_tokenization_term_is_what_server_a_measured():
+    from serveplan.planner import catalog
+
+    a, b, n = ola.concurrency1_front_end(BENCH / "gpu" / "results" / "session6" / "A")
+    assert n == 25 and 0 < a < 10
+    assert b == pytest.approx(catalog.catalog_doc("engine", "vllm")["tokenize_us_per_token"], rel=0.05)
