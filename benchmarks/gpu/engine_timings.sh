@@ -1,32 +1,34 @@
-# Sourced by the session-6 GPU scripts (after vllm_env.sh): one vLLM server at a time on GPU 0, port 8000, with
-# per-request engine timings (--enable-per-request-metrics, which `serveplan bench` records), and the loads they
-# put on it. Needs S (the results folder).
-FLAGS="--port 8000 --max-num-seqs 256 --max-num-batched-tokens 8192 --max-model-len 10240
+# Sourced by the session-6/7 GPU scripts (after vllm_env.sh): vLLM servers with per-request engine timings
+# (--enable-per-request-metrics, which `serveplan bench` records), and the loads they put on them. Needs S (the
+# results folder). DEV (CUDA_VISIBLE_DEVICES, default 0), PORT (default 8000), TP (meta_of's tp, default 1) and
+# SERVE_ENV (extra VAR=value for the server) may be set per call: `DEV=1 PORT=8001 serve ...`.
+FLAGS="--max-num-seqs 256 --max-num-batched-tokens 8192 --max-model-len 10240
        --gpu-memory-utilization 0.92 --no-enable-prefix-caching --enable-per-request-metrics"
 serve() {  # tag model-folder tokenizer-folder meta-json extra-flags...
   local tag=$1 m=$2 tok=$3 meta=$4; shift 4
   mkdir -p "$S/$tag"
   echo "$meta" > "$S/$tag/meta.json"
   # shellcheck disable=SC2086
-  CUDA_VISIBLE_DEVICES=0 setsid vllm serve "$m" --tokenizer "$tok" $FLAGS "$@" > "$S/$tag/server.log" 2>&1 &
+  env ${SERVE_ENV:-} CUDA_VISIBLE_DEVICES="${DEV:-0}" setsid vllm serve "$m" --tokenizer "$tok" --port "${PORT:-8000}" \
+    $FLAGS "$@" > "$S/$tag/server.log" 2>&1 &
   echo $! > "$S/$tag/server.pid"
   local t0=$SECONDS
-  if wait_health 8000 600; then echo "$tag healthy after $((SECONDS - t0)) s (at $SECONDS s)" >> "$S/times.txt"; return 0; fi
+  if wait_health "${PORT:-8000}" 600; then echo "$tag healthy after $((SECONDS - t0)) s (at $SECONDS s)" >> "$S/times.txt"; return 0; fi
   echo "$tag NOT healthy in 600 s" >> "$S/times.txt"; return 1
 }
 stop() { local pid; pid=$(cat "$S/$1/server.pid"); kill -TERM -- -"$pid" 2>/dev/null; sleep 8; kill -KILL -- -"$pid" 2>/dev/null; }
 bench() {  # tag name tokenizer bench-args...
   local tag=$1 name=$2 tok=$3; shift 3
   local t1=$SECONDS
-  python3 -m serveplan.cli bench --url http://127.0.0.1:8000 --tokenizer "$tok" --no-progress "$@" \
+  python3 -m serveplan.cli bench --url "http://127.0.0.1:${PORT:-8000}" --tokenizer "$tok" --no-progress "$@" \
     -o "$S/$tag/$name.json" > "$S/$tag/$name.txt" 2>&1
   echo "$tag $name rc=$? in $((SECONDS - t1)) s" >> "$S/times.txt"
 }
 load() {  # tag name tokenizer rate extra-overrides...: 60 s of the chat preset, open loop, /metrics around it
   local tag=$1 name=$2 tok=$3 rate=$4; shift 4
-  curl -s http://127.0.0.1:8000/metrics > "$S/$tag/metrics-$name-before.txt"
+  curl -s "http://127.0.0.1:${PORT:-8000}/metrics" > "$S/$tag/metrics-$name-before.txt"
   bench "$tag" "open-$name" "$tok" --traffic chat --rate "$rate" --duration 60 "$@"
-  curl -s http://127.0.0.1:8000/metrics > "$S/$tag/metrics-$name-after.txt"
+  curl -s "http://127.0.0.1:${PORT:-8000}/metrics" > "$S/$tag/metrics-$name-after.txt"
 }
 c1_sweep() {  # tag tokenizer lengths...: TTFT alone at each prompt length (6 requests each, 16 tokens out)
   local tag=$1 tok=$2; shift 2
@@ -37,5 +39,5 @@ c1_sweep() {  # tag tokenizer lengths...: TTFT alone at each prompt length (6 re
   done
 }
 meta_of() {  # model weight-dtype kv-dtype [extra json fields]
-  echo "{\"model\": \"$1\", \"gpu\": \"$gpu\", \"tp\": 1, \"weight_dtype\": \"$2\", \"kv_cache_dtype\": \"$3\", \"max_num_seqs\": 256, \"max_num_batched_tokens\": 8192, \"max_model_len\": 10240, \"gpu_memory_utilization\": 0.92${4:+, $4}}"
+  echo "{\"model\": \"$1\", \"gpu\": \"$gpu\", \"tp\": ${TP:-1}, \"weight_dtype\": \"$2\", \"kv_cache_dtype\": \"$3\", \"max_num_seqs\": 256, \"max_num_batched_tokens\": 8192, \"max_model_len\": 10240, \"gpu_memory_utilization\": 0.92${4:+, $4}}"
 }
