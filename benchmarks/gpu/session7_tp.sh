@@ -20,8 +20,9 @@ gpu=$(gpu_kind "$S/nvidia-smi.txt")
 T_GRID_BY=${T_GRID_BY:-1150}  # seconds into the script; a later grid would not finish inside the lease
 source benchmarks/gpu/engine_timings.sh
 
+up() { curl -sf "http://127.0.0.1:$1/health" > /dev/null; }  # a server from an earlier start of this script
 t0=$SECONDS
-python3 -m serveplan.cli.profile --n-gpus 2 --no-progress -o "$S/P/$gpu-x2.yaml" > "$S/P/profile.log" 2>&1
+[ -f "$S/P/$gpu-x2.yaml" ] || python3 -m serveplan.cli.profile --n-gpus 2 --no-progress -o "$S/P/$gpu-x2.yaml" > "$S/P/profile.log" 2>&1
 echo "P profile rc=$? in $((SECONDS - t0)) s" >> "$S/times.txt"
 
 m14=$(model_folder /tmp/s7-models qwen2.5-14b hf); tok14=$(tokenizer_folder "$m14")
@@ -35,9 +36,14 @@ grid() {  # tag: the closed grid against the server on PORT
 }
 
 # Two TP=1 replicas, started together; separate compile caches so the two compilations do not write one folder.
-SERVE_ENV=VLLM_CACHE_ROOT=/tmp/vcache-r1 DEV=1 PORT=8001 serve R1 "$m14" "$tok14" "$meta14" > /dev/null &
-r1=$!
-if SERVE_ENV=VLLM_CACHE_ROOT=/tmp/vcache-r0 DEV=0 PORT=8000 serve R0 "$m14" "$tok14" "$meta14" && wait "$r1"; then
+if up 8000 && up 8001; then
+  echo "R0, R1 already up" >> "$S/times.txt"; r1=
+else
+  SERVE_ENV=VLLM_CACHE_ROOT=/tmp/vcache-r1 DEV=1 PORT=8001 serve R1 "$m14" "$tok14" "$meta14" > /dev/null &
+  r1=$!
+fi
+if { [ -z "$r1" ] || { SERVE_ENV=VLLM_CACHE_ROOT=/tmp/vcache-r0 DEV=0 PORT=8000 serve R0 "$m14" "$tok14" "$meta14" \
+      && wait "$r1"; }; }; then
   PORT=8000 c1_sweep R0 "$tok14" 128 1024 8192
   for half in 3 6.5; do
     PORT=8000 load R0 "chat-$half" "$tok14" "$half" &

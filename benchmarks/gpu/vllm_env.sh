@@ -11,7 +11,10 @@ export PATH=$PWD/benchmarks/gpu/bin:$PATH
 # hydra/omegaconf (pure Python) carried in .vch-tools/py: plan, bench --slo and verify compose the conf there.
 # Stage them here once:  mkdir -p .vch-tools/py && cp -r .venv/lib/python3.11/site-packages/{hydra,omegaconf,antlr4} .vch-tools/py/
 # (optuna is not carried: make plans here and commit them; the GPU machine only launches and measures them)
-[ -d .vch-tools/py ] && export PYTHONPATH=$PWD/.vch-tools/py:${PYTHONPATH:-}
+# Copied out of the checkout once: a later `run` call without `carry: [.vch-tools]` may take .vch-tools away from
+# under a script still running (session 7 lost hydra that way mid-run).
+if [ -d .vch-tools/py ] && [ ! -d /tmp/vpy/hydra ]; then mkdir -p /tmp/vpy && cp -r .vch-tools/py/. /tmp/vpy/; fi
+[ -d /tmp/vpy/hydra ] && export PYTHONPATH=/tmp/vpy:${PYTHONPATH:-}
 
 # Helpers every GPU script uses.
 model_folder() {  # BASE MODEL FORMAT -> a local config.json + synthetic tokenizer folder for --load-format dummy
