@@ -1,6 +1,7 @@
 """Planner accuracy against vLLM 0.26.0 closed-loop grids (benchmarks/gpu/results/grid_*.jsonl: H100, 8B;
 benchmarks/gpu/results/session5/*/grid.jsonl: H200, 8B / 70B / Mixtral-8x7B, TP 1 and 2;
-benchmarks/gpu/results/session6/D/grid.jsonl: H200, Qwen2.5-32B bf16).
+benchmarks/gpu/results/session6/D/grid.jsonl: H200, Qwen2.5-32B bf16;
+benchmarks/gpu/results/session7/{R0,T}/grid.jsonl: H200, Qwen2.5-14B bf16 at TP 1 and 2).
 
 Each measured point is `vllm bench serve` at fixed prompt/output lengths and a fixed concurrency (closed
 loop) against a known configuration (a session-5 row carries it; the session-2 rows are the H100 8B plans in
@@ -11,7 +12,7 @@ training split and reports the error on the held-out split.
 The split is fixed (FIT_CONFIGS, TRAIN_POINTS): a checkerboard of (shape, concurrency) points of the fitted
 configurations (H100: 8B; H200: 8B and 70B at TP=1, two sizes so that size-dependent and constant terms can
 be told apart); every other point of those configurations, and every point of a configuration never fitted
-(Mixtral-8x7B, Qwen2.5-32B, 70B at TP=2), is held out.
+(Mixtral-8x7B, Qwen2.5-32B, Qwen2.5-14B, 70B and 14B at TP=2), is held out.
 
     python benchmarks/accuracy.py                         # uncalibrated (profile only)
     python benchmarks/accuracy.py --fit --write-calibration --plot docs/accuracy.png
@@ -53,9 +54,9 @@ EXCLUDED = {"session5/32b-bf16": "the synthetic Qwen2 tokenizer folder does not 
 
 
 def committed_grids() -> list[Path]:
-    """Every committed grid file: session 2's H100 grids, then sessions 5 and 6 (H200), one per server."""
+    """Every committed grid file: session 2's H100 grids, then sessions 5-7 (H200), one per server."""
     results = HERE / "gpu" / "results"
-    return sorted(results.glob("grid_*.jsonl")) + sorted(results.glob("session[56]/*/grid.jsonl"))
+    return sorted(results.glob("grid_*.jsonl")) + sorted(results.glob("session[567]/*/grid.jsonl"))
 
 
 def load_points(paths: list[Path]) -> list[Observation]:

@@ -64,7 +64,8 @@ DEFAULTS_RUNS = [
 # Session 6 (benchmarks/gpu/session6_stall.sh): one H200, one server alone on the host, with vLLM's per-request
 # engine timings; A = the session-5 8B flags, C = the same with --max-cudagraph-capture-size 2048 (the planner
 # does not model graph sizes: C is predicted as A).
-SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "session 6", {"D"})]
+SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "session 6", {"D"}),
+            (R / "session7", "session 7", set())]
 # The open loops the shipped H200 calibration is fitted on, beside the grids' training points (benchmarks/accuracy.py
 # --fit): session 6's 8B server alone on its host. Their engine timings also gave conf/engine/vllm.yaml's
 # tokenize_us_per_token (the concurrency-1 sweep) and frontend_ms_per_ktok_s (the open loops). Every other row is
