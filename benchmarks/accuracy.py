@@ -41,6 +41,7 @@ import open_loop_accuracy  # noqa: E402  (benchmarks/: the open loops the H200 f
 # What a row without a configuration measured: the session-2 H100 grid (benchmarks/gpu/plans/h100-8b-*)
 SESSION2 = {"model": "llama-3.1-8b", "gpu": "h100-sxm", "tp": 1, "max_num_seqs": 256,
             "max_num_batched_tokens": 8192, "max_model_len": 4096, "gpu_memory_utilization": 0.92}
+SESSION2_LABELS = ("bf16", "fp8")  # the session-2 rows' labels: their weight dtype
 CONFIG_KEYS = ("model", "gpu", "tp", "weight_dtype", "kv_cache_dtype", "max_num_seqs", "max_num_batched_tokens",
                "max_model_len", "gpu_memory_utilization")
 
@@ -123,7 +124,7 @@ def print_table(rows: list[tuple[Observation, dict]], title: str) -> None:
           f"{'pred':>7} {'err':>6} | {'tok/s meas':>10} {'pred':>8} {'err':>6} | spread TTFT/TPOT")
     for o, p in rows:
         e = lambda k: (p[k] - getattr(o, k)) / getattr(o, k) * 100  # noqa: E731
-        tag = o.label if o.gpu != "h100-sxm" else f"8b-{o.label}"
+        tag = f"8b-{o.label}" if o.label in SESSION2_LABELS else o.label
         split = "*" if is_train(o) else " "
         print(f"{o.gpu:8} {tag:11}{split} {o.shape:9} {o.concurrency:4d} | {o.ttft_ms:9.1f} {p['ttft_ms']:8.1f} {e('ttft_ms'):+5.0f}% | "
               f"{o.tpot_ms:9.2f} {p['tpot_ms']:7.2f} {e('tpot_ms'):+5.0f}% | {o.throughput_tok_s:10.0f} "
@@ -153,6 +154,41 @@ def print_by_configuration(rows: list[tuple[Observation, dict]]) -> None:
               f"{e['tpot']['mape']:.1%} | {e['throughput']['mape']:.1%} | {worst:.2f}x |")
 
 
+def layer_term(obs: list[Observation]) -> dict[str, float]:
+    """conf/engine/vllm.yaml's per-layer step terms, solved from the training points alone: concurrency-1
+    balanced TPOT of every fitted configuration (one token per step: the step is the weight bytes over the
+    bandwidth plus a cost per layer) as layers x (step_us_per_layer + act_quant_us_per_layer if W8A8) + bytes read
+    / (profile bandwidth x ratio), least squares, no constant. Prints each point and the solution."""
+    import numpy as np
+
+    from serveplan.planner.calibrate import _request
+    from serveplan.planner.estimate import Scorer
+    from serveplan.planner.perf import W8A8_DTYPES
+    from serveplan.planner.spec import Candidate
+
+    rows, rhs = [], []
+    print("\nPer-layer step terms from the training points (balanced, concurrency 1, TPOT):")
+    for o in obs:
+        if not (is_train(o) and o.shape == "balanced" and o.concurrency == 1):
+            continue
+        req = _request(o.model, o.gpu, o.engine, o.input_len, o.output_len, 1, o.max_model_len)
+        sm = Scorer(req, calibration=None, use_calibration=False).step_model(Candidate(
+            engine=o.engine, tp=o.tp, weight_dtype=o.weight_dtype, kv_cache_dtype=o.kv_cache_dtype,  # type: ignore[arg-type]
+            max_num_seqs=o.max_num_seqs, max_num_batched_tokens=o.max_num_batched_tokens,
+            max_model_len=o.max_model_len, gpu_memory_utilization=o.gpu_memory_utilization))
+        read_ms = sm._weight_read_bytes(1) / (sm.profile.memory_bandwidth_gbs * 1e9) * 1e3
+        w8a8 = o.weight_dtype in W8A8_DTYPES
+        rows.append([sm.layers, sm.layers * w8a8, read_ms])
+        rhs.append(o.tpot_ms)
+        print(f"  {o.gpu:9} {o.model:14} {o.weight_dtype:5} {sm.layers:3d} layers, weights at profile bandwidth "
+              f"{read_ms:6.2f} ms, TPOT {o.tpot_ms:6.2f} ms")
+    (base, quant, inv_ratio), *_ = np.linalg.lstsq(np.array(rows, float), np.array(rhs), rcond=None)
+    fit = np.array(rows, float) @ np.array([base, quant, inv_ratio])
+    print(f"  step_us_per_layer {base * 1e3:.0f}, act_quant_us_per_layer {quant * 1e3:.0f}, bandwidth "
+          f"{1 / inv_ratio:.2f}x the profile's; residuals (ms) {', '.join(f'{f - y:+.2f}' for f, y in zip(fit, rhs))}")
+    return {"step_us_per_layer": base * 1e3, "act_quant_us_per_layer": quant * 1e3, "bandwidth_ratio": 1 / inv_ratio}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", nargs="*", type=Path, default=committed_grids())
@@ -161,8 +197,13 @@ def main() -> None:
     ap.add_argument("--write-calibration", action="store_true")
     ap.add_argument("--plot", type=Path)
     ap.add_argument("--json", type=Path, help="write the table and summary as JSON")
+    ap.add_argument("--layer-term", action="store_true", help="only solve conf/engine/vllm.yaml's per-layer step "
+                    "terms from the training points and print them")
     a = ap.parse_args()
     obs = [o for o in load_points(a.results) if a.gpu in (None, o.gpu)]
+    if a.layer_term:
+        layer_term(obs)
+        return
     gpus = sorted({o.gpu for o in obs})
     base = [(o, predict_observation(o, None)) for o in obs]
     print_table(base, "Uncalibrated (measured profiles, engine defaults); * = training point")
@@ -187,7 +228,8 @@ def main() -> None:
             print(f"\n{gpu}: fitted on {len(train)} training points{also} in {time.perf_counter() - t0:.1f} s: "
                   + " ".join(f"{k}={getattr(cal, k):.3g}" for k in (
                       "step_overhead_ms", "per_seq_overhead_us", "request_overhead_ms", "prefill_seq_overhead_ms",
-                      "max_stream_tok_s", "eager_step_ms", "bandwidth_scale", "compute_scale", "prefill_scale")))
+                      "max_stream_tok_s", "eager_step_ms", "bandwidth_scale", "attention_scale", "compute_scale",
+                      "prefill_scale")))
         fitted = [(o, predict_observation(o, cals.get(o.gpu))) for o in obs]
         print_table(fitted, "Calibrated (each GPU its own fit); * = training point")
         report["calibrated"] = {}

@@ -29,8 +29,11 @@ def test_every_committed_grid_point_is_read_with_its_configuration(grid_points):
     assert ("h200", "llama-3.1-70b", 2, "fp8") in by_config
     assert ("h200", "mixtral-8x7b", 1, "fp8") in by_config
     assert ("h200", "qwen2.5-32b", 1, "bf16") in by_config  # session 6's, with a tokenizer that round-trips
-    # H100 grid; H200 8B, 70B, Mixtral (14 each), 70B TP2 (8), 32B (14: session 6, not session 5's)
-    assert len(grid_points) == 24 + 3 * 14 + 8 + 14
+    assert {("h200", "qwen2.5-14b", 1, "bf16"), ("h200", "qwen2.5-14b", 2, "bf16"),
+            ("h100-sxm", "qwen2.5-14b", 1, "bf16")} <= by_config  # session 7
+    # H100 grid; H200 8B, 70B, Mixtral (14 each), 70B TP2 (8), 32B (14: session 6, not session 5's); session 7:
+    # the 14B at TP 1 and 2 on H200 (11 each: no concurrency 256) and on the H100 (6: balanced and decode-heavy)
+    assert len(grid_points) == 24 + 3 * 14 + 8 + 14 + 2 * 11 + 6
     qwen = [o for o in grid_points if o.model == "qwen2.5-32b"]
     assert {o.input_len for o in qwen if o.shape == "balanced"} == {512}  # what the server received
 
@@ -44,7 +47,7 @@ def test_excluded_grids_are_left_out():
 def test_the_split_fits_only_the_fitted_configurations(grid_points):
     train = [o for o in grid_points if accuracy.is_train(o)]
     assert train and all((o.gpu, o.model, o.tp) in accuracy.FIT_CONFIGS for o in train)
-    never_fitted = [o for o in grid_points if o.model in ("mixtral-8x7b", "qwen2.5-32b") or o.tp == 2]
+    never_fitted = [o for o in grid_points if o.model in ("mixtral-8x7b", "qwen2.5-32b", "qwen2.5-14b") or o.tp == 2]
     assert never_fitted and not any(accuracy.is_train(o) for o in never_fitted)
 
 
@@ -74,6 +77,27 @@ def test_open_loop_rows_cover_every_usable_session5_and_session6_run():
             assert o.ttft_ms > 0 and o.tpot_ms > 0
     short = next(o for label, _, o in rows if "short-18" in label)
     assert short.traffic["input_len"]["kind"] == "fixed" and short.input_len == 256  # the run's own traffic
+
+
+def test_session7_open_loops_are_held_out_per_server():
+    rows = [(label, o) for label, _, o in ola.observations() if "session 7" in label]
+    # two TP=1 replicas at 3 and 6.5 req/s each, the same GPUs at TP=2 at 6 and 13, the H100 at 5
+    assert sorted((o.gpu, o.tp, o.rate_rps) for _, o in rows) == [
+        ("h100-sxm", 1, 5.0), ("h200", 1, 3.0), ("h200", 1, 3.0), ("h200", 1, 6.5), ("h200", 1, 6.5),
+        ("h200", 2, 6.0), ("h200", 2, 13.0)]
+    assert not any(o.label in {f.label for f in ola.shipped_fit_observations()} for _, o in rows)
+
+
+def test_the_shipped_per_layer_terms_are_the_training_points_solution(grid_points, capsys):
+    from serveplan.planner import catalog
+
+    solved = accuracy.layer_term(grid_points)
+    engine = catalog.catalog_doc("engine", "vllm")
+    assert solved["step_us_per_layer"] == pytest.approx(engine["step_us_per_layer"], abs=1.0)
+    assert solved["act_quant_us_per_layer"] == pytest.approx(engine["act_quant_us_per_layer"], abs=1.0)
+    assert 0.9 < solved["bandwidth_ratio"] < 1.0  # the weights stream at about the profile's copy bandwidth
+    printed = capsys.readouterr().out
+    assert "qwen2.5" not in printed and "mixtral" not in printed  # training configurations only
 
 
 def test_only_the_shipped_fit_rows_are_fitted():

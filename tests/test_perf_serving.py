@@ -116,6 +116,43 @@ def test_tp2_decode_faster_than_tp1_for_70b_fp8_on_h100():
     assert tp2.sources["allreduce"] in ("measured", "datasheet")
 
 
+def test_each_layer_costs_step_time_and_w8a8_more():
+    """A step pays the engine's per-layer cost on every layer this GPU holds, whatever the batch; weights that
+    quantize their activations (fp8, int8) pay more per layer; pipeline stages split the layers."""
+    plain = VLLM.model_copy(update={"step_us_per_layer": 0.0, "act_quant_us_per_layer": 0.0})
+    layered = VLLM.model_copy(update={"step_us_per_layer": 40.0, "act_quant_us_per_layer": 10.0})
+    m = _model("llama-3.1-8b")
+    for dtype, per_layer_us in (("bf16", 40.0), ("fp8", 50.0), ("awq", 40.0)):
+        cand = Candidate(weight_dtype=dtype)
+        a = StepModel(m, _inv("h100-sxm"), plain, cand, H100)
+        b = StepModel(m, _inv("h100-sxm"), layered, cand, H100)
+        for args in ((1, 500), (64, 64 * 1000), (0, 0, 2048, 2048 * 1024, 1)):
+            assert b.step_ms(*args) - a.step_ms(*args) == pytest.approx(m.num_layers * per_layer_us / 1000)
+    # Twice the layers, twice the per-layer time (the bytes and FLOPs are the other terms' business).
+    deep = _model("llama-3.1-8b", num_layers=64)
+    extra = [StepModel(deep, _inv("h100-sxm"), e, CAND, H100).step_ms(1, 500) for e in (layered, plain)]
+    assert extra[0] - extra[1] == pytest.approx(64 * 40.0 / 1000)
+    pp2 = StepModel(m, _inv("h100-sxm", 2), layered, Candidate(pp=2), H100)
+    pp2_plain = StepModel(m, _inv("h100-sxm", 2), plain, Candidate(pp=2), H100)
+    assert pp2.stage_s(1, 500, 0, 0) - pp2_plain.stage_s(1, 500, 0, 0) == pytest.approx(16 * 40e-6)
+
+
+def test_attention_scale_moves_only_decode_attention():
+    from serveplan.planner.profiles import Calibration
+
+    def cal(**kw):
+        return Calibration(engine="vllm", engine_version="0.26.0", gpu="h100-sxm", **kw)
+
+    def sm(c):
+        return StepModel(_model("llama-3.1-8b"), _inv("h100-sxm"), VLLM, CAND, H100, c)
+
+    same = sm(cal(bandwidth_scale=0.8))
+    assert sm(cal(bandwidth_scale=0.8, attention_scale=None)).step_ms(64, 64 * 4000) == same.step_ms(64, 64 * 4000)
+    fast_att = sm(cal(bandwidth_scale=0.8, attention_scale=1.6))
+    assert fast_att.step_ms(1, 100) == pytest.approx(same.step_ms(1, 100), rel=0.02)  # weights dominate
+    assert fast_att.step_ms(256, 256 * 4000) < 0.9 * same.step_ms(256, 256 * 4000)  # KV reads dominate
+
+
 def test_nvlink_allreduce_cheaper_than_pcie():
     sxm = _sm("llama-3.1-70b", "h100-sxm", 4, tp=4, weight_dtype="fp8")
     pcie = _sm("llama-3.1-70b", "h100-pcie", 4, tp=4, weight_dtype="fp8")

@@ -123,7 +123,7 @@ def loss(obs: list[Observation], cal: Calibration | None) -> float:
 def fit_calibration(obs: list[Observation], *, source: str, n_trials: int = 120, seed: int = 0,
                     version: str | None = None) -> Calibration:
     """Fit step overhead, per-sequence and per-request overheads, the cost of a step beyond the CUDA graphs, the
-    front end's streaming ceiling and bandwidth / compute / prefill scales."""
+    front end's streaming ceiling and weight-bandwidth / attention-bandwidth / compute / prefill scales."""
     import optuna
 
     if not obs:
@@ -138,10 +138,11 @@ def fit_calibration(obs: list[Observation], *, source: str, n_trials: int = 120,
         version = catalog.catalog_doc("engine", o0.engine)["version"]
 
     # name: (low, high, log scale)
-    space = {"step_overhead_ms": (0.2, 8.0, False), "per_seq_overhead_us": (0.0, 40.0, False),
+    space = {"step_overhead_ms": (0.0, 8.0, False), "per_seq_overhead_us": (0.0, 40.0, False),
              "request_overhead_ms": (0.0, 40.0, False), "prefill_seq_overhead_ms": (0.0, 5.0, False),
              "max_stream_tok_s": (5e3, 1e5, True), "eager_step_ms": (0.0, 20.0, False),
-             "bandwidth_scale": (0.5, 1.3, False), "compute_scale": (0.4, 1.3, False),
+             "bandwidth_scale": (0.5, 1.3, False), "attention_scale": (0.5, 1.5, False),
+             "compute_scale": (0.4, 1.3, False),
              "prefill_scale": (0.3, 1.5, False)}
 
     def make(t) -> Calibration:  # noqa: ANN001
@@ -151,7 +152,8 @@ def fit_calibration(obs: list[Observation], *, source: str, n_trials: int = 120,
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True))
     study.enqueue_trial({"step_overhead_ms": 2.0, "per_seq_overhead_us": 8.0, "request_overhead_ms": 8.0,
                          "prefill_seq_overhead_ms": 0.3, "max_stream_tok_s": 1e5, "eager_step_ms": 0.0,
-                         "bandwidth_scale": 1.0, "compute_scale": 1.0, "prefill_scale": 1.0})
+                         "bandwidth_scale": 1.0, "attention_scale": 1.0, "compute_scale": 1.0,
+                         "prefill_scale": 1.0})
     study.optimize(lambda t: loss(obs, make(t)), n_trials=n_trials)
     params, value, polished = _polish(study.best_params, study.best_value, space,
                                       lambda p: loss(obs, make(optuna.trial.FixedTrial(p))))

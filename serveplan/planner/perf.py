@@ -28,6 +28,9 @@ W4A16_COMPUTE_PENALTY = 1.15
 # slower than an engine's fused, graph-captured layers and not monotone between measured points).
 GEMM_COMPUTE_KNEE_TOKENS = 256
 W4A16_BANDWIDTH_PENALTY = 1.05
+# Weight formats whose GEMMs quantize their activations first (W8A8): more kernels per layer
+# (EngineConfig.act_quant_us_per_layer).
+W8A8_DTYPES = ("fp8", "int8")
 ELEMENTWISE_BYTES_PER_TOKEN_PER_HIDDEN = 24
 # Pipeline bubbles: micro-batches of unequal size and stage imbalance idle some stages (vLLM runs pp
 # virtual engines); each extra stage costs this share of the step.
@@ -89,6 +92,8 @@ class StepModel:
         self.cdtype = compute_dtype(c.weight_dtype, self.inventory)
         self.weight_only = weight_only(c.weight_dtype, self.inventory)
         scale_bw = self.calib.bandwidth_scale if self.calib else 1.0
+        self.att_scale = (scale_bw if not self.calib or self.calib.attention_scale is None
+                          else self.calib.attention_scale)
         self.compute_scale = self.calib.compute_scale if self.calib else 1.0
         self.prefill_scale = self.calib.prefill_scale if self.calib else 1.0
         self.bw = prof.memory_bandwidth_gbs * 1e9 * scale_bw
@@ -114,6 +119,8 @@ class StepModel:
         self.eager_ms = (self.calib.eager_step_ms if self.calib and self.calib.eager_step_ms is not None
                          else self.engine.eager_step_ms)
         self.tokenize_us = self.engine.tokenize_us_per_token
+        self.layer_us = self.engine.step_us_per_layer + (self.engine.act_quant_us_per_layer
+                                                         if c.weight_dtype in W8A8_DTYPES else 0.0)
         self.frontend_ms_per_ktok_s = self.engine.frontend_ms_per_ktok_s
         # Interconnect: TP stays inside a node (the search keeps it there); PP may cross nodes.
         self.link_bw = gpu.intra_node_bw_gbs * 1e9 * 0.7
@@ -158,7 +165,7 @@ class StepModel:
         if r is None:
             curve = self.profile.decode_attention
             r = curve.at(max(kv_tokens, 1))[0] * 1e9 if curve else 0.8 * self.profile.memory_bandwidth_gbs * 1e9
-            r *= self.calib.bandwidth_scale if self.calib else 1.0
+            r *= self.att_scale
             self._att_cache[kv_tokens] = r
         return r
 
@@ -224,7 +231,8 @@ class StepModel:
         t_comm = 0.0
         if self.cand.tp > 1:
             t_comm = 2 * self.layers * self._allreduce_s(tokens * self.model.hidden_size * 2)
-        return t_lin + t_att + t_ew + t_comm
+        t_layers = self.layers * self.layer_us * 1e-6
+        return t_lin + t_att + t_ew + t_comm + t_layers
 
     def step_ms(self, decode_seqs: float, decode_ctx: float, prefill_tokens: float = 0.0,
                 prefill_work: float = 0.0, prefill_seqs: float = 0.0) -> float:

@@ -374,6 +374,13 @@ class EngineConfig(Frozen):
                                           "per 1,000 tokens/s the replica's API server handles (prompt tokens "
                                           "tokenized + output tokens streamed): a request waits behind that "
                                           "work in the server's event loop, and the client's.")
+    step_us_per_layer: float = Field(default=0.0, ge=0, description="GPU time of every step per layer on the "
+                                     "GPU, beyond the bytes and FLOPs: a layer is a dozen short kernels (norms, "
+                                     "rotary, activation, the GEMMs' ramp and tail), each a few us that no "
+                                     "bandwidth covers; it is why a deeper model of the same bytes decodes slower.")
+    act_quant_us_per_layer: float = Field(default=0.0, ge=0, description="More GPU time per layer and step "
+                                          "for weights that quantize their activations (fp8, int8: W8A8): "
+                                          "the quantization kernels in front of the GEMMs.")
     cudagraph_max_tokens: int = Field(default=0, ge=0, description="vLLM: CUDA graphs are captured for steps "
                                       "of up to min(2 x max_num_seqs, this, max_num_batched_tokens) tokens (0.26.0's "
                                       "default max_cudagraph_capture_size); a larger step (a prompt chunk beside "
