@@ -228,7 +228,7 @@ def main() -> None:
             print(f"\n{gpu}: fitted on {len(train)} training points{also} in {time.perf_counter() - t0:.1f} s: "
                   + " ".join(f"{k}={getattr(cal, k):.3g}" for k in (
                       "step_overhead_ms", "per_seq_overhead_us", "request_overhead_ms", "prefill_seq_overhead_ms",
-                      "max_stream_tok_s", "eager_step_ms", "bandwidth_scale", "attention_scale", "compute_scale",
+                      "max_stream_tok_s", "eager_step_ms", "seq_layer_us", "bandwidth_scale", "attention_scale", "compute_scale",
                       "prefill_scale")))
         fitted = [(o, predict_observation(o, cals.get(o.gpu))) for o in obs]
         print_table(fitted, "Calibrated (each GPU its own fit); * = training point")

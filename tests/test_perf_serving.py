@@ -153,6 +153,20 @@ def test_attention_scale_moves_only_decode_attention():
     assert fast_att.step_ms(256, 256 * 4000) < 0.9 * same.step_ms(256, 256 * 4000)  # KV reads dominate
 
 
+def test_seq_layer_term_grows_the_step_with_the_batch_and_the_depth():
+    from serveplan.planner.profiles import Calibration
+
+    def sm(model, us):
+        c = Calibration(engine="vllm", engine_version="0.26.0", gpu="h100-sxm", seq_layer_us=us)
+        return StepModel(model, _inv("h100-sxm"), VLLM, CAND, H100, c)
+
+    for m in (_model("llama-3.1-8b"), _model("llama-3.1-8b", num_layers=64)):
+        with_term, without = sm(m, 0.5), sm(m, 0.0)
+        for b in (1, 16, 128):
+            extra = with_term.step_ms(b, b * 800) - without.step_ms(b, b * 800)
+            assert extra == pytest.approx(b * m.num_layers * 0.5 / 1000)
+
+
 def test_nvlink_allreduce_cheaper_than_pcie():
     sxm = _sm("llama-3.1-70b", "h100-sxm", 4, tp=4, weight_dtype="fp8")
     pcie = _sm("llama-3.1-70b", "h100-pcie", 4, tp=4, weight_dtype="fp8")

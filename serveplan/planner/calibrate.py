@@ -141,6 +141,7 @@ def fit_calibration(obs: list[Observation], *, source: str, n_trials: int = 120,
     space = {"step_overhead_ms": (0.0, 8.0, False), "per_seq_overhead_us": (0.0, 40.0, False),
              "request_overhead_ms": (0.0, 40.0, False), "prefill_seq_overhead_ms": (0.0, 5.0, False),
              "max_stream_tok_s": (5e3, 1e5, True), "eager_step_ms": (0.0, 20.0, False),
+             "seq_layer_us": (0.0, 3.0, False),
              "bandwidth_scale": (0.5, 1.3, False), "attention_scale": (0.5, 1.5, False),
              "compute_scale": (0.4, 1.3, False),
              "prefill_scale": (0.3, 1.5, False)}
@@ -152,7 +153,7 @@ def fit_calibration(obs: list[Observation], *, source: str, n_trials: int = 120,
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True))
     study.enqueue_trial({"step_overhead_ms": 2.0, "per_seq_overhead_us": 8.0, "request_overhead_ms": 8.0,
                          "prefill_seq_overhead_ms": 0.3, "max_stream_tok_s": 1e5, "eager_step_ms": 0.0,
-                         "bandwidth_scale": 1.0, "attention_scale": 1.0, "compute_scale": 1.0,
+                         "seq_layer_us": 0.0, "bandwidth_scale": 1.0, "attention_scale": 1.0, "compute_scale": 1.0,
                          "prefill_scale": 1.0})
     study.optimize(lambda t: loss(obs, make(t)), n_trials=n_trials)
     params, value, polished = _polish(study.best_params, study.best_value, space,

@@ -92,6 +92,7 @@ class StepModel:
         self.cdtype = compute_dtype(c.weight_dtype, self.inventory)
         self.weight_only = weight_only(c.weight_dtype, self.inventory)
         scale_bw = self.calib.bandwidth_scale if self.calib else 1.0
+        self.seq_layer_us = self.calib.seq_layer_us if self.calib else 0.0
         self.att_scale = (scale_bw if not self.calib or self.calib.attention_scale is None
                           else self.calib.attention_scale)
         self.compute_scale = self.calib.compute_scale if self.calib else 1.0
@@ -231,7 +232,7 @@ class StepModel:
         t_comm = 0.0
         if self.cand.tp > 1:
             t_comm = 2 * self.layers * self._allreduce_s(tokens * self.model.hidden_size * 2)
-        t_layers = self.layers * self.layer_us * 1e-6
+        t_layers = self.layers * (self.layer_us + self.seq_layer_us * decode_seqs) * 1e-6
         return t_lin + t_att + t_ew + t_comm + t_layers
 
     def step_ms(self, decode_seqs: float, decode_ctx: float, prefill_tokens: float = 0.0,

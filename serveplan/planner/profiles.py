@@ -197,6 +197,9 @@ class Calibration(_Model):
     max_stream_tok_s: float | None = None
     eager_step_ms: float | None = None
     bandwidth_scale: float = 1.0
+    seq_layer_us: float = 0.0
+    """GPU time per decoding sequence per layer per step beyond its bytes: a batch's step grows with the batch
+    faster in a deeper model (the GEMMs leave the pure weight-streaming regime as M grows)."""
     attention_scale: float | None = None
     """Decode attention's bandwidth against the profile's curve; None: bandwidth_scale (files fitted before the
     two were told apart). Weights and KV are read by different kernels (GEMMs, paged attention)."""
