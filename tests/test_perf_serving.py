@@ -128,6 +128,11 @@ def test_each_layer_costs_step_time_and_w8a8_more():
         b = StepModel(m, _inv("h100-sxm"), layered, cand, H100)
         for args in ((1, 500), (64, 64 * 1000), (0, 0, 2048, 2048 * 1024, 1)):
             assert b.step_ms(*args) - a.step_ms(*args) == pytest.approx(m.num_layers * per_layer_us / 1000)
+    # FP8 on an A100 is weight-only (no FP8 tensor cores): no activation quantization, no extra kernels.
+    a100 = _datasheet("a100-80gb-sxm")
+    fp8_a100 = [StepModel(m, _inv("a100-80gb-sxm"), e, Candidate(weight_dtype="fp8"), a100).step_ms(1, 500)
+                for e in (layered, plain)]
+    assert fp8_a100[0] - fp8_a100[1] == pytest.approx(m.num_layers * 40.0 / 1000)
     # Twice the layers, twice the per-layer time (the bytes and FLOPs are the other terms' business).
     deep = _model("llama-3.1-8b", num_layers=64)
     extra = [StepModel(deep, _inv("h100-sxm"), e, CAND, H100).step_ms(1, 500) for e in (layered, plain)]

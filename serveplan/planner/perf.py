@@ -120,8 +120,9 @@ class StepModel:
         self.eager_ms = (self.calib.eager_step_ms if self.calib and self.calib.eager_step_ms is not None
                          else self.engine.eager_step_ms)
         self.tokenize_us = self.engine.tokenize_us_per_token
-        self.layer_us = self.engine.step_us_per_layer + (self.engine.act_quant_us_per_layer
-                                                         if c.weight_dtype in W8A8_DTYPES else 0.0)
+        # fp8 on a GPU without fp8 tensor cores is weight-only (W8A16): no activations to quantize
+        w8a8 = c.weight_dtype in W8A8_DTYPES and not self.weight_only
+        self.layer_us = self.engine.step_us_per_layer + (self.engine.act_quant_us_per_layer if w8a8 else 0.0)
         self.frontend_ms_per_ktok_s = self.engine.frontend_ms_per_ktok_s
         # Interconnect: TP stays inside a node (the search keeps it there); PP may cross nodes.
         self.link_bw = gpu.intra_node_bw_gbs * 1e9 * 0.7
