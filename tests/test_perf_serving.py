@@ -320,12 +320,13 @@ def test_direct_serving_calls_match_estimate(base_req):
 @pytest.mark.parametrize("simulated", [False, True])
 def test_every_prediction_carries_sources(base_req, simulated):
     p = _pred(base_req, fixed(1000, 200, rate_rps=2.0), simulated=simulated)
-    for key in ("gemm", "bandwidth", "overhead", "front_end", "serving"):
+    for key in ("gemm", "bandwidth", "overhead", "front_end", "per_layer", "serving"):
         assert p.sources.get(key), key
     assert p.sources["serving"] == ("simulated" if simulated else "analytic")
     assert p.sources["gemm"] == "datasheet"  # the pinned H100 profile is the datasheet one
     assert p.sources["overhead"] in ("assumed", "calibrated")
     assert p.sources["front_end"] == "measured"  # vllm.yaml carries the measured front-end terms
+    assert p.sources["per_layer"] == "measured"  # and the per-layer step terms
 
 
 def test_slo_attainment_follows_limits(base_req):

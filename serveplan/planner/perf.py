@@ -140,6 +140,8 @@ class StepModel:
             "overhead": over_src,
             # tokenizing the prompt and waiting behind the API server's other work (conf/engine/<engine>.yaml)
             "front_end": "measured" if self.tokenize_us or self.frontend_ms_per_ktok_s else "none",
+            # the step's cost per layer (conf/engine/<engine>.yaml, solved from measured vLLM steps)
+            "per_layer": "measured" if self.layer_us else "none",
             "profile": prof.path,
         }
         if self.calib:
