@@ -15,7 +15,7 @@ session-3/4 8B runs) and the table reports it on the rest (session 4's experimen
     python benchmarks/open_loop_accuracy.py --markdown           # the table docs/accuracy.md shows
     python benchmarks/open_loop_accuracy.py --fit [--write-calibration]   # fit the H200 on the 8B rows
     python benchmarks/open_loop_accuracy.py --decompose          # what stalls decoding in each session-5/6 run
-    python benchmarks/open_loop_accuracy.py --ttft-parts         # where TTFT went (session 6's engine timings)
+    python benchmarks/open_loop_accuracy.py --ttft-parts         # where TTFT went (sessions 6-7's engine timings)
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -242,6 +243,31 @@ def concurrency1_front_end(folder: Path) -> tuple[float, float, int] | None:
     return a, b, len(y)
 
 
+def concurrency1_prefill(folder: Path) -> list[tuple[int, float, float]]:
+    """A server's concurrency-1 sweep (sessions 6-7) against the planner: per prompt length, the engine's own
+    prefill time (scheduled to first token; median, the connection-opening first request left out) and the
+    shipped model's prefill step for that prompt alone (calibrated). [(tokens, measured ms, model ms)]."""
+    from serveplan.planner.calibrate import _request
+    from serveplan.planner.estimate import Scorer
+    from serveplan.planner.spec import Candidate
+
+    meta = json.loads((folder / "meta.json").read_text())
+    out = []
+    for path in sorted(folder.glob("c1-*.json.gz"), key=lambda p: int(p.name[3:-len(".json.gz")])):
+        times = [r["server_prefill_ms"] for r in _read(path)["requests"][1:]
+                 if r.get("ok") and r.get("server_prefill_ms") is not None]
+        if not times:
+            continue
+        n = int(path.name[3:-len(".json.gz")])
+        req = _request(meta["model"], meta["gpu"], "vllm", n, 16, 1, meta["max_model_len"])
+        sm = Scorer(req, calibration=find_calibration("vllm", "0.26.0", meta["gpu"]), use_calibration=False).step_model(
+            Candidate(tp=meta["tp"], weight_dtype=meta["weight_dtype"], kv_cache_dtype=meta["kv_cache_dtype"],
+                      max_num_seqs=meta["max_num_seqs"], max_num_batched_tokens=meta["max_num_batched_tokens"],
+                      max_model_len=meta["max_model_len"], gpu_memory_utilization=meta["gpu_memory_utilization"]))
+        out.append((n, statistics.median(times), sm.step_ms(0, 0, n, n * n / 2, 1)))
+    return out
+
+
 METRICS = [("TTFT P50", "ttft_ms"), ("TTFT P99", "ttft_p99_ms"), ("TPOT mean", "tpot_ms"),
            ("served tok/s", "throughput_tok_s")]
 
@@ -287,7 +313,8 @@ def main() -> int:
     ap.add_argument("--decompose", action="store_true",
                     help="per session-5/6 run: the decode step, the cost per prompt token beside it and per new prompt")
     ap.add_argument("--ttft-parts", action="store_true",
-                    help="per run with vLLM's engine timings (session 6): where TTFT went, ITL and mixed-step gaps")
+                    help="per run with vLLM's engine timings (sessions 6-7): where TTFT went, ITL and mixed-step "
+                         "gaps; each server's concurrency-1 front end and prefill against the model")
     ap.add_argument("--write-calibration", action="store_true",
                     help="with --fit: write it to serveplan/profiles/calibration/vllm-0.26.0/h200.yaml")
     a = ap.parse_args()
@@ -306,11 +333,20 @@ def main() -> int:
             if p is not None:
                 print(f"| {label} | " + " | ".join(f"{p[k]:.1f}" for k in ("ttft", "queue", "prefill", "front", "tpot",
                                                                           "itl", "mixed")) + " |")
+        servers = [f for session in ("session6", "session7") for f in sorted((R / session).iterdir())
+                   if f.is_dir() and any(f.glob("c1-*.json.gz"))]
         print("\n| server | requests | front end at concurrency 1 |\n|---|---:|---|")
-        for folder in sorted((R / "session6").iterdir()):
-            fit = concurrency1_front_end(folder) if folder.is_dir() else None
+        for folder in servers:
+            fit = concurrency1_front_end(folder)
             if fit is not None:
-                print(f"| session6/{folder.name} | {fit[2]} | {fit[0]:.2f} ms + {fit[1]:.2f} us per prompt token |")
+                print(f"| {folder.parent.name}/{folder.name} | {fit[2]} | {fit[0]:.2f} ms + {fit[1]:.2f} us per "
+                      "prompt token |")
+        print("\n| server | prompt tokens | engine prefill at concurrency 1 (ms) | model's prefill step (ms) | "
+              "engine - model |\n|---|---:|---:|---:|---:|")
+        for folder in servers:
+            for n, measured, model in concurrency1_prefill(folder):
+                print(f"| {folder.parent.name}/{folder.name} | {n:,} | {measured:.1f} | {model:.1f} | "
+                      f"{measured - model:+.1f} |")
         return 0
     rows = observations()
 

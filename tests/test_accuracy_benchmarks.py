@@ -183,6 +183,15 @@ def test_ttft_parts_read_the_engine_timings_of_session6_only():
     assert ola.ttft_parts(results / "session5" / "8b-fp8" / "open-8.json.gz") is None  # no engine timings then
 
 
+def test_concurrency1_prefill_reads_each_length_against_the_model():
+    rows = ola.concurrency1_prefill(BENCH / "gpu" / "results" / "session7" / "T")  # TP=2: the meta's tp is used
+    assert [n for n, _, _ in rows] == [128, 1024, 8192]
+    assert all(m > 0 and p > 0 for _, m, p in rows)
+    assert rows[0][2] < rows[1][2] < rows[2][2]  # the model's step grows with the prompt
+    tp1 = ola.concurrency1_prefill(BENCH / "gpu" / "results" / "session7" / "R0")
+    assert tp1[-1][2] > 1.4 * rows[-1][2]  # and halves, nearly, at TP=2 (8k tokens: compute-bound)
+
+
 def test_the_shipped_tokenization_term_is_what_server_a_measured():
     from serveplan.planner import catalog
 
