@@ -75,6 +75,8 @@ def test_open_loop_rows_cover_every_usable_session5_and_session6_run():
         if "session 5" in label or "session 6" in label:
             assert o.rate_rps is not None and f"{o.rate_rps:g} req/s" in label
             assert o.ttft_ms > 0 and o.tpot_ms > 0
+    c_rows = [o for label, _, o in rows if " C " in label]
+    assert c_rows and all(o.max_cudagraph_capture_size == 2048 for o in c_rows)  # server C's larger graphs
     short = next(o for label, _, o in rows if "short-18" in label)
     assert short.traffic["input_len"]["kind"] == "fixed" and short.input_len == 256  # the run's own traffic
 

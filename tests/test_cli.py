@@ -140,6 +140,18 @@ def test_estimate_prints_predictions(runs):
     assert "16.1 GB" in out  # llama-3.1-8b bf16 weights
 
 
+def test_estimate_takes_the_cudagraph_capture_size(capsys):
+    from serveplan.cli import main
+
+    def config(*extra):
+        assert main(["estimate", "--model", "llama-8b", "--gpus", "1xH100", "--rate", "4", "--json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    big = config("--max-cudagraph-capture-size", "2048")
+    assert big["config"]["max_cudagraph_capture_size"] == 2048
+    assert config()["config"]["max_cudagraph_capture_size"] is None
+
+
 def test_estimate_json(runs):
     r = runs["estimate_json"]
     assert r.returncode == 0, r.stderr

@@ -616,6 +616,24 @@ def test_vllm_pins_the_planned_kv_cache(tp, pp, kv):
     assert "--kv-cache-memory-bytes" not in argv
 
 
+@pytest.mark.parametrize("version", ["0.26.0", "0.33.0"])
+def test_vllm_renders_the_cudagraph_capture_size_only_when_set(version):
+    req = make_request("vllm", version=version)
+    ad = get_adapter("vllm", version)
+    plain = ad.render(Candidate(max_model_len=8192), req, replica=0, gpus=[0], port=8000).argv
+    assert "--max-cudagraph-capture-size" not in plain
+    argv = ad.render(Candidate(max_model_len=8192, max_cudagraph_capture_size=2048), req, replica=0, gpus=[0],
+                     port=8000).argv
+    assert flag_value(argv, "--max-cudagraph-capture-size") == "2048" and ad.validate(argv) == []
+
+
+def test_cudagraph_capture_size_is_a_vllm_setting():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="vLLM setting"):
+        Candidate(engine="sglang", max_cudagraph_capture_size=1024)
+
+
 def test_tgi_plans_without_pipeline_parallelism():
     """engine=tgi: the search proposes PP1 only (supports_pp: false), the winner renders and validates, and
     its TGI_WIGGLE_ROOM is the gpu_memory_utilization the memory model used (TGI's own 0.90 by default)."""

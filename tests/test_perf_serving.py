@@ -142,6 +142,19 @@ def test_each_layer_costs_step_time_and_w8a8_more():
     assert pp2.stage_s(1, 500, 0, 0) - pp2_plain.stage_s(1, 500, 0, 0) == pytest.approx(16 * 40e-6)
 
 
+def test_larger_cudagraphs_keep_prompt_steps_out_of_eager_mode():
+    """vLLM 0.26 captures CUDA graphs up to min(2 x max_num_seqs, 512) tokens by default; a step beyond them pays
+    eager_step_ms. --max-cudagraph-capture-size 2048 keeps a 1,024-token step in the graphs."""
+    eng = VLLM.model_copy(update={"eager_step_ms": 5.0})
+    m = _model("llama-3.1-8b")
+    default = StepModel(m, _inv("h100-sxm"), eng, CAND, H100)
+    big = StepModel(m, _inv("h100-sxm"), eng, CAND.model_copy(update={"max_cudagraph_capture_size": 2048}), H100)
+    assert default.graph_tokens == 512 and big.graph_tokens == 2048
+    step = (16, 16 * 500, 1008, 1008 * 504, 1)  # 16 decodes beside a 1,008-token prompt chunk
+    assert default.step_ms(*step) - big.step_ms(*step) == pytest.approx(5.0)
+    assert default.step_ms(16, 16 * 500) == big.step_ms(16, 16 * 500)  # decode-only steps were in the graphs
+
+
 def test_attention_scale_moves_only_decode_attention():
     from serveplan.planner.profiles import Calibration
 

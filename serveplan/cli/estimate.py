@@ -13,7 +13,8 @@ from serveplan.cli.boundary import _console
 # The Candidate fields `plan estimate` sets from flags, and the flag names users know them by.
 ESTIMATE_KNOBS = {"weight_dtype": "--weights", "kv_cache_dtype": "--kv-cache-dtype", "tp": "--tp", "pp": "--pp",
                   "replicas": "--replicas", "max_num_seqs": "--max-num-seqs",
-                  "max_num_batched_tokens": "--max-num-batched-tokens", "chunked_prefill": "--no-chunked-prefill"}
+                  "max_num_batched_tokens": "--max-num-batched-tokens", "chunked_prefill": "--no-chunked-prefill",
+                  "max_cudagraph_capture_size": "--max-cudagraph-capture-size"}
 
 
 def _candidate_flags(p: argparse.ArgumentParser) -> list[str]:

@@ -59,6 +59,7 @@ class Observation(BaseModel):
     pp: int = 1
     replicas: int = 1
     enable_prefix_caching: bool = False
+    max_cudagraph_capture_size: int | None = None  # vLLM's default when None
     ttft_p99_ms: float | None = None  # open loop: the measured TTFT P99, reported beside the fit (not fitted)
 
 
@@ -90,7 +91,8 @@ def predict_observation(o: Observation, cal: Calibration | None) -> dict:
                      max_num_seqs=o.max_num_seqs, max_num_batched_tokens=o.max_num_batched_tokens,
                      chunked_prefill=o.chunked_prefill, max_model_len=o.max_model_len,
                      gpu_memory_utilization=o.gpu_memory_utilization,
-                     enable_prefix_caching=o.enable_prefix_caching)
+                     enable_prefix_caching=o.enable_prefix_caching,
+                     max_cudagraph_capture_size=o.max_cudagraph_capture_size)
     scorer = Scorer(req, calibration=cal, use_calibration=False)
     mem = scorer.memory(cand)
     # the run as measured: as many requests (per replica) as it sent, its drain included

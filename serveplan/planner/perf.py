@@ -116,7 +116,12 @@ class StepModel:
                                     self.calib.request_overhead_ms is not None
                                     else self.engine.request_overhead_ms)
         graphs = self.engine.cudagraph_max_tokens
-        self.graph_tokens = min(2 * c.max_num_seqs, graphs, c.max_num_batched_tokens) if graphs else 0
+        if not graphs:
+            self.graph_tokens = 0
+        elif c.max_cudagraph_capture_size:  # captured up to the size asked for
+            self.graph_tokens = min(c.max_cudagraph_capture_size, c.max_num_batched_tokens)
+        else:  # the engine's default
+            self.graph_tokens = min(2 * c.max_num_seqs, graphs, c.max_num_batched_tokens)
         self.eager_ms = (self.calib.eager_step_ms if self.calib and self.calib.eager_step_ms is not None
                          else self.engine.eager_step_ms)
         self.tokenize_us = self.engine.tokenize_us_per_token

@@ -39,7 +39,8 @@ def candidate_doc(e: Estimate) -> dict:
     doc: dict = {
         "config": {k: getattr(c, k) for k in ("engine", "tp", "pp", "replicas", "weight_dtype",
                                                "kv_cache_dtype", "max_num_seqs", "max_num_batched_tokens",
-                                               "chunked_prefill", "max_model_len", "gpu_memory_utilization")},
+                                               "chunked_prefill", "max_model_len", "gpu_memory_utilization",
+                                               "max_cudagraph_capture_size")},
         "memory_gb": {"weights": round(m.weights_gb, 3), "kv_cache": round(m.kv_cache_gb, 3),
                       "other": round(m.other_gb, 3), "capacity": round(m.capacity_gb, 3),
                       "kv_tokens": m.kv_tokens, "max_concurrent_seqs": m.max_concurrent_seqs},

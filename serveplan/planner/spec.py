@@ -527,6 +527,17 @@ class Candidate(Frozen):
     enable_prefix_caching: bool = Field(default=True, description="Reuse KV blocks of shared prompt prefixes.")
     checkpoint: Checkpoint | None = Field(default=None, description="The weights served; None: resolved from "
                                           "the model and weight_dtype when rendered.")
+    max_cudagraph_capture_size: int | None = Field(default=None, ge=1, description="vLLM "
+                                                   "--max-cudagraph-capture-size: steps of up to this many tokens "
+                                                   "run in CUDA graphs (default: min(2 x max_num_seqs, 512)); a "
+                                                   "larger size keeps steps with a prompt chunk out of eager mode, "
+                                                   "for more graph memory.")
+
+    @model_validator(mode="after")
+    def _graph_size_is_vllm(self) -> "Candidate":
+        if self.max_cudagraph_capture_size is not None and self.engine != "vllm":
+            raise ValueError(f"max_cudagraph_capture_size is a vLLM setting; {self.engine} has no such flag")
+        return self
 
     @property
     def needs_quantize(self) -> bool:
@@ -546,5 +557,6 @@ class Candidate(Frozen):
             f" x{self.replicas}" if self.replicas > 1 else "")
         cp = "chunked" if self.chunked_prefill else "no-chunk"
         nq = " (needs quantize)" if self.needs_quantize else ""
+        graphs = f" graphs={self.max_cudagraph_capture_size}" if self.max_cudagraph_capture_size else ""
         return (f"{par} {self.weight_dtype}{kv}{nq} seqs={self.max_num_seqs} "
-                f"tokens={self.max_num_batched_tokens} {cp}")
+                f"tokens={self.max_num_batched_tokens} {cp}{graphs}")

@@ -117,6 +117,8 @@ class VLLMAdapter:
                 "--enable-chunked-prefill" if c.chunked_prefill else "--no-enable-chunked-prefill",
                 "--enable-prefix-caching" if c.enable_prefix_caching else "--no-enable-prefix-caching",
                 *_ttft_guard(c, request, self.schema)]
+        if c.max_cudagraph_capture_size:
+            argv += ["--max-cudagraph-capture-size", str(c.max_cudagraph_capture_size)]
         argv += quant
         env_off = multicast_off_env(request, c)
         if env_off:
