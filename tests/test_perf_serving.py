@@ -155,6 +155,17 @@ def test_larger_cudagraphs_keep_prompt_steps_out_of_eager_mode():
     assert default.step_ms(16, 16 * 500) == big.step_ms(16, 16 * 500)  # decode-only steps were in the graphs
 
 
+def test_scorer_keeps_one_step_model_per_cudagraph_size():
+    """The scorer shares step models between candidates; which steps run in CUDA graphs depends on max_num_seqs,
+    the token budget and the capture size, so candidates that differ there must not share one (`plan compare` of
+    --max-cudagraph-capture-size 2048 against the default printed the same numbers twice)."""
+    sc = Scorer(build_request(model="llama-8b", gpus="1xH200"))
+    small, default, big = (sc.step_model(Candidate(**kw)) for kw in (
+        {"max_num_seqs": 32}, {}, {"max_cudagraph_capture_size": 2048}))
+    assert (small.graph_tokens, default.graph_tokens, big.graph_tokens) == (64, 512, 2048)
+    assert sc.step_model(Candidate(max_num_batched_tokens=4096)) is default  # same graphs: shared
+
+
 def test_attention_scale_moves_only_decode_attention():
     from serveplan.planner.profiles import Calibration
 

@@ -10,7 +10,7 @@ from serveplan.errors import ConfigError
 from serveplan.planner.catalog import quant_method
 from serveplan.planner.checkpoints import checkpoint_for
 from serveplan.planner.memory import memory_breakdown, weight_bytes_per_gpu
-from serveplan.planner.perf import StepModel
+from serveplan.planner.perf import StepModel, cudagraph_tokens
 from serveplan.planner.profiles import Calibration, HardwareProfile, find_calibration, find_profile
 from serveplan.planner.result import Estimate, MemoryBreakdown, Predictions
 from serveplan.planner.serving import analytic
@@ -53,7 +53,8 @@ class Scorer:
 
     # ---------------------------------------------------------------------------------------- scoring
     def step_model(self, cand: Candidate) -> StepModel:
-        key = (cand.tp, cand.pp, cand.weight_dtype, cand.kv_cache_dtype)
+        # what the step model depends on: the layout, the precisions and which steps run in CUDA graphs
+        key = (cand.tp, cand.pp, cand.weight_dtype, cand.kv_cache_dtype, cudagraph_tokens(self.req.engine, cand))
         sm = self._step_models.get(key)
         if sm is None:
             r = self.req

@@ -45,6 +45,16 @@ PP_BUBBLE_PER_STAGE = 0.08  # norms, rotary, activation, residual: reads + write
 BNB_COMPUTE_PENALTY = W4A16_COMPUTE_PENALTY
 
 
+def cudagraph_tokens(engine: EngineConfig, cand: Candidate) -> int:
+    """The largest step (tokens) that runs in CUDA graphs; 0: no limit is modelled."""
+    graphs = engine.cudagraph_max_tokens
+    if not graphs:
+        return 0
+    if cand.max_cudagraph_capture_size:  # captured up to the size asked for
+        return min(cand.max_cudagraph_capture_size, cand.max_num_batched_tokens)
+    return min(2 * cand.max_num_seqs, graphs, cand.max_num_batched_tokens)  # the engine's default
+
+
 def compute_dtype(weight_dtype: str, inventory: Inventory) -> str:
     """The tensor-core dtype the linear layers run in for a weight precision on this GPU."""
     gpu = inventory.gpu
@@ -115,13 +125,7 @@ class StepModel:
         self.request_overhead_ms = (self.calib.request_overhead_ms if self.calib and
                                     self.calib.request_overhead_ms is not None
                                     else self.engine.request_overhead_ms)
-        graphs = self.engine.cudagraph_max_tokens
-        if not graphs:
-            self.graph_tokens = 0
-        elif c.max_cudagraph_capture_size:  # captured up to the size asked for
-            self.graph_tokens = min(c.max_cudagraph_capture_size, c.max_num_batched_tokens)
-        else:  # the engine's default
-            self.graph_tokens = min(2 * c.max_num_seqs, graphs, c.max_num_batched_tokens)
+        self.graph_tokens = cudagraph_tokens(self.engine, c)
         self.eager_ms = (self.calib.eager_step_ms if self.calib and self.calib.eager_step_ms is not None
                          else self.engine.eager_step_ms)
         self.tokenize_us = self.engine.tokenize_us_per_token
