@@ -161,24 +161,16 @@ def layer_term(obs: list[Observation]) -> dict[str, float]:
     / (profile bandwidth x ratio), least squares, no constant. Prints each point and the solution."""
     import numpy as np
 
-    from serveplan.planner.calibrate import _request
-    from serveplan.planner.estimate import Scorer
-    from serveplan.planner.perf import W8A8_DTYPES
-    from serveplan.planner.spec import Candidate
+    from serveplan.planner.calibrate import step_model_of
 
     rows, rhs = [], []
     print("\nPer-layer step terms from the training points (balanced, concurrency 1, TPOT):")
     for o in obs:
         if not (is_train(o) and o.shape == "balanced" and o.concurrency == 1):
             continue
-        req = _request(o.model, o.gpu, o.engine, o.input_len, o.output_len, 1, o.max_model_len)
-        sm = Scorer(req, calibration=None, use_calibration=False).step_model(Candidate(
-            engine=o.engine, tp=o.tp, weight_dtype=o.weight_dtype, kv_cache_dtype=o.kv_cache_dtype,  # type: ignore[arg-type]
-            max_num_seqs=o.max_num_seqs, max_num_batched_tokens=o.max_num_batched_tokens,
-            max_model_len=o.max_model_len, gpu_memory_utilization=o.gpu_memory_utilization))
+        sm = step_model_of(o.model_dump(), None, o.input_len, o.output_len)
         read_ms = sm._weight_read_bytes(1) / (sm.profile.memory_bandwidth_gbs * 1e9) * 1e3
-        w8a8 = o.weight_dtype in W8A8_DTYPES
-        rows.append([sm.layers, sm.layers * w8a8, read_ms])
+        rows.append([sm.layers, sm.layers * sm.w8a8, read_ms])
         rhs.append(o.tpot_ms)
         print(f"  {o.gpu:9} {o.model:14} {o.weight_dtype:5} {sm.layers:3d} layers, weights at profile bandwidth "
               f"{read_ms:6.2f} ms, TPOT {o.tpot_ms:6.2f} ms")

@@ -247,11 +247,10 @@ def concurrency1_prefill(folder: Path) -> list[tuple[int, float, float]]:
     """A server's concurrency-1 sweep (sessions 6-7) against the planner: per prompt length, the engine's own
     prefill time (scheduled to first token; median, the connection-opening first request left out) and the
     shipped model's prefill step for that prompt alone (calibrated). [(tokens, measured ms, model ms)]."""
-    from serveplan.planner.calibrate import _request
-    from serveplan.planner.estimate import Scorer
-    from serveplan.planner.spec import Candidate
+    from serveplan.planner.calibrate import step_model_of
 
     meta = json.loads((folder / "meta.json").read_text())
+    cal = find_calibration("vllm", "0.26.0", meta["gpu"])
     out = []
     for path in sorted(folder.glob("c1-*.json.gz"), key=lambda p: int(p.name[3:-len(".json.gz")])):
         times = [r["server_prefill_ms"] for r in _read(path)["requests"][1:]
@@ -259,11 +258,7 @@ def concurrency1_prefill(folder: Path) -> list[tuple[int, float, float]]:
         if not times:
             continue
         n = int(path.name[3:-len(".json.gz")])
-        req = _request(meta["model"], meta["gpu"], "vllm", n, 16, 1, meta["max_model_len"])
-        sm = Scorer(req, calibration=find_calibration("vllm", "0.26.0", meta["gpu"]), use_calibration=False).step_model(
-            Candidate(tp=meta["tp"], weight_dtype=meta["weight_dtype"], kv_cache_dtype=meta["kv_cache_dtype"],
-                      max_num_seqs=meta["max_num_seqs"], max_num_batched_tokens=meta["max_num_batched_tokens"],
-                      max_model_len=meta["max_model_len"], gpu_memory_utilization=meta["gpu_memory_utilization"]))
+        sm = step_model_of(meta, cal, n, 16)
         out.append((n, statistics.median(times), sm.step_ms(0, 0, n, n * n / 2, 1)))
     return out
 

@@ -74,11 +74,34 @@ def _request(model: str, gpu: str, engine: str, i: int, o: int, c: int, mml: int
         f"search.max_model_len={mml}", "slo=none"])
 
 
+# The Candidate fields a measured configuration carries (an Observation, or a GPU run's meta.json)
+CANDIDATE_KEYS = ("engine", "tp", "pp", "replicas", "weight_dtype", "kv_cache_dtype", "max_num_seqs",
+                  "max_num_batched_tokens", "chunked_prefill", "max_model_len", "gpu_memory_utilization",
+                  "enable_prefix_caching", "max_cudagraph_capture_size")
+
+
+def candidate_of(config: dict):  # noqa: ANN201 (Candidate, lazy import)
+    """The Candidate a measured configuration ran: an Observation's fields (`o.model_dump()`) or a GPU run's
+    meta.json; a key the configuration lacks keeps the Candidate's default."""
+    from serveplan.planner.spec import Candidate
+
+    return Candidate(**{k: config[k] for k in CANDIDATE_KEYS if k in config})
+
+
+def step_model_of(config: dict, cal: Calibration | None, input_len: int, output_len: int):  # noqa: ANN201
+    """The planner's step model (calibrated with `cal`, or the profile alone) of a measured configuration (as
+    candidate_of reads it, plus its model, gpu and max_model_len), for single-request terms: one step's time."""
+    from serveplan.planner.estimate import Scorer
+
+    req = _request(config["model"], config["gpu"], config.get("engine", "vllm"), input_len, output_len, 1,
+                   config["max_model_len"])
+    return Scorer(req, calibration=cal, use_calibration=False).step_model(candidate_of(config))
+
+
 def predict_observation(o: Observation, cal: Calibration | None) -> dict:
     """The planner's prediction for the observed point (mean TTFT, mean TPOT, output tok/s)."""
     from serveplan.planner.estimate import Scorer
     from serveplan.planner.simulation import simulate
-    from serveplan.planner.spec import Candidate
 
     if o.rate_rps is not None:
         req = _open_request(o.model, o.gpu, o.engine, o.tp * o.pp * o.replicas, o.max_model_len)
@@ -86,13 +109,7 @@ def predict_observation(o: Observation, cal: Calibration | None) -> dict:
                                                                       "concurrency": None})})
     else:
         req = _request(o.model, o.gpu, o.engine, o.input_len, o.output_len, o.concurrency, o.max_model_len)
-    cand = Candidate(engine=o.engine, tp=o.tp, pp=o.pp, replicas=o.replicas,  # type: ignore[arg-type]
-                     weight_dtype=o.weight_dtype, kv_cache_dtype=o.kv_cache_dtype,  # type: ignore[arg-type]
-                     max_num_seqs=o.max_num_seqs, max_num_batched_tokens=o.max_num_batched_tokens,
-                     chunked_prefill=o.chunked_prefill, max_model_len=o.max_model_len,
-                     gpu_memory_utilization=o.gpu_memory_utilization,
-                     enable_prefix_caching=o.enable_prefix_caching,
-                     max_cudagraph_capture_size=o.max_cudagraph_capture_size)
+    cand = candidate_of(o.model_dump())
     scorer = Scorer(req, calibration=cal, use_calibration=False)
     mem = scorer.memory(cand)
     # the run as measured: as many requests (per replica) as it sent, its drain included

@@ -111,27 +111,21 @@ class StepModel:
         self.peak_bf16 = gpu.tflops.get("bf16", gpu.tflops.get("fp16", 100.0)) * 1e12
         if self.calib and self.calib.step_overhead_ms is not None:
             self.overhead_ms = self.calib.step_overhead_ms
-            self.per_seq_us = self.calib.per_seq_overhead_us if self.calib.per_seq_overhead_us is not None \
-                else self.engine.per_seq_overhead_us
+            self.per_seq_us = self._calibrated("per_seq_overhead_us")
             over_src = "calibrated"
         else:
             self.overhead_ms, self.per_seq_us, over_src = self.engine.step_overhead_ms, \
                 self.engine.per_seq_overhead_us, "assumed"
-        self.prefill_seq_ms = (self.calib.prefill_seq_overhead_ms if self.calib and
-                               self.calib.prefill_seq_overhead_ms is not None
-                               else self.engine.prefill_seq_overhead_ms)
+        self.prefill_seq_ms = self._calibrated("prefill_seq_overhead_ms")
         self.max_stream_tok_s = (self.calib.max_stream_tok_s if self.calib and self.calib.max_stream_tok_s
                                  else self.engine.max_stream_tok_s)
-        self.request_overhead_ms = (self.calib.request_overhead_ms if self.calib and
-                                    self.calib.request_overhead_ms is not None
-                                    else self.engine.request_overhead_ms)
+        self.request_overhead_ms = self._calibrated("request_overhead_ms")
         self.graph_tokens = cudagraph_tokens(self.engine, c)
-        self.eager_ms = (self.calib.eager_step_ms if self.calib and self.calib.eager_step_ms is not None
-                         else self.engine.eager_step_ms)
+        self.eager_ms = self._calibrated("eager_step_ms")
         self.tokenize_us = self.engine.tokenize_us_per_token
         # fp8 on a GPU without fp8 tensor cores is weight-only (W8A16): no activations to quantize
-        w8a8 = c.weight_dtype in W8A8_DTYPES and not self.weight_only
-        self.layer_us = self.engine.step_us_per_layer + (self.engine.act_quant_us_per_layer if w8a8 else 0.0)
+        self.w8a8 = c.weight_dtype in W8A8_DTYPES and not self.weight_only
+        self.layer_us = self.engine.step_us_per_layer + (self.engine.act_quant_us_per_layer if self.w8a8 else 0.0)
         self.frontend_ms_per_ktok_s = self.engine.frontend_ms_per_ktok_s
         # Interconnect: TP stays inside a node (the search keeps it there); PP may cross nodes.
         self.link_bw = gpu.intra_node_bw_gbs * 1e9 * 0.7
@@ -159,6 +153,11 @@ class StepModel:
         self._att_cache: dict[int, float] = {}
 
     # -------------------------------------------------------------------------------------------- terms
+    def _calibrated(self, term: str) -> float:
+        """An engine term as the calibration fitted it, or the engine's default where it fitted none."""
+        fitted = getattr(self.calib, term) if self.calib else None
+        return getattr(self.engine, term) if fitted is None else fitted
+
     def _gemm_rate(self, tokens: int) -> float:
         """Achieved linear-layer FLOP/s at this many tokens."""
         r = self._gemm_cache.get(tokens)
