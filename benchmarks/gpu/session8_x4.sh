@@ -25,6 +25,7 @@ S=${S8:-/tmp/s8}; mkdir -p "$S/P" "$S/L1" "$S/L2"
 gpu=$(gpu_kind "$S/nvidia-smi.txt")
 R_GRID_BY=${R_GRID_BY:-760}   # seconds into the script; later grids would not leave T its time in the lease
 T_GRID_BY=${T_GRID_BY:-1330}
+# R_RATES / T_RATES: the chat rates (req/s) for R and T; the defaults are sized to H100s
 source benchmarks/gpu/engine_timings.sh
 
 t0=$SECONDS
@@ -73,7 +74,7 @@ fi
 if TP=2 DEV=0,1 serve R "$m70" "$tok70" "$(TP=2 meta_of llama-3.1-70b fp8 fp8)" --kv-cache-dtype fp8 \
     --tensor-parallel-size 2 --compilation-config "$NOFUSE"; then
   c1_sweep R "$tok70" 128 1024 8192
-  for r in 3 6 8; do load R "chat-$r" "$tok70" "$r"; done
+  for r in ${R_RATES:-3 6 8}; do load R "chat-$r" "$tok70" "$r"; done
   if [ "$SECONDS" -le "$R_GRID_BY" ]; then grid R; else echo "R grid skipped: $SECONDS s > $R_GRID_BY s" >> "$S/times.txt"; fi
 fi
 stop R
@@ -83,7 +84,7 @@ stop R
 if TP=4 DEV=0,1,2,3 serve T "$m70" "$tok70" "$(TP=4 meta_of llama-3.1-70b fp8 fp8)" --kv-cache-dtype fp8 \
     --tensor-parallel-size 4 --compilation-config "$NOFUSE"; then
   c1_sweep T "$tok70" 128 1024 8192
-  for r in 6 12 16; do load T "chat-$r" "$tok70" "$r"; done
+  for r in ${T_RATES:-6 12 16}; do load T "chat-$r" "$tok70" "$r"; done
   if [ "$SECONDS" -le "$T_GRID_BY" ]; then grid T; else echo "T grid skipped: $SECONDS s > $T_GRID_BY s" >> "$S/times.txt"; fi
 fi
 stop T
