@@ -55,22 +55,30 @@ EXCLUDED = {"session5/32b-bf16": "the synthetic Qwen2 tokenizer folder does not 
 
 
 def committed_grids() -> list[Path]:
-    """Every committed grid file: session 2's H100 grids, then sessions 5-7 (H200), one per server."""
+    """Every committed grid file: session 2's H100 grids, then sessions 5-8 (H200), one per server."""
     results = HERE / "gpu" / "results"
-    return sorted(results.glob("grid_*.jsonl")) + sorted(results.glob("session[567]/*/grid.jsonl"))
+    return sorted(results.glob("grid_*.jsonl")) + sorted(results.glob("session[5678]/*/grid.jsonl"))
 
 
 def load_points(paths: list[Path]) -> list[Observation]:
-    """Mean over repeats of each (label, shape, concurrency) point, keeping the spread."""
+    """Mean over repeats of each (label, shape, concurrency) point, keeping the spread. A label two grid files
+    share (each session's GPU script names its servers R, T, ...) is qualified by its session: s7-T, s8-T."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
+    files: dict[str, set[Path]] = defaultdict(set)
+    read = []
     for p in paths:
         if f"{p.parent.parent.name}/{p.parent.name}" in EXCLUDED:
             continue
-        for line in p.read_text().splitlines():
-            row = json.loads(line)
-            if row.get("error"):
-                continue
-            groups[(row["label"], row["shape"], row["concurrency"])].append(row)
+        rows = [row for row in map(json.loads, p.read_text().splitlines()) if not row.get("error")]
+        read.append((p, rows))
+        for row in rows:
+            files[row["label"]].add(p)
+    for p, rows in read:
+        for row in rows:
+            label = row["label"]
+            if len(files[label]) > 1:
+                label = f"s{p.parent.parent.name.removeprefix('session')}-{label}"
+            groups[(label, row["shape"], row["concurrency"])].append(row)
     obs = []
     for (label, shape, c), rows in sorted(groups.items()):
         def mean(k: str) -> float:

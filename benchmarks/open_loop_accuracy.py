@@ -66,7 +66,7 @@ DEFAULTS_RUNS = [
 # engine timings; A = the session-5 8B flags, C = the same with --max-cudagraph-capture-size 2048 (the planner
 # does not model graph sizes: C is predicted as A).
 SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "session 6", {"D"}),
-            (R / "session7", "session 7", set())]
+            (R / "session7", "session 7", set()), (R / "session8", "session 8", set())]
 # The open loops the shipped H200 calibration is fitted on, beside the grids' training points (benchmarks/accuracy.py
 # --fit): session 6's 8B server alone on its host. Their engine timings also gave conf/engine/vllm.yaml's
 # tokenize_us_per_token (the concurrency-1 sweep) and frontend_ms_per_ktok_s (the open loops). Every other row is
@@ -328,7 +328,7 @@ def main() -> int:
             if p is not None:
                 print(f"| {label} | " + " | ".join(f"{p[k]:.1f}" for k in ("ttft", "queue", "prefill", "front", "tpot",
                                                                           "itl", "mixed")) + " |")
-        servers = [f for session in ("session6", "session7") for f in sorted((R / session).iterdir())
+        servers = [f for session in ("session6", "session7", "session8") for f in sorted((R / session).iterdir())
                    if f.is_dir() and any(f.glob("c1-*.json.gz"))]
         print("\n| server | requests | front end at concurrency 1 |\n|---|---:|---|")
         for folder in servers:

@@ -31,9 +31,17 @@ def test_every_committed_grid_point_is_read_with_its_configuration(grid_points):
     assert ("h200", "qwen2.5-32b", 1, "bf16") in by_config  # session 6's, with a tokenizer that round-trips
     assert {("h200", "qwen2.5-14b", 1, "bf16"), ("h200", "qwen2.5-14b", 2, "bf16"),
             ("h100-sxm", "qwen2.5-14b", 1, "bf16")} <= by_config  # session 7
+    assert ("h200", "llama-3.1-70b", 4, "fp8") in by_config  # session 8
     # H100 grid; H200 8B, 70B, Mixtral (14 each), 70B TP2 (8), 32B (14: session 6, not session 5's); session 7:
-    # the 14B at TP 1 and 2 on H200 (11 each: no concurrency 256) and on the H100 (6: balanced and decode-heavy)
-    assert len(grid_points) == 24 + 3 * 14 + 8 + 14 + 2 * 11 + 6
+    # the 14B at TP 1 and 2 on H200 (11 each: no concurrency 256) and on the H100 (6: balanced and decode-heavy);
+    # session 8: the 70B at TP 4 (11)
+    assert len(grid_points) == 24 + 3 * 14 + 8 + 14 + 2 * 11 + 6 + 11
+
+
+def test_a_label_two_sessions_share_is_kept_apart(grid_points):
+    # sessions 7 and 8 both named their TP server T: a 14B at TP 2 and a 70B at TP 4, never one point
+    by_label = {o.label: (o.model, o.tp) for o in grid_points if o.label.endswith("-T")}
+    assert by_label == {"s7-T": ("qwen2.5-14b", 2), "s8-T": ("llama-3.1-70b", 4)}
     qwen = [o for o in grid_points if o.model == "qwen2.5-32b"]
     assert {o.input_len for o in qwen if o.shape == "balanced"} == {512}  # what the server received
 
@@ -174,6 +182,20 @@ def test_decompose_recovers_a_fixed_stall_per_new_prompt(tmp_path):
     assert a == pytest.approx(step_ms, rel=0.05)
     assert b == pytest.approx(per_token_us, rel=0.1)
     assert c == pytest.approx(stall_ms, rel=0.1)
+
+
+def test_session8_open_loops_are_held_out_and_their_served_rate_levels_off():
+    rows = [(label, o) for label, _, o in ola.observations() if "session 8" in label]
+    # the 70B FP8 at TP=2 (one of two replicas) at 4, 8 and 12 req/s, and at TP=4 at 8, 16 and 24
+    assert sorted((o.tp, o.rate_rps) for _, o in rows) == [(2, 4.0), (2, 8.0), (2, 12.0), (4, 8.0), (4, 16.0),
+                                                           (4, 24.0)]
+    cal = find_calibration("vllm", "0.26.0", "h200")
+    overloaded = next(o for _, o in rows if o.tp == 4 and o.rate_rps == 24.0)  # measured: ~3,300 tok/s from 16 on
+    served = [predict_observation(overloaded.model_copy(update={"num_prompts": n}), cal)["throughput_tok_s"]
+              for n in (overloaded.num_prompts, 2 * overloaded.num_prompts)]
+    # past capacity the prediction is the capacity, whatever the run's length: a finite run's completions over its
+    # whole span count its ramp and its drain (2,770 tok/s for this run, 2,997 for one twice as long)
+    assert served[0] == pytest.approx(served[1], rel=0.02)
 
 
 def test_ttft_parts_read_the_engine_timings_of_session6_only():

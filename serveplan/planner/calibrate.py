@@ -112,10 +112,13 @@ def predict_observation(o: Observation, cal: Calibration | None) -> dict:
     cand = candidate_of(o.model_dump())
     scorer = Scorer(req, calibration=cal, use_calibration=False)
     mem = scorer.memory(cand)
-    # the run as measured: as many requests (per replica) as it sent, its drain included
+    # the run as measured: as many requests (per replica) as it sent, its drain included. An open loop's served
+    # rate is the planner's: the offered rate up to the simulated capacity, where it levels off (the measured
+    # served tok/s is taken over the steady window too; a finite run's completions over its whole span count its
+    # ramp and its drain, and read 15% below what a saturated server delivered)
     p = simulate(scorer.step_model(cand), cand, mem, req.traffic, req.slo, req.inventory,
                  n_requests=max(1, round(o.num_prompts / o.replicas)), kv_block=req.engine.kv_block_size,
-                 with_capacity=False, closed_loop="run")
+                 with_capacity=o.rate_rps is not None, closed_loop="run")
     ttft = p.ttft_ms.p50 if o.rate_rps is not None else p.ttft_ms.mean
     return {"ttft_ms": ttft, "tpot_ms": p.tpot_ms.mean, "throughput_tok_s": p.throughput_tok_s,
             "ttft_p99_ms": p.ttft_ms.p99}
