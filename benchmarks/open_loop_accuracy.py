@@ -15,7 +15,7 @@ session-3/4 8B runs) and the table reports it on the rest (session 4's experimen
     python benchmarks/open_loop_accuracy.py --markdown           # the table docs/accuracy.md shows
     python benchmarks/open_loop_accuracy.py --fit [--write-calibration]   # fit the H200 on the 8B rows
     python benchmarks/open_loop_accuracy.py --decompose          # what stalls decoding in each session-5/6 run
-    python benchmarks/open_loop_accuracy.py --ttft-parts         # where TTFT went (sessions 6-7's engine timings)
+    python benchmarks/open_loop_accuracy.py --ttft-parts         # where TTFT went (sessions 6-8's engine timings)
 """
 
 from __future__ import annotations
@@ -57,14 +57,16 @@ DEFAULTS_RUNS = [
 ]
 
 
-# Sessions 5 and 6: `serveplan bench --traffic chat --rate R --duration 60 [overrides]` against `vllm serve` with the
+# Sessions 5 to 8: `serveplan bench --traffic chat --rate R --duration 60 [overrides]` against `vllm serve` with the
 # explicit configuration in each folder's meta.json (the traffic and rate are read from the bench file itself).
 # Session 5 (benchmarks/gpu/session5_accuracy.sh): 4x H200, one server per GPU; its Qwen2.5-32B runs are left out:
 # the load generator blocked 68 s building its first prompt with that folder's slow tokenizer and then sent 10
 # requests at once (and the folder's tokenizer does not round-trip; see benchmarks/accuracy.py EXCLUDED).
 # Session 6 (benchmarks/gpu/session6_stall.sh): one H200, one server alone on the host, with vLLM's per-request
-# engine timings; A = the session-5 8B flags, C = the same with --max-cudagraph-capture-size 2048 (the planner
-# does not model graph sizes: C is predicted as A).
+# engine timings; A = the session-5 8B flags, C = the same with --max-cudagraph-capture-size 2048 (its meta.json
+# says so, and the planner models the graph size since session 7). Session 7 (session7_tp.sh, session7_h100.sh): a 14B as two TP=1
+# replicas and at TP=2 on two H200s, and on one H100. Session 8 (session8_x4.sh): the 70B FP8 at TP=2 (one of two
+# replicas) and at TP=4 on four H200s.
 SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "session 6", {"D"}),
             (R / "session7", "session 7", set()), (R / "session8", "session 8", set())]
 # The open loops the shipped H200 calibration is fitted on, beside the grids' training points (benchmarks/accuracy.py
@@ -75,7 +77,7 @@ SHIPPED_FIT = {"session6/A"}
 
 
 def _bench_runs(only: set[str] | None = None) -> list[tuple[str, Path, dict, float]]:
-    """(label, bench file, configuration, rate) of every session-5/6 open loop (or of the folders in `only`,
+    """(label, bench file, configuration, rate) of every session-5 to 8 open loop (or of the folders in `only`,
     "session6/A"), in folder and rate order. The GPU scripts name each file by its rate: open-RATE.json.gz or
     open-NAME-RATE.json.gz (_chat_bench_observation checks it against the file's own)."""
     out = []
