@@ -64,9 +64,9 @@ DEFAULTS_RUNS = [
 # requests at once (and the folder's tokenizer does not round-trip; see benchmarks/accuracy.py EXCLUDED).
 # Session 6 (benchmarks/gpu/session6_stall.sh): one H200, one server alone on the host, with vLLM's per-request
 # engine timings; A = the session-5 8B flags, C = the same with --max-cudagraph-capture-size 2048 (its meta.json
-# says so, and the planner models the graph size since session 7). Session 7 (session7_tp.sh, session7_h100.sh): a 14B as two TP=1
-# replicas and at TP=2 on two H200s, and on one H100. Session 8 (session8_x4.sh): the 70B FP8 at TP=2 (one of two
-# replicas) and at TP=4 on four H200s.
+# says so, and the planner models the graph size since session 7).
+# Session 7 (session7_tp.sh, session7_h100.sh): a 14B as two TP=1 replicas and at TP=2 on two H200s, and on one H100.
+# Session 8 (session8_x4.sh): the 70B FP8 at TP=2 (one of two replicas) and at TP=4 on four H200s.
 SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "session 6", {"D"}),
             (R / "session7", "session 7", set()), (R / "session8", "session 8", set())]
 # The open loops the shipped H200 calibration is fitted on, beside the grids' training points (benchmarks/accuracy.py
