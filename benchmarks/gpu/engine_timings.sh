@@ -1,4 +1,4 @@
-# Sourced by the session-6/7 GPU scripts (after vllm_env.sh): vLLM servers with per-request engine timings
+# Sourced by the session-6 to 8 GPU scripts (after vllm_env.sh): vLLM servers with per-request engine timings
 # (--enable-per-request-metrics, which `serveplan bench` records), and the loads they put on them. Needs S (the
 # results folder). DEV (CUDA_VISIBLE_DEVICES, default 0), PORT (default 8000), TP (meta_of's tp, default 1) and
 # SERVE_ENV (extra VAR=value for the server) may be set per call: `DEV=1 PORT=8001 serve ...`.
@@ -40,4 +40,11 @@ c1_sweep() {  # tag tokenizer lengths...: TTFT alone at each prompt length (6 re
 }
 meta_of() {  # model weight-dtype kv-dtype [extra json fields]
   echo "{\"model\": \"$1\", \"gpu\": \"$gpu\", \"tp\": ${TP:-1}, \"weight_dtype\": \"$2\", \"kv_cache_dtype\": \"$3\", \"max_num_seqs\": 256, \"max_num_batched_tokens\": 8192, \"max_model_len\": 10240, \"gpu_memory_utilization\": 0.92${4:+, $4}}"
+}
+grid() {  # tag tokenizer: the closed grid (vllm_grid.py) against the server on PORT, with the tag's meta.json
+  local tag=$1 tok=$2 t2=$SECONDS
+  python3 benchmarks/gpu/vllm_grid.py --port "${PORT:-8000}" --model "$tok" --label "$tag" --out "$S/$tag/grid.jsonl" \
+    --tmpdir "$S/$tag/vgrid" --shapes balanced,decode,prefill,long --concurrency 16,64,1 --repeats 1 \
+    --in-process --meta "$(cat "$S/$tag/meta.json")" > "$S/$tag/grid.txt" 2>&1
+  echo "$tag grid rc=$? in $((SECONDS - t2)) s" >> "$S/times.txt"
 }

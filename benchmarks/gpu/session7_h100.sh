@@ -15,11 +15,7 @@ m14=$(model_folder /tmp/s7-models qwen2.5-14b hf); tok14=$(tokenizer_folder "$m1
 if serve H "$m14" "$tok14" "$(meta_of qwen2.5-14b bf16 auto)"; then
   c1_sweep H "$tok14" 128 1024 8192
   load H chat-5 "$tok14" 5
-  t2=$SECONDS
-  python3 benchmarks/gpu/vllm_grid.py --port 8000 --model "$tok14" --label H --out "$S/H/grid.jsonl" \
-    --tmpdir "$S/H/vgrid" --shapes balanced,decode,prefill,long --concurrency 16,64,1 --repeats 1 \
-    --in-process --meta "$(cat "$S/H/meta.json")" > "$S/H/grid.txt" 2>&1
-  echo "H grid rc=$? in $((SECONDS - t2)) s" >> "$S/times.txt"
+  grid H "$tok14"
 fi
 stop H
 touch "$S/DONE"

@@ -27,13 +27,6 @@ echo "P profile rc=$? in $((SECONDS - t0)) s" >> "$S/times.txt"
 
 m14=$(model_folder /tmp/s7-models qwen2.5-14b hf); tok14=$(tokenizer_folder "$m14")
 meta14=$(meta_of qwen2.5-14b bf16 auto)
-grid() {  # tag: the closed grid against the server on PORT
-  local t2=$SECONDS
-  python3 benchmarks/gpu/vllm_grid.py --port "${PORT:-8000}" --model "$tok14" --label "$1" --out "$S/$1/grid.jsonl" \
-    --tmpdir "$S/$1/vgrid" --shapes balanced,decode,prefill,long --concurrency 16,64,1 --repeats 1 \
-    --in-process --meta "$(cat "$S/$1/meta.json")" > "$S/$1/grid.txt" 2>&1
-  echo "$1 grid rc=$? in $((SECONDS - t2)) s" >> "$S/times.txt"
-}
 
 # Two TP=1 replicas, started together; separate compile caches so the two compilations do not write one folder.
 if up 8000 && up 8001; then
@@ -50,7 +43,7 @@ if { [ -z "$r1" ] || { SERVE_ENV=VLLM_CACHE_ROOT=/tmp/vcache-r0 DEV=0 PORT=8000 
     PORT=8001 load R1 "chat-$half" "$tok14" "$half" &
     wait
   done
-  PORT=8000 grid R0
+  PORT=8000 grid R0 "$tok14"
 fi
 stop R0 & stop R1 & wait
 
@@ -59,7 +52,7 @@ if TP=2 DEV=0,1 serve T "$m14" "$tok14" "$(TP=2 meta_of qwen2.5-14b bf16 auto)" 
   c1_sweep T "$tok14" 128 1024 8192
   load T chat-6 "$tok14" 6
   load T chat-13 "$tok14" 13
-  if [ "$SECONDS" -le "$T_GRID_BY" ]; then grid T; else echo "T grid skipped: $SECONDS s > $T_GRID_BY s" >> "$S/times.txt"; fi
+  if [ "$SECONDS" -le "$T_GRID_BY" ]; then grid T "$tok14"; else echo "T grid skipped: $SECONDS s > $T_GRID_BY s" >> "$S/times.txt"; fi
 fi
 stop T
 touch "$S/DONE"

@@ -14,6 +14,8 @@
 # Nothing here is fitted: benchmarks/open_loop_accuracy.py and benchmarks/accuracy.py report these runs as held out.
 #
 #   setsid nohup bash benchmarks/gpu/session8_x4.sh > /tmp/s8.log 2>&1 &   # then poll /tmp/s8/DONE
+# The rates above are sized to H100s. Session 8's GPUs came as H200s and it ran with R_RATES="4 8 12"
+# T_RATES="8 16 24"; R's grid was stopped by hand (pkill of its vllm_grid.py) to leave T's grid its time.
 # Results: /tmp/s8/{P,R,L1,L2,T}/..., /tmp/s8/times.txt.
 set -u
 source benchmarks/gpu/vllm_env.sh
@@ -33,13 +35,6 @@ t0=$SECONDS
 echo "P profile rc=$? in $((SECONDS - t0)) s" >> "$S/times.txt"
 
 m70=$(model_folder /tmp/s8-models llama-3.1-70b ct-fp8); tok70=$(tokenizer_folder "$m70")
-grid() {  # tag: the closed grid against the server on PORT
-  local t2=$SECONDS
-  python3 benchmarks/gpu/vllm_grid.py --port "${PORT:-8000}" --model "$tok70" --label "$1" --out "$S/$1/grid.jsonl" \
-    --tmpdir "$S/$1/vgrid" --shapes balanced,decode,prefill,long --concurrency 16,64,1 --repeats 1 \
-    --in-process --meta "$(cat "$S/$1/meta.json")" > "$S/$1/grid.txt" 2>&1
-  echo "$1 grid rc=$? in $((SECONDS - t2)) s" >> "$S/times.txt"
-}
 peak_mib() {  # gpu-index out-file: the most memory nvidia-smi sees used on that GPU, every 0.5 s, until killed
   local peak=0 used
   while sleep 0.5; do
@@ -75,7 +70,7 @@ if TP=2 DEV=0,1 serve R "$m70" "$tok70" "$(TP=2 meta_of llama-3.1-70b fp8 fp8)" 
     --tensor-parallel-size 2 --compilation-config "$NOFUSE"; then
   c1_sweep R "$tok70" 128 1024 8192
   for r in ${R_RATES:-3 6 8}; do load R "chat-$r" "$tok70" "$r"; done
-  if [ "$SECONDS" -le "$R_GRID_BY" ]; then grid R; else echo "R grid skipped: $SECONDS s > $R_GRID_BY s" >> "$S/times.txt"; fi
+  if [ "$SECONDS" -le "$R_GRID_BY" ]; then grid R "$tok70"; else echo "R grid skipped: $SECONDS s > $R_GRID_BY s" >> "$S/times.txt"; fi
 fi
 stop R
 [ -n "$v1" ] && wait "$v1"; [ -n "$v2" ] && wait "$v2"
@@ -85,7 +80,7 @@ if TP=4 DEV=0,1,2,3 serve T "$m70" "$tok70" "$(TP=4 meta_of llama-3.1-70b fp8 fp
     --tensor-parallel-size 4 --compilation-config "$NOFUSE"; then
   c1_sweep T "$tok70" 128 1024 8192
   for r in ${T_RATES:-6 12 16}; do load T "chat-$r" "$tok70" "$r"; done
-  if [ "$SECONDS" -le "$T_GRID_BY" ]; then grid T; else echo "T grid skipped: $SECONDS s > $T_GRID_BY s" >> "$S/times.txt"; fi
+  if [ "$SECONDS" -le "$T_GRID_BY" ]; then grid T "$tok70"; else echo "T grid skipped: $SECONDS s > $T_GRID_BY s" >> "$S/times.txt"; fi
 fi
 stop T
 touch "$S/DONE"
