@@ -55,9 +55,9 @@ EXCLUDED = {"session5/32b-bf16": "the synthetic Qwen2 tokenizer folder does not 
 
 
 def committed_grids() -> list[Path]:
-    """Every committed grid file: session 2's H100 grids, then sessions 5-8 (H200), one per server."""
+    """Every committed grid file: session 2's H100 grids, then each later session's, one per server."""
     results = HERE / "gpu" / "results"
-    return sorted(results.glob("grid_*.jsonl")) + sorted(results.glob("session[5678]/*/grid.jsonl"))
+    return sorted(results.glob("grid_*.jsonl")) + sorted(results.glob("session*/*/grid.jsonl"))
 
 
 def load_points(paths: list[Path]) -> list[Observation]:

@@ -214,8 +214,6 @@ def ttft_parts(path: Path) -> dict | None:
     TTFT, the engine's queue, its prefill (first scheduled to first token) and the rest ("front end"), mean TPOT,
     the median gap between tokens (ITL) and the median of the gaps longer than 1.5x that (the steps that carry a
     prompt)."""
-    import statistics
-
     doc = _read(path)
     s = doc["summary"]
     if not s.get("server_prefill_ms"):
@@ -310,7 +308,7 @@ def main() -> int:
     ap.add_argument("--decompose", action="store_true",
                     help="per session-5/6 run: the decode step, the cost per prompt token beside it and per new prompt")
     ap.add_argument("--ttft-parts", action="store_true",
-                    help="per run with vLLM's engine timings (sessions 6-7): where TTFT went, ITL and mixed-step "
+                    help="per run with vLLM's engine timings (sessions 6-8): where TTFT went, ITL and mixed-step "
                          "gaps; each server's concurrency-1 front end and prefill against the model")
     ap.add_argument("--write-calibration", action="store_true",
                     help="with --fit: write it to serveplan/profiles/calibration/vllm-0.26.0/h200.yaml")
@@ -330,7 +328,7 @@ def main() -> int:
             if p is not None:
                 print(f"| {label} | " + " | ".join(f"{p[k]:.1f}" for k in ("ttft", "queue", "prefill", "front", "tpot",
                                                                           "itl", "mixed")) + " |")
-        servers = [f for session in ("session6", "session7", "session8") for f in sorted((R / session).iterdir())
+        servers = [f for folder, _, _ in SESSIONS for f in sorted(folder.iterdir())
                    if f.is_dir() and any(f.glob("c1-*.json.gz"))]
         print("\n| server | requests | front end at concurrency 1 |\n|---|---:|---|")
         for folder in servers:
