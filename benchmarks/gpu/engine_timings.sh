@@ -1,4 +1,4 @@
-# Sourced by the session-6 to 8 GPU scripts (after vllm_env.sh): vLLM servers with per-request engine timings
+# Sourced by the session-6 to 9 GPU scripts (after vllm_env.sh): vLLM servers with per-request engine timings
 # (--enable-per-request-metrics, which `serveplan bench` records), and the loads they put on them. Needs S (the
 # results folder). DEV (CUDA_VISIBLE_DEVICES, default 0), PORT (default 8000), TP (meta_of's tp, default 1) and
 # SERVE_ENV (extra VAR=value for the server) may be set per call: `DEV=1 PORT=8001 serve ...`.
@@ -47,4 +47,27 @@ grid() {  # tag tokenizer: the closed grid (vllm_grid.py) against the server on 
     --tmpdir "$S/$tag/vgrid" --shapes balanced,decode,prefill,long --concurrency 16,64,1 --repeats 1 \
     --in-process --meta "$(cat "$S/$tag/meta.json")" > "$S/$tag/grid.txt" 2>&1
   echo "$tag grid rc=$? in $((SECONDS - t2)) s" >> "$S/times.txt"
+}
+peak_mib() {  # gpu-index out-file: the most memory nvidia-smi sees used on that GPU, every 0.5 s, until killed
+  local peak=0 used
+  while sleep 0.5; do
+    used=$(nvidia-smi -i "$1" --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null) || continue
+    [ "${used:-0}" -gt "$peak" ] && { peak=$used; echo "$peak" > "$2"; }
+  done
+}
+verify_on() {  # tag gpu port plan-folder model-folder verify-args...: `serveplan verify` of a committed plan on one
+  # GPU (a copy of the plan in $S/tag/plan), nvidia-smi's peak memory on that GPU beside it, the memory lines of the
+  # engine's log and run.json kept
+  local tag=$1 dev=$2 port=$3 src=$4 folder=$5 t1=$SECONDS; shift 5
+  local plan=$S/$tag/plan
+  mkdir -p "$S/$tag" && cp -r "$src" "$plan"
+  peak_mib "$dev" "$S/$tag/peak_mib.txt" & local sampler=$!
+  CUDA_VISIBLE_DEVICES=$dev timeout 560 python3 -m serveplan.cli verify "$plan" --model "$folder" --port "$port" \
+    --duration 60 --no-progress --health-timeout 420 -o "$S/$tag/verify.json" "$@" > "$S/$tag/verify.txt" 2>&1
+  echo "$tag verify rc=$? in $((SECONDS - t1)) s (at $SECONDS s)" >> "$S/times.txt"
+  CUDA_VISIBLE_DEVICES=$dev python3 -m serveplan.cli stop "$plan" > /dev/null 2>&1
+  kill "$sampler" 2>/dev/null
+  grep -hE "Model loading took|GPU KV cache size|peak activation|Available KV cache|CUDA graph|memory|out of memory|Error" \
+    "$plan"/logs/*.log 2>/dev/null | cut -c1-300 | head -40 > "$S/$tag/memory-lines.txt"
+  cp "$plan"/run.json "$S/$tag/" 2>/dev/null
 }

@@ -35,33 +35,11 @@ t0=$SECONDS
 echo "P profile rc=$? in $((SECONDS - t0)) s" >> "$S/times.txt"
 
 m70=$(model_folder /tmp/s8-models llama-3.1-70b ct-fp8); tok70=$(tokenizer_folder "$m70")
-peak_mib() {  # gpu-index out-file: the most memory nvidia-smi sees used on that GPU, every 0.5 s, until killed
-  local peak=0 used
-  while sleep 0.5; do
-    used=$(nvidia-smi -i "$1" --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null) || continue
-    [ "${used:-0}" -gt "$peak" ] && { peak=$used; echo "$peak" > "$2"; }
-  done
-}
-verify_on() {  # tag gpu port dummy-format: `serveplan verify` of the one-H100 plan on one GPU of this machine
-  local tag=$1 dev=$2 port=$3 fmt=$4 t1=$SECONDS
-  local plan=$S/$tag/plan folder; folder=$(model_folder /tmp/s8-models llama-3.1-70b "$fmt")
-  cp -r benchmarks/gpu/plans/session8/70b-1xh100-fp8 "$plan"
-  peak_mib "$dev" "$S/$tag/peak_mib.txt" & local sampler=$!
-  CUDA_VISIBLE_DEVICES=$dev timeout 560 python3 -m serveplan.cli verify "$plan" --model "$folder" --port "$port" \
-    --duration 60 --no-progress --health-timeout 420 -o "$S/$tag/verify.json" > "$S/$tag/verify.txt" 2>&1
-  echo "$tag verify rc=$? in $((SECONDS - t1)) s" >> "$S/times.txt"
-  CUDA_VISIBLE_DEVICES=$dev python3 -m serveplan.cli stop "$plan" > /dev/null 2>&1
-  kill "$sampler" 2>/dev/null
-  grep -hE "Model loading took|GPU KV cache size|peak activation|Available KV cache|CUDA graph|memory|out of memory|Error" \
-    "$plan"/logs/*.log 2>/dev/null | cut -c1-300 | head -40 > "$S/$tag/memory-lines.txt"
-  cp "$plan"/run.json "$S/$tag/" 2>/dev/null
-}
-
 # Phase 1: R on GPUs 0,1; the one-GPU plan twice beside it (published folder on GPU 2, online FP8 on GPU 3).
 if [ "$gpu" = h100-sxm ]; then
-  verify_on L1 2 8200 ct-fp8 &
+  verify_on L1 2 8200 benchmarks/gpu/plans/session8/70b-1xh100-fp8 "$(model_folder /tmp/s8-models llama-3.1-70b ct-fp8)" &
   v1=$!
-  verify_on L2 3 8300 hf &
+  verify_on L2 3 8300 benchmarks/gpu/plans/session8/70b-1xh100-fp8 "$(model_folder /tmp/s8-models llama-3.1-70b hf)" &
   v2=$!
 else
   echo "L1, L2 skipped: the GPUs are $gpu, not 80 GB cards" >> "$S/times.txt"; v1=; v2=
