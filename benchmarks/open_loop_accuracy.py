@@ -30,6 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from serveplan.bench import results  # noqa: E402
 from serveplan.planner.calibrate import (Observation, fit_calibration, predict_observation,  # noqa: E402
                                          write_calibration)
 from serveplan.planner.config import build_request  # noqa: E402
@@ -45,6 +46,10 @@ VERIFY_RUNS = [
     ("H200 8B fp8 TP1x2 summarize 1 req/s", R / "launch_safety/session3/verify-8b-2gpu-summarize-1.json", True),
     ("H200 8B fp8 chat 26 req/s (winner)", R / "session4/q1/q1-winner-verify.json.gz", True),
     ("H200 70B fp8 TP1x2 chat 8 req/s (winner)", R / "session4/q2w/q2-winner-verify.json.gz", False),
+    # session 9 (session9_h100.sh): the 70B FP8 plan for one 80 GB card on a real H100, at its planned 2 req/s from a
+    # published-format folder (L1) and at 3 req/s from a bf16 folder that vLLM quantizes while loading (L2)
+    ("H100 70B fp8 chat 2 req/s (plan, published FP8)", R / "session9/L1/verify.json", False),
+    ("H100 70B fp8 chat 3 req/s (plan, online FP8)", R / "session9/L2/verify.json", False),
 ]
 # (label, bench JSON, model, gpu, rate, tp, fit?): `vllm serve FOLDER [--tensor-parallel-size TP]` with vLLM
 # 0.26.0's defaults on an H200: bf16, max_num_seqs 1024, max_num_batched_tokens 8192 (>= 70 GiB cards), chunked
@@ -67,8 +72,10 @@ DEFAULTS_RUNS = [
 # says so, and the planner models the graph size since session 7).
 # Session 7 (session7_tp.sh, session7_h100.sh): a 14B as two TP=1 replicas and at TP=2 on two H200s, and on one H100.
 # Session 8 (session8_x4.sh): the 70B FP8 at TP=2 (one of two replicas) and at TP=4 on four H200s.
+# Session 9 (session9_h100.sh): the 8B FP8 on one H100 with FP8 KV (KF) and bf16 KV (KA) at the same rate.
 SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "session 6", {"D"}),
-            (R / "session7", "session 7", set()), (R / "session8", "session 8", set())]
+            (R / "session7", "session 7", set()), (R / "session8", "session 8", set()),
+            (R / "session9", "session 9", set())]
 # The open loops the shipped H200 calibration is fitted on, beside the grids' training points (benchmarks/accuracy.py
 # --fit): session 6's 8B server alone on its host. Their engine timings also gave conf/engine/vllm.yaml's
 # tokenize_us_per_token (the concurrency-1 sweep) and frontend_ms_per_ktok_s (the open loops). Every other row is
@@ -103,30 +110,12 @@ def _read(path: Path) -> dict:
 
 
 def served_tok_s(requests: list[dict]) -> float | None:
-    """Output tokens/s the server delivered while the load was on, from a third of the arrival window to the last
-    arrival: each request's tokens are spread evenly between its first and its last token, and only the share
-    inside the window counts. The bench's own tok/s divides by the run's whole span, drain included, so an open
-    loop that keeps up reads low (8 req/s offered, 6.3 "served"); counting whole requests that finish inside
-    the window reads low too when requests last a large part of it (a 70B at 4 req/s: 20 s requests in a 40 s
-    window). This reads the offered rate back when the server keeps up, and what it served when it does not."""
+    """serveplan.bench.results.served_tok_s of a bench file's requests (None for files without start times)."""
     ok = [r for r in requests if r.get("ok")]
     if not ok or "start_s" not in ok[0]:
         return None
-    t_end = max(r["start_s"] for r in ok)
-    t0 = t_end / 3
-    if t_end <= t0:
-        return None
-    tokens = 0.0
-    for r in ok:
-        n = r.get("output_tokens") or 0
-        first = r["start_s"] + (r.get("ttft_ms") or 0) / 1000
-        last = r["start_s"] + r["e2e_ms"] / 1000
-        if last <= first:  # one token: it counts where it landed
-            tokens += n if t0 <= last <= t_end else 0
-            continue
-        overlap = max(0.0, min(last, t_end) - max(first, t0))
-        tokens += n * overlap / (last - first)
-    return tokens / (t_end - t0)
+    return results.served_tok_s([(r["start_s"], r["start_s"] + (r.get("ttft_ms") or 0) / 1000,
+                                  r["start_s"] + r["e2e_ms"] / 1000, r.get("output_tokens") or 0) for r in ok])
 
 
 def _bench_of(verify_path: Path, doc: dict) -> dict | None:

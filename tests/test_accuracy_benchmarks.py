@@ -222,3 +222,28 @@ def test_the_shipped_tokenization_term_is_what_server_a_measured():
     a, b, n = ola.concurrency1_front_end(BENCH / "gpu" / "results" / "session6" / "A")
     assert n == 25 and 0 < a < 10
     assert b == pytest.approx(catalog.catalog_doc("engine", "vllm")["tokenize_us_per_token"], rel=0.05)
+
+
+def test_an_open_loop_summary_reports_what_was_served_and_verify_compares_that():
+    # A 70B-like server that keeps up with 2 req/s of ~256 tokens at 40 ms each: the run's own req/s divides by
+    # its whole span, the drain of its last long outputs included, and reads far below the offered rate; the
+    # served figures read it back, and verify compares the prediction with those.
+    from serveplan.bench.results import RequestRecord, summarize
+    from serveplan.bench.verify import compare
+
+    recs = [RequestRecord(index=i, url="u", start_s=r["start_s"], input_len=1000, output_len=r["output_tokens"],
+                          output_tokens=r["output_tokens"], ttft_ms=r["ttft_ms"], e2e_ms=r["e2e_ms"], ok=True)
+            for i, r in enumerate(_requests(2.0, 60.0, 256, 0.3, 0.04))]
+    span = max(r.start_s + r.e2e_ms / 1000 for r in recs)
+    s = summarize(recs, span, offered_rps=2.0)
+    assert s.requests_per_s < 0.8 * 2.0  # the drain
+    assert s.served_rps == pytest.approx(2.0, rel=0.2)
+    mean_out = s.total_output_tokens / s.completed
+    predicted = {"requests_per_s": 2.0, "throughput_tok_s": 2.0 * mean_out}
+    rows = {c.metric: c for c in compare(predicted, s.model_dump(mode="json"))}
+    assert rows["requests_per_s"].measured == pytest.approx(s.served_rps)
+    assert abs(rows["output_tok_s"].rel_error) < 0.2
+    closed = summarize(recs, span)  # a closed loop has no served figures: the run's own are compared
+    assert closed.served_rps is None
+    assert {c.metric: c for c in compare(predicted, closed.model_dump(mode="json"))}["requests_per_s"].measured \
+        == pytest.approx(closed.requests_per_s)

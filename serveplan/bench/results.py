@@ -127,6 +127,11 @@ class BenchSummary(_Model):
                                      "aggregate percentile (and min_throughput_tok_s on output tok/s).")
     errors: dict[str, int] = Field(default_factory=dict, description="Failed requests by kind.")
     offered_rps: float | None = Field(default=None, description="Open loop: the configured rate.")
+    served_output_tok_s: float | None = Field(default=None, description="Open loop: output tokens/s the server "
+                                              "delivered while the load was on (served_tok_s); output_tok_s "
+                                              "divides by the whole run, drain included.")
+    served_rps: float | None = Field(default=None, description="Open loop: served_output_tok_s over the mean "
+                                     "output length, the requests/s the server kept up with.")
     achieved_send_rps: float | None = Field(default=None, description="Requests sent per second.")
     concurrency_limit: int | None = None
     max_in_flight: int = 0
@@ -216,6 +221,29 @@ def _meets_slo(r: RequestRecord, slo: SLO) -> bool:
     return True
 
 
+def served_tok_s(spans: list[tuple[float, float, float, int]]) -> float | None:
+    """Output tokens/s a server delivered while an open loop's load was on, from (start s, first token s, last
+    token s, output tokens) per successful request: from a third of the arrival window to the last arrival, each
+    request's tokens spread evenly between its first and its last token, only the share inside the window
+    counted. A run's tokens over its whole span count the drain of its last long outputs, so a server that kept up
+    reads low (8 req/s offered, 6.3 "served"); counting whole requests that finish inside the window reads low too
+    when requests last a large part of it (a 70B at 4 req/s: 20 s requests in a 40 s window). This reads the
+    offered rate back when the server keeps up, and what it served when it does not."""
+    if not spans:
+        return None
+    t_end = max(start for start, _, _, _ in spans)
+    t0 = t_end / 3
+    if t_end <= t0:
+        return None
+    tokens = 0.0
+    for _, first, last, n in spans:
+        if last <= first:  # one token: it counts where it landed
+            tokens += n if t0 <= last <= t_end else 0
+            continue
+        tokens += n * max(0.0, min(last, t_end) - max(first, t0)) / (last - first)
+    return tokens / (t_end - t0)
+
+
 def summarize(recs: list[RequestRecord], duration_s: float, slo: SLO | None = None, *,
               offered_rps: float | None = None, concurrency_limit: int | None = None) -> BenchSummary:
     """The summary of a set of request records over a run of duration_s seconds."""
@@ -241,6 +269,11 @@ def summarize(recs: list[RequestRecord], duration_s: float, slo: SLO | None = No
         requests_per_s=len(ok) / d, input_tok_s=tin / d, output_tok_s=tout / d, total_tok_s=(tin + tout) / d,
         errors=dict(sorted(errors.items())), offered_rps=offered_rps, achieved_send_rps=send_rps,
         concurrency_limit=concurrency_limit)
+    if offered_rps is not None and ok:
+        served = served_tok_s([(r.start_s, r.start_s + (r.ttft_ms or 0.0) / 1000, r.start_s + (r.e2e_ms or 0.0) / 1000,
+                                r.output_tokens) for r in ok])
+        if served is not None and tout > 0:
+            s.served_output_tok_s, s.served_rps = served, served / (tout / len(ok))
     timed = [r for r in ok if r.server_queue_ms is not None and r.server_prefill_ms is not None]
     if timed:
         s.server_queue_ms = LatencyStats.of([r.server_queue_ms for r in timed])
