@@ -9,14 +9,16 @@ benchmarks/gpu/plans/). The planner predicts the same point with the step-level 
 of prompts. Prints a table and the error summary; with --fit, fits one engine calibration per GPU on that GPU's
 training split and reports the error on the held-out split.
 
-The split is fixed (FIT_CONFIGS, TRAIN_POINTS): a checkerboard of (shape, concurrency) points of the fitted
+The split is fixed (FIT_CONFIGS, MOE_TERM_CONFIGS, TRAIN_POINTS): a checkerboard of (shape, concurrency) points of the fitted
 configurations (H100: 8B; H200: 8B and 70B at TP=1, two sizes so that size-dependent and constant terms can
-be told apart); every other point of those configurations, and every point of a configuration never fitted
-(Mixtral-8x7B, Qwen2.5-32B, Qwen2.5-14B, 70B and 14B at TP=2), is held out.
+be told apart), and the same checkerboard of Mixtral-8x7B, which solves the MoE terms (--moe-term) and nothing
+else; every other point of those configurations, and every point of a configuration never fitted (Qwen2.5-32B,
+Qwen2.5-14B, 70B and 14B at TP=2 and 4), is held out.
 
     python benchmarks/accuracy.py                         # uncalibrated (profile only)
     python benchmarks/accuracy.py --fit --write-calibration --plot docs/accuracy.png
     python benchmarks/accuracy.py --fit --gpu h200        # one GPU's points only
+    python benchmarks/accuracy.py --moe-term              # solve conf/engine/vllm.yaml's MoE terms
 """
 
 from __future__ import annotations
@@ -106,11 +108,26 @@ TRAIN_POINTS = {"balanced": (1, 64), "decode": (16, 256), "prefill": (1, 64), "l
 FIT_CONFIGS = {("h100-sxm", "llama-3.1-8b", 1), ("h200", "llama-3.1-8b", 1), ("h200", "llama-3.1-70b", 1)}
 
 
+# (gpu, model, tp) whose checkerboard points solve conf/engine/vllm.yaml's MoE terms (--moe-term), with the
+# calibration fixed; they are not in the calibration's fit
+MOE_TERM_CONFIGS = {("h200", "mixtral-8x7b", 1)}
+
+
 def is_train(o: Observation) -> bool:
     """A checkerboard over (shape, concurrency) of the fitted configurations: the calibration sees balanced
     and prefill-heavy at concurrency 1 and 64, decode-heavy at 16 and 256 and 8k prompts at 1; every held-out
     point is a (shape, concurrency) pair it never saw, or a configuration it never saw."""
     return (o.gpu, o.model, o.tp) in FIT_CONFIGS and o.concurrency in TRAIN_POINTS[o.shape]
+
+
+def is_moe_term(o: Observation) -> bool:
+    """The same checkerboard of the configurations the MoE terms are solved on."""
+    return (o.gpu, o.model, o.tp) in MOE_TERM_CONFIGS and o.concurrency in TRAIN_POINTS[o.shape]
+
+
+def is_fitted(o: Observation) -> bool:
+    """A point something was fitted on (the calibration or the MoE terms): never reported as held out."""
+    return is_train(o) or is_moe_term(o)
 
 
 def errors(rows: list[tuple[Observation, dict]]) -> dict:
@@ -133,7 +150,7 @@ def print_table(rows: list[tuple[Observation, dict]], title: str) -> None:
     for o, p in rows:
         e = lambda k: (p[k] - getattr(o, k)) / getattr(o, k) * 100  # noqa: E731
         tag = f"8b-{o.label}" if o.label in SESSION2_LABELS else o.label
-        split = "*" if is_train(o) else " "
+        split = "*" if is_fitted(o) else " "
         print(f"{o.gpu:8} {tag:11}{split} {o.shape:9} {o.concurrency:4d} | {o.ttft_ms:9.1f} {p['ttft_ms']:8.1f} {e('ttft_ms'):+5.0f}% | "
               f"{o.tpot_ms:9.2f} {p['tpot_ms']:7.2f} {e('tpot_ms'):+5.0f}% | {o.throughput_tok_s:10.0f} "
               f"{p['throughput_tok_s']:8.0f} {e('throughput_tok_s'):+5.0f}% | {o.ttft_spread:5.1%}/{o.tpot_spread:5.1%}")
@@ -150,13 +167,13 @@ def print_by_configuration(rows: list[tuple[Observation, dict]]) -> None:
     the worst optimism over the three; the table docs/accuracy.md shows."""
     groups: dict[tuple, list[tuple[Observation, dict]]] = defaultdict(list)
     for o, p in rows:
-        if not is_train(o):
+        if not is_fitted(o):
             groups[(o.gpu, o.model, o.tp, o.weight_dtype, o.kv_cache_dtype)].append((o, p))
     print("\n| GPU | model | TP | weights / KV | split | points | TTFT | TPOT | throughput | worst optimism |")
     print("|---|---|---:|---|---|---:|---:|---:|---:|---:|")
     for (gpu, model, tp, w, kv), g in sorted(groups.items()):
         e = errors(g)
-        split = "held-out points" if (gpu, model, tp) in FIT_CONFIGS else "never fitted"
+        split = "held-out points" if (gpu, model, tp) in FIT_CONFIGS | MOE_TERM_CONFIGS else "never fitted"
         worst = max(v["worst_optimism"] for v in e.values())
         print(f"| {gpu} | {model} | {tp} | {w} / {kv} | {split} | {len(g)} | {e['ttft']['mape']:.1%} | "
               f"{e['tpot']['mape']:.1%} | {e['throughput']['mape']:.1%} | {worst:.2f}x |")
@@ -189,6 +206,43 @@ def layer_term(obs: list[Observation]) -> dict[str, float]:
     return {"step_us_per_layer": base * 1e3, "act_quant_us_per_layer": quant * 1e3, "bandwidth_ratio": 1 / inv_ratio}
 
 
+def moe_term(obs: list[Observation]) -> dict[str, float]:
+    """conf/engine/vllm.yaml's MoE terms, solved on the MoE configurations' checkerboard points (is_moe_term)
+    with the shipped calibration fixed: a grid search of moe_layer_us (0-100 us) x moe_compute_efficiency
+    (0.4-1.0) for the least mean |log error| of TPOT + TTFT + 0.5 throughput (the calibration's objective).
+    Prints the solution and the error on the points solved and on the others of the same configurations."""
+    import math
+
+    from serveplan.planner.profiles import find_calibration
+
+    train = [o for o in obs if is_moe_term(o)]
+    rest = [o for o in obs if (o.gpu, o.model, o.tp) in MOE_TERM_CONFIGS and not is_moe_term(o)]
+    if not train:
+        raise SystemExit("no MoE-term points among the grids read")
+    cals = {g: find_calibration("vllm", "0.26.0", g) for g in {o.gpu for o in train}}
+
+    def loss(engine: dict) -> float:
+        total = 0.0
+        for o in train:
+            p = predict_observation(o, cals[o.gpu], engine)
+            total += (abs(math.log(p["tpot_ms"] / o.tpot_ms)) + abs(math.log(p["ttft_ms"] / o.ttft_ms))
+                      + 0.5 * abs(math.log(p["throughput_tok_s"] / o.throughput_tok_s)))
+        return total / len(train)
+
+    grid = [{"moe_layer_us": float(us), "moe_compute_efficiency": eff / 100}
+            for us in range(0, 101, 5) for eff in range(40, 101, 5)]
+    best = min(grid, key=loss)
+    print(f"\nMoE terms from {len(train)} points of {sorted(MOE_TERM_CONFIGS)}: moe_layer_us {best['moe_layer_us']:g}, "
+          f"moe_compute_efficiency {best['moe_compute_efficiency']:g} (loss {loss(best):.3f}; without: "
+          f"{loss({'moe_layer_us': 0.0, 'moe_compute_efficiency': 1.0}):.3f})")
+    for name, pts in (("the points solved on", train), ("the other points of those configurations", rest)):
+        if pts:
+            print(f"  {name} ({len(pts)}), without the terms and with them:")
+            for label, engine in (("without", {"moe_layer_us": 0.0, "moe_compute_efficiency": 1.0}), ("with", best)):
+                print_summary(label, errors([(o, predict_observation(o, cals[o.gpu], engine)) for o in pts]))
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", nargs="*", type=Path, default=committed_grids())
@@ -199,10 +253,15 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write the table and summary as JSON")
     ap.add_argument("--layer-term", action="store_true", help="only solve conf/engine/vllm.yaml's per-layer step "
                     "terms from the training points and print them")
+    ap.add_argument("--moe-term", action="store_true", help="only solve conf/engine/vllm.yaml's MoE terms from the "
+                    "MoE configurations' checkerboard points (the shipped calibration fixed) and print them")
     a = ap.parse_args()
     obs = [o for o in load_points(a.results) if a.gpu in (None, o.gpu)]
     if a.layer_term:
         layer_term(obs)
+        return
+    if a.moe_term:
+        moe_term(obs)
         return
     gpus = sorted({o.gpu for o in obs})
     base = [(o, predict_observation(o, None)) for o in obs]
@@ -234,9 +293,9 @@ def main() -> None:
         print_table(fitted, "Calibrated (each GPU its own fit); * = training point")
         report["calibrated"] = {}
         for gpu in gpus:
-            tr = [r for r in fitted if r[0].gpu == gpu and is_train(r[0])]
-            te = [r for r in fitted if r[0].gpu == gpu and not is_train(r[0])]
-            unseen = [r for r in te if (gpu, r[0].model, r[0].tp) not in FIT_CONFIGS]
+            tr = [r for r in fitted if r[0].gpu == gpu and is_fitted(r[0])]
+            te = [r for r in fitted if r[0].gpu == gpu and not is_fitted(r[0])]
+            unseen = [r for r in te if (gpu, r[0].model, r[0].tp) not in FIT_CONFIGS | MOE_TERM_CONFIGS]
             print(f"\n{gpu}:")
             if tr:
                 print_summary("train", errors(tr))
@@ -244,13 +303,13 @@ def main() -> None:
             if unseen:
                 print_summary("unseen", errors(unseen))
             print("  (uncalibrated on the held-out split:)")
-            print_summary("held-out", errors([r for r in base if r[0].gpu == gpu and not is_train(r[0])]))
+            print_summary("held-out", errors([r for r in base if r[0].gpu == gpu and not is_fitted(r[0])]))
             report["calibrated"][gpu] = {"train": errors(tr) if tr else None, "held_out": errors(te),
                                          "unseen_configs": errors(unseen) if unseen else None,
                                          "calibration": cals[gpu].model_dump(exclude={"path"}) if gpu in cals
                                          else None}
         print_by_configuration(fitted)
-        report["uncalibrated"]["held_out"] = errors([r for r in base if not is_train(r[0])])
+        report["uncalibrated"]["held_out"] = errors([r for r in base if not is_fitted(r[0])])
         if a.write_calibration:
             from serveplan.planner.calibrate import write_calibration
             for cal in cals.values():
@@ -279,8 +338,8 @@ def plot(base, fitted, path: Path) -> None:  # noqa: ANN001
             if rows is None:
                 continue
             for split, color in ((True, "tab:blue"), (False, "tab:red")):
-                xs = [getattr(o, key) for o, p in rows if is_train(o) == split]
-                ys = [p[key] for o, p in rows if is_train(o) == split]
+                xs = [getattr(o, key) for o, p in rows if is_fitted(o) == split]
+                ys = [p[key] for o, p in rows if is_fitted(o) == split]
                 ax.scatter(xs, ys, marker=marker, color=color if label == "calibrated" else "grey",
                            alpha=0.8 if label == "calibrated" else 0.5,
                            label=f"{label}, {'train' if split else 'held-out'}" if label == "calibrated"

@@ -142,6 +142,27 @@ def test_each_layer_costs_step_time_and_w8a8_more():
     assert pp2.stage_s(1, 500, 0, 0) - pp2_plain.stage_s(1, 500, 0, 0) == pytest.approx(16 * 40e-6)
 
 
+def test_moe_terms_cost_moe_models_only():
+    """Routing costs every MoE layer the same time whatever the batch; a slower fused expert GEMM slows the
+    compute-bound prompt steps and leaves a one-token decode step (memory-bound) alone; dense models pay neither."""
+    plain = VLLM.model_copy(update={"moe_layer_us": 0.0, "moe_compute_efficiency": 1.0})
+    routed = VLLM.model_copy(update={"moe_layer_us": 50.0, "moe_compute_efficiency": 1.0})
+    slow = VLLM.model_copy(update={"moe_layer_us": 0.0, "moe_compute_efficiency": 0.5})
+    moe, dense = _model("mixtral-8x7b"), _model("llama-3.1-8b")
+    cand = Candidate(weight_dtype="fp8")
+
+    def step(m, e, *args):  # noqa: ANN001, ANN202
+        return StepModel(m, _inv("h100-sxm"), e, cand, H100).step_ms(*args)
+
+    for args in ((1, 500), (64, 64 * 1000), (0, 0, 4096, 4096 * 2048, 1)):
+        assert step(moe, routed, *args) - step(moe, plain, *args) == pytest.approx(moe.num_layers * 50.0 / 1000)
+        for e in (routed, slow):
+            assert step(dense, e, *args) == pytest.approx(step(dense, plain, *args))
+    prompt = (0, 0, 4096, 4096 * 2048, 1)
+    assert step(moe, slow, *prompt) > 1.3 * step(moe, plain, *prompt)
+    assert step(moe, slow, 1, 500) == pytest.approx(step(moe, plain, 1, 500))
+
+
 def test_larger_cudagraphs_keep_prompt_steps_out_of_eager_mode():
     """vLLM 0.26 captures CUDA graphs up to min(2 x max_num_seqs, 512) tokens by default; a step beyond them pays
     eager_step_ms. --max-cudagraph-capture-size 2048 keeps a 1,024-token step in the graphs."""

@@ -98,8 +98,9 @@ def step_model_of(config: dict, cal: Calibration | None, input_len: int, output_
     return Scorer(req, calibration=cal, use_calibration=False).step_model(candidate_of(config))
 
 
-def predict_observation(o: Observation, cal: Calibration | None) -> dict:
-    """The planner's prediction for the observed point (mean TTFT, mean TPOT, output tok/s)."""
+def predict_observation(o: Observation, cal: Calibration | None, engine: dict | None = None) -> dict:
+    """The planner's prediction for the observed point (mean TTFT, mean TPOT, output tok/s); engine: terms of
+    the engine configuration to use instead of conf/engine's (benchmarks/accuracy.py solves some that way)."""
     from serveplan.planner.estimate import Scorer
     from serveplan.planner.simulation import simulate
 
@@ -109,6 +110,8 @@ def predict_observation(o: Observation, cal: Calibration | None) -> dict:
                                                                       "concurrency": None})})
     else:
         req = _request(o.model, o.gpu, o.engine, o.input_len, o.output_len, o.concurrency, o.max_model_len)
+    if engine:
+        req = req.model_copy(update={"engine": req.engine.model_copy(update=engine)})
     cand = candidate_of(o.model_dump())
     scorer = Scorer(req, calibration=cal, use_calibration=False)
     mem = scorer.memory(cand)

@@ -193,14 +193,30 @@ class StepModel:
             return measured[0] * 1e-6
         return self.link_alpha_us * 1e-6 + 2 * (tp - 1) / tp * nbytes / self.link_bw
 
-    def _weight_read_bytes(self, tokens: float) -> float:
+    def _weight_read_bytes(self, tokens: float, experts: bool = True) -> float:
+        """Weight bytes a step of `tokens` tokens reads (experts=False: without the MLP / expert weights)."""
         m = self.model
-        frac = 1.0 if not m.is_moe else 1 - (1 - m.experts_per_token / m.num_experts) ** max(tokens, 1)
+        frac = 0.0 if not experts else 1.0 if not m.is_moe else \
+            1 - (1 - m.experts_per_token / m.num_experts) ** max(tokens, 1)
         b = self.dense_bytes + self.expert_bytes * frac  # MoE: experts touched by `tokens` routed tokens
         w = self.cand.weight_dtype
         if w == "bnb-nf4" and tokens > 1:  # the GEMM reads the dequantized bf16 copy (see _bnb_dequant_s)
             return b + (self.dense_lin_params + self.expert_params * frac) * (2.0 - self._bpw)
         return b * (W4A16_BANDWIDTH_PENALTY if w in ("awq", "gptq", "bnb-nf4") else 1.0)
+
+    def _moe_linear_s(self, tokens: float, t_int: int) -> float:
+        """A MoE step's linear layers: the dense ones (attention projections, LM head) and the routed experts are
+        separate kernels, each compute- or memory-bound on its own. The fused expert kernels reach only part of a
+        dense GEMM's rate when compute-bound, and routing the tokens to their experts costs time per layer
+        (engine.moe_compute_efficiency, engine.moe_layer_us: `benchmarks/accuracy.py --moe-term`)."""
+        e = self.engine
+        expert_flops = 2 * self.layers * self.model.active_mlp_params_per_layer / self.cand.tp * tokens
+        rate = self._gemm_rate(t_int)
+        read = self._weight_read_bytes(tokens)
+        expert_read = read - self._weight_read_bytes(tokens, experts=False)
+        dense = max((self.flops_per_token * tokens - expert_flops) / rate, (read - expert_read) / self.bw)
+        experts = max(expert_flops / (rate * e.moe_compute_efficiency), expert_read / self.bw)
+        return dense + experts + self.layers * e.moe_layer_us * 1e-6
 
     def _bnb_dequant_s(self, tokens: float) -> float:
         """bitsandbytes' dequantize pass before each matmul of more than one token: read the 4-bit weights,
@@ -225,8 +241,11 @@ class StepModel:
         if tokens <= 0:
             return 0.0
         t_int = max(1, int(tokens))
-        t_lin = max(self.flops_per_token * tokens / self._gemm_rate(t_int),
-                    self._weight_read_bytes(tokens) / self.bw)
+        if self.model.is_moe:
+            t_lin = self._moe_linear_s(tokens, t_int)
+        else:
+            t_lin = max(self.flops_per_token * tokens / self._gemm_rate(t_int),
+                        self._weight_read_bytes(tokens) / self.bw)
         if self.cand.weight_dtype == "bnb-nf4" and tokens > 1:
             t_lin += self._bnb_dequant_s(tokens)
         t_att = 0.0

@@ -381,6 +381,12 @@ class EngineConfig(Frozen):
     act_quant_us_per_layer: float = Field(default=0.0, ge=0, description="More GPU time per layer and step "
                                           "for weights that quantize their activations (fp8, int8: W8A8): "
                                           "the quantization kernels in front of the GEMMs.")
+    moe_layer_us: float = Field(default=0.0, ge=0, description="MoE models: GPU time per MoE layer and step "
+                                "beyond the experts' bytes and FLOPs (routing, top-k, sorting the tokens by "
+                                "expert, the fused kernel's launch).")
+    moe_compute_efficiency: float = Field(default=1.0, gt=0, le=2, description="MoE models: the share of the "
+                                          "profile's GEMM rate the fused expert kernels reach when "
+                                          "compute-bound (prompt chunks).")
     cudagraph_max_tokens: int = Field(default=0, ge=0, description="vLLM: CUDA graphs are captured for steps "
                                       "of up to min(2 x max_num_seqs, this, max_num_batched_tokens) tokens (0.26.0's "
                                       "default max_cudagraph_capture_size); a larger step (a prompt chunk beside "
