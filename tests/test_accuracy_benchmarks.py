@@ -253,3 +253,14 @@ def test_an_open_loop_summary_reports_what_was_served_and_verify_compares_that()
     assert closed.served_rps is None
     assert {c.metric: c for c in compare(predicted, closed.model_dump(mode="json"))}["requests_per_s"].measured \
         == pytest.approx(closed.requests_per_s)
+
+
+def test_the_shipped_moe_terms_are_the_moe_points_solution(grid_points, capsys):
+    # conf/engine/vllm.yaml's MoE terms are what --moe-term solves on Mixtral's checkerboard half (with the shipped
+    # calibration); a refit calibration or new MoE grids must re-solve them
+    from serveplan.planner import catalog
+
+    solved = accuracy.moe_term(grid_points)
+    engine = catalog.catalog_doc("engine", "vllm")
+    assert solved == {"moe_layer_us": engine["moe_layer_us"], "moe_compute_efficiency": engine["moe_compute_efficiency"]}
+    assert "the other points of those configurations (7)" in capsys.readouterr().out

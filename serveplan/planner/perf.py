@@ -147,6 +147,9 @@ class StepModel:
             "per_layer": "measured" if self.layer_us else "none",
             "profile": prof.path,
         }
+        if m.is_moe:  # routing and the fused expert kernels (conf/engine/<engine>.yaml, solved on Mixtral-8x7B)
+            measured = self.engine.moe_layer_us or self.engine.moe_compute_efficiency != 1.0
+            self.sources["moe"] = "measured (Mixtral-8x7B, H200)" if measured else "none"
         if self.calib:
             self.sources["calibration"] = self.calib.describe()
         self._gemm_cache: dict[int, float] = {}
