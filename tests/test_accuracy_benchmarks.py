@@ -264,3 +264,9 @@ def test_the_shipped_moe_terms_are_the_moe_points_solution(grid_points, capsys):
     engine = catalog.catalog_doc("engine", "vllm")
     assert solved == {"moe_layer_us": engine["moe_layer_us"], "moe_compute_efficiency": engine["moe_compute_efficiency"]}
     assert "the other points of those configurations (7)" in capsys.readouterr().out
+
+
+def test_every_excluded_open_loop_row_exists_and_says_why():
+    labels = {label for label, _, _ in ola.observations()}
+    assert ola.EXCLUDED_ROWS and set(ola.EXCLUDED_ROWS) <= labels  # a renamed row would silently count again
+    assert all(len(why.split()) > 8 for why in ola.EXCLUDED_ROWS.values())
