@@ -270,3 +270,30 @@ def test_every_excluded_open_loop_row_exists_and_says_why():
     labels = {label for label, _, _ in ola.observations()}
     assert ola.EXCLUDED_ROWS and set(ola.EXCLUDED_ROWS) <= labels  # a renamed row would silently count again
     assert all(len(why.split()) > 8 for why in ola.EXCLUDED_ROWS.values())
+
+
+def test_verify_says_when_the_server_fell_behind():
+    # An open loop whose queue grew (each request waits longer than the one before) and which served below the
+    # offered rate gets a note; one that kept up, or one whose served rate reads low on flat latencies (a short
+    # run's sampling noise), gets none.
+    from serveplan.bench.results import RequestRecord, summarize
+    from serveplan.bench.verify import fell_behind
+
+    def records(rate: float, wait_growth_ms: float, tpot_s: float):  # noqa: ANN202
+        out = []
+        for i, r in enumerate(_requests(rate, 60.0, 256, 0.2, tpot_s)):
+            wait = i * wait_growth_ms
+            out.append(RequestRecord(index=i, url="u", start_s=r["start_s"], input_len=1000,
+                                     output_len=r["output_tokens"], output_tokens=r["output_tokens"],
+                                     ttft_ms=r["ttft_ms"] + wait, e2e_ms=r["e2e_ms"] + wait, ok=True))
+        return out
+
+    def note(recs, offered):  # noqa: ANN001, ANN202
+        span = max(r.start_s + r.e2e_ms / 1000 for r in recs)
+        return fell_behind(summarize(recs, span, offered_rps=offered), recs)
+
+    behind = note(records(4.0, 150.0, 0.04), 4.0)
+    assert behind and "fell behind" in behind and "--rate" in behind
+    assert note(records(4.0, 0.0, 0.04), 4.0) is None
+    # the same flat run, told it was offered more than it received: served reads low, the queue did not grow
+    assert note(records(4.0, 0.0, 0.04), 6.0) is None

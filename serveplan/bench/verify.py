@@ -172,6 +172,36 @@ def compare(predicted: dict | None, measured: dict) -> list[Comparison]:
     return out
 
 
+# An open loop fell behind when it served below this share of its offered rate while its queue grew (the median TTFT
+# of the last third of arrivals above QUEUE_GREW times the first third's). Either alone misleads: a minute of
+# lognormal lengths at 2 req/s reads 0.80-1.15 of the offered rate on servers that kept up (sessions 5-9), and a
+# server at the edge of its KV cache queues in bursts and recovers. Those that fell behind read 0.53-0.80 with
+# their late TTFT 8-25 times the early one.
+FELL_BEHIND = 0.85
+QUEUE_GREW = 3.0
+
+
+def fell_behind(s, requests) -> str | None:  # noqa: ANN001 (BenchSummary, RequestRecords)
+    """A note when an open loop's server did not keep up with the offered rate: its latencies are then those of a
+    queue that grew through the run, and say little about the configuration at a rate it can serve."""
+    import statistics
+
+    if s.offered_rps is None or s.served_rps is None or s.served_rps >= FELL_BEHIND * s.offered_rps:
+        return None
+    ok = sorted((r for r in requests if r.ok and r.ttft_ms is not None), key=lambda r: r.start_s)
+    third = len(ok) // 3
+    if third < 5:
+        return None
+    early = statistics.median(r.ttft_ms for r in ok[:third])
+    late = statistics.median(r.ttft_ms for r in ok[-third:])
+    if late < QUEUE_GREW * early:
+        return None
+    return (f"the server fell behind: it served {s.served_rps:.2f} req/s of the {s.offered_rps:g} offered while the "
+            f"load was on, and the median TTFT grew from {early:,.0f} ms (first third of arrivals) to {late:,.0f} ms "
+            f"(last third), so the latencies above are those of a growing queue; verify again at a rate below "
+            f"{s.served_rps:.2f} (--rate) to measure the configuration itself")
+
+
 def _plan_file(plan_dir: str | Path) -> Path:
     p = Path(plan_dir)
     f = p / "plan.yaml" if p.is_dir() else p
@@ -302,6 +332,9 @@ def verify_plan(plan_dir: str | Path, *, model: str | None = None, num_requests:
                           tokenizer=tokenizer or _local_tokenizer(model))
     # launched() has stopped the engines and updated rec (exit codes, status, stopped_at).
     notes.extend(bench.notes)
+    behind = fell_behind(bench.summary, bench.requests)
+    if behind:
+        notes.append(behind)
     if bench.interrupted:
         notes.append("the bench was interrupted: the figures cover the requests that finished before the stop")
     s = bench.summary
