@@ -161,3 +161,25 @@ def test_overload_sentence_never_says_a_ceiling_above_the_offered_rate():
             assert float(m.group(1)) < float(m.group(2)), p.why
         else:
             assert p.why.startswith("No candidate"), p.why
+
+
+def test_why_warns_when_the_planned_load_nearly_fills_the_kv_cache(readme_plan):
+    # The committed one-H100 70B FP8 plan keeps ~19 of the ~22 sequences its KV cache holds in flight at 2 req/s
+    # (session 9 measured its TTFT tail far above the prediction); the README's plan keeps a fraction.
+    from pathlib import Path
+
+    from serveplan.planner.decision import KV_PRESSURE, kv_pressure
+    from serveplan.planner.result import load_plan
+
+    edge = load_plan(Path(__file__).parents[1] / "benchmarks/gpu/plans/session8/70b-1xh100-fp8/plan.yaml")
+    w = edge.ranked[0]
+    note = kv_pressure(edge.request, w)
+    assert note and "22 sequences" in note and "in flight" in note
+    assert kv_pressure(readme_plan.request, readme_plan.ranked[0]) is None
+    # twice the KV cache, the same load: no warning; half the rate: none either
+    roomy = w.model_copy(update={"memory": w.memory.model_copy(update={
+        "max_concurrent_seqs": int(w.memory.max_concurrent_seqs * 2)})})
+    assert kv_pressure(edge.request, roomy) is None
+    calm = edge.request.model_copy(update={"traffic": edge.request.traffic.model_copy(update={
+        "rate_rps": edge.request.traffic.rate_rps * KV_PRESSURE / 2})})
+    assert kv_pressure(calm, w) is None

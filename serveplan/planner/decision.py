@@ -129,9 +129,43 @@ def _batching(c: Candidate) -> str:
             f"{'chunked' if c.chunked_prefill else 'unchunked'}")
 
 
+# Requests in flight at the planned load (Little's law: the rate per replica x the predicted mean E2E) above this
+# share of the sequences the KV cache holds: vLLM then runs with its cache full, and queues in bursts that the
+# simulated steady state understates. Session 9 (docs/accuracy.md, "One H100"): a 70B FP8 on one H100 at 2 req/s of
+# chat kept ~19 of its ~22 sequences in flight; vLLM's cache stood 97-100% full and TTFT P99 was 5.2 s against
+# 1.4 s predicted, while TPOT held.
+KV_PRESSURE = 0.8
+
+
+def kv_pressure(req: PlanRequest, w: Estimate) -> str | None:
+    """A sentence when the winner's KV cache would run nearly full at the planned load."""
+    p, seqs = w.predictions, w.memory.max_concurrent_seqs
+    if p is None or seqs <= 0:
+        return None
+    if req.traffic.rate_rps:
+        in_flight = req.traffic.rate_rps / w.config.replicas * p.e2e_ms.mean / 1000.0
+    elif req.traffic.concurrency:
+        in_flight = req.traffic.concurrency / w.config.replicas
+    else:
+        return None
+    if in_flight <= KV_PRESSURE * seqs:
+        return None
+    return (f"Its KV cache holds about {seqs:,} sequences of this traffic per replica, and the planned load keeps "
+            f"{in_flight:,.0f} in flight ({in_flight / seqs:.0%}): expect bursts of queueing beyond the predicted "
+            f"TTFT tail (a 70B FP8 on one H100 at 89% measured TTFT P99 3.6x the prediction). More KV cache per "
+            f"replica (more GPUs per replica, FP8 KV, smaller weights) or a lower rate avoids them.")
+
+
 def why(req: PlanRequest, ranked: list[Estimate], alternatives: list[Estimate] | None = None) -> str:
     """Why the winner: for the goodput objective, one clause per decision (precision, layout, batching)
-    against the best alternative that decided differently; for cost and latency, the runner-up's number."""
+    against the best alternative that decided differently; for cost and latency, the runner-up's number. A
+    sentence on KV-cache pressure follows where the planned load nearly fills the winner's cache."""
+    text = _why(req, ranked, alternatives)
+    note = kv_pressure(req, ranked[0]) if ranked else None
+    return f"{text} {note}" if note else text
+
+
+def _why(req: PlanRequest, ranked: list[Estimate], alternatives: list[Estimate] | None = None) -> str:
     if not ranked:
         return ""
     w = ranked[0]
