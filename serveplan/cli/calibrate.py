@@ -32,7 +32,8 @@ def main(argv: list[str]) -> int:
         points.append(BenchPoint(label=str(f), model=model, completed=s.completed,
                                  total_input_tokens=s.total_input_tokens, total_output_tokens=s.total_output_tokens,
                                  concurrency=s.concurrency_limit, ttft_ms=s.ttft_ms.mean, tpot_ms=s.tpot_ms.mean,
-                                 throughput_tok_s=s.output_tok_s, rate_rps=s.offered_rps,
+                                 # an open loop's output as served while the load was on, where the file has it
+                                 throughput_tok_s=s.served_output_tok_s or s.output_tok_s, rate_rps=s.offered_rps,
                                  ttft_p50_ms=s.ttft_ms.p50))
     obs = observations(plan, points)
     cal = fit_calibration(obs, source=", ".join(str(b) for b in a.bench), n_trials=a.trials,
