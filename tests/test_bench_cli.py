@@ -49,8 +49,10 @@ def test_two_replicas_json_table_and_report(engine, tmp_path):
     assert doc["traffic"]["name"] == "chat" and doc["traffic"]["output_len"]["mean"] == 10
     assert set(doc["slo"]) >= {"ttft_p99_ms"} and s["slo_met"]
     assert len(doc["per_url"]) == 2 and sum(x["completed"] for x in doc["per_url"].values()) == 12
-    for word in ("TTFT", "TPOT", "E2E", "per url", "requests/s", f"wrote {out}", f"wrote {report}"):
+    for word in ("TTFT", "TPOT", "E2E", "per url", "requests/s", "served while loaded", f"wrote {out}",
+                 f"wrote {report}"):
         assert word in p.stdout
+    assert s["served_rps"] > 0 and s["served_output_tok_s"] > 0  # an open loop: what was served while loaded
     assert report.read_text().startswith("<!doctype html>")
     assert "Traceback" not in p.stderr
 

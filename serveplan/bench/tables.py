@@ -43,6 +43,8 @@ def render_table(result: BenchResult, console=None) -> None:
     t2.add_row("requests/s", fmt_num(s.requests_per_s, 2))
     t2.add_row("output tok/s", fmt_num(s.output_tok_s))
     t2.add_row("input tok/s", fmt_num(s.input_tok_s))
+    if s.served_rps is not None:  # the figures above divide by the whole run, drain included
+        t2.add_row("served while loaded", f"{s.served_rps:.2f} req/s, {fmt_num(s.served_output_tok_s)} output tok/s")
     if s.goodput_rps is not None:
         t2.add_row("goodput req/s (SLO)", f"{s.goodput_rps:.2f}  ({(s.slo_attainment or 0) * 100:.0f}% met)")
     t2.add_row("in flight max / mean", f"{s.max_in_flight} / {s.mean_in_flight:.1f}")
