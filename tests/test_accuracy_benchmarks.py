@@ -297,3 +297,14 @@ def test_verify_says_when_the_server_fell_behind():
     assert note(records(4.0, 0.0, 0.04), 4.0) is None
     # the same flat run, told it was offered more than it received: served reads low, the queue did not grow
     assert note(records(4.0, 0.0, 0.04), 6.0) is None
+
+
+def test_several_seeds_give_medians_and_the_p99_range():
+    # another sample of the same traffic moves a few-hundred-request run's TTFT P99; the harness reports the
+    # median of several simulations and their P99 range
+    label, _, o = next(r for r in ola.observations() if "KF chat-12" in r[0])
+    cal = find_calibration("vllm", "0.26.0", o.gpu)
+    med, (lo, hi) = ola.predict_seeds(o, cal, 3)
+    singles = [predict_observation(o, cal, seed=s)["ttft_p99_ms"] for s in range(3)]
+    assert lo == min(singles) and hi == max(singles) and lo <= med["ttft_p99_ms"] <= hi
+    assert lo < hi  # the seeds do differ

@@ -98,9 +98,11 @@ def step_model_of(config: dict, cal: Calibration | None, input_len: int, output_
     return Scorer(req, calibration=cal, use_calibration=False).step_model(candidate_of(config))
 
 
-def predict_observation(o: Observation, cal: Calibration | None, engine: dict | None = None) -> dict:
+def predict_observation(o: Observation, cal: Calibration | None, engine: dict | None = None,
+                        seed: int = 0) -> dict:
     """The planner's prediction for the observed point (mean TTFT, mean TPOT, output tok/s); engine: terms of
-    the engine configuration to use instead of conf/engine's (benchmarks/accuracy.py solves some that way)."""
+    the engine configuration to use instead of conf/engine's (benchmarks/accuracy.py solves some that way); seed:
+    the simulation's (lengths and arrivals), for the spread a finite run's sample gives."""
     from serveplan.planner.estimate import Scorer
     from serveplan.planner.simulation import simulate
 
@@ -121,7 +123,7 @@ def predict_observation(o: Observation, cal: Calibration | None, engine: dict | 
     # ramp and its drain, and read 15% below what a saturated server delivered)
     p = simulate(scorer.step_model(cand), cand, mem, req.traffic, req.slo, req.inventory,
                  n_requests=max(1, round(o.num_prompts / o.replicas)), kv_block=req.engine.kv_block_size,
-                 with_capacity=o.rate_rps is not None, closed_loop="run")
+                 with_capacity=o.rate_rps is not None, closed_loop="run", seed=seed)
     ttft = p.ttft_ms.p50 if o.rate_rps is not None else p.ttft_ms.mean
     return {"ttft_ms": ttft, "tpot_ms": p.tpot_ms.mean, "throughput_tok_s": p.throughput_tok_s,
             "ttft_p99_ms": p.ttft_ms.p99}
