@@ -53,7 +53,7 @@ def test_two_replicas_json_table_and_report(engine, tmp_path):
                  f"wrote {report}"):
         assert word in p.stdout
     assert s["served_rps"] > 0 and s["served_output_tok_s"] > 0  # an open loop: what was served while loaded
-    assert report.read_text().startswith("<!doctype html>")
+    assert report.read_text().startswith("<!doctype html>") and "served while loaded" in report.read_text()
     assert "Traceback" not in p.stderr
 
 

@@ -253,6 +253,8 @@ def _result_section(r: BenchResult) -> str:
     rows = [["requests ok / failed / cancelled", f"{s.completed} / {s.failed} / {s.cancelled}"],
             ["duration (s)", s.duration_s], ["requests/s", s.requests_per_s], ["output tok/s", s.output_tok_s],
             ["input tok/s", s.input_tok_s], ["in flight max / mean", f"{s.max_in_flight} / {s.mean_in_flight:.1f}"]]
+    if s.served_rps is not None:  # the figures above divide by the whole run, drain included
+        rows.append(["served while loaded", f"{s.served_rps:.2f} req/s, {_f(s.served_output_tok_s)} output tok/s"])
     if s.goodput_rps is not None:
         rows.append(["goodput req/s (SLO met)", f"{s.goodput_rps:.2f} ({(s.slo_attainment or 0) * 100:.0f}%)"])
     if s.slo_met:
