@@ -183,3 +183,19 @@ def test_why_warns_when_the_planned_load_nearly_fills_the_kv_cache(readme_plan):
     calm = edge.request.model_copy(update={"traffic": edge.request.traffic.model_copy(update={
         "rate_rps": edge.request.traffic.rate_rps * KV_PRESSURE / 2})})
     assert kv_pressure(calm, w) is None
+
+
+def test_estimate_prints_the_kv_pressure_warning():
+    # `plan estimate` of the same edge configuration at its rate says it too; a roomy one does not
+    from serveplan.planner.estimate import estimate
+    from serveplan.planner.report import render_estimate
+
+    def printed(model: str, gpus: str, **knobs) -> str:  # noqa: ANN003
+        req = build_request(model=model, gpus=gpus, overrides=["search.max_model_len=16384"])
+        out = io.StringIO()
+        render_estimate(estimate(req, Candidate(max_model_len=16384, **knobs)), req, Console(file=out, width=400))
+        return out.getvalue()
+
+    assert "KV cache:" in printed("llama-70b", "1xH100", weight_dtype="fp8", kv_cache_dtype="fp8", max_num_seqs=128,
+                                  max_num_batched_tokens=2048)
+    assert "KV cache:" not in printed("llama-8b", "1xH100", weight_dtype="fp8", kv_cache_dtype="fp8")

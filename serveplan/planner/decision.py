@@ -150,7 +150,7 @@ def kv_pressure(req: PlanRequest, w: Estimate) -> str | None:
         return None
     if in_flight <= KV_PRESSURE * seqs:
         return None
-    return (f"Its KV cache holds about {seqs:,} sequences of this traffic per replica, and the planned load keeps "
+    return (f"Its KV cache holds about {seqs:,} sequences of this traffic per replica, and this load keeps "
             f"{in_flight:,.0f} in flight ({in_flight / seqs:.0%}): expect bursts of queueing beyond the predicted "
             f"TTFT tail (a 70B FP8 on one H100 at 89% measured TTFT P99 3.6x the prediction). More KV cache per "
             f"replica (more GPUs per replica, FP8 KV, smaller weights) or a lower rate avoids them.")

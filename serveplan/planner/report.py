@@ -237,6 +237,11 @@ def render_estimate(est: Estimate, req, console) -> None:  # noqa: ANN001 (PlanR
     console.print(f"Sources: {', '.join(f'{k}={v}' for k, v in pr.sources.items())}")
     if est.violations:
         console.print(f"[yellow]SLO missed:[/] {'; '.join(est.violations)}")
+    from serveplan.planner.decision import kv_pressure
+
+    pressure = kv_pressure(req, est)
+    if pressure:
+        console.print(f"[yellow]KV cache:[/] {pressure}", highlight=False)
 
 
 def plan_files(plan: Plan) -> dict[str, str]:
