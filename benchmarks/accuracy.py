@@ -111,6 +111,7 @@ FIT_CONFIGS = {("h100-sxm", "llama-3.1-8b", 1), ("h200", "llama-3.1-8b", 1), ("h
 # (gpu, model, tp) whose checkerboard points solve conf/engine/vllm.yaml's MoE terms (--moe-term), with the
 # calibration fixed; they are not in the calibration's fit
 MOE_TERM_CONFIGS = {("h200", "mixtral-8x7b", 1)}
+NO_MOE_TERMS = {"moe_layer_us": 0.0, "moe_compute_efficiency": 1.0}  # the step model before them
 
 
 def is_train(o: Observation) -> bool:
@@ -231,14 +232,14 @@ def moe_term(obs: list[Observation]) -> dict[str, float]:
 
     grid = [{"moe_layer_us": float(us), "moe_compute_efficiency": eff / 100}
             for us in range(0, 101, 5) for eff in range(40, 101, 5)]
-    best = min(grid, key=loss)
+    best_loss, best = min(((loss(engine), engine) for engine in grid), key=lambda lb: lb[0])
     print(f"\nMoE terms from {len(train)} points of {sorted(MOE_TERM_CONFIGS)}: moe_layer_us {best['moe_layer_us']:g}, "
-          f"moe_compute_efficiency {best['moe_compute_efficiency']:g} (loss {loss(best):.3f}; without: "
-          f"{loss({'moe_layer_us': 0.0, 'moe_compute_efficiency': 1.0}):.3f})")
+          f"moe_compute_efficiency {best['moe_compute_efficiency']:g} (loss {best_loss:.3f}; without: "
+          f"{loss(NO_MOE_TERMS):.3f})")
     for name, pts in (("the points solved on", train), ("the other points of those configurations", rest)):
         if pts:
             print(f"  {name} ({len(pts)}), without the terms and with them:")
-            for label, engine in (("without", {"moe_layer_us": 0.0, "moe_compute_efficiency": 1.0}), ("with", best)):
+            for label, engine in (("without", NO_MOE_TERMS), ("with", best)):
                 print_summary(label, errors([(o, predict_observation(o, cals[o.gpu], engine)) for o in pts]))
     return best
 

@@ -135,6 +135,18 @@ def _requests(rate: float, seconds: float, out_tokens: int, ttft_s: float, tpot_
     return reqs
 
 
+def _records(rate: float, seconds: float, out_tokens: int, ttft_s: float, tpot_s: float,
+             wait_growth_ms: float = 0.0):
+    """_requests as the bench's RequestRecords; wait_growth_ms: each request waits that much longer than the one
+    before it (a queue that grows)."""
+    from serveplan.bench.results import RequestRecord
+
+    return [RequestRecord(index=i, url="u", start_s=r["start_s"], input_len=1000, output_len=r["output_tokens"],
+                          output_tokens=r["output_tokens"], ttft_ms=r["ttft_ms"] + i * wait_growth_ms,
+                          e2e_ms=r["e2e_ms"] + i * wait_growth_ms, ok=True)
+            for i, r in enumerate(_requests(rate, seconds, out_tokens, ttft_s, tpot_s))]
+
+
 def test_served_tokens_read_back_the_offered_rate_when_requests_are_long():
     # 4 req/s of ~256 tokens at 65 ms each (the session-5 70B): requests last ~17 s on average and the long
     # ones over a minute. The server keeps up, so it serves what arrives; counting only the requests that
@@ -234,12 +246,10 @@ def test_an_open_loop_summary_reports_what_was_served_and_verify_compares_that()
     # A 70B-like server that keeps up with 2 req/s of ~256 tokens at 40 ms each: the run's own req/s divides by
     # its whole span, the drain of its last long outputs included, and reads far below the offered rate; the
     # served figures read it back, and verify compares the prediction with those.
-    from serveplan.bench.results import RequestRecord, summarize
+    from serveplan.bench.results import summarize
     from serveplan.bench.verify import compare
 
-    recs = [RequestRecord(index=i, url="u", start_s=r["start_s"], input_len=1000, output_len=r["output_tokens"],
-                          output_tokens=r["output_tokens"], ttft_ms=r["ttft_ms"], e2e_ms=r["e2e_ms"], ok=True)
-            for i, r in enumerate(_requests(2.0, 60.0, 256, 0.3, 0.04))]
+    recs = _records(2.0, 60.0, 256, 0.3, 0.04)
     span = max(r.start_s + r.e2e_ms / 1000 for r in recs)
     s = summarize(recs, span, offered_rps=2.0)
     assert s.requests_per_s < 0.8 * 2.0  # the drain
@@ -276,27 +286,19 @@ def test_verify_says_when_the_server_fell_behind():
     # An open loop whose queue grew (each request waits longer than the one before) and which served below the
     # offered rate gets a note; one that kept up, or one whose served rate reads low on flat latencies (a short
     # run's sampling noise), gets none.
-    from serveplan.bench.results import RequestRecord, summarize
+    from serveplan.bench.results import summarize
     from serveplan.bench.verify import fell_behind
-
-    def records(rate: float, wait_growth_ms: float, tpot_s: float):  # noqa: ANN202
-        out = []
-        for i, r in enumerate(_requests(rate, 60.0, 256, 0.2, tpot_s)):
-            wait = i * wait_growth_ms
-            out.append(RequestRecord(index=i, url="u", start_s=r["start_s"], input_len=1000,
-                                     output_len=r["output_tokens"], output_tokens=r["output_tokens"],
-                                     ttft_ms=r["ttft_ms"] + wait, e2e_ms=r["e2e_ms"] + wait, ok=True))
-        return out
 
     def note(recs, offered):  # noqa: ANN001, ANN202
         span = max(r.start_s + r.e2e_ms / 1000 for r in recs)
         return fell_behind(summarize(recs, span, offered_rps=offered), recs)
 
-    behind = note(records(4.0, 150.0, 0.04), 4.0)
+    behind = note(_records(4.0, 60.0, 256, 0.2, 0.04, wait_growth_ms=150.0), 4.0)
     assert behind and "fell behind" in behind and "--rate" in behind
-    assert note(records(4.0, 0.0, 0.04), 4.0) is None
+    flat = _records(4.0, 60.0, 256, 0.2, 0.04)
+    assert note(flat, 4.0) is None
     # the same flat run, told it was offered more than it received: served reads low, the queue did not grow
-    assert note(records(4.0, 0.0, 0.04), 6.0) is None
+    assert note(flat, 6.0) is None
 
 
 def test_several_seeds_give_medians_and_the_p99_range():

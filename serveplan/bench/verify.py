@@ -50,6 +50,7 @@ Exit codes of `verify`: 0 done; 2 bad arguments or plan; 4 the launch failed, or
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 from pathlib import Path
 from typing import Any, Literal
 
@@ -165,8 +166,10 @@ def compare(predicted: dict | None, measured: dict) -> list[Comparison]:
     out = []
     for key, _label in COMPARED:
         pkey = "throughput_tok_s" if key == "output_tok_s" else key
-        m = _lookup(measured, SERVED[key]) if key in SERVED else None
-        p, m = _lookup(predicted, pkey), m if m is not None else _lookup(measured, key)
+        p = _lookup(predicted, pkey)
+        m = _lookup(measured, SERVED[key]) if key in SERVED else None  # None without served figures
+        if m is None:
+            m = _lookup(measured, key)
         err = (m - p) / p if p is not None and m is not None and p != 0 else None
         out.append(Comparison(metric=key, predicted=p, measured=m, rel_error=err))
     return out
@@ -184,8 +187,6 @@ QUEUE_GREW = 3.0
 def fell_behind(s, requests) -> str | None:  # noqa: ANN001 (BenchSummary, RequestRecords)
     """A note when an open loop's server did not keep up with the offered rate: its latencies are then those of a
     queue that grew through the run, and say little about the configuration at a rate it can serve."""
-    import statistics
-
     if s.offered_rps is None or s.served_rps is None or s.served_rps >= FELL_BEHIND * s.offered_rps:
         return None
     ok = sorted((r for r in requests if r.ok and r.ttft_ms is not None), key=lambda r: r.start_s)
