@@ -18,6 +18,7 @@ Qwen2.5-14B, 70B and 14B at TP=2 and 4), is held out.
     python benchmarks/accuracy.py                         # uncalibrated (profile only)
     python benchmarks/accuracy.py --fit --write-calibration --plot docs/accuracy.png
     python benchmarks/accuracy.py --fit --gpu h200        # one GPU's points only
+    python benchmarks/accuracy.py --shipped               # the shipped calibrations on the same split, no refit
     python benchmarks/accuracy.py --moe-term              # solve conf/engine/vllm.yaml's MoE terms
 """
 
@@ -35,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from serveplan.planner.calibrate import Observation, fit_calibration, predict_observation  # noqa: E402
-from serveplan.planner.profiles import Calibration  # noqa: E402
+from serveplan.planner.profiles import Calibration, find_calibration  # noqa: E402
 
 import open_loop_accuracy  # noqa: E402  (benchmarks/: the open loops the H200 fit also takes)
 
@@ -250,6 +251,8 @@ def main() -> None:
     ap.add_argument("--gpu", help="only this GPU's points (h100-sxm, h200)")
     ap.add_argument("--fit", action="store_true", help="fit a calibration per GPU on its training split")
     ap.add_argument("--write-calibration", action="store_true")
+    ap.add_argument("--shipped", action="store_true", help="report the shipped calibrations on the split, as --fit "
+                    "reports its own (no refit)")
     ap.add_argument("--plot", type=Path)
     ap.add_argument("--json", type=Path, help="write the table and summary as JSON")
     ap.add_argument("--layer-term", action="store_true", help="only solve conf/engine/vllm.yaml's per-layer step "
@@ -271,8 +274,11 @@ def main() -> None:
     report: dict = {"uncalibrated": {"all": errors(base)}}
     cals: dict[str, Calibration] = {}
     fitted = None
-    if a.fit:
-        for gpu in gpus:
+    if a.shipped:  # what ships, on the same split: no refit
+        cals = {gpu: cal for gpu in gpus if (cal := find_calibration("vllm", "0.26.0", gpu)) is not None}
+        print("\nThe shipped calibrations (serveplan/profiles/calibration/vllm-0.26.0/), not refitted")
+    if a.fit or a.shipped:
+        for gpu in gpus if a.fit else ():
             train = [o for o in obs if o.gpu == gpu and is_train(o)]
             if not train:
                 continue
@@ -282,6 +288,7 @@ def main() -> None:
             also = f" and {len(open_loops)} open loops ({', '.join(sorted(open_loop_accuracy.SHIPPED_FIT))})" \
                 if open_loops else ""
             cal = fit_calibration(train + open_loops, version="0.26.0",  # the version the grid ran
+                                  start=find_calibration("vllm", "0.26.0", gpu),  # the one it replaces, tried first
                                   source=f"benchmarks/accuracy.py --fit: closed-loop vLLM 0.26.0 grid on {gpu}, "
                                          f"checkerboard of {', '.join(fits)} ({len(train)} points){also}")
             cals[gpu] = cal
@@ -291,7 +298,8 @@ def main() -> None:
                       "max_stream_tok_s", "eager_step_ms", "seq_layer_us", "bandwidth_scale", "attention_scale", "compute_scale",
                       "prefill_scale")))
         fitted = [(o, predict_observation(o, cals.get(o.gpu))) for o in obs]
-        print_table(fitted, "Calibrated (each GPU its own fit); * = training point")
+        which = "fit" if a.fit else "shipped calibration"
+        print_table(fitted, f"Calibrated (each GPU its own {which}); * = training point")
         report["calibrated"] = {}
         for gpu in gpus:
             tr = [r for r in fitted if r[0].gpu == gpu and is_fitted(r[0])]

@@ -310,3 +310,20 @@ def test_several_seeds_give_medians_and_the_p99_range():
     singles = [predict_observation(o, cal, seed=s)["ttft_p99_ms"] for s in range(3)]
     assert lo == min(singles) and hi == max(singles) and lo <= med["ttft_p99_ms"] <= hi
     assert lo < hi  # the seeds do differ
+
+
+def test_the_shipped_fp8_kv_term_is_the_8b_pairs_solution():
+    # conf/engine/vllm.yaml's fp8_kv_decode_cost is what benchmarks/decode_steps.py solves from session 10's 8B
+    # FP8/bf16-KV bursts (batches up to 64); the 70B's bursts are not in the fit
+    import decode_steps
+
+    from serveplan.planner import catalog
+
+    table = decode_steps.rows()
+    assert {r["server"] for r in table} >= {"D8F", "D8A", "D70F"}
+    assert all(r["measured"] > 0 and r["requests"] == r["c"] for r in table)
+    solved = decode_steps.fp8_kv_term(table)
+    assert round(solved, 2) == catalog.catalog_doc("engine", "vllm")["fp8_kv_decode_cost"]
+    held_out = [r for r in table if r["server"] == "D70F"]
+    assert decode_steps.fp8_kv_term([r for r in table if r["server"] != "D70F"]) == solved
+    assert held_out and all(r["server"] not in decode_steps.FIT_PAIR for r in held_out)

@@ -146,3 +146,12 @@ def test_plan_calibrate_writes_the_plans_version(tmp_path):
                  "--trials", "3"]) == 0
     written = list((tmp_path / "prof" / "calibration").glob("*/*.yaml"))
     assert [f.relative_to(tmp_path / "prof").as_posix() for f in written] == ["calibration/vllm-0.26.0/h100-sxm.yaml"]
+
+
+def test_a_refit_started_from_the_old_calibration_never_ends_worse_on_its_points(synthetic):
+    # The true terms as the calibration a refit replaces: tried first, so a short study cannot end above them
+    # (a refit after a change to the step model starts from the terms it had)
+    start = TRUE.model_copy(update={"max_stream_tok_s": None, "attention_scale": None})
+    cal = fit_calibration(synthetic, source="synthetic", n_trials=4, version="0.26.0", start=start)
+    assert loss(synthetic, cal) <= loss(synthetic, start) + 1e-9
+    assert loss(synthetic, start) < 0.01  # TRUE reproduces its own points

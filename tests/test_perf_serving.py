@@ -532,3 +532,27 @@ def test_async_scheduling_never_admits_a_prompt_sooner(base_req, rate):
     without = estimate(sync, CAND, simulated=True, profile=H100).predictions
     assert with_async.ttft_ms.p50 > without.ttft_ms.p50
     assert with_async.ttft_ms.mean > without.ttft_ms.mean
+
+
+def test_an_fp8_kv_cache_costs_decode_attention_its_measured_share_of_bf16():
+    """Decode attention over an FP8 KV cache costs fp8_kv_decode_cost of the bf16 cache's time at equal context (0.5
+    would be bytes alone); the rest of the step is the same, prompt chunks are untouched, and an FP8 cache never
+    makes a decode step slower than a bf16 one, more so the longer the context."""
+    m = _model("llama-3.1-8b")
+    bytes_only = VLLM.model_copy(update={"fp8_kv_decode_cost": 0.5})
+    measured = VLLM.model_copy(update={"fp8_kv_decode_cost": 0.75})
+
+    def sm(e, kv):  # noqa: ANN001, ANN202
+        return StepModel(m, _inv("h100-sxm"), e, Candidate(weight_dtype="fp8", kv_cache_dtype=kv), H100)
+
+    for batch, ctx in ((32, 256), (32, 6144), (64, 6144)):
+        args = (batch, batch * ctx)
+        bf16_att = sm(VLLM, "auto").step_ms(*args) - sm(VLLM, "auto").step_ms(batch, 0)
+        for cost, e in ((0.5, bytes_only), (0.75, measured)):
+            fp8_att = sm(e, "fp8").step_ms(*args) - sm(e, "fp8").step_ms(batch, 0)
+            assert fp8_att == pytest.approx(cost * bf16_att, rel=1e-6)
+        assert sm(measured, "fp8").step_ms(*args) <= sm(measured, "auto").step_ms(*args)
+    saved = [sm(measured, "auto").step_ms(32, 32 * L) - sm(measured, "fp8").step_ms(32, 32 * L) for L in (256, 6144)]
+    assert saved[1] > saved[0] > 0
+    prompt = (0, 0, 2048, 2048 * 1024, 1)
+    assert sm(measured, "fp8").step_ms(*prompt) == pytest.approx(sm(bytes_only, "fp8").step_ms(*prompt))

@@ -148,9 +148,11 @@ def loss(obs: list[Observation], cal: Calibration | None) -> float:
 
 
 def fit_calibration(obs: list[Observation], *, source: str, n_trials: int = 120, seed: int = 0,
-                    version: str | None = None) -> Calibration:
+                    version: str | None = None, start: Calibration | None = None) -> Calibration:
     """Fit step overhead, per-sequence and per-request overheads, the cost of a step beyond the CUDA graphs, the
-    front end's streaming ceiling and weight-bandwidth / attention-bandwidth / compute / prefill scales."""
+    front end's streaming ceiling and weight-bandwidth / attention-bandwidth / compute / prefill scales.
+    start: a calibration to try first (the one a refit replaces), so that a refit after a change to the step model
+    never ends worse on its own points than the old terms would."""
     import optuna
 
     if not obs:
@@ -182,6 +184,10 @@ def fit_calibration(obs: list[Observation], *, source: str, n_trials: int = 120,
                          "prefill_seq_overhead_ms": 0.3, "max_stream_tok_s": 1e5, "eager_step_ms": 0.0,
                          "seq_layer_us": 0.0, "bandwidth_scale": 1.0, "attention_scale": 1.0, "compute_scale": 1.0,
                          "prefill_scale": 1.0})
+    if start is not None:  # its terms, inside the search space (an unset term: what it stands for)
+        unset = {"max_stream_tok_s": space["max_stream_tok_s"][1], "attention_scale": start.bandwidth_scale}
+        study.enqueue_trial({k: min(max(v if (v := getattr(start, k)) is not None else unset.get(k, 0.0), lo), hi)
+                             for k, (lo, hi, _) in space.items()})
     study.optimize(lambda t: loss(obs, make(t)), n_trials=n_trials)
     params, value, polished = _polish(study.best_params, study.best_value, space,
                                       lambda p: loss(obs, make(optuna.trial.FixedTrial(p))))

@@ -99,6 +99,10 @@ class StepModel:
         self.dense_lin_params = self.layers * attn_lin  # quantized linear weights (bnb dequantizes them)
         self.expert_params = self.layers * (m.mlp_params_per_layer / c.tp)
         self.kv_bytes_per_token = kv_bytes_per_token_per_gpu(m, c.tp, c.pp, c.kv_cache_dtype)
+        # decode attention reads the cache; an FP8 one costs engine.fp8_kv_decode_cost of a bf16 one, not bytes alone
+        self.decode_kv_bytes_per_token = (self.kv_bytes_per_token if c.kv_cache_dtype != "fp8" else
+                                          kv_bytes_per_token_per_gpu(m, c.tp, c.pp, "auto")
+                                          * self.engine.fp8_kv_decode_cost)
         self.cdtype = compute_dtype(c.weight_dtype, self.inventory)
         self.weight_only = weight_only(c.weight_dtype, self.inventory)
         scale_bw = self.calib.bandwidth_scale if self.calib else 1.0
@@ -253,7 +257,7 @@ class StepModel:
             t_lin += self._bnb_dequant_s(tokens)
         t_att = 0.0
         if decode_seqs > 0 and decode_ctx > 0:
-            t_att += decode_ctx * self.kv_bytes_per_token / self._decode_att_bw(int(decode_ctx))
+            t_att += decode_ctx * self.decode_kv_bytes_per_token / self._decode_att_bw(int(decode_ctx))
         if prefill_tokens > 0:
             m = self.model
             heads = m.num_attention_heads / self.cand.tp
