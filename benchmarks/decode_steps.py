@@ -1,17 +1,18 @@
 """Decode steps against the planner: what one step of C running sequences at context L costs, FP8 against bf16 KV.
 
-Session 10 (`benchmarks/gpu/session10_decode.sh`, one H200, vLLM 0.26.0, dummy weights) sent bursts of C prompts of
-L tokens at once (C requests, 256 tokens out each): they prefill together and then decode in lockstep at batch C, so
-the last 128 gaps between tokens of every request are decode steps of C sequences at context L+128..L+256. This
-prints, per server and burst, the measured step (median over requests of each one's median last-128 gap) and the
-shipped model's step for the same batch and context (calibrated), with the model's decode-attention share.
+Session 10 (`benchmarks/gpu/session10_decode.sh`, one H200, then the 8B pair on one H100; vLLM 0.26.0, dummy
+weights) sent bursts of C prompts of L tokens at once (C requests, 256 tokens out each): they prefill together and
+then decode in lockstep at batch C, so the last 128 gaps between tokens of every request are decode steps of C
+sequences at context L+128..L+256. This prints, per server and burst, the measured step (median over requests of
+each one's median last-128 gap) and the shipped model's step for the same batch and context (calibrated), with the
+model's decode attention.
 
     python benchmarks/decode_steps.py                 # table (markdown)
-    python benchmarks/decode_steps.py --fp8-kv-term   # solve conf/engine/vllm.yaml's fp8_kv_decode_cost
+    python benchmarks/decode_steps.py --fp8-kv-term   # solve conf/engine/vllm.yaml's fp8_kv_convert_gbs
 
-The term is solved on the 8B pair alone (FP8 and bf16 KV on the same weights, batches of 32 and 64: at 128
+The term is solved on the H200 8B pair alone (FP8 and bf16 KV on the same weights, batches of 32 and 64: at 128
 sequences the API server streams fewer tokens per second than the GPU makes, and its gaps are the front end's); the
-70B's sweep is held out.
+70B's sweep and the H100's pair are held out.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from serveplan.planner.calibrate import step_model_of  # noqa: E402
+from serveplan.planner.memory import kv_bytes_per_token_per_gpu  # noqa: E402
 from serveplan.planner.profiles import find_calibration  # noqa: E402
 
 R = HERE / "gpu" / "results"
-SERVERS = [R / "session10" / s for s in ("D8F", "D8A", "D70F", "D70A")]
+SERVERS = [R / "session10" / s for s in ("D8F", "D8A", "D70F", "D70A")] + \
+    [R / "session10-h100" / s for s in ("D8F", "D8A")]  # the same 8B pair on an H100, held out
 LAST_GAPS = 128  # the lockstep decode: every request's prefill has ended before its last 128 tokens
 OUTPUT_LEN = 256
 
@@ -54,12 +57,17 @@ def bursts(folder: Path) -> list[tuple[int, int, float, int]]:
     return sorted(out)
 
 
+def _context(prompt_len: int) -> float:
+    """A sequence's mean context over the lockstep's last LAST_GAPS steps."""
+    return prompt_len + OUTPUT_LEN - LAST_GAPS / 2
+
+
 def model_step(meta: dict, c: int, L: int) -> tuple[float, float]:
     """The shipped model's decode step (ms) of c sequences at the lockstep's mean context, and its attention part."""
     cal = find_calibration("vllm", "0.26.0", meta["gpu"])
     sm = step_model_of(meta, cal, L, OUTPUT_LEN)
-    ctx = c * (L + OUTPUT_LEN - LAST_GAPS / 2)
-    att = ctx * sm.decode_kv_bytes_per_token / sm._decode_att_bw(int(ctx)) * 1000
+    ctx = c * _context(L)
+    att = sm.decode_attention_s(ctx) * 1000
     return sm.step_ms(c, ctx), att
 
 
@@ -71,38 +79,46 @@ def rows() -> list[dict]:
         meta = json.loads((folder / "meta.json").read_text())
         for c, L, measured, n in bursts(folder):
             model, att = model_step(meta, c, L)
-            out.append({"server": folder.name, "model": meta["model"], "kv": meta["kv_cache_dtype"], "c": c, "L": L,
-                        "measured": measured, "predicted": model, "attention": att, "requests": n})
+            sm = step_model_of(meta, None, L, OUTPUT_LEN)
+            out.append({"server": f"{folder.parent.name}/{folder.name}", "gpu": meta["gpu"], "model": meta["model"],
+                        "kv": meta["kv_cache_dtype"], "c": c, "L": L, "measured": measured, "predicted": model,
+                        "attention": att, "requests": n,
+                        "fp8_kv_bytes": c * _context(L) * kv_bytes_per_token_per_gpu(sm.model, 1, 1, "fp8")})
     return out
 
 
-FIT_PAIR = ("D8F", "D8A")  # the same 8B weights with FP8 and with bf16 KV
+FIT_PAIR = ("session10/D8F", "session10/D8A")  # the same 8B weights with FP8 and with bf16 KV, H200
 FIT_MAX_BATCH = 64
 
 
 def fp8_kv_term(table: list[dict]) -> float:
-    """fp8_kv_decode_cost by least squares: FP8-KV step - bf16-KV step = (cost - 1) x the model's bf16 decode
-    attention, over the bursts both servers of FIT_PAIR ran at batches up to FIT_MAX_BATCH (the non-attention part of
-    the step, the same weights and batch, cancels)."""
+    """fp8_kv_convert_gbs by least squares. Over the bursts both servers of FIT_PAIR ran at batches up to
+    FIT_MAX_BATCH, the FP8-KV step less the bf16-KV one (the rest of the step, the same weights and batch, cancels) is
+    the FP8 read saved (half the model's bf16 decode attention) plus the conversion: FP8 bytes read / rate. Returns
+    the rate in GB/s."""
     fp8 = {(r["c"], r["L"]): r for r in table if r["server"] == FIT_PAIR[0] and r["c"] <= FIT_MAX_BATCH}
     bf16 = {(r["c"], r["L"]): r for r in table if r["server"] == FIT_PAIR[1] and r["c"] <= FIT_MAX_BATCH}
-    pairs = [(fp8[k]["measured"] - bf16[k]["measured"], bf16[k]["attention"]) for k in sorted(fp8.keys() & bf16.keys())]
-    if not pairs:
+    keys = sorted(fp8.keys() & bf16.keys())
+    if not keys:
         raise SystemExit("no FP8/bf16 burst pairs in benchmarks/gpu/results/session10")
-    return 1 + sum(d * a for d, a in pairs) / sum(a * a for _, a in pairs)
+    # convert_ms = diff + 0.5 x bf16 attention = fp8 bytes x s_per_byte (x 1000): one coefficient, no constant
+    convert_ms = [fp8[k]["measured"] - bf16[k]["measured"] + 0.5 * bf16[k]["attention"] for k in keys]
+    nbytes = [fp8[k]["fp8_kv_bytes"] for k in keys]
+    ms_per_byte = sum(y * x for y, x in zip(convert_ms, nbytes)) / sum(x * x for x in nbytes)
+    return 1e-9 / (ms_per_byte / 1000)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--fp8-kv-term", action="store_true", help="solve fp8_kv_decode_cost from the 8B pair")
+    ap.add_argument("--fp8-kv-term", action="store_true", help="solve fp8_kv_convert_gbs from the H200 8B pair")
     a = ap.parse_args()
     if a.fp8_kv_term:
-        print(f"fp8_kv_decode_cost: {fp8_kv_term(rows()):.2f}")
+        print(f"fp8_kv_convert_gbs: {fp8_kv_term(rows()):.0f}")
         return 0
-    print("| server | model | KV | batch | prompt | decode step meas (ms) | model (ms) | model's attention (ms) | "
-          "model / meas - 1 |\n|---|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| server | GPU | model | KV | batch | prompt | decode step meas (ms) | model (ms) | model's attention (ms) | "
+          "model / meas - 1 |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows():
-        print(f"| {r['server']} | {r['model']} | {r['kv']} | {r['c']} | {r['L']:,} | {r['measured']:.2f} | "
+        print(f"| {r['server']} | {r['gpu']} | {r['model']} | {r['kv']} | {r['c']} | {r['L']:,} | {r['measured']:.2f} | "
               f"{r['predicted']:.2f} | {r['attention']:.2f} | {r['predicted'] / r['measured'] - 1:+.0%} |")
     return 0
 

@@ -104,7 +104,8 @@ def test_small_fleet_end_to_end(small_fleet):
     for a in fp.allocations:
         used[a.pool] += a.replicas * a.gpus_per_replica
         assert a.plan.winner.meets_slo, a.plan.winner.violations
-        assert a.replicas * a.capacity_rps_per_replica >= a.offered_rps
+        # sized as `plan` sizes: the offered rate with the search headroom on top
+        assert a.replicas * a.capacity_rps_per_replica >= a.offered_rps * (1 + a.plan.request.search.headroom) - 1e-9
         assert 1 <= a.replicas_needed <= a.replicas <= a.replicas_max
         assert a.plan.winner.config.replicas == a.replicas
         assert a.queue_threshold >= 1 and a.prefill_tok_s > 0

@@ -372,6 +372,10 @@ def test_every_prediction_carries_sources(base_req, simulated):
     assert p.sources["overhead"] in ("assumed", "calibrated")
     assert p.sources["front_end"] == "measured"  # vllm.yaml carries the measured front-end terms
     assert p.sources["per_layer"] == "measured"  # and the per-layer step terms
+    assert "fp8_kv" not in p.sources  # a bf16 KV cache has no FP8 conversion to source
+    fp8 = _pred(base_req, fixed(1000, 200, rate_rps=2.0), simulated=simulated,
+                cand=CAND.model_copy(update={"kv_cache_dtype": "fp8"}))
+    assert fp8.sources["fp8_kv"].startswith("measured")  # vllm.yaml carries the measured conversion rate
 
 
 def test_slo_attainment_follows_limits(base_req):
@@ -534,25 +538,35 @@ def test_async_scheduling_never_admits_a_prompt_sooner(base_req, rate):
     assert with_async.ttft_ms.mean > without.ttft_ms.mean
 
 
-def test_an_fp8_kv_cache_costs_decode_attention_its_measured_share_of_bf16():
-    """Decode attention over an FP8 KV cache costs fp8_kv_decode_cost of the bf16 cache's time at equal context (0.5
-    would be bytes alone); the rest of the step is the same, prompt chunks are untouched, and an FP8 cache never
-    makes a decode step slower than a bf16 one, more so the longer the context."""
+def test_an_fp8_kv_cache_reads_half_the_bytes_and_converts_each_element():
+    """Decode attention over an FP8 KV cache reads half a bf16 cache's bytes and converts each FP8 element at
+    fp8_kv_convert_gbs, a rate of the GPU's compute: the same seconds on an H100 and an H200, so the H100 (less
+    bandwidth) saves the larger share. An FP8 cache never makes a decode step slower than a bf16 one, saves more the
+    longer the context, and leaves prompt chunks alone."""
     m = _model("llama-3.1-8b")
-    bytes_only = VLLM.model_copy(update={"fp8_kv_decode_cost": 0.5})
-    measured = VLLM.model_copy(update={"fp8_kv_decode_cost": 0.75})
+    read_only = VLLM.model_copy(update={"fp8_kv_convert_gbs": 0.0})
+    converting = VLLM.model_copy(update={"fp8_kv_convert_gbs": 9000.0})
+    h200 = _datasheet("h200")
 
-    def sm(e, kv):  # noqa: ANN001, ANN202
-        return StepModel(m, _inv("h100-sxm"), e, Candidate(weight_dtype="fp8", kv_cache_dtype=kv), H100)
+    def sm(e, kv, gpu="h100-sxm", prof=H100):  # noqa: ANN001, ANN202
+        return StepModel(m, _inv(gpu), e, Candidate(weight_dtype="fp8", kv_cache_dtype=kv), prof)
 
     for batch, ctx in ((32, 256), (32, 6144), (64, 6144)):
-        args = (batch, batch * ctx)
-        bf16_att = sm(VLLM, "auto").step_ms(*args) - sm(VLLM, "auto").step_ms(batch, 0)
-        for cost, e in ((0.5, bytes_only), (0.75, measured)):
-            fp8_att = sm(e, "fp8").step_ms(*args) - sm(e, "fp8").step_ms(batch, 0)
-            assert fp8_att == pytest.approx(cost * bf16_att, rel=1e-6)
-        assert sm(measured, "fp8").step_ms(*args) <= sm(measured, "auto").step_ms(*args)
-    saved = [sm(measured, "auto").step_ms(32, 32 * L) - sm(measured, "fp8").step_ms(32, 32 * L) for L in (256, 6144)]
+        tokens = batch * ctx
+        bf16 = sm(VLLM, "auto").decode_attention_s(tokens)
+        assert sm(read_only, "fp8").decode_attention_s(tokens) == pytest.approx(bf16 / 2, rel=1e-6)
+        fp8_bytes = tokens * 2 * m.num_layers * m.num_kv_heads * m.head_dim  # one byte per element
+        assert sm(converting, "fp8").decode_attention_s(tokens) == pytest.approx(bf16 / 2 + fp8_bytes / 9e12, rel=1e-6)
+        assert sm(converting, "fp8").step_ms(batch, tokens) <= sm(converting, "auto").step_ms(batch, tokens)
+    saved = [sm(converting, "auto").step_ms(32, 32 * L) - sm(converting, "fp8").step_ms(32, 32 * L) for L in (256, 6144)]
     assert saved[1] > saved[0] > 0
+    share = {}
+    for gpu, prof in (("h100-sxm", H100), ("h200", h200)):
+        tokens = 64 * 6144
+        fp8, bf16 = (sm(converting, kv, gpu, prof).decode_attention_s(tokens) for kv in ("fp8", "auto"))
+        convert = fp8 - sm(read_only, "fp8", gpu, prof).decode_attention_s(tokens)
+        share[gpu] = (fp8 / bf16, convert)
+    assert share["h100-sxm"][1] == pytest.approx(share["h200"][1])
+    assert share["h100-sxm"][0] < share["h200"][0] < 1
     prompt = (0, 0, 2048, 2048 * 1024, 1)
-    assert sm(measured, "fp8").step_ms(*prompt) == pytest.approx(sm(bytes_only, "fp8").step_ms(*prompt))
+    assert sm(converting, "fp8").step_ms(*prompt) == pytest.approx(sm(read_only, "fp8").step_ms(*prompt))

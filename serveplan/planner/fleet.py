@@ -9,7 +9,8 @@ cached per (model, GPU type, GPU count) and run with a small trial budget (Fleet
 Then the assignment, an integer linear program solved by HiGHS through `scipy.optimize.milp`:
 
     variables   y_o in {0,1} (model m uses option o), k_o in {0..U_o} (replicas of o)
-    subject to  sum_{o of m} y_o = 1;  y_o <= k_o <= U_o y_o;  sum_{o of m} cap_o k_o >= rate_m  (every SLO met)
+    subject to  sum_{o of m} y_o = 1;  y_o <= k_o <= U_o y_o;  sum_{o of m} cap_o k_o >= rate_m  (every SLO met;
+                rate_m is the offered rate x (1 + search.headroom), as `plan` sizes replicas)
                 sum_{o on pool p} gpus_o k_o <= G_p  (no pool over-assigned)
     objective   min sum_o price_o gpus_o k_o  ($/hour); with a budget: cost <= budget and max t such that
                 sum_{o of m} cap_o k_o >= t rate_m for every m (the smallest capacity/offered ratio, 1 + headroom)
@@ -28,7 +29,7 @@ from typing import Any, Callable, Literal
 from pydantic import Field, model_validator
 
 from serveplan.errors import ConfigError, DoesNotFit, ServeplanError
-from serveplan.planner import catalog
+from serveplan.planner import catalog, decision
 from serveplan.planner.result import Estimate, Plan
 from serveplan.planner.spec import Candidate, Frozen, GPUSpec, PlanRequest
 
@@ -356,7 +357,7 @@ class Allocation(Frozen):
     gpu: str = Field(description="GPU display name.")
     gpus_per_replica: int
     replicas: int = Field(description="Replicas assigned (at least those the offered load needs).")
-    replicas_needed: int = Field(description="ceil(offered / capacity per replica).")
+    replicas_needed: int = Field(description="ceil(offered x (1 + search.headroom) / capacity per replica).")
     replicas_max: int = Field(description="What the pool allows: these plus the pool's leftover GPUs.")
     offered_rps: float
     capacity_rps_per_replica: float
@@ -433,13 +434,16 @@ def plan_fleet(spec: FleetSpec, *, planner: Planner | None = None, cache: dict |
     pools = resolve_pools(spec)
     base, options, why_none = model_options(spec, pools, planner, cache)
     rates = [float(r.traffic.rate_rps or 0) for r in base]
+    # Each model gets its offered rate plus the planner's own headroom (search.headroom) in capacity, as `plan`
+    # sizes replicas: one L40S at 92% of its predicted capacity queued in its own simulation.
+    needed = [decision.asked_rate(r) for r in base]
     sizes = [p.total for p in pools]
-    sol = solve(rates, sizes, options)
+    sol = solve(needed, sizes, options)
     if sol is not None and spec.budget_usd_per_hour is not None:
-        sol = solve(rates, sizes, options, budget=spec.budget_usd_per_hour) if \
+        sol = solve(needed, sizes, options, budget=spec.budget_usd_per_hour) if \
             sol.cost_per_hour <= spec.budget_usd_per_hour + 1e-9 else None
     if sol is None:
-        raise FleetInfeasible(shortfall(spec, pools, rates, options, why_none))
+        raise FleetInfeasible(shortfall(spec, pools, needed, options, why_none))
     used = [0] * len(pools)
     for ch in sol.choices:
         used[ch.option.pool] += ch.replicas * ch.option.gpus_per_replica
@@ -448,7 +452,7 @@ def plan_fleet(spec: FleetSpec, *, planner: Planner | None = None, cache: dict |
     for i, ch in enumerate(sol.choices):
         o, pool, rate = ch.option, pools[ch.option.pool], rates[i]
         assert o.plan is not None
-        need = max(1, math.ceil(rate / o.capacity_rps - 1e-9))
+        need = max(1, math.ceil(needed[i] / o.capacity_rps - 1e-9))
         why = (f"Fleet: {ch.replicas} x {o.gpus_per_replica} {pool.gpu.display_name} of pool {pool.text}, "
                f"{o.capacity_rps:.2f} req/s each within the SLO for {rate:g} offered.")
         plan = _assigned_plan(o.plan, o, pool, ch.replicas, rate, why)

@@ -99,10 +99,9 @@ class StepModel:
         self.dense_lin_params = self.layers * attn_lin  # quantized linear weights (bnb dequantizes them)
         self.expert_params = self.layers * (m.mlp_params_per_layer / c.tp)
         self.kv_bytes_per_token = kv_bytes_per_token_per_gpu(m, c.tp, c.pp, c.kv_cache_dtype)
-        # decode attention reads the cache; an FP8 one costs engine.fp8_kv_decode_cost of a bf16 one, not bytes alone
-        self.decode_kv_bytes_per_token = (self.kv_bytes_per_token if c.kv_cache_dtype != "fp8" else
-                                          kv_bytes_per_token_per_gpu(m, c.tp, c.pp, "auto")
-                                          * self.engine.fp8_kv_decode_cost)
+        # decode attention over an FP8 cache also converts every element it reads (engine.fp8_kv_convert_gbs)
+        self.fp8_kv_convert_bps = (self.engine.fp8_kv_convert_gbs * 1e9
+                                   if c.kv_cache_dtype == "fp8" and self.engine.fp8_kv_convert_gbs else 0.0)
         self.cdtype = compute_dtype(c.weight_dtype, self.inventory)
         self.weight_only = weight_only(c.weight_dtype, self.inventory)
         scale_bw = self.calib.bandwidth_scale if self.calib else 1.0
@@ -154,6 +153,9 @@ class StepModel:
         if m.is_moe:  # routing and the fused expert kernels (conf/engine/<engine>.yaml, solved on Mixtral-8x7B)
             measured = self.engine.moe_layer_us or self.engine.moe_compute_efficiency != 1.0
             self.sources["moe"] = "measured (Mixtral-8x7B, H200)" if measured else "none"
+        if c.kv_cache_dtype == "fp8":  # converting the FP8 cache beside reading it (conf/engine/<engine>.yaml)
+            self.sources["fp8_kv"] = ("measured (8B, FP8 against bf16 KV, H200)" if self.fp8_kv_convert_bps
+                                      else "bytes only")
         if self.calib:
             self.sources["calibration"] = self.calib.describe()
         self._gemm_cache: dict[int, float] = {}
@@ -233,6 +235,14 @@ class StepModel:
         params = self.dense_lin_params + self.expert_params * frac
         return params * (self._bpw + 2.0) / self.bw
 
+    def decode_attention_s(self, decode_ctx: float) -> float:
+        """Seconds of one stage's decode attention over decode_ctx cached tokens: reading their K/V, and, for an FP8
+        cache, converting each element (one byte each) at engine.fp8_kv_convert_gbs."""
+        t = decode_ctx * self.kv_bytes_per_token / self._decode_att_bw(int(decode_ctx))
+        if self.fp8_kv_convert_bps:
+            t += decode_ctx * self.kv_bytes_per_token / self.fp8_kv_convert_bps
+        return t
+
     def request_ms(self, prompt_tokens: float, tokens_per_s: float) -> float:
         """Time a request spends outside the engine steps before its first token, in ms: the fixed part,
         tokenizing its prompt, and waiting behind the front end's other work at tokens_per_s (prompt + output
@@ -257,7 +267,7 @@ class StepModel:
             t_lin += self._bnb_dequant_s(tokens)
         t_att = 0.0
         if decode_seqs > 0 and decode_ctx > 0:
-            t_att += decode_ctx * self.decode_kv_bytes_per_token / self._decode_att_bw(int(decode_ctx))
+            t_att += self.decode_attention_s(decode_ctx)
         if prefill_tokens > 0:
             m = self.model
             heads = m.num_attention_heads / self.cand.tp

@@ -387,9 +387,10 @@ class EngineConfig(Frozen):
     moe_compute_efficiency: float = Field(default=1.0, gt=0, le=2, description="MoE models: the share of the "
                                           "profile's GEMM rate the fused expert kernels reach when "
                                           "compute-bound (prompt chunks).")
-    fp8_kv_decode_cost: float = Field(default=0.5, gt=0, le=1.5, description="Decode attention over an FP8 KV "
-                                      "cache, as a share of its time over a bf16 cache at equal context: 0.5 "
-                                      "is bytes alone; the kernel's dequantization and its FP8 query make it more.")
+    fp8_kv_convert_gbs: float = Field(default=0.0, ge=0, description="Decode attention over an FP8 KV cache "
+                                      "converts every FP8 element it reads, at this rate (GB of FP8 elements per "
+                                      "second, the GPU's compute, not its memory): time beside the read. 0: the "
+                                      "read alone.")
     cudagraph_max_tokens: int = Field(default=0, ge=0, description="vLLM: CUDA graphs are captured for steps "
                                       "of up to min(2 x max_num_seqs, this, max_num_batched_tokens) tokens (0.26.0's "
                                       "default max_cudagraph_capture_size); a larger step (a prompt chunk beside "
