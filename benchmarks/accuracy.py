@@ -215,8 +215,6 @@ def moe_term(obs: list[Observation]) -> dict[str, float]:
     Prints the solution and the error on the points solved and on the others of the same configurations."""
     import math
 
-    from serveplan.planner.profiles import find_calibration
-
     train = [o for o in obs if is_moe_term(o)]
     rest = [o for o in obs if (o.gpu, o.model, o.tp) in MOE_TERM_CONFIGS and not is_moe_term(o)]
     if not train:
@@ -277,8 +275,8 @@ def main() -> None:
     if a.shipped:  # what ships, on the same split: no refit
         cals = {gpu: cal for gpu in gpus if (cal := find_calibration("vllm", "0.26.0", gpu)) is not None}
         print("\nThe shipped calibrations (serveplan/profiles/calibration/vllm-0.26.0/), not refitted")
-    if a.fit or a.shipped:
-        for gpu in gpus if a.fit else ():
+    elif a.fit:
+        for gpu in gpus:
             train = [o for o in obs if o.gpu == gpu and is_train(o)]
             if not train:
                 continue
@@ -297,6 +295,7 @@ def main() -> None:
                       "step_overhead_ms", "per_seq_overhead_us", "request_overhead_ms", "prefill_seq_overhead_ms",
                       "max_stream_tok_s", "eager_step_ms", "seq_layer_us", "bandwidth_scale", "attention_scale", "compute_scale",
                       "prefill_scale")))
+    if a.fit or a.shipped:
         fitted = [(o, predict_observation(o, cals.get(o.gpu))) for o in obs]
         which = "fit" if a.fit else "shipped calibration"
         print_table(fitted, f"Calibrated (each GPU its own {which}); * = training point")

@@ -18,7 +18,6 @@ sequences the API server streams fewer tokens per second than the GPU makes, and
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import re
 import statistics
@@ -32,17 +31,13 @@ from serveplan.planner.calibrate import step_model_of  # noqa: E402
 from serveplan.planner.memory import kv_bytes_per_token_per_gpu  # noqa: E402
 from serveplan.planner.profiles import find_calibration  # noqa: E402
 
+from open_loop_accuracy import _read  # noqa: E402  (benchmarks/: a committed bench file, gzipped or not)
+
 R = HERE / "gpu" / "results"
 SERVERS = [R / "session10" / s for s in ("D8F", "D8A", "D70F", "D70A")] + \
     [R / "session10-h100" / s for s in ("D8F", "D8A")]  # the same 8B pair on an H100, held out
 LAST_GAPS = 128  # the lockstep decode: every request's prefill has ended before its last 128 tokens
 OUTPUT_LEN = 256
-
-
-def _read(path: Path) -> dict:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as f:
-        return json.load(f)
 
 
 def bursts(folder: Path) -> list[tuple[int, int, float, int]]:
@@ -62,13 +57,14 @@ def _context(prompt_len: int) -> float:
     return prompt_len + OUTPUT_LEN - LAST_GAPS / 2
 
 
-def model_step(meta: dict, c: int, L: int) -> tuple[float, float]:
-    """The shipped model's decode step (ms) of c sequences at the lockstep's mean context, and its attention part."""
+def model_step(meta: dict, c: int, L: int) -> tuple[float, float, float]:
+    """The shipped model's decode step (ms) of c sequences at the lockstep's mean context, its attention part (ms)
+    and the bytes that context holds in an FP8 cache (one byte per element)."""
     cal = find_calibration("vllm", "0.26.0", meta["gpu"])
     sm = step_model_of(meta, cal, L, OUTPUT_LEN)
     ctx = c * _context(L)
-    att = sm.decode_attention_s(ctx) * 1000
-    return sm.step_ms(c, ctx), att
+    fp8_bytes = ctx * kv_bytes_per_token_per_gpu(sm.model, sm.cand.tp, sm.cand.pp, "fp8")
+    return sm.step_ms(c, ctx), sm.decode_attention_s(ctx) * 1000, fp8_bytes
 
 
 def rows() -> list[dict]:
@@ -78,12 +74,10 @@ def rows() -> list[dict]:
             continue
         meta = json.loads((folder / "meta.json").read_text())
         for c, L, measured, n in bursts(folder):
-            model, att = model_step(meta, c, L)
-            sm = step_model_of(meta, None, L, OUTPUT_LEN)
+            model, att, fp8_bytes = model_step(meta, c, L)
             out.append({"server": f"{folder.parent.name}/{folder.name}", "gpu": meta["gpu"], "model": meta["model"],
                         "kv": meta["kv_cache_dtype"], "c": c, "L": L, "measured": measured, "predicted": model,
-                        "attention": att, "requests": n,
-                        "fp8_kv_bytes": c * _context(L) * kv_bytes_per_token_per_gpu(sm.model, 1, 1, "fp8")})
+                        "attention": att, "requests": n, "fp8_kv_bytes": fp8_bytes})
     return out
 
 
