@@ -67,7 +67,7 @@ def make_folder(base: Path, model: str, fmt: str) -> Path:
     m = yaml.safe_load((CATALOG / f"{model}.yaml").read_text())
     moe = m["num_experts"] > 0
     model_type = {"MixtralForCausalLM": "mixtral", "MistralForCausalLM": "mistral",
-                  "Qwen2ForCausalLM": "qwen2"}.get(m["architecture"], "llama")
+                  "Qwen2ForCausalLM": "qwen2", "Qwen3MoeForCausalLM": "qwen3_moe"}.get(m["architecture"], "llama")
     cfg = {"architectures": [m["architecture"]], "model_type": model_type,
            "hidden_size": m["hidden_size"], "intermediate_size": m["intermediate_size"],
            "num_hidden_layers": m["num_layers"], "num_attention_heads": m["num_attention_heads"],
@@ -78,7 +78,12 @@ def make_folder(base: Path, model: str, fmt: str) -> Path:
            "eos_token_id": 1, "initializer_range": 0.02, "use_cache": True}
     if model_type in ("mistral", "qwen2"):
         cfg.update(sliding_window=None, use_sliding_window=False, rope_theta=1e6)
-    if moe:
+    if moe and model_type == "qwen3_moe":  # every layer routed; the catalog's intermediate_size is per expert
+        cfg.update(num_experts=m["num_experts"], num_experts_per_tok=m["experts_per_token"],
+                   moe_intermediate_size=m["intermediate_size"], intermediate_size=6144, norm_topk_prob=True,
+                   decoder_sparse_step=1, mlp_only_layers=[], sliding_window=None, use_sliding_window=False,
+                   router_aux_loss_coef=0.001, rope_theta=1e6, rms_norm_eps=1e-6)
+    elif moe:
         cfg.update(num_local_experts=m["num_experts"], num_experts_per_tok=m["experts_per_token"],
                    sliding_window=None, router_aux_loss_coef=0.02, rope_theta=1e6)
     q = quant_config(fmt)
