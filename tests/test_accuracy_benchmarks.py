@@ -12,6 +12,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import accuracy  # noqa: E402
+import eager_steps  # noqa: E402
 import open_loop_accuracy as ola  # noqa: E402
 
 from serveplan.planner.calibrate import predict_observation  # noqa: E402
@@ -32,10 +33,11 @@ def test_every_committed_grid_point_is_read_with_its_configuration(grid_points):
     assert {("h200", "qwen2.5-14b", 1, "bf16"), ("h200", "qwen2.5-14b", 2, "bf16"),
             ("h100-sxm", "qwen2.5-14b", 1, "bf16")} <= by_config  # session 7
     assert ("h200", "llama-3.1-70b", 4, "fp8") in by_config  # session 8
+    assert ("h200", "qwen3-30b-a3b", 1, "bf16") in by_config  # session 11: a MoE model never fitted
     # H100 grid; H200 8B, 70B, Mixtral (14 each), 70B TP2 (8), 32B (14: session 6, not session 5's); session 7:
     # the 14B at TP 1 and 2 on H200 (11 each: no concurrency 256) and on the H100 (6: balanced and decode-heavy);
-    # session 8: the 70B at TP 4 (11)
-    assert len(grid_points) == 24 + 3 * 14 + 8 + 14 + 2 * 11 + 6 + 11
+    # session 8: the 70B at TP 4 (11); session 11: Qwen3-30B-A3B (11)
+    assert len(grid_points) == 24 + 3 * 14 + 8 + 14 + 2 * 11 + 6 + 11 + 11
 
 
 def test_a_label_two_sessions_share_is_kept_apart(grid_points):
@@ -334,3 +336,21 @@ def test_the_shipped_fp8_kv_term_is_the_h200_8b_pairs_solution():
         saved_meas = bf16["measured"] - fp8["measured"]
         saved_model = bf16["predicted"] - fp8["predicted"]
         assert saved_model == pytest.approx(saved_meas, rel=0.15)
+
+
+def test_the_shipped_eager_floors_are_the_fit_points_solution():
+    # conf/engine/vllm.yaml's eager_layer_us / eager_moe_layer_us are what `eager_steps.py --solve` finds on its fit
+    # points (the 8B and Mixtral at 1,024 tokens, concurrency 1); Qwen3-30B-A3B, the 14B and the 70B stay held out
+    from serveplan.planner import catalog
+
+    engine = catalog.catalog_doc("engine", "vllm")
+    points = eager_steps.sweep_points()
+    folders = {p[0] for p in points}
+    assert {"session11/Q", "session6/F", "session8/T", "session7/R0"} <= folders
+    fitted = {f for pts in eager_steps.FIT.values() for f, _ in pts}
+    assert "session11/Q" not in fitted and not any("session7" in f or "session8" in f for f in fitted)
+    shipped = {"eager_layer_us": engine["eager_layer_us"], "eager_moe_layer_us": engine["eager_moe_layer_us"]}
+    dense = eager_steps.solve("eager_layer_us", points, {**shipped, "eager_moe_layer_us": 0.0})
+    moe = eager_steps.solve("eager_moe_layer_us", points, {**shipped, "eager_layer_us": dense})
+    assert dense == pytest.approx(engine["eager_layer_us"], abs=10)
+    assert moe == pytest.approx(engine["eager_moe_layer_us"], abs=10)

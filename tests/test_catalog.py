@@ -63,6 +63,7 @@ EXPECTED_MODEL_ALIASES: dict[str, set[str]] = {
     "qwen2.5-72b": {"qwen-72b"},
     "qwen3-8b": set(),
     "qwen3-32b": set(),
+    "qwen3-30b-a3b": set(),
     "gemma-2-9b": {"gemma-9b"},
     "gemma-2-27b": {"gemma-27b"},
     "phi-3-mini": {"phi3-mini"},
@@ -156,6 +157,7 @@ CARD_PARAMS: dict[str, float] = {
     "qwen2.5-72b": 72.7e9,   # Qwen/Qwen2.5-72B-Instruct card: 72.7B
     "qwen3-8b": 8.2e9,       # Qwen/Qwen3-8B card: Number of Parameters 8.2B
     "qwen3-32b": 32.8e9,     # Qwen/Qwen3-32B card: 32.8B
+    "qwen3-30b-a3b": 30.5e9,  # Qwen/Qwen3-30B-A3B card: 30.5B in total and 3.3B activated
     "gemma-2-9b": 9.24e9,    # Gemma 2 tech report, Table 2: 917,504,000 embedding + 8,324,201,984 non-embedding
     "gemma-2-27b": 27.2e9,   # Gemma 2 tech report, Table 2: 1,179,648,000 embedding + 26,047,480,320 non-embedding
     "phi-3-mini": 3.8e9,     # microsoft/Phi-3-mini-4k-instruct card: 3.8B parameters
@@ -190,9 +192,13 @@ def test_architecture_facts_from_the_configs(models):
         assert models[n].tie_word_embeddings, n
     for n in ("mixtral-8x7b", "mixtral-8x22b"):
         assert (models[n].num_experts, models[n].experts_per_token) == (8, 2), n
+    q = models["qwen3-30b-a3b"]
+    assert (q.num_experts, q.experts_per_token, q.intermediate_size, q.num_kv_heads) == (128, 8, 768, 4)
+    # the card's 3.3B activated counts the input embedding table, which a token only indexes
+    assert q.active_params + q.vocab_size * q.hidden_size == pytest.approx(3.3e9, rel=0.03)
     for n, m in models.items():
         assert m.gated_mlp, n
-        assert m.is_moe == n.startswith("mixtral"), n
+        assert m.is_moe == (n.startswith("mixtral") or n == "qwen3-30b-a3b"), n
         if not m.is_moe:
             assert m.active_params <= m.total_params, n
 

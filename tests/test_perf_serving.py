@@ -525,6 +525,34 @@ def test_a_step_beyond_the_cuda_graphs_costs_more():
     assert small.graph_tokens == 64  # fewer sequences, smaller graphs
 
 
+def test_an_eager_step_waits_on_the_host_launching_its_kernels():
+    """Beyond the CUDA graphs the host launches every kernel itself: the step takes at least the layers' host time
+    (eager_moe_layer_us per MoE layer, eager_layer_us per dense one), however few tokens it carries; a long prompt's
+    GPU time hides the floor, and steps inside the graphs never see it."""
+    eng = VLLM.model_copy(update={"eager_layer_us": 500.0, "eager_moe_layer_us": 2000.0})
+    none = VLLM.model_copy(update={"eager_layer_us": 0.0, "eager_moe_layer_us": 0.0})
+    cand = Candidate(weight_dtype="fp8", max_num_seqs=256)
+    for name, per_layer in (("mixtral-8x7b", 2000.0), ("llama-3.1-8b", 500.0)):
+        m = _model(name)
+        with_floor = StepModel(m, _inv("h200"), eng, cand, H100)
+        without = StepModel(m, _inv("h200"), none, cand, H100)
+        floor_ms = m.num_layers * per_layer / 1000
+        beyond = (0, 0, 600, 600 * 300, 1)  # a 600-token prompt alone: past the 512-token graphs
+        assert with_floor.step_ms(*beyond) == pytest.approx(max(without.step_ms(*beyond), floor_ms))
+        assert with_floor.step_ms(*beyond) >= floor_ms
+        inside = (0, 0, 500, 500 * 250, 1)
+        assert with_floor.step_ms(*inside) == without.step_ms(*inside)
+        assert with_floor.step_ms(16, 16 * 500) == without.step_ms(16, 16 * 500)
+        for tokens in (600, 1024, 2048, 8192):  # never below the floor, never below the GPU time; more tokens never less
+            step = with_floor.step_ms(0, 0, tokens, tokens * tokens / 2, 1)
+            assert step >= without.step_ms(0, 0, tokens, tokens * tokens / 2, 1)
+            assert step >= with_floor.step_ms(0, 0, tokens // 2 + 300, 0, 1) - 1e-9
+        long = (0, 0, 8192, 8192 * 4096, 1)  # GPU-bound: the floor is hidden
+        assert with_floor.step_ms(*long) == without.step_ms(*long)
+    dense_default = StepModel(_model("llama-3.1-8b"), _inv("h200"), VLLM, cand, H100)
+    assert dense_default.eager_floor_ms == VLLM.eager_layer_us * 32 / 1000
+
+
 @pytest.mark.parametrize("rate", [2.0, 8.0, 16.0])
 def test_async_scheduling_never_admits_a_prompt_sooner(base_req, rate):
     # vLLM schedules step k+1 while step k runs: a prompt that arrives during step k waits for k+1 too.

@@ -125,6 +125,10 @@ class StepModel:
         self.request_overhead_ms = self._calibrated("request_overhead_ms")
         self.graph_tokens = cudagraph_tokens(self.engine, c)
         self.eager_ms = self._calibrated("eager_step_ms")
+        # a step beyond the graphs launches every kernel from the host: at least this long, whatever the GPU does
+        per_layer_us = (self.engine.eager_moe_layer_us or self.engine.eager_layer_us) if m.is_moe \
+            else self.engine.eager_layer_us
+        self.eager_floor_ms = self.layers * c.pp * per_layer_us / 1000.0
         self.tokenize_us = self.engine.tokenize_us_per_token
         # fp8 on a GPU without fp8 tensor cores is weight-only (W8A16): no activations to quantize
         self.w8a8 = c.weight_dtype in W8A8_DTYPES and not self.weight_only
@@ -148,6 +152,8 @@ class StepModel:
             "front_end": "measured" if self.tokenize_us or self.frontend_ms_per_ktok_s else "none",
             # the step's cost per layer (conf/engine/<engine>.yaml, solved from measured vLLM steps)
             "per_layer": "measured" if self.layer_us else "none",
+            # host time per layer of a step beyond the CUDA graphs (conf/engine/<engine>.yaml, from c=1 prompts)
+            "eager_floor": "measured" if self.eager_floor_ms else "none",
             "profile": prof.path,
         }
         if m.is_moe:  # routing and the fused expert kernels (conf/engine/<engine>.yaml, solved on Mixtral-8x7B)
@@ -300,9 +306,12 @@ class StepModel:
                              * self.model.hidden_size * 2 / self.pp_bw)
         cpu = (self.overhead_ms + self.per_seq_us * (decode_seqs + prefill_seqs) / 1000.0
                + self.prefill_seq_ms * prefill_seqs)
-        if self.graph_tokens and decode_seqs + prefill_tokens > self.graph_tokens:
+        eager = bool(self.graph_tokens) and decode_seqs + prefill_tokens > self.graph_tokens
+        if eager:
             cpu += self.eager_ms  # beyond the captured CUDA graphs: the step runs eagerly
         step = t * 1000.0 + cpu
+        if eager:  # ... and the host launches its kernels one by one: the GPU waits on it when it is the slower
+            step = max(step, self.eager_floor_ms)
         if self.max_stream_tok_s:  # the front end streams at most this many tokens/s: a floor on the step
             step = max(step, decode_seqs / self.max_stream_tok_s * 1000.0)
         return step

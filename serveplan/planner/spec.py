@@ -397,6 +397,11 @@ class EngineConfig(Frozen):
                                       "the decodes) runs without them and costs eager_step_ms more. 0: no limit.")
     eager_step_ms: float = Field(default=0.0, ge=0, description="Extra time of a step too large for the CUDA "
                                  "graphs (see cudagraph_max_tokens); the calibration fits it.")
+    eager_layer_us: float = Field(default=0.0, ge=0, description="A step too large for the CUDA graphs takes at "
+                                  "least this much host time per layer: the CPU launching its kernels one by one. "
+                                  "A floor, not an addition: a long prompt's GPU time hides it. 0: no floor.")
+    eager_moe_layer_us: float = Field(default=0.0, ge=0, description="The same floor per MoE layer (the routing "
+                                      "and the fused expert kernels launch more). 0: eager_layer_us.")
     async_scheduling: bool = Field(default=False, description="The engine schedules step k+1 while step k "
                                    "runs (vLLM: on by default): a request arriving during step k is admitted "
                                    "one step later than with synchronous scheduling.")
