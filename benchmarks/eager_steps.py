@@ -1,5 +1,6 @@
-"""A prompt alone on the server, beyond the CUDA graphs: measured TTFT against the planner, and the host-time floor
-of an eager step (conf/engine/vllm.yaml's eager_layer_us, eager_moe_layer_us).
+"""A prompt alone on the server: measured TTFT against the planner, the host-time floor of an eager step
+(conf/engine/vllm.yaml's eager_layer_us, eager_moe_layer_us) and the floor of a step on an idle engine
+(idle_step_floor_ms).
 
 vLLM 0.26.0 captures CUDA graphs for steps of up to 512 tokens (its default max_cudagraph_capture_size); a longer
 step runs eagerly and the host launches its kernels one by one. Session 11 (`benchmarks/gpu/session11.sh`) ran the
@@ -11,6 +12,13 @@ a closed-loop point (6 requests, 16 tokens out, the shipped calibration of the G
 
     python benchmarks/eager_steps.py             # every sweep point beyond the graphs, with the floor and without
     python benchmarks/eager_steps.py --solve     # solve the two terms: dense on the 8B, MoE on Mixtral (fit set)
+    python benchmarks/eager_steps.py --idle      # every point inside the graphs (16-512 tokens), idle floor or not
+    python benchmarks/eager_steps.py --idle --solve   # solve idle_step_floor_ms on server A's 128-token prompts
+
+A prompt of 16-512 tokens alone (inside the graphs) waits ~15 ms in vLLM 0.26 from scheduling to its first token,
+whatever its length (session 11: with or without async scheduling); one that joins running decodes costs one step
+(9 ms for 192 tokens on the 8B). The idle floor is solved on session 6's server A alone (the H200 calibration's fit
+server) at 128 tokens; every other server, GPU and model is held out.
 
 The fit set is fixed (FIT): the dense term from the 8B FP8 on three H200 hosts (sessions 6, 10 and 11 are other
 machines of the same kind), the MoE term from Mixtral-8x7B, each at 1,024 tokens. Everything else is held out:
@@ -37,13 +45,15 @@ R = HERE / "gpu" / "results"
 # (results folder, prompt length) of the points each term is solved on
 FIT = {"eager_layer_us": {("session6/A", 1024), ("session10/D8F", 1024), ("session10/D8A", 1024),
                           ("session11/C0", 1024)},
-       "eager_moe_layer_us": {("session6/F", 1024)}}
+       "eager_moe_layer_us": {("session6/F", 1024)},
+       "idle_step_floor_ms": {("session6/A", 128)}}
 GRAPH_TOKENS = 512  # vLLM 0.26.0's default capture size at max_num_seqs 256 (a folder's meta.json may say otherwise)
 
 
-def sweep_points() -> list[tuple[str, int, dict, float, float]]:
+def sweep_points(inside: bool = False) -> list[tuple[str, int, dict, float, float]]:
     """(folder, prompt length, configuration, measured TTFT median ms, measured engine prefill median ms) of every
-    committed concurrency-1 point whose prompt is beyond the CUDA graphs and at most 2,048 tokens."""
+    committed concurrency-1 point whose prompt is beyond the CUDA graphs and at most 2,048 tokens (inside: within
+    the graphs instead). Session 11's C2 ran with --enforce-eager, which the planner does not model: left out."""
     out = []
     for path in sorted(R.glob("session*/*/c1-*.json.gz")):
         length = path.name[len("c1-"):-len(".json.gz")]
@@ -52,7 +62,8 @@ def sweep_points() -> list[tuple[str, int, dict, float, float]]:
             continue
         meta = json.loads(meta_path.read_text())
         graphs = meta.get("max_cudagraph_capture_size") or GRAPH_TOKENS
-        if not graphs < int(length) <= 2048:
+        if "enforce-eager" in meta.get("variant", "") or \
+                not (int(length) <= graphs if inside else graphs < int(length) <= 2048):
             continue
         with gzip.open(path, "rt") as f:
             reqs = [r for r in json.load(f)["requests"] if r.get("ok")]
@@ -74,7 +85,8 @@ def predict(meta: dict, length: int, measured: float, engine: dict | None) -> fl
 
 
 def solve(term: str, points: list, shipped: dict) -> float:
-    """The term's value (us per layer) at which the fit points' median predicted / measured TTFT is 1."""
+    """The term's value (us per layer, ms for the idle floor) at which the fit points' median predicted / measured
+    TTFT is 1."""
     fit = [p for p in points if (p[0], p[1]) in FIT[term]]
 
     def ratio(us: float) -> float:
@@ -92,17 +104,22 @@ def solve(term: str, points: list, shipped: dict) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--solve", action="store_true", help="solve eager_layer_us and eager_moe_layer_us on FIT")
+    ap.add_argument("--idle", action="store_true", help="prompts inside the graphs and the idle-engine floor")
     a = ap.parse_args()
     eng = build_request(model="llama-3.1-8b", gpus="1xh200", engine="vllm", overrides=["engine.version=0.26.0"]).engine
     shipped = {"eager_layer_us": eng.eager_layer_us, "eager_moe_layer_us": eng.eager_moe_layer_us}
-    points = sweep_points()
+    points = sweep_points(inside=a.idle)
+    if a.idle and a.solve:
+        print(f"idle_step_floor_ms: {solve('idle_step_floor_ms', points, {}):.1f} "
+              f"(shipped {eng.idle_step_floor_ms:g})")
+        return 0
     if a.solve:
         dense = solve("eager_layer_us", points, {**shipped, "eager_moe_layer_us": 0.0})
         moe = solve("eager_moe_layer_us", points, {**shipped, "eager_layer_us": dense})
         print(f"eager_layer_us: {dense:.0f} (shipped {shipped['eager_layer_us']:g}); "
               f"eager_moe_layer_us: {moe:.0f} (shipped {shipped['eager_moe_layer_us']:g})")
         return 0
-    off = {"eager_layer_us": 0.0, "eager_moe_layer_us": 0.0}
+    off = {"idle_step_floor_ms": 0.0} if a.idle else {"eager_layer_us": 0.0, "eager_moe_layer_us": 0.0}
     print(f"{'point':22} {'model':14} {'gpu':8} tp {'len':>5} | {'TTFT meas':>9} {'engine':>7} | "
           f"{'no floor':>8} {'err':>5} | {'floor':>7} {'err':>5} | split")
     errs: dict[str, list[float]] = {"fit": [], "held out": []}

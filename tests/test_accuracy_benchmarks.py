@@ -354,3 +354,19 @@ def test_the_shipped_eager_floors_are_the_fit_points_solution():
     moe = eager_steps.solve("eager_moe_layer_us", points, {**shipped, "eager_layer_us": dense})
     assert dense == pytest.approx(engine["eager_layer_us"], abs=10)
     assert moe == pytest.approx(engine["eager_moe_layer_us"], abs=10)
+
+
+def test_the_shipped_idle_floor_is_server_a_solution_and_everything_else_is_held_out():
+    # conf/engine/vllm.yaml's idle_step_floor_ms is what `eager_steps.py --idle --solve` finds on session 6's server A
+    # (128 tokens alone); the other servers' sweeps inside the graphs (sessions 6-11, H100 and H200) stay held out,
+    # and the --enforce-eager server is left out (the planner does not model it)
+    from serveplan.planner import catalog
+
+    engine = catalog.catalog_doc("engine", "vllm")
+    points = eager_steps.sweep_points(inside=True)
+    folders = {p[0] for p in points}
+    assert {"session6/A", "session10-h100/D8F", "session11/C0", "session7/H"} <= folders
+    assert "session11/C2" not in folders
+    assert eager_steps.FIT["idle_step_floor_ms"] == {("session6/A", 128)}
+    assert all(n <= (meta.get("max_cudagraph_capture_size") or 512) for _, n, meta, *_ in points)  # inside the graphs
+    assert eager_steps.solve("idle_step_floor_ms", points, {}) == pytest.approx(engine["idle_step_floor_ms"], abs=0.1)

@@ -372,6 +372,7 @@ def test_every_prediction_carries_sources(base_req, simulated):
     assert p.sources["overhead"] in ("assumed", "calibrated")
     assert p.sources["front_end"] == "measured"  # vllm.yaml carries the measured front-end terms
     assert p.sources["per_layer"] == "measured"  # and the per-layer step terms
+    assert p.sources["idle_floor"] == "measured"  # and the first step on an idle engine
     assert "fp8_kv" not in p.sources  # a bf16 KV cache has no FP8 conversion to source
     fp8 = _pred(base_req, fixed(1000, 200, rate_rps=2.0), simulated=simulated,
                 cand=CAND.model_copy(update={"kv_cache_dtype": "fp8"}))
@@ -551,6 +552,38 @@ def test_an_eager_step_waits_on_the_host_launching_its_kernels():
         assert with_floor.step_ms(*long) == without.step_ms(*long)
     dense_default = StepModel(_model("llama-3.1-8b"), _inv("h200"), VLLM, cand, H100)
     assert dense_default.eager_floor_ms == VLLM.eager_layer_us * 32 / 1000
+
+
+@pytest.mark.parametrize("simulated", [True, False])
+def test_a_prompt_that_finds_the_engine_idle_waits_for_it_to_wake(base_req, simulated):
+    """engine.idle_step_floor_ms: the first step on an idle engine takes at least that long (vLLM 0.26 takes ~15 ms
+    from scheduling a prompt of 16-512 tokens alone to its first token, whatever its length). One client always finds
+    the engine idle; a prompt whose own step is longer than the floor, and sixty-four clients that keep the engine
+    busy, are not affected; an open loop finds it idle the less often the busier it is. It never lowers TTFT and
+    leaves TPOT alone."""
+    from serveplan.planner.estimate import Scorer
+
+    def pred(traffic: Traffic, floor: float):  # noqa: ANN202
+        req = _with(base_req, traffic)
+        req = req.model_copy(update={"engine": req.engine.model_copy(update={"idle_step_floor_ms": floor})})
+        return Scorer(req, H100, use_calibration=False).score(CAND, simulated=simulated).predictions
+
+    alone = fixed(128, 64, arrival="closed", concurrency=1)
+    a, b = pred(alone, 0.0), pred(alone, 40.0)
+    assert b.ttft_ms.mean >= 40.0 and b.ttft_ms.mean - a.ttft_ms.mean > 20.0
+    assert b.tpot_ms.mean == pytest.approx(a.tpot_ms.mean, rel=0.02)
+    assert pred(alone, 1.0).ttft_ms.mean == pytest.approx(a.ttft_ms.mean)  # below the prompt's own step: no effect
+    long_alone = fixed(6144, 64, arrival="closed", concurrency=1)
+    assert pred(long_alone, 40.0).ttft_ms.mean == pytest.approx(pred(long_alone, 0.0).ttft_ms.mean)
+    # sixty-four clients with outputs of many lengths (fixed ones finish together, and each wave finds it idle)
+    crowd = Traffic(input_len=LengthDist(kind="fixed", mean=128, max=128),
+                    output_len=LengthDist(kind="lognormal", mean=64, std=48, max=512), arrival="closed", concurrency=64)
+    assert pred(crowd, 40.0).ttft_ms.p50 - pred(crowd, 0.0).ttft_ms.p50 < 1.0
+    deltas = []
+    for rate in (0.5, 40.0):
+        open_loop = fixed(128, 64, rate_rps=rate)
+        deltas.append(pred(open_loop, 40.0).ttft_ms.mean - pred(open_loop, 0.0).ttft_ms.mean)
+    assert 0.0 <= deltas[1] < deltas[0] <= 40.0
 
 
 @pytest.mark.parametrize("rate", [2.0, 8.0, 16.0])

@@ -125,6 +125,7 @@ class StepModel:
         self.request_overhead_ms = self._calibrated("request_overhead_ms")
         self.graph_tokens = cudagraph_tokens(self.engine, c)
         self.eager_ms = self._calibrated("eager_step_ms")
+        self.idle_floor_ms = self.engine.idle_step_floor_ms  # the first step on an idle engine (simulation, serving)
         # a step beyond the graphs launches every kernel from the host: at least this long, whatever the GPU does
         per_layer_us = (self.engine.eager_moe_layer_us or self.engine.eager_layer_us) if m.is_moe \
             else self.engine.eager_layer_us
@@ -154,6 +155,8 @@ class StepModel:
             "per_layer": "measured" if self.layer_us else "none",
             # host time per layer of a step beyond the CUDA graphs (conf/engine/<engine>.yaml, from c=1 prompts)
             "eager_floor": "measured" if self.eager_floor_ms else "none",
+            # the first step on an idle engine (conf/engine/<engine>.yaml, from a short prompt alone on vLLM)
+            "idle_floor": "measured" if self.idle_floor_ms else "none",
             "profile": prof.path,
         }
         if m.is_moe:  # routing and the fused expert kernels (conf/engine/<engine>.yaml, solved on Mixtral-8x7B)

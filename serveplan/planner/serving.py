@@ -196,6 +196,9 @@ def analytic(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
     # A prompt waits for the step in flight (half a step on average) and, with asynchronous scheduling, for
     # the step already scheduled behind it.
     wait_steps = 1.5 if sm.engine.async_scheduling else 0.5
+    # A prompt that finds the engine idle waits at least sm.idle_floor_ms in its first step: always with one client,
+    # never with several; an open loop finds the engine empty with the Poisson chance of no request in flight.
+    p_idle = (math.exp(-b) if load.rate is not None else 1.0 if (load.clients or 1.0) <= 1.0 else 0.0)
     for i, o in zip(ins, outs):
         pf = i * share
         if cand.chunked_prefill:
@@ -207,7 +210,8 @@ def analytic(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
         var = chunk_steps_frac * (1 - chunk_steps_frac) / max(o - 1, 1)
         for q, z in zip(Q_GRID, Z_GRID):
             w = 0.0 if q <= 1 - rho else -math.log((1 - q) / max(rho, 1e-12)) * ew / max(rho, 1e-12)
-            t_first = (w + base + queue_extra) * 1000 + sm.request_ms(i, front_tok_s)
+            idle = p_idle * max(0.0, sm.idle_floor_ms - s_k * 1000)
+            t_first = (w + base + queue_extra) * 1000 + idle + sm.request_ms(i, front_tok_s)
             frac = min(1.0, max(0.0, chunk_steps_frac + z * math.sqrt(var)))
             t_tok = (s_dec + (s_mix - s_dec) * frac) * 1000
             ttft.append(t_first)

@@ -167,6 +167,8 @@ class _ReplicaSim:
         # request arriving after that waits one more step. An idle engine schedules at once.
         self.async_scheduling = sm.engine.async_scheduling
         self.last_step_start = 0.0
+        # The engine's loop blocks while nothing runs; the step it starts on waking takes sm.idle_floor_ms at least.
+        self.idle = False
 
     def chunk(self, r: _Req, tokens_left: int) -> int:
         """The prefill tokens of r this step: a chunk with chunked prefill, else the whole rest or nothing."""
@@ -188,6 +190,7 @@ class _ReplicaSim:
                     continue
                 self.now = self.last_step_start = self.arrivals[0].arrival
                 continue
+            self.idle = not self.running  # nothing in flight: the engine had blocked waiting for work
             preempted = self._preempt()
             dec, chunked = self._schedule(admit=not preempted)
             if not dec and not chunked:
@@ -246,6 +249,9 @@ class _ReplicaSim:
             pf_work += c * (prefix + c / 2)
             pf_seqs += 1
         dt = self.sm.step_ms(len(dec), dec_ctx, pf_tokens, pf_work, pf_seqs) / 1000.0
+        if self.idle:
+            dt = max(dt, self.sm.idle_floor_ms / 1000.0)
+            self.idle = False
         self.last_step_start = self.now
         self.now += dt
         if dec:

@@ -397,6 +397,11 @@ class EngineConfig(Frozen):
                                       "the decodes) runs without them and costs eager_step_ms more. 0: no limit.")
     eager_step_ms: float = Field(default=0.0, ge=0, description="Extra time of a step too large for the CUDA "
                                  "graphs (see cudagraph_max_tokens); the calibration fits it.")
+    idle_step_floor_ms: float = Field(default=0.0, ge=0, description="A step that starts on an idle engine "
+                                      "(nothing running: its loop had blocked waiting for work) takes at least this "
+                                      "long to its first token. vLLM 0.26 takes ~15 ms from scheduling a prompt of "
+                                      "16-512 tokens alone to its first token, whatever its length, where one "
+                                      "joining running decodes costs one ~9 ms step. 0: no floor.")
     eager_layer_us: float = Field(default=0.0, ge=0, description="A step too large for the CUDA graphs takes at "
                                   "least this much host time per layer: the CPU launching its kernels one by one. "
                                   "A floor, not an addition: a long prompt's GPU time hides it. 0: no floor.")
