@@ -3,9 +3,10 @@
 Session 10 (`benchmarks/gpu/session10_decode.sh`, one H200, then the 8B pair on one H100; vLLM 0.26.0, dummy
 weights) sent bursts of C prompts of L tokens at once (C requests, 256 tokens out each): they prefill together and
 then decode in lockstep at batch C, so the last 128 gaps between tokens of every request are decode steps of C
-sequences at context L+128..L+256. This prints, per server and burst, the measured step (median over requests of
-each one's median last-128 gap) and the shipped model's step for the same batch and context (calibrated), with the
-model's decode attention.
+sequences at context L+128..L+256. Session 11b (`session11b.sh`) added Qwen3-30B-A3B FP8 at batches 16 and 64 and the
+70B FP8 at batches 16-64, all held out. This prints, per server and burst, the measured step (median over requests of
+each one's median last-128 gap; a request whose tokens the API server coalesced has fewer gaps and is left out) and
+the shipped model's step for the same batch and context (calibrated), with the model's decode attention.
 
     python benchmarks/decode_steps.py                 # table (markdown)
     python benchmarks/decode_steps.py --fp8-kv-term   # solve conf/engine/vllm.yaml's fp8_kv_convert_gbs
@@ -35,7 +36,8 @@ from open_loop_accuracy import _read  # noqa: E402  (benchmarks/: a committed be
 
 R = HERE / "gpu" / "results"
 SERVERS = [R / "session10" / s for s in ("D8F", "D8A", "D70F", "D70A")] + \
-    [R / "session10-h100" / s for s in ("D8F", "D8A")]  # the same 8B pair on an H100, held out
+    [R / "session10-h100" / s for s in ("D8F", "D8A")] + \
+    [R / "session11b" / s for s in ("QF", "L")]  # session 11: Qwen3-30B-A3B FP8, the 70B FP8 by batch (held out)
 LAST_GAPS = 128  # the lockstep decode: every request's prefill has ended before its last 128 tokens
 OUTPUT_LEN = 256
 
