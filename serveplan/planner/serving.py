@@ -208,9 +208,9 @@ def analytic(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
             n_steps, s_k = 1, step(b, pf, 1.0, pf * (i - pf + pf / 2))
         base = wait_steps * s + n_steps * s_k
         var = chunk_steps_frac * (1 - chunk_steps_frac) / max(o - 1, 1)
+        idle = p_idle * max(0.0, sm.idle_floor_ms - s_k * 1000)  # what the floor adds to this prompt's own step
         for q, z in zip(Q_GRID, Z_GRID):
             w = 0.0 if q <= 1 - rho else -math.log((1 - q) / max(rho, 1e-12)) * ew / max(rho, 1e-12)
-            idle = p_idle * max(0.0, sm.idle_floor_ms - s_k * 1000)
             t_first = (w + base + queue_extra) * 1000 + idle + sm.request_ms(i, front_tok_s)
             frac = min(1.0, max(0.0, chunk_steps_frac + z * math.sqrt(var)))
             t_tok = (s_dec + (s_mix - s_dec) * frac) * 1000
