@@ -20,15 +20,15 @@ whatever its length (session 11: with or without async scheduling); one that joi
 (9 ms for 192 tokens on the 8B). The idle floor is solved on session 6's server A alone (the H200 calibration's fit
 server) at 128 tokens; every other server, GPU and model is held out.
 
-The fit set is fixed (FIT): the dense term from the 8B FP8 on three H200 hosts (sessions 6, 10 and 11 are other
-machines of the same kind), the MoE term from Mixtral-8x7B, each at 1,024 tokens. Everything else is held out:
+The fit set is fixed (FIT): the dense term from the 8B FP8 on two H200 hosts (session 6's server A, session 10's
+FP8- and bf16-KV servers; other machines of the same kind), the MoE term from Mixtral-8x7B, each at 1,024 tokens
+alone (session 11's C0 ran its 1,024-token prompts mixed with other lengths, c1-mix, which is not read here). Everything else is held out:
 the 14B at TP 1 and 2, the 70B at TP 1, 2 and 4, every H100 point, and Qwen3-30B-A3B (128 experts, never fitted).
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import statistics
 import sys
@@ -41,10 +41,11 @@ from serveplan.planner.calibrate import Observation, predict_observation  # noqa
 from serveplan.planner.config import build_request  # noqa: E402
 from serveplan.planner.profiles import find_calibration  # noqa: E402
 
+import open_loop_accuracy as ola  # noqa: E402  (benchmarks/: the sweep files and their reader)
+
 R = HERE / "gpu" / "results"
 # (results folder, prompt length) of the points each term is solved on
-FIT = {"eager_layer_us": {("session6/A", 1024), ("session10/D8F", 1024), ("session10/D8A", 1024),
-                          ("session11/C0", 1024)},
+FIT = {"eager_layer_us": {("session6/A", 1024), ("session10/D8F", 1024), ("session10/D8A", 1024)},
        "eager_moe_layer_us": {("session6/F", 1024)},
        "idle_step_floor_ms": {("session6/A", 128)}}
 GRAPH_TOKENS = 512  # vLLM 0.26.0's default capture size at max_num_seqs 256 (a folder's meta.json may say otherwise)
@@ -55,32 +56,25 @@ def sweep_points(inside: bool = False) -> list[tuple[str, int, dict, float, floa
     committed concurrency-1 point whose prompt is beyond the CUDA graphs and at most 2,048 tokens (inside: within
     the graphs instead). Session 11's C2 ran with --enforce-eager, which the planner does not model: left out."""
     out = []
-    for path in sorted(R.glob("session*/*/c1-*.json.gz")):
-        length = path.name[len("c1-"):-len(".json.gz")]
-        meta_path = path.parent / "meta.json"
-        if not length.isdigit() or not meta_path.exists():
-            continue
+    for meta_path in sorted(R.glob("session*/*/meta.json")):
         meta = json.loads(meta_path.read_text())
-        graphs = meta.get("max_cudagraph_capture_size") or GRAPH_TOKENS
-        if "enforce-eager" in meta.get("variant", "") or \
-                not (int(length) <= graphs if inside else graphs < int(length) <= 2048):
+        if "enforce-eager" in meta.get("variant", ""):
             continue
-        with gzip.open(path, "rt") as f:
-            reqs = [r for r in json.load(f)["requests"] if r.get("ok")]
-        engine = [r["server_prefill_ms"] for r in reqs if r.get("server_prefill_ms") is not None]
-        out.append((f"{path.parent.parent.name}/{path.parent.name}", int(length), meta,
-                    statistics.median(r["ttft_ms"] for r in reqs), statistics.median(engine) if engine else 0.0))
+        graphs = meta.get("max_cudagraph_capture_size") or GRAPH_TOKENS
+        for n, path in ola.concurrency1_files(meta_path.parent):
+            if not (n <= graphs if inside else graphs < n <= 2048):
+                continue
+            reqs = [r for r in ola._read(path)["requests"] if r.get("ok")]
+            engine = [r["server_prefill_ms"] for r in reqs if r.get("server_prefill_ms") is not None]
+            out.append((f"{meta_path.parent.parent.name}/{meta_path.parent.name}", n, meta,
+                        statistics.median(r["ttft_ms"] for r in reqs), statistics.median(engine) if engine else 0.0))
     return out
 
 
 def predict(meta: dict, length: int, measured: float, engine: dict | None) -> float:
-    obs = Observation(model=meta["model"], gpu=meta["gpu"], tp=meta.get("tp", 1), weight_dtype=meta["weight_dtype"],
-                      kv_cache_dtype=meta["kv_cache_dtype"], max_num_seqs=meta["max_num_seqs"],
-                      max_num_batched_tokens=meta["max_num_batched_tokens"], max_model_len=meta["max_model_len"],
-                      gpu_memory_utilization=meta["gpu_memory_utilization"],
-                      max_cudagraph_capture_size=meta.get("max_cudagraph_capture_size"), input_len=length,
-                      output_len=16, concurrency=1, num_prompts=6, ttft_ms=measured, tpot_ms=1.0,
-                      throughput_tok_s=1.0)
+    config = {k: v for k, v in meta.items() if k in Observation.model_fields}  # the server's flags
+    obs = Observation(**config, input_len=length, output_len=16, concurrency=1, num_prompts=6, ttft_ms=measured,
+                      tpot_ms=1.0, throughput_tok_s=1.0)
     return predict_observation(obs, find_calibration("vllm", "0.26.0", meta["gpu"]), engine)["ttft_ms"]
 
 

@@ -243,6 +243,13 @@ def concurrency1_front_end(folder: Path) -> tuple[float, float, int] | None:
     return a, b, len(y)
 
 
+def concurrency1_files(folder: Path) -> list[tuple[int, Path]]:
+    """A server's fixed-length concurrency-1 sweep files (c1-LEN.json.gz), by prompt length. Session 11's c1-mix
+    (prompts of many lengths in one file) is not one of them."""
+    lengths = ((path.name[len("c1-"):-len(".json.gz")], path) for path in folder.glob("c1-*.json.gz"))
+    return sorted((int(n), path) for n, path in lengths if n.isdigit())
+
+
 def concurrency1_prefill(folder: Path) -> list[tuple[int, float, float]]:
     """A server's concurrency-1 sweep (sessions 6-7) against the planner: per prompt length, the engine's own
     prefill time (scheduled to first token; median, the connection-opening first request left out) and the
@@ -252,12 +259,11 @@ def concurrency1_prefill(folder: Path) -> list[tuple[int, float, float]]:
     meta = json.loads((folder / "meta.json").read_text())
     cal = find_calibration("vllm", "0.26.0", meta["gpu"])
     out = []
-    for path in sorted(folder.glob("c1-*.json.gz"), key=lambda p: int(p.name[3:-len(".json.gz")])):
+    for n, path in concurrency1_files(folder):
         times = [r["server_prefill_ms"] for r in _read(path)["requests"][1:]
                  if r.get("ok") and r.get("server_prefill_ms") is not None]
         if not times:
             continue
-        n = int(path.name[3:-len(".json.gz")])
         sm = step_model_of(meta, cal, n, 16)
         out.append((n, statistics.median(times), sm.step_ms(0, 0, n, n * n / 2, 1)))
     return out

@@ -234,6 +234,11 @@ def test_concurrency1_prefill_reads_each_length_against_the_model():
     assert rows[0][2] < rows[1][2] < rows[2][2]  # the model's step grows with the prompt
     tp1 = ola.concurrency1_prefill(BENCH / "gpu" / "results" / "session7" / "R0")
     assert tp1[-1][2] > 1.4 * rows[-1][2]  # and halves, nearly, at TP=2 (8k tokens: compute-bound)
+    # session 11's C0 also holds c1-mix (prompts of many lengths in one file): not a fixed-length sweep point
+    c0 = BENCH / "gpu" / "results" / "session11" / "C0"
+    assert (c0 / "c1-mix.json.gz").exists()
+    assert [n for n, _ in ola.concurrency1_files(c0)] == [128, 256]
+    assert [n for n, _, _ in ola.concurrency1_prefill(c0)] == [128, 256]
 
 
 def test_the_shipped_tokenization_term_is_what_server_a_measured():
