@@ -1,4 +1,4 @@
-# Sourced by the session-6 to 9 GPU scripts (after vllm_env.sh): vLLM servers with per-request engine timings
+# Sourced by the session-6 to 11 GPU scripts (after vllm_env.sh): vLLM servers with per-request engine timings
 # (--enable-per-request-metrics, which `serveplan bench` records), and the loads they put on them. Needs S (the
 # results folder). DEV (CUDA_VISIBLE_DEVICES, default 0), PORT (default 8000), TP (meta_of's tp, default 1) and
 # SERVE_ENV (extra VAR=value for the server) may be set per call: `DEV=1 PORT=8001 serve ...`.
@@ -37,6 +37,12 @@ c1_sweep() {  # tag tokenizer lengths...: TTFT alone at each prompt length (6 re
       "traffic.input_len.mean=$len" "traffic.input_len.max=$len" traffic.output_len.kind=fixed \
       traffic.output_len.mean=16 traffic.output_len.max=16
   done
+}
+burst() {  # tag tokenizer concurrency prompt-len: C prompts at once, 256 tokens out each; they decode in lockstep,
+  # so each request's last gaps are decode steps of batch C (benchmarks/decode_steps.py reads them)
+  bench "$1" "burst-c$3-l$4" "$2" --traffic chat --concurrency "$3" --num-requests "$3" \
+    traffic.input_len.kind=fixed "traffic.input_len.mean=$4" "traffic.input_len.max=$4" \
+    traffic.output_len.kind=fixed traffic.output_len.mean=256 traffic.output_len.max=256
 }
 meta_of() {  # model weight-dtype kv-dtype [extra json fields]
   echo "{\"model\": \"$1\", \"gpu\": \"$gpu\", \"tp\": ${TP:-1}, \"weight_dtype\": \"$2\", \"kv_cache_dtype\": \"$3\", \"max_num_seqs\": 256, \"max_num_batched_tokens\": 8192, \"max_model_len\": 10240, \"gpu_memory_utilization\": 0.92${4:+, $4}}"

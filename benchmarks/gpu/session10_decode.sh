@@ -23,11 +23,6 @@ D_C1=${D_C1:-1}     # 0: no concurrency-1 sweep
 D8_BURSTS=${D8_BURSTS:-"32:256 128:256 32:2048 128:2048 32:6144 64:6144"}   # concurrency:prompt-len
 # The H100 rerun of the 8B pair (a GPU the term was not solved on): S10=/tmp/s10h D_C1=0 D8_BURSTS="32:256 32:2048 32:6144 64:6144"
 
-burst() {  # tag tokenizer concurrency prompt-len: C prompts at once, 256 tokens out each
-  bench "$1" "burst-c$3-l$4" "$2" --traffic chat --concurrency "$3" --num-requests "$3" \
-    traffic.input_len.kind=fixed "traffic.input_len.mean=$4" "traffic.input_len.max=$4" \
-    traffic.output_len.kind=fixed traffic.output_len.mean=256 traffic.output_len.max=256
-}
 
 m8=$(model_folder /tmp/s10-models llama-3.1-8b ct-fp8)
 for kv in fp8 auto; do

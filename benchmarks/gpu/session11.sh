@@ -32,11 +32,6 @@ c1_mix() {  # tag tokenizer name extra-bench-args...: prompts of every length in
     traffic.input_len.min=16 traffic.input_len.mean=300 traffic.input_len.max=1024 \
     traffic.output_len.kind=fixed traffic.output_len.mean=16 traffic.output_len.max=16
 }
-burst() {  # tag tokenizer concurrency prompt-len: C prompts at once, 256 tokens out each (session 10)
-  bench "$1" "burst-c$3-l$4" "$2" --traffic chat --concurrency "$3" --num-requests "$3" \
-    traffic.input_len.kind=fixed "traffic.input_len.mean=$4" "traffic.input_len.max=$4" \
-    traffic.output_len.kind=fixed traffic.output_len.mean=256 traffic.output_len.max=256
-}
 
 m8=$(model_folder /tmp/s11-models llama-3.1-8b ct-fp8)
 for v in C0 C1 C2; do

@@ -14,11 +14,6 @@ export PYTHONUNBUFFERED=1
 S=${S11B:-/tmp/s11b}; mkdir -p "$S"
 gpu=$(gpu_kind "$S/nvidia-smi.txt")
 source benchmarks/gpu/engine_timings.sh
-burst() {  # tag tokenizer concurrency prompt-len: C prompts at once, 256 tokens out each (session 10)
-  bench "$1" "burst-c$3-l$4" "$2" --traffic chat --concurrency "$3" --num-requests "$3" \
-    traffic.input_len.kind=fixed "traffic.input_len.mean=$4" "traffic.input_len.max=$4" \
-    traffic.output_len.kind=fixed traffic.output_len.mean=256 traffic.output_len.max=256
-}
 
 mq=$(model_folder /tmp/s11-models qwen3-30b-a3b ct-fp8); tokq=$(tokenizer_folder "$mq")
 if serve QF "$mq" "$tokq" "$(meta_of qwen3-30b-a3b fp8 fp8)" --kv-cache-dtype fp8; then
