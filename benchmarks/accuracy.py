@@ -11,9 +11,9 @@ training split and reports the error on the held-out split.
 
 The split is fixed (FIT_CONFIGS, MOE_TERM_CONFIGS, TRAIN_POINTS): a checkerboard of (shape, concurrency) points of the fitted
 configurations (H100: 8B; H200: 8B and 70B at TP=1, two sizes so that size-dependent and constant terms can
-be told apart), and the same checkerboard of Mixtral-8x7B, which solves the MoE terms (--moe-term) and nothing
-else; every other point of those configurations, and every point of a configuration never fitted (Qwen2.5-32B,
-Qwen2.5-14B, 70B and 14B at TP=2 and 4), is held out.
+be told apart), and the same checkerboard of Mixtral-8x7B FP8 and Qwen3-30B-A3B bf16, which solve the MoE terms
+(--moe-term) and nothing else; every other point of those configurations, and every point of a configuration never
+fitted (Qwen2.5-32B, Qwen2.5-14B, 70B and 14B at TP=2 and 4), is held out.
 
     python benchmarks/accuracy.py                         # uncalibrated (profile only)
     python benchmarks/accuracy.py --fit --write-calibration --plot docs/accuracy.png
@@ -110,9 +110,12 @@ FIT_CONFIGS = {("h100-sxm", "llama-3.1-8b", 1), ("h200", "llama-3.1-8b", 1), ("h
 
 
 # (gpu, model, tp) whose checkerboard points solve conf/engine/vllm.yaml's MoE terms (--moe-term), with the
-# calibration fixed; they are not in the calibration's fit
-MOE_TERM_CONFIGS = {("h200", "mixtral-8x7b", 1)}
-NO_MOE_TERMS = {"moe_layer_us": 0.0, "moe_compute_efficiency": 1.0}  # the step model before them
+# calibration fixed; they are not in the calibration's fit. Mixtral's grid is FP8 (W8A8), Qwen3-30B-A3B's bf16: the
+# first solves an FP8 MoE layer's time and the fused kernels' efficiency, the second the part without activation
+# quantization (since session 12; session 11 had Qwen3 held out whole).
+MOE_TERM_CONFIGS = {("h200", "mixtral-8x7b", 1), ("h200", "qwen3-30b-a3b", 1)}
+MOE_W8A8_CONFIG = ("h200", "mixtral-8x7b", 1)
+NO_MOE_TERMS = {"moe_layer_us": 0.0, "moe_act_quant_us_per_layer": 0.0, "moe_compute_efficiency": 1.0}  # before them
 
 
 def is_train(o: Observation) -> bool:
@@ -209,32 +212,42 @@ def layer_term(obs: list[Observation]) -> dict[str, float]:
 
 
 def moe_term(obs: list[Observation]) -> dict[str, float]:
-    """conf/engine/vllm.yaml's MoE terms, solved on the MoE configurations' checkerboard points (is_moe_term)
-    with the shipped calibration fixed: a grid search of moe_layer_us (0-100 us) x moe_compute_efficiency
-    (0.4-1.0) for the least mean |log error| of TPOT + TTFT + 0.5 throughput (the calibration's objective).
+    """conf/engine/vllm.yaml's MoE terms, solved on the MoE configurations' checkerboard points (is_moe_term) with the
+    shipped calibration fixed, for the least mean |log error| of TPOT + TTFT + 0.5 throughput (the calibration's
+    objective), in two grid searches:
+    1. on the W8A8 configuration's points (MOE_W8A8_CONFIG, Mixtral FP8): the time per MoE layer of FP8 weights
+       (0-100 us) x moe_compute_efficiency (0.4-1.0);
+    2. on the others' (Qwen3-30B-A3B bf16), the efficiency fixed: the part of that time without activation
+       quantization, moe_layer_us (0 up to step 1's time); moe_act_quant_us_per_layer is the rest.
     Prints the solution and the error on the points solved and on the others of the same configurations."""
     import math
 
     train = [o for o in obs if is_moe_term(o)]
     rest = [o for o in obs if (o.gpu, o.model, o.tp) in MOE_TERM_CONFIGS and not is_moe_term(o)]
-    if not train:
-        raise SystemExit("no MoE-term points among the grids read")
+    w8a8 = [o for o in train if (o.gpu, o.model, o.tp) == MOE_W8A8_CONFIG]
+    plain = [o for o in train if (o.gpu, o.model, o.tp) != MOE_W8A8_CONFIG]
+    if not w8a8 or not plain:
+        raise SystemExit("no MoE-term points of both precisions among the grids read")
     cals = {g: find_calibration("vllm", "0.26.0", g) for g in {o.gpu for o in train}}
 
-    def loss(engine: dict) -> float:
+    def loss(points: list[Observation], engine: dict) -> float:
         total = 0.0
-        for o in train:
+        for o in points:
             p = predict_observation(o, cals[o.gpu], engine)
             total += (abs(math.log(p["tpot_ms"] / o.tpot_ms)) + abs(math.log(p["ttft_ms"] / o.ttft_ms))
                       + 0.5 * abs(math.log(p["throughput_tok_s"] / o.throughput_tok_s)))
-        return total / len(train)
+        return total / len(points)
 
-    grid = [{"moe_layer_us": float(us), "moe_compute_efficiency": eff / 100}
-            for us in range(0, 101, 5) for eff in range(40, 101, 5)]
-    best_loss, best = min(((loss(engine), engine) for engine in grid), key=lambda lb: lb[0])
+    fp8_grid = [{"moe_layer_us": float(us), "moe_act_quant_us_per_layer": 0.0, "moe_compute_efficiency": eff / 100}
+                for us in range(0, 101, 5) for eff in range(40, 101, 5)]
+    _, fp8 = min(((loss(w8a8, engine), engine) for engine in fp8_grid), key=lambda lb: lb[0])
+    fp8_us, eff = fp8["moe_layer_us"], fp8["moe_compute_efficiency"]
+    plain_grid = [{"moe_layer_us": float(us), "moe_act_quant_us_per_layer": fp8_us - us, "moe_compute_efficiency": eff}
+                  for us in range(0, int(fp8_us) + 1, 5)]
+    best_loss, best = min(((loss(plain, engine), engine) for engine in plain_grid), key=lambda lb: lb[0])
     print(f"\nMoE terms from {len(train)} points of {sorted(MOE_TERM_CONFIGS)}: moe_layer_us {best['moe_layer_us']:g}, "
-          f"moe_compute_efficiency {best['moe_compute_efficiency']:g} (loss {best_loss:.3f}; without: "
-          f"{loss(NO_MOE_TERMS):.3f})")
+          f"moe_act_quant_us_per_layer {best['moe_act_quant_us_per_layer']:g}, moe_compute_efficiency {eff:g} "
+          f"(loss {loss(train, best):.3f}; without: {loss(train, NO_MOE_TERMS):.3f})")
     for name, pts in (("the points solved on", train), ("the other points of those configurations", rest)):
         if pts:
             print(f"  {name} ({len(pts)}), without the terms and with them:")

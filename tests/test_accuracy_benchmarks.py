@@ -33,11 +33,13 @@ def test_every_committed_grid_point_is_read_with_its_configuration(grid_points):
     assert {("h200", "qwen2.5-14b", 1, "bf16"), ("h200", "qwen2.5-14b", 2, "bf16"),
             ("h100-sxm", "qwen2.5-14b", 1, "bf16")} <= by_config  # session 7
     assert ("h200", "llama-3.1-70b", 4, "fp8") in by_config  # session 8
-    assert ("h200", "qwen3-30b-a3b", 1, "bf16") in by_config  # session 11: a MoE model never fitted
+    assert ("h200", "qwen3-30b-a3b", 1, "bf16") in by_config  # session 11: a second MoE model
+    kv = {(o.model, o.tp, o.kv_cache_dtype) for o in grid_points if o.gpu == "h200"}
+    assert ("llama-3.1-70b", 2, "auto") in kv and ("llama-3.1-70b", 2, "fp8") in kv  # sessions 12 and 5
     # H100 grid; H200 8B, 70B, Mixtral (14 each), 70B TP2 (8), 32B (14: session 6, not session 5's); session 7:
     # the 14B at TP 1 and 2 on H200 (11 each: no concurrency 256) and on the H100 (6: balanced and decode-heavy);
-    # session 8: the 70B at TP 4 (11); session 11: Qwen3-30B-A3B (11)
-    assert len(grid_points) == 24 + 3 * 14 + 8 + 14 + 2 * 11 + 6 + 11 + 11
+    # session 8: the 70B at TP 4 (11); session 11: Qwen3-30B-A3B (11); session 12: the 70B at TP 2, bf16 KV (11)
+    assert len(grid_points) == 24 + 3 * 14 + 8 + 14 + 2 * 11 + 6 + 11 + 11 + 11
 
 
 def test_a_label_two_sessions_share_is_kept_apart(grid_points):
@@ -59,12 +61,13 @@ def test_the_split_fits_only_the_fitted_configurations(grid_points):
     assert train and all((o.gpu, o.model, o.tp) in accuracy.FIT_CONFIGS for o in train)
     never_fitted = [o for o in grid_points if o.model in ("mixtral-8x7b", "qwen2.5-32b", "qwen2.5-14b") or o.tp == 2]
     assert never_fitted and not any(accuracy.is_train(o) for o in never_fitted)
-    # Mixtral's checkerboard solves the MoE terms alone: fitted (never reported as held out), not in the
-    # calibration's fit; its other half stays held out
-    mixtral = [o for o in grid_points if o.model == "mixtral-8x7b"]
-    solved = [o for o in mixtral if accuracy.is_moe_term(o)]
-    assert solved and all(accuracy.is_fitted(o) and not accuracy.is_train(o) for o in solved)
-    assert len(solved) < len(mixtral) and not any(accuracy.is_fitted(o) for o in mixtral if o not in solved)
+    # Mixtral's (FP8) and Qwen3-30B-A3B's (bf16) checkerboards solve the MoE terms alone: fitted (never reported as
+    # held out), not in the calibration's fit; their other halves stay held out
+    for name in ("mixtral-8x7b", "qwen3-30b-a3b"):
+        moe = [o for o in grid_points if o.model == name]
+        solved = [o for o in moe if accuracy.is_moe_term(o)]
+        assert solved and all(accuracy.is_fitted(o) and not accuracy.is_train(o) for o in solved)
+        assert len(solved) < len(moe) and not any(accuracy.is_fitted(o) for o in moe if o not in solved)
 
 
 def test_held_out_configurations_are_predicted_with_the_shipped_calibration(grid_points):
@@ -279,8 +282,8 @@ def test_the_shipped_moe_terms_are_the_moe_points_solution(grid_points, capsys):
 
     solved = accuracy.moe_term(grid_points)
     engine = catalog.catalog_doc("engine", "vllm")
-    assert solved == {"moe_layer_us": engine["moe_layer_us"], "moe_compute_efficiency": engine["moe_compute_efficiency"]}
-    assert "the other points of those configurations (7)" in capsys.readouterr().out
+    assert solved == {k: engine[k] for k in ("moe_layer_us", "moe_act_quant_us_per_layer", "moe_compute_efficiency")}
+    assert "the other points of those configurations (12)" in capsys.readouterr().out
 
 
 def test_every_excluded_open_loop_row_exists_and_says_why():

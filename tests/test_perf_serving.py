@@ -145,9 +145,10 @@ def test_each_layer_costs_step_time_and_w8a8_more():
 def test_moe_terms_cost_moe_models_only():
     """Routing costs every MoE layer the same time whatever the batch; a slower fused expert GEMM slows the
     compute-bound prompt steps and leaves a one-token decode step (memory-bound) alone; dense models pay neither."""
-    plain = VLLM.model_copy(update={"moe_layer_us": 0.0, "moe_compute_efficiency": 1.0})
-    routed = VLLM.model_copy(update={"moe_layer_us": 50.0, "moe_compute_efficiency": 1.0})
-    slow = VLLM.model_copy(update={"moe_layer_us": 0.0, "moe_compute_efficiency": 0.5})
+    plain = VLLM.model_copy(update={"moe_layer_us": 0.0, "moe_act_quant_us_per_layer": 0.0,
+                                    "moe_compute_efficiency": 1.0})
+    routed = plain.model_copy(update={"moe_layer_us": 50.0})
+    slow = plain.model_copy(update={"moe_compute_efficiency": 0.5})
     moe, dense = _model("mixtral-8x7b"), _model("llama-3.1-8b")
     cand = Candidate(weight_dtype="fp8")
 
@@ -161,6 +162,22 @@ def test_moe_terms_cost_moe_models_only():
     prompt = (0, 0, 4096, 4096 * 2048, 1)
     assert step(moe, slow, *prompt) > 1.3 * step(moe, plain, *prompt)
     assert step(moe, slow, 1, 500) == pytest.approx(step(moe, plain, 1, 500))
+
+
+def test_moe_activation_quantization_costs_w8a8_weights_only():
+    """moe_act_quant_us_per_layer is paid per MoE layer and step by weights that quantize their activations (FP8 on
+    a GPU with FP8 tensor cores): not by bf16 weights, not by FP8 run weight-only (an A100), not by dense models."""
+    base = VLLM.model_copy(update={"moe_layer_us": 15.0, "moe_act_quant_us_per_layer": 0.0})
+    quant = base.model_copy(update={"moe_act_quant_us_per_layer": 35.0})
+    moe, dense = _model("mixtral-8x7b"), _model("llama-3.1-8b")
+
+    def step(m, e, dtype, gpu="h100-sxm", *args):  # noqa: ANN001, ANN202
+        return StepModel(m, _inv(gpu), e, Candidate(weight_dtype=dtype), _datasheet(gpu)).step_ms(*(args or (8, 8000)))
+
+    assert step(moe, quant, "fp8") - step(moe, base, "fp8") == pytest.approx(moe.num_layers * 35.0 / 1000)
+    assert step(moe, quant, "bf16") == pytest.approx(step(moe, base, "bf16"))
+    assert step(moe, quant, "fp8", "a100-80gb-sxm") == pytest.approx(step(moe, base, "fp8", "a100-80gb-sxm"))
+    assert step(dense, quant, "fp8") == pytest.approx(step(dense, base, "fp8"))
 
 
 def test_larger_cudagraphs_keep_prompt_steps_out_of_eager_mode():

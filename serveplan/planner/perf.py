@@ -134,6 +134,7 @@ class StepModel:
         # fp8 on a GPU without fp8 tensor cores is weight-only (W8A16): no activations to quantize
         self.w8a8 = c.weight_dtype in W8A8_DTYPES and not self.weight_only
         self.layer_us = self.engine.step_us_per_layer + (self.engine.act_quant_us_per_layer if self.w8a8 else 0.0)
+        self.moe_layer_us = self.engine.moe_layer_us + (self.engine.moe_act_quant_us_per_layer if self.w8a8 else 0.0)
         self.frontend_ms_per_ktok_s = self.engine.frontend_ms_per_ktok_s
         # Interconnect: TP stays inside a node (the search keeps it there); PP may cross nodes.
         self.link_bw = gpu.intra_node_bw_gbs * 1e9 * 0.7
@@ -159,9 +160,10 @@ class StepModel:
             "idle_floor": "measured" if self.idle_floor_ms else "none",
             "profile": prof.path,
         }
-        if m.is_moe:  # routing and the fused expert kernels (conf/engine/<engine>.yaml, solved on Mixtral-8x7B)
-            measured = self.engine.moe_layer_us or self.engine.moe_compute_efficiency != 1.0
-            self.sources["moe"] = "measured (Mixtral-8x7B, H200)" if measured else "none"
+        if m.is_moe:  # routing and the fused expert kernels (conf/engine/<engine>.yaml, solved on Mixtral-8x7B FP8
+            # and Qwen3-30B-A3B bf16)
+            measured = self.moe_layer_us or self.engine.moe_compute_efficiency != 1.0
+            self.sources["moe"] = "measured (Mixtral-8x7B FP8, Qwen3-30B-A3B bf16; H200)" if measured else "none"
         if c.kv_cache_dtype == "fp8":  # converting the FP8 cache beside reading it (conf/engine/<engine>.yaml)
             self.sources["fp8_kv"] = ("measured (8B, FP8 against bf16 KV, H200)" if self.fp8_kv_convert_bps
                                       else "bytes only")
@@ -226,7 +228,8 @@ class StepModel:
         """A MoE step's linear layers: the dense ones (attention projections, LM head) and the routed experts are
         separate kernels, each compute- or memory-bound on its own. The fused expert kernels reach only part of a
         dense GEMM's rate when compute-bound, and routing the tokens to their experts costs time per layer
-        (engine.moe_compute_efficiency, engine.moe_layer_us: `benchmarks/accuracy.py --moe-term`)."""
+        (engine.moe_compute_efficiency; engine.moe_layer_us, + moe_act_quant_us_per_layer for W8A8 weights:
+        `benchmarks/accuracy.py --moe-term`)."""
         e = self.engine
         expert_flops = 2 * self.layers * self.model.active_mlp_params_per_layer / self.cand.tp * tokens
         rate = self._gemm_rate(t_int)
@@ -234,7 +237,7 @@ class StepModel:
         expert_read = read - self._weight_read_bytes(tokens, experts=False)
         dense = max((self.flops_per_token * tokens - expert_flops) / rate, (read - expert_read) / self.bw)
         experts = max(expert_flops / (rate * e.moe_compute_efficiency), expert_read / self.bw)
-        return dense + experts + self.layers * e.moe_layer_us * 1e-6
+        return dense + experts + self.layers * self.moe_layer_us * 1e-6
 
     def _bnb_dequant_s(self, tokens: float) -> float:
         """bitsandbytes' dequantize pass before each matmul of more than one token: read the 4-bit weights,

@@ -384,6 +384,10 @@ class EngineConfig(Frozen):
     moe_layer_us: float = Field(default=0.0, ge=0, description="MoE models: GPU time per MoE layer and step "
                                 "beyond the experts' bytes and FLOPs (routing, top-k, sorting the tokens by "
                                 "expert, the fused kernel's launch).")
+    moe_act_quant_us_per_layer: float = Field(default=0.0, ge=0, description="MoE models with weights that "
+                                              "quantize their activations (fp8, int8: W8A8): more GPU time per MoE "
+                                              "layer and step (quantizing the experts' inputs, the quantized "
+                                              "grouped GEMMs' set-up).")
     moe_compute_efficiency: float = Field(default=1.0, gt=0, le=2, description="MoE models: the share of the "
                                           "profile's GEMM rate the fused expert kernels reach when "
                                           "compute-bound (prompt chunks).")
