@@ -14,6 +14,7 @@ session-3/4 8B runs) and the table reports it on the rest (session 4's experimen
     python benchmarks/open_loop_accuracy.py                      # table, shipped calibrations
     python benchmarks/open_loop_accuracy.py --markdown           # the table docs/accuracy.md shows
     python benchmarks/open_loop_accuracy.py --markdown --seeds 5 # medians of 5 simulations, the P99's range
+    python benchmarks/open_loop_accuracy.py --markdown --seeds 5 --by-load   # ... and the error by load
     python benchmarks/open_loop_accuracy.py --fit [--write-calibration]   # fit the H200 on the 8B rows
     python benchmarks/open_loop_accuracy.py --decompose          # what stalls decoding in each session-5/6 run
     python benchmarks/open_loop_accuracy.py --ttft-parts         # where TTFT went (sessions 6-8's engine timings)
@@ -284,8 +285,38 @@ def predict_seeds(o: Observation, cal, seeds: int) -> tuple[dict, tuple[float, f
     return med, (min(p99), max(p99))
 
 
+def load_of(o: Observation, cal) -> float:  # noqa: ANN001
+    """A run's offered rate per replica over the planner's simulated capacity of one replica (the most it serves
+    whatever the latency, `simulation.replica_capacity`): how close to saturation the prediction is made."""
+    from serveplan.planner.calibrate import _open_request, candidate_of
+    from serveplan.planner.estimate import Scorer
+    from serveplan.planner.simulation import replica_capacity
+
+    req = _open_request(o.model, o.gpu, o.engine, o.tp * o.pp * o.replicas, o.max_model_len)
+    req = req.model_copy(update={"traffic": type(req.traffic)(**{**(o.traffic or {}), "rate_rps": o.rate_rps,
+                                                                  "concurrency": None})})
+    cand = candidate_of(o.model_dump())
+    scorer = Scorer(req, calibration=cal, use_calibration=False)
+    return o.rate_rps / o.replicas / replica_capacity(scorer.step_model(cand), cand, scorer.memory(cand), req.traffic)
+
+
+LOAD_BANDS = ((0.0, 0.5), (0.5, 0.85), (0.85, 1.0), (1.0, float("inf")))
+
+
+def print_by_load(errors_by_load: list[tuple[float, float, float]]) -> None:
+    """Held-out rows grouped by load_of: mean |error| of TTFT P50 and TPOT, and how many are within 20% on TTFT P50."""
+    print("\n| load (rate / predicted capacity) | rows | TTFT P50 mean abs error | within 20% | mean signed | "
+          "TPOT mean abs error |\n|---|---:|---:|---:|---:|---:|")
+    for lo, hi in LOAD_BANDS:
+        band = [(t, p) for load, t, p in errors_by_load if lo <= load < hi]
+        if band:
+            n = len(band)
+            print(f"| {lo:g}-{hi:g} | {n} | {sum(abs(t) for t, _ in band) / n:.0%} | {sum(abs(t) <= 0.2 for t, _ in band)} | "
+                  f"{sum(t for t, _ in band) / n:+.0%} | {sum(abs(p) for _, p in band) / n:.0%} |")
+
+
 def table(rows: list[tuple[str, bool, Observation]], cal_for, markdown: bool, fitted: bool,  # noqa: ANN001
-          seeds: int = 1) -> None:
+          seeds: int = 1, by_load: bool = False) -> None:
     names = [n for n, _ in METRICS]
     shipped_fit = {label for label, _, _, _ in _bench_runs(SHIPPED_FIT)}
     if markdown:
@@ -293,6 +324,7 @@ def table(rows: list[tuple[str, bool, Observation]], cal_for, markdown: bool, fi
         print("|---|---|" + "---:|" * (len(names) + 1))
     held_out_errors: dict[str, list[float]] = {key: [] for _, key in METRICS}
     p99_inside = []  # with several seeds: is the measured TTFT P99 inside the seeds' range?
+    errors_by_load: list[tuple[float, float, float]] = []  # by_load: (load, TTFT P50 error, TPOT error) held out
     for label, fit, o in rows:
         pred, p99_range = predict_seeds(o, cal_for(o), seeds)
         split = ("fit" if fit else "held out") if fitted else ("fit" if label in shipped_fit else "held out")
@@ -314,6 +346,9 @@ def table(rows: list[tuple[str, bool, Observation]], cal_for, markdown: bool, fi
                     p99_inside.append(p99_range[0] <= m <= p99_range[1])
             if key != "throughput_tok_s" and p > 0:
                 worst = max(worst, m / p)
+        if by_load and split == "held out":
+            errors_by_load.append((load_of(o, cal_for(o)), pred["ttft_ms"] / o.ttft_ms - 1,
+                                   pred["tpot_ms"] / o.tpot_ms - 1))
         if markdown:
             print(f"| {label} | {split} | " + " | ".join(cells) + f" | {worst:.2f}x |")
         else:
@@ -330,6 +365,8 @@ def table(rows: list[tuple[str, bool, Observation]], cal_for, markdown: bool, fi
     excluded = [label for label, _, _ in rows if label in EXCLUDED_ROWS]
     for label in excluded:
         print(f"excluded: {label}: {EXCLUDED_ROWS[label]}")
+    if by_load:
+        print_by_load(errors_by_load)
 
 
 def main() -> int:
@@ -344,6 +381,9 @@ def main() -> int:
     ap.add_argument("--ttft-parts", action="store_true",
                     help="per run with vLLM's engine timings (sessions 6-8): where TTFT went, ITL and mixed-step "
                          "gaps; each server's concurrency-1 front end and prefill against the model")
+    ap.add_argument("--by-load", action="store_true",
+                    help="also group the held-out rows by their rate over the predicted capacity (slower: it "
+                         "simulates each row's capacity)")
     ap.add_argument("--write-calibration", action="store_true",
                     help="with --fit: write it to serveplan/profiles/calibration/vllm-0.26.0/h200.yaml")
     a = ap.parse_args()
@@ -383,7 +423,7 @@ def main() -> int:
         return find_calibration(o.engine, "0.26.0", o.gpu)
 
     if not a.fit:
-        table(rows, shipped, a.markdown, fitted=False, seeds=a.seeds)
+        table(rows, shipped, a.markdown, fitted=False, seeds=a.seeds, by_load=a.by_load)
         return 0
     train = [o for _, fit, o in rows if fit]
     cal = fit_calibration(train, source="benchmarks/open_loop_accuracy.py --fit: open-loop H200 runs of 8B "
@@ -394,7 +434,8 @@ def main() -> int:
                                                                "request_overhead_ms", "prefill_seq_overhead_ms",
                                                                "max_stream_tok_s", "bandwidth_scale",
                                                                "compute_scale", "prefill_scale")))
-    table(rows, lambda o: cal if o.gpu == "h200" else shipped(o), a.markdown, fitted=True, seeds=a.seeds)
+    table(rows, lambda o: cal if o.gpu == "h200" else shipped(o), a.markdown, fitted=True, seeds=a.seeds,
+          by_load=a.by_load)
     if a.write_calibration:
         print(f"wrote {write_calibration(cal)}")
     return 0

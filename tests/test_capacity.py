@@ -199,3 +199,31 @@ def test_estimate_prints_the_kv_pressure_warning():
     assert "KV cache:" in printed("llama-70b", "1xH100", weight_dtype="fp8", kv_cache_dtype="fp8", max_num_seqs=128,
                                   max_num_batched_tokens=2048)
     assert "KV cache:" not in printed("llama-8b", "1xH100", weight_dtype="fp8", kv_cache_dtype="fp8")
+
+
+def test_a_rate_past_the_planners_headroom_is_flagged_in_estimate_and_why():
+    # the 70B FP8 at TP=2 on two H200s serves ~9 req/s at most: 8 req/s (session 12's run, 24% optimistic on TTFT
+    # P50) is past the 1 / (1 + headroom) the planner keeps, 4 req/s is not; a larger headroom lowers the line
+    from serveplan.planner.decision import load_pressure, why
+    from serveplan.planner.estimate import estimate
+    from serveplan.planner.report import render_estimate
+
+    def run(rate: float, headroom: float = 0.2):  # noqa: ANN202
+        req = build_request(model="llama-70b", gpus="2xH200", overrides=[
+            "traffic=chat", f"traffic.rate_rps={rate}", f"search.headroom={headroom}", "search.max_model_len=10240"])
+        est = estimate(req, Candidate(tp=2, weight_dtype="fp8", max_model_len=10240))
+        out = io.StringIO()
+        render_estimate(est, req, Console(file=out, width=400))
+        return req, est, out.getvalue()
+
+    req, est, text = run(8.0)
+    load = 8.0 / est.predictions.max_rps
+    assert 1 / 1.2 < load < 1.0 and not est.predictions.saturated
+    assert f"{load:.0%} of the most this deployment serves" in text and "Near capacity:" in text
+    assert load_pressure(req, est) in why(req, [est])
+    req, est, text = run(4.0)
+    assert "Load: 4.00 req/s" in text and "Near capacity:" not in text and load_pressure(req, est) is None
+    req, est, _ = run(4.0, headroom=2.0)  # the planner keeping 3x: 4 of ~9 req/s is past it
+    assert load_pressure(req, est) is not None and "search.headroom 2" in load_pressure(req, est)
+    req, est, text = run(20.0)  # saturated: said by the SATURATED note, not this one
+    assert est.predictions.saturated and load_pressure(req, est) is None and "SATURATED" in text

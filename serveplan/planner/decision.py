@@ -156,13 +156,30 @@ def kv_pressure(req: PlanRequest, w: Estimate) -> str | None:
             f"replica (more GPUs per replica, FP8 KV, smaller weights) or a lower rate avoids them.")
 
 
+def load_pressure(req: PlanRequest, w: Estimate) -> str | None:
+    """A sentence when an open loop's rate is closer to the deployment's most served rate (max_rps) than the
+    planner's own headroom allows (rate > max_rps / (1 + search.headroom)) without exceeding it (the saturated
+    case is said apart). Held-out open loops that close to capacity were the least accurate ones
+    (docs/accuracy.md, "Open loop by load")."""
+    p, rate = w.predictions, req.traffic.rate_rps
+    if p is None or not rate or p.max_rps <= 0 or p.saturated:
+        return None
+    load, limit = rate / p.max_rps, 1.0 / (1.0 + req.search.headroom)
+    if load <= limit:
+        return None
+    return (f"This rate is {load:.0%} of the most the deployment serves ({p.max_rps:.2f} req/s), above the "
+            f"{limit:.0%} the planner keeps (search.headroom {req.search.headroom:g}): latency rises steeply this "
+            f"close to capacity, and for held-out runs at 85-100% of their predicted capacity the predicted median "
+            f"TTFT was 31% below the measured one on average (docs/accuracy.md, \"Open loop by load\").")
+
+
 def why(req: PlanRequest, ranked: list[Estimate], alternatives: list[Estimate] | None = None) -> str:
     """Why the winner: for the goodput objective, one clause per decision (precision, layout, batching)
-    against the best alternative that decided differently; for cost and latency, the runner-up's number. A
-    sentence on KV-cache pressure follows where the planned load nearly fills the winner's cache."""
+    against the best alternative that decided differently; for cost and latency, the runner-up's number.
+    Sentences on KV-cache pressure and on a rate near capacity follow where they apply to the winner."""
     text = _why(req, ranked, alternatives)
-    note = kv_pressure(req, ranked[0]) if ranked else None
-    return f"{text} {note}" if note else text
+    notes = [n for n in (kv_pressure(req, ranked[0]), load_pressure(req, ranked[0])) if n] if ranked else []
+    return " ".join([text, *notes]) if notes else text
 
 
 def _why(req: PlanRequest, ranked: list[Estimate], alternatives: list[Estimate] | None = None) -> str:

@@ -234,14 +234,17 @@ def render_estimate(est: Estimate, req, console) -> None:  # noqa: ANN001 (PlanR
     console.print(f"Throughput {pr.throughput_tok_s:,.0f} output tok/s ({pr.tok_s_per_gpu:,.0f} per GPU), "
                   f"{pr.requests_per_s:.2f} req/s, {pr.goodput_rps:.2f} within SLO; ${pr.cost_per_1m_tokens:.2f} "
                   f"per 1M output tokens{'; SATURATED: the offered load exceeds capacity' if pr.saturated else ''}.")
+    if req.traffic.rate_rps and pr.max_rps > 0:
+        console.print(f"Load: {req.traffic.rate_rps:.2f} req/s, {req.traffic.rate_rps / pr.max_rps:.0%} of the most "
+                      f"this deployment serves ({pr.max_rps:.2f} req/s).")
     console.print(f"Sources: {', '.join(f'{k}={v}' for k, v in pr.sources.items())}")
     if est.violations:
         console.print(f"[yellow]SLO missed:[/] {'; '.join(est.violations)}")
-    from serveplan.planner.decision import kv_pressure
+    from serveplan.planner.decision import kv_pressure, load_pressure
 
-    pressure = kv_pressure(req, est)
-    if pressure:
-        console.print(f"[yellow]KV cache:[/] {pressure}", highlight=False)
+    for title, note in (("KV cache", kv_pressure(req, est)), ("Near capacity", load_pressure(req, est))):
+        if note:
+            console.print(f"[yellow]{title}:[/] {note}", highlight=False)
 
 
 def plan_files(plan: Plan) -> dict[str, str]:
