@@ -15,6 +15,7 @@ session-3/4 8B runs) and the table reports it on the rest (session 4's experimen
     python benchmarks/open_loop_accuracy.py --markdown           # the table docs/accuracy.md shows
     python benchmarks/open_loop_accuracy.py --markdown --seeds 5 # medians of 5 simulations, the P99's range
     python benchmarks/open_loop_accuracy.py --markdown --seeds 5 --by-load   # ... and the error by load
+    python benchmarks/open_loop_accuracy.py --replay             # each run's own requests through the simulation
     python benchmarks/open_loop_accuracy.py --fit [--write-calibration]   # fit the H200 on the 8B rows
     python benchmarks/open_loop_accuracy.py --decompose          # what stalls decoding in each session-5/6 run
     python benchmarks/open_loop_accuracy.py --ttft-parts         # where TTFT went (sessions 6-8's engine timings)
@@ -300,6 +301,50 @@ def load_of(o: Observation, cal) -> float:  # noqa: ANN001
     return o.rate_rps / o.replicas / replica_capacity(scorer.step_model(cand), cand, scorer.memory(cand), req.traffic)
 
 
+def replay_run(o: Observation, path: Path, cal) -> dict:  # noqa: ANN001
+    """The run as measured, replayed: each replica's requests (by the URL they went to) with their own arrival times
+    and lengths through `simulation.replay`. TTFT P50 / P99 and mean TPOT over every request, as the bench file
+    summarises them."""
+    from serveplan.planner.calibrate import _open_request, candidate_of
+    from serveplan.planner.estimate import Scorer
+    from serveplan.planner.simulation import replay
+
+    req = _open_request(o.model, o.gpu, o.engine, o.tp * o.pp * o.replicas, o.max_model_len)
+    cand = candidate_of(o.model_dump())
+    scorer = Scorer(req, calibration=cal, use_calibration=False)
+    sm, mem = scorer.step_model(cand), scorer.memory(cand)
+    by_url: dict[str, list[tuple[float, int, int]]] = {}
+    for r in _read(path)["requests"]:
+        if r.get("ok"):
+            by_url.setdefault(r.get("url", ""), []).append((r["start_s"], r["input_len"], r["output_len"]))
+    out = [x for trace in by_url.values() for x in replay(sm, cand, mem, trace, kv_block=req.engine.kv_block_size)]
+    ttft = sorted(t for t, _ in out)
+    return {"ttft_ms": statistics.median(ttft), "ttft_p99_ms": ttft[min(len(ttft) - 1, int(0.99 * len(ttft)))],
+            "tpot_ms": statistics.mean(p for _, p in out if p > 0)}
+
+
+def replay_table(markdown: bool) -> None:
+    """Every held-out run replayed (replay_run) against what it measured, and the mean |error| over them."""
+    runs = {label: path for label, path, _, _ in _bench_runs()}
+    names = ("TTFT P50", "TTFT P99", "TPOT mean")
+    keys = ("ttft_ms", "ttft_p99_ms", "tpot_ms")
+    errs: dict[str, list[float]] = {k: [] for k in keys}
+    print("| run | " + " | ".join(f"{n} replay / meas" for n in names) + " |\n|---|" + "---:|" * len(names))
+    for label, fit, o in observations():
+        if label not in runs or label in EXCLUDED_ROWS or label in {lb for lb, *_ in _bench_runs(SHIPPED_FIT)}:
+            continue
+        pred = replay_run(o, runs[label], find_calibration(o.engine, "0.26.0", o.gpu))
+        cells = []
+        for k in keys:
+            m = getattr(o, k)
+            errs[k].append(pred[k] / m - 1)
+            cells.append(f"{pred[k]:,.1f} / {m:,.1f} ({(pred[k] / m - 1) * 100:+.0f}%)")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print("\nreplayed held-out runs, mean |error|: " + ", ".join(
+        f"{n} {sum(abs(e) for e in errs[k]) / max(len(errs[k]), 1):.0%}" for n, k in zip(names, keys))
+        + f" ({len(errs['ttft_ms'])} runs); within 20% on TTFT P50: {sum(abs(e) <= 0.2 for e in errs['ttft_ms'])}")
+
+
 LOAD_BANDS = ((0.0, 0.5), (0.5, 0.85), (0.85, 1.0), (1.0, float("inf")))
 
 
@@ -384,6 +429,9 @@ def main() -> int:
     ap.add_argument("--by-load", action="store_true",
                     help="also group the held-out rows by their rate over the predicted capacity (slower: it "
                          "simulates each row's capacity)")
+    ap.add_argument("--replay", action="store_true",
+                    help="replay each held-out run's own requests (arrivals and lengths, per replica) through the "
+                         "step simulation: the step model's error without the traffic sample's")
     ap.add_argument("--write-calibration", action="store_true",
                     help="with --fit: write it to serveplan/profiles/calibration/vllm-0.26.0/h200.yaml")
     a = ap.parse_args()
@@ -416,6 +464,9 @@ def main() -> int:
             for n, measured, model in concurrency1_prefill(folder):
                 print(f"| {folder.parent.name}/{folder.name} | {n:,} | {measured:.1f} | {model:.1f} | "
                       f"{measured - model:+.1f} |")
+        return 0
+    if a.replay:
+        replay_table(a.markdown)
         return 0
     rows = observations()
 

@@ -648,3 +648,20 @@ def test_an_fp8_kv_cache_reads_half_the_bytes_and_converts_each_element():
     assert share["h100-sxm"][0] < share["h200"][0] < 1
     prompt = (0, 0, 2048, 2048 * 1024, 1)
     assert sm(converting, "fp8").step_ms(*prompt) == pytest.approx(sm(read_only, "fp8").step_ms(*prompt))
+
+
+def test_replay_follows_the_trace_it_is_given(base_req):
+    """simulation.replay runs one replica on an exact trace (arrival s, prompt, output): one (TTFT, TPOT) per request
+    in the trace's order; a request alone gets the idle engine's first step; a longer prompt never reaches its first
+    token sooner; a request arriving into a busy engine waits at least as long as the same one alone."""
+    from serveplan.planner.simulation import replay
+
+    sc = Scorer(base_req)
+    sm, mem = sc.step_model(CAND), sc.memory(CAND)
+    alone = replay(sm, CAND, mem, [(5.0, 512, 64)])
+    assert len(alone) == 1 and alone[0][0] >= sm.idle_floor_ms and alone[0][1] > 0
+    spaced = replay(sm, CAND, mem, [(10.0 * i, n, 32) for i, n in enumerate((128, 1024, 4096))])
+    assert [t for t, _ in spaced] == sorted(t for t, _ in spaced)  # longer prompts, each alone: later first tokens
+    busy = replay(sm, CAND, mem, [(0.0 + 0.01 * i, 2048, 256) for i in range(64)] + [(0.5, 512, 64)])
+    assert len(busy) == 65 and busy[-1][0] > alone[0][0] and busy[-1][1] > alone[0][1]
+    assert replay(sm, CAND, mem, []) == []

@@ -86,6 +86,25 @@ def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
                     steady_after=sim.last_issue if closed_loop == "steady" else None)
 
 
+def replay(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, trace: list[tuple[float, int, int]], *,
+           kv_block: int = 16) -> list[tuple[float, float]]:
+    """One replica fed an exact trace instead of a sample of the traffic: (arrival s, prompt tokens, output tokens)
+    per request, as a `bench` file records them. Returns each request's (TTFT ms, TPOT ms) in the trace's order, TTFT
+    with the time outside the engine steps at the trace's own tokens/s (as `simulate` adds it). It tells the step
+    model's error from the one a sampled run of the same traffic adds (`benchmarks/open_loop_accuracy.py --replay`)."""
+    if not trace:
+        return []
+    t0 = min(a for a, _, _ in trace)
+    reqs = [_Req(a - t0, p, p, o) for a, p, o in trace]
+    sim = _ReplicaSim(sm, cand, kv_cap=max(mem.kv_tokens, 1), share=1.0,
+                      arrivals=deque(sorted(reqs, key=lambda r: r.arrival)), pending=deque(), kv_block=kv_block)
+    sim.run()
+    arrivals_span = max(r.arrival for r in reqs)  # the offered tokens/s, as simulate takes the offered rate's
+    front_tok_s = sum(r.prompt + r.output for r in reqs) / arrivals_span if arrivals_span > 0 else 0.0
+    return [((r.first_token - r.arrival) * 1000 + sm.request_ms(r.prompt, front_tok_s),
+             (r.finish - r.first_token) / (r.output - 1) * 1000 if r.output > 1 else 0.0) for r in reqs]
+
+
 def replica_capacity(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traffic, *, seed: int = 0,
                      kv_block: int = 16) -> float:
     """The most requests/s one replica serves, whatever the latency: a closed loop that keeps the batch full
