@@ -139,7 +139,7 @@ def test_quantize_tiny_model_on_cpu(tiny: Path, tmp_path: Path, method: str) -> 
     assert on_disk["versions"]["llmcompressor"] and on_disk["versions"]["transformers"]
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["quantization_config"]["quant_method"] == "compressed-tensors"
-    assert cfg["quantization_config"]["ignore"] == ["lm_head"]
+    assert cfg["quantization_config"]["ignore"] == ["lm_head"]  # the modules left out (a dense model has no router)
 
     # Sizes: the checkpoint shrinks; the linear layers match the planner's prediction from the output config.
     spec = model_from_hf_config(out / "config.json")
@@ -206,3 +206,19 @@ def test_library_failure_is_one_sentence(tiny: Path, tmp_path: Path, monkeypatch
                                                 r"no mapping for this architecture \(SERVEPLAN_DEBUG"):
         run.quantize(str(tiny), "gptq", tmp_path / "o", samples=2, seq_len=32, skip_eval=True, log=lambda m: None)
     assert not (tmp_path / "o").exists() and not _leftovers(tmp_path, "o")
+
+
+@pytest.mark.parametrize("name,kept", [
+    ("lm_head", True), ("model.layers.3.mlp.gate", True), ("model.layers.3.mlp.shared_expert_gate", True),
+    ("model.layers.3.block_sparse_moe.gate", True), ("model.layers.3.mlp.gate_proj", False),
+    ("model.layers.3.mlp.experts.7.gate_proj", False), ("model.layers.3.block_sparse_moe.experts.1.w1", False),
+    ("model.layers.3.self_attn.q_proj", False)])
+def test_every_method_leaves_the_lm_head_and_moe_routers_in_bf16(name: str, kept: bool) -> None:
+    # compressed-tensors matches "re:" entries with re.match against the module's name; vLLM builds Mixtral's router
+    # without the quantization config, so a quantized one would not load
+    pytest.importorskip("llmcompressor", reason="needs llm-compressor (serveplan[quantize])")
+    matched = any(re.match(p[3:], name) if p.startswith("re:") else p == name for p in recipe.IGNORE)
+    assert matched == kept
+    for method in methods.METHODS.values():  # the quantizing modifier of each method takes the list
+        quant = [m for m in recipe.build_recipe(method) if type(m).__name__ in ("QuantizationModifier", "GPTQModifier")]
+        assert len(quant) == 1 and quant[0].ignore == recipe.IGNORE, method

@@ -52,8 +52,11 @@ def quant_config(fmt: str) -> dict | None:
     method = fmt.removeprefix("ct-")
     g = dict(_CT[method])
     form = g.pop("format")
+    # MoE routers stay bf16, as in published compressed-tensors MoE checkpoints (llm-compressor's "re:.*mlp.gate$"):
+    # vLLM builds Qwen3-MoE's router with the quantization config, and a dummy FP8 router is ~98% zeros (session 12).
+    # Dense models have no module of that name (gate_proj is not matched).
     return {"quant_method": "compressed-tensors", "format": form, "quantization_status": "compressed",
-            "config_groups": {"group_0": {"targets": ["Linear"], **g}}, "ignore": ["lm_head"]}
+            "config_groups": {"group_0": {"targets": ["Linear"], **g}}, "ignore": ["lm_head", "re:.*mlp.gate$"]}
 
 
 def make_folder(base: Path, model: str, fmt: str) -> Path:

@@ -28,24 +28,31 @@ def import_llmcompressor() -> Any:
     return llmcompressor
 
 
+# Left in bf16 by every method: the LM head, and MoE routers (Qwen-MoE's mlp.gate and shared_expert_gate, Mixtral's
+# block_sparse_moe.gate), as llm-compressor's own MoE examples and the published checkpoints leave them. vLLM builds
+# Mixtral's router without the quantization config, so a quantized one would not load; a router is a tiny share of
+# the weights and decides every token's experts.
+IGNORE = ["lm_head", "re:.*mlp.gate$", "re:.*shared_expert_gate$", "re:.*block_sparse_moe.gate$"]
+
+
 def build_recipe(method: Method) -> list:
     """The llm-compressor modifiers for a method (API of llm-compressor 0.14)."""
     from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
 
     if method.name == "fp8":
-        return [QuantizationModifier(targets="Linear", scheme="FP8_DYNAMIC", ignore=["lm_head"])]
+        return [QuantizationModifier(targets="Linear", scheme="FP8_DYNAMIC", ignore=IGNORE)]
     if method.name == "gptq":
-        return [GPTQModifier(targets="Linear", scheme="W4A16", ignore=["lm_head"])]
+        return [GPTQModifier(targets="Linear", scheme="W4A16", ignore=IGNORE)]
     if method.name == "w8a8":
         from llmcompressor.modifiers.transform.smoothquant import SmoothQuantModifier
 
         return [SmoothQuantModifier(smoothing_strength=0.8),
-                GPTQModifier(targets="Linear", scheme="W8A8", ignore=["lm_head"])]
+                GPTQModifier(targets="Linear", scheme="W8A8", ignore=IGNORE)]
     if method.name == "awq":
         from llmcompressor.modifiers.transform.awq import AWQModifier
 
         return [AWQModifier(duo_scaling="both"),
-                QuantizationModifier(targets="Linear", scheme="W4A16_ASYM", ignore=["lm_head"])]
+                QuantizationModifier(targets="Linear", scheme="W4A16_ASYM", ignore=IGNORE)]
     raise ConfigError(f"Unknown quantization method '{method.name}'.")
 
 
