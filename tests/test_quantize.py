@@ -215,7 +215,7 @@ def test_library_failure_is_one_sentence(tiny: Path, tmp_path: Path, monkeypatch
     ("model.layers.3.self_attn.q_proj", False)])
 def test_every_method_leaves_the_lm_head_and_moe_routers_in_bf16(name: str, kept: bool) -> None:
     # compressed-tensors matches "re:" entries with re.match against the module's name; vLLM builds Mixtral's router
-    # without the quantization config, so a quantized one would not load
+    # without the quantization config (no parameter for a quantized router's scales)
     pytest.importorskip("llmcompressor", reason="needs llm-compressor (serveplan[quantize])")
     matched = any(re.match(p[3:], name) if p.startswith("re:") else p == name for p in recipe.IGNORE)
     assert matched == kept

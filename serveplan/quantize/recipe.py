@@ -30,8 +30,8 @@ def import_llmcompressor() -> Any:
 
 # Left in bf16 by every method: the LM head, and MoE routers (Qwen-MoE's mlp.gate and shared_expert_gate, Mixtral's
 # block_sparse_moe.gate), as llm-compressor's own MoE examples and the published checkpoints leave them. vLLM builds
-# Mixtral's router without the quantization config, so a quantized one would not load; a router is a tiny share of
-# the weights and decides every token's experts.
+# Mixtral's router without the quantization config (no parameter for a quantized router's scales); a router is a
+# tiny share of the weights and decides every token's experts.
 IGNORE = ["lm_head", "re:.*mlp.gate$", "re:.*shared_expert_gate$", "re:.*block_sparse_moe.gate$"]
 
 
