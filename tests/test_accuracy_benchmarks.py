@@ -379,3 +379,19 @@ def test_the_shipped_idle_floor_is_server_a_solution_and_everything_else_is_held
     assert eager_steps.FIT["idle_step_floor_ms"] == {("session6/A", 128)}
     assert all(n <= (meta.get("max_cudagraph_capture_size") or 512) for _, n, meta, *_ in points)  # inside the graphs
     assert eager_steps.solve("idle_step_floor_ms", points, {}) == pytest.approx(engine["idle_step_floor_ms"], abs=0.1)
+
+
+def test_a_dummy_fp8_router_is_mostly_zeros_and_touches_fewer_experts_than_uniform_routing():
+    # benchmarks/dummy_router.py: vLLM's dummy U(-0.001, 0.001) cast to e4m3 keeps ~2% of the weights; one token still
+    # picks its top 8 experts, a batch of them fewer distinct experts than uniform routing would
+    import numpy as np
+
+    import dummy_router as dr
+
+    rng = np.random.default_rng(0)
+    gate = dr.to_fp8(rng.uniform(-1e-3, 1e-3, (dr.EXPERTS, dr.HIDDEN)))
+    assert set(np.unique(np.abs(gate)).tolist()) == {0.0, dr.FP8_STEP} and 0.01 < (gate != 0).mean() < 0.04
+    scale, norm = rng.uniform(-1e-3, 1e-3, dr.EXPERTS), rng.uniform(-1e-3, 1e-3, dr.HIDDEN)
+    assert dr.touched_share(1, rng, gate, scale, norm) == dr.TOP_K / dr.EXPERTS
+    share = np.mean([dr.touched_share(64, rng, gate, scale, norm) for _ in range(5)])
+    assert share < 0.8 * (1 - (1 - dr.TOP_K / dr.EXPERTS) ** 64)
