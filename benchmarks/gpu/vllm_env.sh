@@ -1,6 +1,11 @@
 # Sourced by the GPU scripts: assemble vLLM 0.26.0 from the chunks in /tmp/vch once per machine
 # (../shared/gpu/README.md), enter its environment, put the dummy-weights `vllm` shim first on PATH, and define the
 # helpers the scripts share (model_folder, tokenizer_folder, wait_health; at the end).
+# Staging (session 12): `run` refuses a working tree over 64 MiB with its carried paths, and the tracked tree is
+# ~53 MB, most of it benchmarks/gpu/results. Move that folder out of the checkout while carrying the ~19 MB chunks
+# (three a call), and back once they are staged. A lent machine goes back 30 s after the last `run` call ends even
+# with a script still running on it: start the script and poll it inside the same call (up to 600 s), then poll again
+# at once; tar what it wrote to $OUT at the end of every polling call.
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 if [ ! -f /tmp/vsite/env.sh ]; then
   cp .vch-tools/SHA256SUMS /tmp/vch/ && bash .vch-tools/assemble.sh /tmp/vch > /tmp/assemble.log 2>&1 \
