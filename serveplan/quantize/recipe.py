@@ -40,19 +40,19 @@ def build_recipe(method: Method) -> list:
     from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
 
     if method.name == "fp8":
-        return [QuantizationModifier(targets="Linear", scheme="FP8_DYNAMIC", ignore=IGNORE)]
+        return [QuantizationModifier(targets="Linear", scheme="FP8_DYNAMIC", ignore=list(IGNORE))]
     if method.name == "gptq":
-        return [GPTQModifier(targets="Linear", scheme="W4A16", ignore=IGNORE)]
+        return [GPTQModifier(targets="Linear", scheme="W4A16", ignore=list(IGNORE))]
     if method.name == "w8a8":
         from llmcompressor.modifiers.transform.smoothquant import SmoothQuantModifier
 
         return [SmoothQuantModifier(smoothing_strength=0.8),
-                GPTQModifier(targets="Linear", scheme="W8A8", ignore=IGNORE)]
+                GPTQModifier(targets="Linear", scheme="W8A8", ignore=list(IGNORE))]
     if method.name == "awq":
         from llmcompressor.modifiers.transform.awq import AWQModifier
 
         return [AWQModifier(duo_scaling="both"),
-                QuantizationModifier(targets="Linear", scheme="W4A16_ASYM", ignore=IGNORE)]
+                QuantizationModifier(targets="Linear", scheme="W4A16_ASYM", ignore=list(IGNORE))]
     raise ConfigError(f"Unknown quantization method '{method.name}'.")
 
 
