@@ -46,7 +46,7 @@ def touched_share(batch: int, rng: np.random.Generator, gate: np.ndarray, scale:
 
 
 def main() -> int:
-    from decode_steps import bursts, model_step  # noqa: E402  (benchmarks/)
+    from decode_steps import bursts, model_step  # benchmarks/
 
     from serveplan.planner.calibrate import step_model_of
     from serveplan.planner.profiles import find_calibration

@@ -16,6 +16,7 @@ session-3/4 8B runs) and the table reports it on the rest (session 4's experimen
     python benchmarks/open_loop_accuracy.py --markdown --seeds 5 # medians of 5 simulations, the P99's range
     python benchmarks/open_loop_accuracy.py --markdown --seeds 5 --by-load   # ... and the error by load
     python benchmarks/open_loop_accuracy.py --replay             # each run's own requests through the simulation
+                                                                 # (a markdown table)
     python benchmarks/open_loop_accuracy.py --fit [--write-calibration]   # fit the H200 on the 8B rows
     python benchmarks/open_loop_accuracy.py --decompose          # what stalls decoding in each session-5/6 run
     python benchmarks/open_loop_accuracy.py --ttft-parts         # where TTFT went (sessions 6-8's engine timings)
@@ -286,18 +287,24 @@ def predict_seeds(o: Observation, cal, seeds: int) -> tuple[dict, tuple[float, f
     return med, (min(p99), max(p99))
 
 
-def load_of(o: Observation, cal) -> float:  # noqa: ANN001
-    """A run's offered rate per replica over the planner's simulated capacity of one replica (the most it serves
-    whatever the latency, `simulation.replica_capacity`): how close to saturation the prediction is made."""
+def _planner_of(o: Observation, cal):  # noqa: ANN001, ANN202
+    """The request (with the run's traffic at its rate), candidate and scorer the planner predicts an open-loop run
+    with, as `calibrate.predict_observation` builds them."""
     from serveplan.planner.calibrate import _open_request, candidate_of
     from serveplan.planner.estimate import Scorer
-    from serveplan.planner.simulation import replica_capacity
 
     req = _open_request(o.model, o.gpu, o.engine, o.tp * o.pp * o.replicas, o.max_model_len)
     req = req.model_copy(update={"traffic": type(req.traffic)(**{**(o.traffic or {}), "rate_rps": o.rate_rps,
                                                                   "concurrency": None})})
-    cand = candidate_of(o.model_dump())
-    scorer = Scorer(req, calibration=cal, use_calibration=False)
+    return req, candidate_of(o.model_dump()), Scorer(req, calibration=cal, use_calibration=False)
+
+
+def load_of(o: Observation, cal) -> float:  # noqa: ANN001
+    """A run's offered rate per replica over the planner's simulated capacity of one replica (the most it serves
+    whatever the latency, `simulation.replica_capacity`): how close to saturation the prediction is made."""
+    from serveplan.planner.simulation import replica_capacity
+
+    req, cand, scorer = _planner_of(o, cal)
     return o.rate_rps / o.replicas / replica_capacity(scorer.step_model(cand), cand, scorer.memory(cand), req.traffic)
 
 
@@ -305,13 +312,9 @@ def replay_run(o: Observation, path: Path, cal) -> dict:  # noqa: ANN001
     """The run as measured, replayed: each replica's requests (by the URL they went to) with their own arrival times
     and lengths through `simulation.replay`. TTFT P50 / P99 and mean TPOT over every request, as the bench file
     summarises them."""
-    from serveplan.planner.calibrate import _open_request, candidate_of
-    from serveplan.planner.estimate import Scorer
     from serveplan.planner.simulation import replay
 
-    req = _open_request(o.model, o.gpu, o.engine, o.tp * o.pp * o.replicas, o.max_model_len)
-    cand = candidate_of(o.model_dump())
-    scorer = Scorer(req, calibration=cal, use_calibration=False)
+    req, cand, scorer = _planner_of(o, cal)
     sm, mem = scorer.step_model(cand), scorer.memory(cand)
     by_url: dict[str, list[tuple[float, int, int]]] = {}
     for r in _read(path)["requests"]:
@@ -323,15 +326,17 @@ def replay_run(o: Observation, path: Path, cal) -> dict:  # noqa: ANN001
             "tpot_ms": statistics.mean(p for _, p in out if p > 0)}
 
 
-def replay_table(markdown: bool) -> None:
-    """Every held-out run replayed (replay_run) against what it measured, and the mean |error| over them."""
+def replay_table() -> None:
+    """Every held-out bench run replayed (replay_run) against what it measured, as a markdown table, and the mean
+    |error| over them."""
     runs = {label: path for label, path, _, _ in _bench_runs()}
+    fitted = {label for label, _, _, _ in _bench_runs(SHIPPED_FIT)}
     names = ("TTFT P50", "TTFT P99", "TPOT mean")
     keys = ("ttft_ms", "ttft_p99_ms", "tpot_ms")
     errs: dict[str, list[float]] = {k: [] for k in keys}
     print("| run | " + " | ".join(f"{n} replay / meas" for n in names) + " |\n|---|" + "---:|" * len(names))
     for label, fit, o in observations():
-        if label not in runs or label in EXCLUDED_ROWS or label in {lb for lb, *_ in _bench_runs(SHIPPED_FIT)}:
+        if label not in runs or label in EXCLUDED_ROWS or label in fitted:
             continue
         pred = replay_run(o, runs[label], find_calibration(o.engine, "0.26.0", o.gpu))
         cells = []
@@ -466,7 +471,7 @@ def main() -> int:
                       f"{measured - model:+.1f} |")
         return 0
     if a.replay:
-        replay_table(a.markdown)
+        replay_table()
         return 0
     rows = observations()
 

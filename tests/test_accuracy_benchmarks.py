@@ -395,3 +395,19 @@ def test_a_dummy_fp8_router_is_mostly_zeros_and_touches_fewer_experts_than_unifo
     assert dr.touched_share(1, rng, gate, scale, norm) == dr.TOP_K / dr.EXPERTS
     share = np.mean([dr.touched_share(64, rng, gate, scale, norm) for _ in range(5)])
     assert share < 0.8 * (1 - (1 - dr.TOP_K / dr.EXPERTS) ** 64)
+
+
+def test_open_loops_by_load_and_replayed():
+    # --by-load: a run past its predicted capacity reads a load above 1, a light one well under; --replay: a run's own
+    # requests through the simulation give finite latencies of the run's order of magnitude
+    obs = {label: o for label, _, o in ola.observations()}
+    runs = {label: (path, obs[label]) for label, path, _, _ in ola._bench_runs()
+            if "T chat-24" in label or "E chat-2 " in label}
+    assert len(runs) == 2
+    loads = {label: ola.load_of(o, find_calibration("vllm", "0.26.0", o.gpu)) for label, (_, o) in runs.items()}
+    assert min(v for k, v in loads.items() if "T chat-24" in k) > 1.0 > 0.5 > max(v for k, v in loads.items()
+                                                                                    if "E chat-2" in k)
+    label, (path, o) = next((k, v) for k, v in runs.items() if "E chat-2" in k)
+    rep = ola.replay_run(o, path, find_calibration("vllm", "0.26.0", o.gpu))
+    assert 0.5 < rep["ttft_ms"] / o.ttft_ms < 2 and 0.5 < rep["tpot_ms"] / o.tpot_ms < 2
+    assert rep["ttft_p99_ms"] >= rep["ttft_ms"]
