@@ -308,7 +308,22 @@ def load_of(o: Observation, cal) -> float:  # noqa: ANN001
     return o.rate_rps / o.replicas / replica_capacity(scorer.step_model(cand), cand, scorer.memory(cand), req.traffic)
 
 
-def replay_run(o: Observation, path: Path, cal) -> dict:  # noqa: ANN001
+def run_requests(label: str) -> list[dict] | None:
+    """The requests a run's bench file records (a `verify` run's through its bench file; None where it is missing)."""
+    for lb, path, _ in VERIFY_RUNS:
+        if lb == label:
+            bench = _bench_of(path, _read(path))
+            return bench["requests"] if bench else None
+    for lb, path, *_ in DEFAULTS_RUNS:
+        if lb == label:
+            return _read(path)["requests"]
+    for lb, path, _, _ in _bench_runs():
+        if lb == label:
+            return _read(path)["requests"]
+    return None
+
+
+def replay_run(o: Observation, requests: list[dict], cal) -> dict:  # noqa: ANN001
     """The run as measured, replayed: each replica's requests (by the URL they went to) with their own arrival times
     and lengths through `simulation.replay`. TTFT P50 / P99 and mean TPOT over every request, as the bench file
     summarises them."""
@@ -317,7 +332,7 @@ def replay_run(o: Observation, path: Path, cal) -> dict:  # noqa: ANN001
     req, cand, scorer = _planner_of(o, cal)
     sm, mem = scorer.step_model(cand), scorer.memory(cand)
     by_url: dict[str, list[tuple[float, int, int]]] = {}
-    for r in _read(path)["requests"]:
+    for r in requests:
         if r.get("ok"):
             by_url.setdefault(r.get("url", ""), []).append((r["start_s"], r["input_len"], r["output_len"]))
     out = [x for trace in by_url.values() for x in replay(sm, cand, mem, trace, kv_block=req.engine.kv_block_size)]
@@ -327,18 +342,18 @@ def replay_run(o: Observation, path: Path, cal) -> dict:  # noqa: ANN001
 
 
 def replay_table() -> None:
-    """Every held-out bench run replayed (replay_run) against what it measured, as a markdown table, and the mean
-    |error| over them."""
-    runs = {label: path for label, path, _, _ in _bench_runs()}
+    """Every held-out run replayed (replay_run) against what it measured, as a markdown table, and the mean |error|
+    over them."""
     fitted = {label for label, _, _, _ in _bench_runs(SHIPPED_FIT)}
     names = ("TTFT P50", "TTFT P99", "TPOT mean")
     keys = ("ttft_ms", "ttft_p99_ms", "tpot_ms")
     errs: dict[str, list[float]] = {k: [] for k in keys}
     print("| run | " + " | ".join(f"{n} replay / meas" for n in names) + " |\n|---|" + "---:|" * len(names))
     for label, fit, o in observations():
-        if label not in runs or label in EXCLUDED_ROWS or label in fitted:
+        requests = None if label in EXCLUDED_ROWS or label in fitted else run_requests(label)
+        if not requests or "start_s" not in requests[0]:
             continue
-        pred = replay_run(o, runs[label], find_calibration(o.engine, "0.26.0", o.gpu))
+        pred = replay_run(o, requests, find_calibration(o.engine, "0.26.0", o.gpu))
         cells = []
         for k in keys:
             m = getattr(o, k)

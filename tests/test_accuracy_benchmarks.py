@@ -408,6 +408,6 @@ def test_open_loops_by_load_and_replayed():
     assert min(v for k, v in loads.items() if "T chat-24" in k) > 1.0 > 0.5 > max(v for k, v in loads.items()
                                                                                     if "E chat-2" in k)
     label, (path, o) = next((k, v) for k, v in runs.items() if "E chat-2" in k)
-    rep = ola.replay_run(o, path, find_calibration("vllm", "0.26.0", o.gpu))
+    rep = ola.replay_run(o, ola.run_requests(label), find_calibration("vllm", "0.26.0", o.gpu))
     assert 0.5 < rep["ttft_ms"] / o.ttft_ms < 2 and 0.5 < rep["tpot_ms"] / o.tpot_ms < 2
     assert rep["ttft_p99_ms"] >= rep["ttft_ms"]
