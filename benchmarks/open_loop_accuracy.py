@@ -336,9 +336,12 @@ def replay_run(o: Observation, requests: list[dict], cal) -> dict:  # noqa: ANN0
         if r.get("ok"):
             by_url.setdefault(r.get("url", ""), []).append((r["start_s"], r["input_len"], r["output_len"]))
     out = [x for trace in by_url.values() for x in replay(sm, cand, mem, trace, kv_block=req.engine.kv_block_size)]
-    ttft = sorted(t for t, _ in out)
+    ttft = sorted(x.ttft_ms for x in out)
     return {"ttft_ms": statistics.median(ttft), "ttft_p99_ms": ttft[min(len(ttft) - 1, int(0.99 * len(ttft)))],
-            "tpot_ms": statistics.mean(p for _, p in out if p > 0)}
+            "tpot_ms": statistics.mean(x.tpot_ms for x in out if x.tpot_ms > 0),
+            "wait_ms": statistics.median(x.wait_ms for x in out),
+            "prefill_ms": statistics.median(x.prefill_ms for x in out),
+            "outside_ms": statistics.median(x.ttft_ms - x.wait_ms - x.prefill_ms for x in out)}
 
 
 def replay_table() -> None:
@@ -348,6 +351,7 @@ def replay_table() -> None:
     names = ("TTFT P50", "TTFT P99", "TPOT mean")
     keys = ("ttft_ms", "ttft_p99_ms", "tpot_ms")
     errs: dict[str, list[float]] = {k: [] for k in keys}
+    parts = []  # runs with vLLM's engine timings: where TTFT went, measured and replayed
     print("| run | " + " | ".join(f"{n} replay / meas" for n in names) + " |\n|---|" + "---:|" * len(names))
     for label, fit, o in observations():
         requests = None if label in EXCLUDED_ROWS or label in fitted else run_requests(label)
@@ -360,9 +364,21 @@ def replay_table() -> None:
             errs[k].append(pred[k] / m - 1)
             cells.append(f"{pred[k]:,.1f} / {m:,.1f} ({(pred[k] / m - 1) * 100:+.0f}%)")
         print(f"| {label} | " + " | ".join(cells) + " |")
+        timed = [r for r in requests if r.get("ok") and r.get("server_prefill_ms") is not None]
+        if timed:
+            parts.append((label, statistics.median(r["ttft_ms"] - r["server_prefill_ms"] for r in timed),
+                          statistics.median(r["server_prefill_ms"] for r in timed), pred))
     print("\nreplayed held-out runs, mean |error|: " + ", ".join(
         f"{n} {sum(abs(e) for e in errs[k]) / max(len(errs[k]), 1):.0%}" for n, k in zip(names, keys))
         + f" ({len(errs['ttft_ms'])} runs); within 20% on TTFT P50: {sum(abs(e) <= 0.2 for e in errs['ttft_ms'])}")
+    # vLLM's engine timings split TTFT at the moment the scheduler first takes a request: before it (the API server,
+    # waiting for the engine's loop to pick the request up, the engine's queue) and from it to the first token. The
+    # replay's split is at the start of the step that first schedules it.
+    print("\n| run (with vLLM's engine timings) | before scheduling, meas / replay | scheduled to first token, meas / "
+          "replay | the model's time outside the steps |\n|---|---:|---:|---:|")
+    for label, before, engine, pred in parts:
+        print(f"| {label} | {before:,.0f} / {pred['wait_ms']:,.0f} | {engine:,.0f} / {pred['prefill_ms']:,.0f} | "
+              f"{pred['outside_ms']:,.0f} |")
 
 
 LOAD_BANDS = ((0.0, 0.5), (0.5, 0.85), (0.85, 1.0), (1.0, float("inf")))

@@ -659,9 +659,13 @@ def test_replay_follows_the_trace_it_is_given(base_req):
     sc = Scorer(base_req)
     sm, mem = sc.step_model(CAND), sc.memory(CAND)
     alone = replay(sm, CAND, mem, [(5.0, 512, 64)])
-    assert len(alone) == 1 and alone[0][0] >= sm.idle_floor_ms and alone[0][1] > 0
+    assert len(alone) == 1 and alone[0].ttft_ms >= sm.idle_floor_ms and alone[0].tpot_ms > 0
+    assert alone[0].wait_ms == 0 and alone[0].prefill_ms >= sm.idle_floor_ms  # an idle engine takes it at once
     spaced = replay(sm, CAND, mem, [(10.0 * i, n, 32) for i, n in enumerate((128, 1024, 4096))])
-    assert [t for t, _ in spaced] == sorted(t for t, _ in spaced)  # longer prompts, each alone: later first tokens
+    ttfts = [r.ttft_ms for r in spaced]
+    assert ttfts == sorted(ttfts)  # longer prompts, each alone: later first tokens
     busy = replay(sm, CAND, mem, [(0.0 + 0.01 * i, 2048, 256) for i in range(64)] + [(0.5, 512, 64)])
-    assert len(busy) == 65 and busy[-1][0] > alone[0][0] and busy[-1][1] > alone[0][1]
+    assert len(busy) == 65 and busy[-1].ttft_ms > alone[0].ttft_ms and busy[-1].tpot_ms > alone[0].tpot_ms
+    assert busy[-1].wait_ms > 0 and all(r.wait_ms >= 0 and r.prefill_ms > 0 for r in busy)
+    assert all(r.ttft_ms >= r.wait_ms + r.prefill_ms for r in busy)  # the rest is outside the engine steps
     assert replay(sm, CAND, mem, []) == []

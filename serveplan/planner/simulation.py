@@ -30,6 +30,7 @@ class _Req:
     generated: int = 0
     first_token: float = -1.0
     finish: float = -1.0
+    admitted: float = -1.0  # the start of the step that first scheduled it (replay reports it)
     measured: bool = True  # False: an open loop's tail, arriving only to keep the load on (see simulate)
 
 
@@ -86,12 +87,22 @@ def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
                     steady_after=sim.last_issue if closed_loop == "steady" else None)
 
 
+@dataclass(frozen=True)
+class Replayed:
+    """One request of a replayed trace, ms: TTFT (with the time outside the engine steps), TPOT, and TTFT's engine
+    parts: from arrival to the start of the step that first scheduled it, and from there to its first token."""
+    ttft_ms: float
+    tpot_ms: float
+    wait_ms: float
+    prefill_ms: float
+
+
 def replay(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, trace: list[tuple[float, int, int]], *,
-           kv_block: int = 16) -> list[tuple[float, float]]:
+           kv_block: int = 16) -> list[Replayed]:
     """One replica fed an exact trace instead of a sample of the traffic: (arrival s, prompt tokens, output tokens)
-    per request, as a `bench` file records them. Returns each request's (TTFT ms, TPOT ms) in the trace's order, TTFT
-    with the time outside the engine steps at the trace's own tokens/s (as `simulate` adds it). It tells the step
-    model's error from the one a sampled run of the same traffic adds (`benchmarks/open_loop_accuracy.py --replay`)."""
+    per request, as a `bench` file records them. Returns each request's figures in the trace's order, TTFT with the
+    time outside the engine steps at the trace's own tokens/s (as `simulate` adds it). It tells the step model's error
+    from the one a sampled run of the same traffic adds (`benchmarks/open_loop_accuracy.py --replay`)."""
     if not trace:
         return []
     t0 = min(a for a, _, _ in trace)
@@ -101,8 +112,9 @@ def replay(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, trace: list[tup
     sim.run()
     arrivals_span = max(r.arrival for r in reqs)  # the offered tokens/s, as simulate takes the offered rate's
     front_tok_s = sum(r.prompt + r.output for r in reqs) / arrivals_span if arrivals_span > 0 else 0.0
-    return [((r.first_token - r.arrival) * 1000 + sm.request_ms(r.prompt, front_tok_s),
-             (r.finish - r.first_token) / (r.output - 1) * 1000 if r.output > 1 else 0.0) for r in reqs]
+    return [Replayed((r.first_token - r.arrival) * 1000 + sm.request_ms(r.prompt, front_tok_s),
+                     (r.finish - r.first_token) / (r.output - 1) * 1000 if r.output > 1 else 0.0,
+                     (r.admitted - r.arrival) * 1000, (r.first_token - r.admitted) * 1000) for r in reqs]
 
 
 def replica_capacity(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traffic, *, seed: int = 0,
@@ -254,6 +266,8 @@ class _ReplicaSim:
             if not c:
                 break
             self.waiting.popleft()
+            if r.admitted < 0:
+                r.admitted = self.now
             self.running.append(r)
             chunked.append((r, c))
             tokens_left -= c
