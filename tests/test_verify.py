@@ -86,8 +86,15 @@ def test_verify_end_to_end(plan_dir):
     assert (plan_dir / doc["bench_file"]).is_file()
     engines_gone(doc["run"])
     assert not temp_leftovers(plan_dir)
-    for word in ("predicted (plan)", "measured", "TTFT P50", "TPOT P99", "output tok/s", "verify.json"):
+    for word in ("predicted (plan)", "measured", "TTFT P50", "TPOT P99", "output tok/s", "verify.json",
+                 "replayed on the requests sent"):
         assert word in p.stdout
+    # the model replayed on the ten requests sent (each replica's own): latencies beside the prediction's
+    for m in ("ttft_ms", "tpot_ms", "e2e_ms"):
+        assert doc["replayed"][m]["p99"] >= doc["replayed"][m]["p50"] > 0
+    c = next(c for c in doc["comparison"] if c["metric"] == "ttft_ms.p50")
+    assert c["replayed"] == pytest.approx(doc["replayed"]["ttft_ms"]["p50"])
+    assert next(c for c in doc["comparison"] if c["metric"] == "output_tok_s")["replayed"] is None
 
 
 def test_load_override_re_estimates(plan_dir):

@@ -27,9 +27,13 @@ verify.json (schema_version 1), the input calibration reads:
                        throughput_tok_s, requests_per_s, …; the whole deployment), or null
     measured           the bench's BenchSummary over all replicas (ttft_ms/tpot_ms/itl_ms/e2e_ms:
                        {count, mean, p50, p90, p99, max}, requests_per_s, output_tok_s, input_tok_s, …)
+    replayed           the step simulation replayed on the requests actually sent (each replica's own arrival
+                       times and lengths, simulation.replay): ttft_ms/tpot_ms/e2e_ms {p50, p90, p99, mean}, or null.
+                       Against `predicted` (a sample of the plan's traffic) it tells what the traffic changed from
+                       what the model misses
     measured_per_url   one BenchSummary per replica endpoint (only with several replicas)
     classes            latencies by prompt-length tercile
-    comparison         [{metric, predicted, measured, rel_error}] for ttft_ms.{p50,p90,p99,mean},
+    comparison         [{metric, predicted, measured, rel_error, replayed}] for ttft_ms.{p50,p90,p99,mean},
                        tpot_ms.{p50,p90,p99,mean}, e2e_ms.{p50,p99}, output_tok_s, requests_per_s;
                        rel_error = (measured - predicted) / predicted, null where either is missing; an open
                        loop's measured output_tok_s / requests_per_s are what the server delivered while the
@@ -79,6 +83,7 @@ class Comparison(BaseModel):
     predicted: float | None = None
     measured: float | None = None
     rel_error: float | None = Field(default=None, description="(measured - predicted) / predicted.")
+    replayed: float | None = Field(default=None, description="The model replayed on the requests actually sent.")
 
 
 class Load(BaseModel):
@@ -112,6 +117,7 @@ class VerifyResult(BaseModel):
     prediction_source: Literal["plan", "re-estimated", "estimated"] | None = None
     prediction_error: str | None = None
     predicted: dict[str, Any] | None = None
+    replayed: dict[str, Any] | None = None
     measured: dict[str, Any]
     measured_per_url: dict[str, dict[str, Any]] = Field(default_factory=dict)
     classes: list[dict[str, Any]] = Field(default_factory=list)
@@ -160,9 +166,9 @@ def _lookup(doc: dict | None, key: str) -> float | None:
 SERVED = {"output_tok_s": "served_output_tok_s", "requests_per_s": "served_rps"}
 
 
-def compare(predicted: dict | None, measured: dict) -> list[Comparison]:
+def compare(predicted: dict | None, measured: dict, replayed: dict | None = None) -> list[Comparison]:
     """Predicted vs measured for every metric in COMPARED (predicted throughput_tok_s is output tok/s; an open
-    loop's measured throughput is the served one, SERVED)."""
+    loop's measured throughput is the served one, SERVED), with the replayed latencies beside them."""
     out = []
     for key, _label in COMPARED:
         pkey = "throughput_tok_s" if key == "output_tok_s" else key
@@ -171,8 +177,37 @@ def compare(predicted: dict | None, measured: dict) -> list[Comparison]:
         if m is None:
             m = _lookup(measured, key)
         err = (m - p) / p if p is not None and m is not None and p != 0 else None
-        out.append(Comparison(metric=key, predicted=p, measured=m, rel_error=err))
+        out.append(Comparison(metric=key, predicted=p, measured=m, rel_error=err, replayed=_lookup(replayed, key)))
     return out
+
+
+def replayed_latencies(plan, traffic, requests) -> dict | None:  # noqa: ANN001
+    """The plan's winner replayed on the requests a bench sent (simulation.replay, each replica's own arrival times
+    and lengths): {ttft_ms, tpot_ms, e2e_ms: {p50, p90, p99, mean}}, or None without any request or prediction."""
+    from serveplan.planner.estimate import Scorer
+    from serveplan.planner.serving import percentiles
+    from serveplan.planner.simulation import replay
+
+    by_url: dict[str, list[tuple[float, int, int]]] = {}
+    for r in requests:
+        if r.ok and not r.cancelled:
+            by_url.setdefault(r.url, []).append((r.start_s, r.input_len, r.output_len))
+    if not by_url:
+        return None
+    req = plan.request.model_copy(update={"traffic": traffic})
+    cand = plan.winner.config
+    try:
+        scorer = Scorer(req)
+        sm, mem = scorer.step_model(cand), scorer.memory(cand)
+    except ServeplanError:
+        return None
+    if not mem.fits:
+        return None
+    out = [(x, o) for trace in by_url.values()
+           for x, (_, _, o) in zip(replay(sm, cand, mem, trace, kv_block=req.engine.kv_block_size), trace)]
+    return {"ttft_ms": percentiles([x.ttft_ms for x, _ in out]).model_dump(),
+            "tpot_ms": percentiles([x.tpot_ms for x, _ in out if x.tpot_ms > 0]).model_dump(),
+            "e2e_ms": percentiles([x.ttft_ms + max(o - 1, 0) * x.tpot_ms for x, o in out]).model_dump()}
 
 
 # An open loop fell behind when it served below this share of its offered rate while its queue grew (the median TTFT
@@ -341,6 +376,7 @@ def verify_plan(plan_dir: str | Path, *, model: str | None = None, num_requests:
     s = bench.summary
     measured = s.model_dump(mode="json")
     predicted = predictions.model_dump(mode="json") if predictions is not None else None
+    replayed = replayed_latencies(plan, traffic, bench.requests) if predictions is not None else None
     rows = [{"url": r.url, "input_len": r.input_len, "output_len": r.output_len, "prompt_tokens": r.prompt_tokens,
              "output_tokens": r.output_tokens, "ttft_ms": r.ttft_ms, "tpot_ms": r.tpot_ms, "e2e_ms": r.e2e_ms,
              "ok": r.ok, "error_kind": r.error_kind, "size_class": r.size_class}
@@ -352,9 +388,10 @@ def verify_plan(plan_dir: str | Path, *, model: str | None = None, num_requests:
         candidate=winner.config.label(), config=winner.config.model_dump(mode="json"),
         num_gpus=winner.config.total_gpus, request=req.model_dump(mode="json"),
         traffic=traffic.model_dump(mode="json"), load=load, prediction_source=source, prediction_error=pred_err,
-        predicted=predicted, measured=measured,
+        predicted=predicted, replayed=replayed, measured=measured,
         measured_per_url={u: x.model_dump(mode="json") for u, x in bench.per_url.items()},
-        classes=[c.model_dump(mode="json") for c in bench.classes], comparison=compare(predicted, measured),
+        classes=[c.model_dump(mode="json") for c in bench.classes],
+        comparison=compare(predicted, measured, replayed),
         completed=s.completed, failed=s.failed, errors=dict(s.errors), interrupted=bench.interrupted,
         requests=rows, bench_file=bench_out.name, bench_args=bench.args.model_dump(mode="json"),
         run=rec.model_dump(mode="json"), notes=notes)
@@ -384,6 +421,9 @@ def render_verify(result: VerifyResult, console=None) -> None:  # noqa: ANN001
     t.add_column(f"predicted ({result.prediction_source or 'none'})", justify="right")
     t.add_column("measured", justify="right")
     t.add_column("error", justify="right")
+    replayed = any(c.replayed is not None for c in result.comparison)
+    if replayed:
+        t.add_column("replayed on the requests sent", justify="right")
     labels = dict(COMPARED)
     for c in result.comparison:
         digits = 2 if c.metric == "requests_per_s" else 1
@@ -392,8 +432,13 @@ def render_verify(result: VerifyResult, console=None) -> None:  # noqa: ANN001
         else:
             style = "green" if abs(c.rel_error) <= 0.2 else "yellow" if abs(c.rel_error) <= 0.5 else "red"
             err = f"[{style}]{c.rel_error * 100:+.0f}%[/]"
-        t.add_row(labels.get(c.metric, c.metric), _fmt(c.predicted, digits), _fmt(c.measured, digits), err)
+        t.add_row(labels.get(c.metric, c.metric), _fmt(c.predicted, digits), _fmt(c.measured, digits), err,
+                  *([_fmt(c.replayed, digits)] if replayed else []))
     console.print(t)
+    if replayed:
+        console.print("replayed: the model run on the requests this bench sent (their arrival times and lengths): "
+                      "where it is close to measured and the prediction is not, the traffic differed from the "
+                      "plan's; where both miss, the model does", highlight=False, markup=False)
     if result.measured.get("served_rps") is not None:
         console.print(f"throughput measured while the load was on (from a third of the arrivals to the last); over "
                       f"the whole run, drain included: {_fmt(result.measured.get('requests_per_s'), 2)} req/s, "
