@@ -287,24 +287,13 @@ def predict_seeds(o: Observation, cal, seeds: int) -> tuple[dict, tuple[float, f
     return med, (min(p99), max(p99))
 
 
-def _planner_of(o: Observation, cal):  # noqa: ANN001, ANN202
-    """The request (with the run's traffic at its rate), candidate and scorer the planner predicts an open-loop run
-    with, as `calibrate.predict_observation` builds them."""
-    from serveplan.planner.calibrate import _open_request, candidate_of
-    from serveplan.planner.estimate import Scorer
-
-    req = _open_request(o.model, o.gpu, o.engine, o.tp * o.pp * o.replicas, o.max_model_len)
-    req = req.model_copy(update={"traffic": type(req.traffic)(**{**(o.traffic or {}), "rate_rps": o.rate_rps,
-                                                                  "concurrency": None})})
-    return req, candidate_of(o.model_dump()), Scorer(req, calibration=cal, use_calibration=False)
-
-
 def load_of(o: Observation, cal) -> float:  # noqa: ANN001
     """A run's offered rate per replica over the planner's simulated capacity of one replica (the most it serves
     whatever the latency, `simulation.replica_capacity`): how close to saturation the prediction is made."""
+    from serveplan.planner.calibrate import scorer_of
     from serveplan.planner.simulation import replica_capacity
 
-    req, cand, scorer = _planner_of(o, cal)
+    req, cand, scorer = scorer_of(o, cal)
     return o.rate_rps / o.replicas / replica_capacity(scorer.step_model(cand), cand, scorer.memory(cand), req.traffic)
 
 
@@ -327,15 +316,12 @@ def replay_run(o: Observation, requests: list[dict], cal) -> dict:  # noqa: ANN0
     """The run as measured, replayed: each replica's requests (by the URL they went to) with their own arrival times
     and lengths through `simulation.replay`. TTFT P50 / P99 and mean TPOT over every request, as the bench file
     summarises them."""
-    from serveplan.planner.simulation import replay
+    from serveplan.planner.calibrate import scorer_of
+    from serveplan.planner.simulation import replay_replicas
 
-    req, cand, scorer = _planner_of(o, cal)
-    sm, mem = scorer.step_model(cand), scorer.memory(cand)
-    by_url: dict[str, list[tuple[float, int, int]]] = {}
-    for r in requests:
-        if r.get("ok"):
-            by_url.setdefault(r.get("url", ""), []).append((r["start_s"], r["input_len"], r["output_len"]))
-    out = [x for trace in by_url.values() for x in replay(sm, cand, mem, trace, kv_block=req.engine.kv_block_size)]
+    req, cand, scorer = scorer_of(o, cal)
+    trace = [(r.get("url", ""), r["start_s"], r["input_len"], r["output_len"]) for r in requests if r.get("ok")]
+    out = replay_replicas(scorer.step_model(cand), cand, scorer.memory(cand), trace, kv_block=req.engine.kv_block_size)
     ttft = sorted(x.ttft_ms for x in out)
     return {"ttft_ms": statistics.median(ttft), "ttft_p99_ms": ttft[min(len(ttft) - 1, int(0.99 * len(ttft)))],
             "tpot_ms": statistics.mean(x.tpot_ms for x in out if x.tpot_ms > 0),

@@ -186,13 +186,10 @@ def replayed_latencies(plan, traffic, requests) -> dict | None:  # noqa: ANN001
     and lengths): {ttft_ms, tpot_ms, e2e_ms: {p50, p90, p99, mean}}, or None without any request or prediction."""
     from serveplan.planner.estimate import Scorer
     from serveplan.planner.serving import percentiles
-    from serveplan.planner.simulation import replay
+    from serveplan.planner.simulation import replay_replicas
 
-    by_url: dict[str, list[tuple[float, int, int]]] = {}
-    for r in requests:
-        if r.ok and not r.cancelled:
-            by_url.setdefault(r.url, []).append((r.start_s, r.input_len, r.output_len))
-    if not by_url:
+    trace = [(r.url, r.start_s, r.input_len, r.output_len) for r in requests if r.ok and not r.cancelled]
+    if not trace:
         return None
     req = plan.request.model_copy(update={"traffic": traffic})
     cand = plan.winner.config
@@ -203,11 +200,10 @@ def replayed_latencies(plan, traffic, requests) -> dict | None:  # noqa: ANN001
         return None
     if not mem.fits:
         return None
-    out = [(x, o) for trace in by_url.values()
-           for x, (_, _, o) in zip(replay(sm, cand, mem, trace, kv_block=req.engine.kv_block_size), trace)]
-    return {"ttft_ms": percentiles([x.ttft_ms for x, _ in out]).model_dump(),
-            "tpot_ms": percentiles([x.tpot_ms for x, _ in out if x.tpot_ms > 0]).model_dump(),
-            "e2e_ms": percentiles([x.ttft_ms + max(o - 1, 0) * x.tpot_ms for x, o in out]).model_dump()}
+    out = replay_replicas(sm, cand, mem, trace, kv_block=req.engine.kv_block_size)
+    return {"ttft_ms": percentiles([x.ttft_ms for x in out]).model_dump(),
+            "tpot_ms": percentiles([x.tpot_ms for x in out if x.tpot_ms > 0]).model_dump(),
+            "e2e_ms": percentiles([x.e2e_ms for x in out]).model_dump()}
 
 
 # An open loop fell behind when it served below this share of its offered rate while its queue grew (the median TTFT

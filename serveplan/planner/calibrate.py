@@ -98,13 +98,11 @@ def step_model_of(config: dict, cal: Calibration | None, input_len: int, output_
     return Scorer(req, calibration=cal, use_calibration=False).step_model(candidate_of(config))
 
 
-def predict_observation(o: Observation, cal: Calibration | None, engine: dict | None = None,
-                        seed: int = 0) -> dict:
-    """The planner's prediction for the observed point (mean TTFT, mean TPOT, output tok/s); engine: terms of
-    the engine configuration to use instead of conf/engine's (benchmarks/accuracy.py solves some that way); seed:
-    the simulation's (lengths and arrivals), for the spread a finite run's sample gives."""
+def scorer_of(o: Observation, cal: Calibration | None, engine: dict | None = None):  # noqa: ANN201
+    """(request, candidate, scorer) the planner predicts an observed point with: the run's traffic at its rate (an
+    open loop) or its closed loop, the configuration it ran, and `cal` (or the profile alone); engine: terms of the
+    engine configuration to use instead of conf/engine's."""
     from serveplan.planner.estimate import Scorer
-    from serveplan.planner.simulation import simulate
 
     if o.rate_rps is not None:
         req = _open_request(o.model, o.gpu, o.engine, o.tp * o.pp * o.replicas, o.max_model_len)
@@ -114,8 +112,17 @@ def predict_observation(o: Observation, cal: Calibration | None, engine: dict | 
         req = _request(o.model, o.gpu, o.engine, o.input_len, o.output_len, o.concurrency, o.max_model_len)
     if engine:
         req = req.model_copy(update={"engine": req.engine.model_copy(update=engine)})
-    cand = candidate_of(o.model_dump())
-    scorer = Scorer(req, calibration=cal, use_calibration=False)
+    return req, candidate_of(o.model_dump()), Scorer(req, calibration=cal, use_calibration=False)
+
+
+def predict_observation(o: Observation, cal: Calibration | None, engine: dict | None = None,
+                        seed: int = 0) -> dict:
+    """The planner's prediction for the observed point (mean TTFT, mean TPOT, output tok/s); engine: terms of
+    the engine configuration to use instead of conf/engine's (benchmarks/accuracy.py solves some that way); seed:
+    the simulation's (lengths and arrivals), for the spread a finite run's sample gives."""
+    from serveplan.planner.simulation import simulate
+
+    req, cand, scorer = scorer_of(o, cal, engine)
     mem = scorer.memory(cand)
     # the run as measured: as many requests (per replica) as it sent, its drain included. An open loop's served
     # rate is the planner's: the offered rate up to the simulated capacity, where it levels off (the measured

@@ -93,6 +93,7 @@ class Replayed:
     parts: from arrival to the start of the step that first scheduled it, and from there to its first token."""
     ttft_ms: float
     tpot_ms: float
+    e2e_ms: float
     wait_ms: float
     prefill_ms: float
 
@@ -112,9 +113,24 @@ def replay(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, trace: list[tup
     sim.run()
     arrivals_span = max(r.arrival for r in reqs)  # the offered tokens/s, as simulate takes the offered rate's
     front_tok_s = sum(r.prompt + r.output for r in reqs) / arrivals_span if arrivals_span > 0 else 0.0
-    return [Replayed((r.first_token - r.arrival) * 1000 + sm.request_ms(r.prompt, front_tok_s),
-                     (r.finish - r.first_token) / (r.output - 1) * 1000 if r.output > 1 else 0.0,
-                     (r.admitted - r.arrival) * 1000, (r.first_token - r.admitted) * 1000) for r in reqs]
+    out = []
+    for r in reqs:
+        outside = sm.request_ms(r.prompt, front_tok_s)
+        out.append(Replayed((r.first_token - r.arrival) * 1000 + outside,
+                            (r.finish - r.first_token) / (r.output - 1) * 1000 if r.output > 1 else 0.0,
+                            (r.finish - r.arrival) * 1000 + outside,
+                            (r.admitted - r.arrival) * 1000, (r.first_token - r.admitted) * 1000))
+    return out
+
+
+def replay_replicas(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, trace: list[tuple[str, float, int, int]],
+                    *, kv_block: int = 16) -> list[Replayed]:
+    """replay of a trace sent to several replicas: (replica, arrival s, prompt tokens, output tokens) per request,
+    each replica's requests replayed on their own (a bench records the URL each request went to)."""
+    by_replica: dict[str, list[tuple[float, int, int]]] = {}
+    for replica, arrival, prompt, output in trace:
+        by_replica.setdefault(replica, []).append((arrival, prompt, output))
+    return [x for part in by_replica.values() for x in replay(sm, cand, mem, part, kv_block=kv_block)]
 
 
 def replica_capacity(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traffic, *, seed: int = 0,
