@@ -28,7 +28,8 @@ def bench_argv(args, i, o, c, n, rep, tmpdir, fname):
            "--random-input-len", str(i), "--random-output-len", str(o), "--random-range-ratio", "0",
            "--ignore-eos", "--max-concurrency", str(c), "--num-prompts", str(n), "--request-rate", "inf",
            "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
-           "--save-result", "--result-dir", tmpdir, "--result-filename", fname, "--seed", str(rep)]
+           "--save-result", "--result-dir", tmpdir, "--result-filename", fname, "--seed", str(rep),
+           *(["--save-detailed"] if args.ttfts else [])]
 
 
 def run_point(args, shape, i, o, c, rep, tmpdir):
@@ -56,6 +57,8 @@ def run_point(args, shape, i, o, c, rep, tmpdir):
     with open(os.path.join(tmpdir, fname)) as f:
         doc = json.load(f)
     keep = {k: v for k, v in doc.items() if not isinstance(v, list)}
+    if args.ttfts:  # each request's TTFT, s (a first wave's groups: which step gave each prompt its first token)
+        keep["ttfts"] = doc.get("ttfts")
     keep.update(label=args.label, shape=shape, input_len=i, output_len=o, concurrency=c, repeat=rep,
                 num_prompts=n, wall_s=round(time.time() - t0, 2))
     return keep
@@ -74,6 +77,7 @@ def main():
     ap.add_argument("--long-concurrency", default="1,16", help="concurrencies for the long shape")
     ap.add_argument("--meta", type=json.loads, default={}, help="JSON object copied into every row")
     ap.add_argument("--in-process", action="store_true", help="call vLLM's bench code in this process")
+    ap.add_argument("--ttfts", action="store_true", help="keep each request's TTFT in the row (--save-detailed)")
     a = ap.parse_args()
     import urllib.request
     with urllib.request.urlopen(f"http://127.0.0.1:{a.port}/v1/models") as r:
