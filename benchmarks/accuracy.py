@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -58,25 +59,42 @@ EXCLUDED = {"session5/32b-bf16": "the synthetic Qwen2 tokenizer folder does not 
 
 
 def committed_grids() -> list[Path]:
-    """Every committed grid file: session 2's H100 grids, then each later session's, one per server."""
+    """Every committed grid file: session 2's H100 grids, then each later session's in session order, one per
+    server."""
     results = HERE / "gpu" / "results"
-    return sorted(results.glob("grid_*.jsonl")) + sorted(results.glob("session*/*/grid.jsonl"))
+
+    def session_order(p: Path) -> tuple:
+        number = re.match(r"session(\d+)", p.parent.parent.name)
+        return (int(number.group(1)) if number else 0, p.parent.parent.name, p.parent.name)
+
+    return sorted(results.glob("grid_*.jsonl")) + sorted(results.glob("session*/*/grid.jsonl"), key=session_order)
 
 
 def load_points(paths: list[Path]) -> list[Observation]:
-    """Mean over repeats of each (label, shape, concurrency) point, keeping the spread. A label two grid files
-    share (each session's GPU script names its servers R, T, ...) is qualified by its session: s7-T, s8-T."""
+    """Mean over repeats of each (label, shape, concurrency) point, keeping the spread. A grid file whose server ran
+    the configuration of an earlier one (the same meta fields) measured the same points again: its rows are more
+    repeats of that file's points, under its label (session 13's D2 re-ran session 6's 32B). A label two grid files
+    of different configurations share (each session's GPU script names its servers R, T, ...) is qualified by its
+    session: s7-T, s8-T."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     files: dict[str, set[Path]] = defaultdict(set)
+    first_of_config: dict[tuple, tuple[Path, str]] = {}
     read = []
     for p in paths:
         if f"{p.parent.parent.name}/{p.parent.name}" in EXCLUDED:
             continue
         rows = [row for row in map(json.loads, p.read_text().splitlines()) if not row.get("error")]
-        read.append((p, rows))
+        config = tuple(rows[0].get(k) for k in CONFIG_KEYS) if rows and "model" in rows[0] else None
+        if config is not None:
+            first, first_label = first_of_config.setdefault(config, (p, rows[0]["label"]))
+            rows = [{**row, "label": first_label} for row in rows]
+            p_of_label = first
+        else:
+            p_of_label = p
+        read.append((p, p_of_label, rows))
         for row in rows:
-            files[row["label"]].add(p)
-    for p, rows in read:
+            files[row["label"]].add(p_of_label)
+    for _, p, rows in read:
         for row in rows:
             label = row["label"]
             if len(files[label]) > 1:

@@ -38,8 +38,10 @@ R = HERE / "gpu" / "results"
 SERVERS = [R / "session10" / s for s in ("D8F", "D8A", "D70F", "D70A")] + \
     [R / "session10-h100" / s for s in ("D8F", "D8A")] + \
     [R / "session11b" / s for s in ("QF", "L")] + \
-    [R / "session12" / "H2", R / "session12b" / "L2"]  # session 11: Qwen3-30B-A3B FP8, the 70B FP8 by batch;
-# session 12: the 70B at TP=2, and at TP=1 at batches 64-256 (all held out)
+    [R / "session12" / "H2", R / "session12b" / "L2"] + \
+    [R / "session13" / s for s in ("QR", "D2")]  # session 11: Qwen3-30B-A3B FP8, the 70B FP8 by batch;
+# session 12: the 70B at TP=2, and at TP=1 at batches 64-256; session 13: Qwen3 FP8 with a bf16 router, the 32B bf16
+# (each burst twice, -r1/-r2) (all held out)
 LAST_GAPS = 128  # the lockstep decode: every request's prefill has ended before its last 128 tokens
 OUTPUT_LEN = 256
 

@@ -87,10 +87,13 @@ DEFAULTS_RUNS = [
 # engine); Q = Qwen3-30B-A3B bf16, a MoE model nothing was fitted on (128 experts, top-8), chat at 5 and 15 req/s;
 # session11b's QF the same model with FP8 weights and KV at 15 req/s.
 # Session 12 (session12.sh): H2 = the 70B FP8 at TP=2 with a bf16 KV cache on two H200s, chat at 4 and 8 req/s.
+# Session 13 (session13.sh): QR = session 11b's QF with its MoE router in bf16 (QF's dummy FP8 router was ~98% zeros),
+# chat at 15 req/s.
 SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "session 6", {"D"}),
             (R / "session7", "session 7", set()), (R / "session8", "session 8", set()),
             (R / "session9", "session 9", set()), (R / "session11", "session 11", set()),
-            (R / "session11b", "session 11", set()), (R / "session12", "session 12", set())]
+            (R / "session11b", "session 11", set()), (R / "session12", "session 12", set()),
+            (R / "session13", "session 13", set())]
 # The open loops the shipped H200 calibration is fitted on, beside the grids' training points (benchmarks/accuracy.py
 # --fit): session 6's 8B server alone on its host. Their engine timings also gave conf/engine/vllm.yaml's
 # tokenize_us_per_token (the concurrency-1 sweep) and frontend_ms_per_ktok_s (the open loops). Every other row is
