@@ -50,6 +50,17 @@ def test_a_label_two_sessions_share_is_kept_apart(grid_points):
     assert {o.input_len for o in qwen if o.shape == "balanced"} == {512}  # what the server received
 
 
+def test_a_grid_that_reruns_a_configuration_adds_repeats_to_its_points(grid_points):
+    # session 13's D2 ran session 6's 32B server again (same meta): its rows are repeats of D's points, under D's label
+    qwen = {(o.shape, o.concurrency): o for o in grid_points if o.model == "qwen2.5-32b"}
+    assert {o.label for o in qwen.values()} == {"32b-bf16"}
+    assert qwen[("balanced", 64)].repeats == 3 and qwen[("balanced", 64)].ttft_spread > 0.2  # 2662 ms, 2062, 2043
+    assert qwen[("long", 16)].repeats == 1 and qwen[("balanced", 256)].repeats == 1  # D2 ran 16 and 64 only
+    sessions = [int(p.parent.parent.name.removeprefix("session").rstrip("b")) for p in accuracy.committed_grids()
+                if p.parent.parent.name.startswith("session")]
+    assert sessions == sorted(sessions) and 13 in sessions  # session order: the first run of a configuration leads
+
+
 def test_excluded_grids_are_left_out():
     results = BENCH / "gpu" / "results"
     assert "session5/32b-bf16" in accuracy.EXCLUDED

@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from serveplan.errors import ConfigError
@@ -255,13 +256,25 @@ def test_bad_arguments_are_config_errors():
 
 
 # ----------------------------------------------------------------------------------------------- interruption
+def _served(engine: str) -> float:
+    """The engine's own count of finished requests (vLLM's metric name). With C requests in flight, N finished on
+    the engine means at least N - C finished on the client: it sends one only when another is done."""
+    text = httpx.get(f"{engine}/metrics", timeout=10).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("vllm:request_success_total"))
+
+
 def test_cancelled_run_returns_and_writes(engine, tmp_path):
     out = tmp_path / "partial.json"
 
     async def main():
+        before = _served(engine)
         task = asyncio.create_task(run_bench_async([engine], traffic(), concurrency=2, num_requests=10_000,
                                                    progress=False, output=out))
-        await asyncio.sleep(1.0)
+        # cancel once a few requests have finished, however slow the machine (not after a fixed time)
+        for _ in range(600):
+            await asyncio.sleep(0.1)
+            if await asyncio.to_thread(_served, engine) - before >= 4:
+                break
         task.cancel()
         return await task
 
@@ -271,13 +284,18 @@ def test_cancelled_run_returns_and_writes(engine, tmp_path):
     assert saved.interrupted and saved.summary.completed == r.summary.completed
 
 
-def _sigint_after(script: str, seconds: float) -> tuple[int, str]:
-    """Run `script` in a Python subprocess; once it prints "started", wait `seconds` and send SIGINT.
+def _sigint_after(script: str, seconds: float, until=None) -> tuple[int, str]:  # noqa: ANN001
+    """Run `script` in a Python subprocess; once it prints "started", wait `seconds`, then until `until()` holds
+    (checked every 0.1 s for up to a minute, so a slow machine waits longer, not fails), and send SIGINT.
     Returns its exit status and the rest of its output."""
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
         assert proc.stdout.readline().strip() == "started"
         time.sleep(seconds)
+        for _ in range(600 if until else 0):
+            if until():
+                break
+            time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         stdout, _ = proc.communicate(timeout=20)
     finally:
@@ -297,7 +315,8 @@ def test_sigint_still_writes_json(engine, tmp_path):
         r = run_bench([{engine!r}], t, num_requests=10000, progress=False, output={str(out)!r})
         print("done", r.interrupted, r.summary.completed, flush=True)
     """)
-    returncode, stdout = _sigint_after(script, 1.5)
+    before = _served(engine)
+    returncode, stdout = _sigint_after(script, 0.5, until=lambda: _served(engine) - before >= 3)
     assert returncode == 0, stdout
     assert stdout.startswith("done True")
     data = json.loads(out.read_text())

@@ -669,3 +669,23 @@ def test_replay_follows_the_trace_it_is_given(base_req):
     assert busy[-1].wait_ms > 0 and all(r.wait_ms >= 0 and r.prefill_ms > 0 for r in busy)
     assert all(r.ttft_ms >= r.wait_ms + r.prefill_ms for r in busy)  # the rest is outside the engine steps
     assert replay(sm, CAND, mem, []) == []
+
+
+def test_a_burst_into_an_idle_engine_starts_with_its_first_prompt_alone(base_req):
+    """Requests sent together reach the engine one after another, and an idle engine starts its step on the first
+    (every committed burst shows that lone first prompt): eight 512-token prompts at once, which one step's budget
+    holds, give the first its token after its own step and the other seven theirs together, one step of their own
+    later; the same eight arriving into a busy engine are admitted together."""
+    from serveplan.planner.simulation import replay
+
+    sc = Scorer(base_req)
+    sm, mem = sc.step_model(CAND), sc.memory(CAND)
+    assert 8 * 512 <= CAND.max_num_batched_tokens
+    burst = replay(sm, CAND, mem, [(0.0, 512, 64)] * 8)
+    first, rest = burst[0], burst[1:]
+    assert first.wait_ms == 0 and all(r.wait_ms > 0 for r in rest)
+    assert all(r.ttft_ms > first.ttft_ms + r.prefill_ms * 0.5 for r in rest)
+    assert max(r.ttft_ms for r in rest) - min(r.ttft_ms for r in rest) < 1e-6  # one step for the seven
+    running = [(0.0, 64, 2000)]  # one long request keeps the engine busy
+    busy = replay(sm, CAND, mem, running + [(1.0, 512, 64)] * 8)[1:]
+    assert max(r.ttft_ms for r in busy) - min(r.ttft_ms for r in busy) < 1e-6

@@ -6,6 +6,8 @@
 # (three a call), and back once they are staged. A lent machine goes back 30 s after the last `run` call ends even
 # with a script still running on it: start the script and poll it inside the same call (up to 600 s), then poll again
 # at once; tar what it wrote to $OUT at the end of every polling call.
+# Carrying the chunks took under a minute of device time on one machine and ~11 minutes on another (session 13): start
+# staging only with ~20 device minutes left, and check lease.budget_left_s after the first chunk call.
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 if [ ! -f /tmp/vsite/env.sh ]; then
   cp .vch-tools/SHA256SUMS /tmp/vch/ && bash .vch-tools/assemble.sh /tmp/vch > /tmp/assemble.log 2>&1 \
