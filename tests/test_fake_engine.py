@@ -289,9 +289,16 @@ def test_hang_never_becomes_healthy():
     port = free_port()
     proc = start(port, FAKE_ENGINE_MODE="hang", FAKE_ENGINE_STARTUP_S=0.05)
     try:
-        time.sleep(0.8)
+        status = None
+        for _ in range(300):  # until it listens, however slow the machine: then it answers, and never healthy
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        time.sleep(0.5)  # well past its 0.05 s startup
         assert proc.poll() is None
-        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 503
+        assert status == 503 and httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 503
     finally:
         assert finish(proc)[0] == 0
 
