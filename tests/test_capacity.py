@@ -227,3 +227,11 @@ def test_a_rate_past_the_planners_headroom_is_flagged_in_estimate_and_why():
     assert load_pressure(req, est) is not None and "search.headroom 2" in load_pressure(req, est)
     req, est, text = run(20.0)  # saturated: said by the SATURATED note, not this one
     assert est.predictions.saturated and load_pressure(req, est) is None and "SATURATED" in text
+    # a closed loop's clients set their own rate: no load line from the preset's rate_rps, and no warning
+    req = build_request(model="llama-70b", gpus="2xH200", overrides=[
+        "traffic=chat", "traffic.rate_rps=8", "traffic.arrival=closed", "traffic.concurrency=64",
+        "search.max_model_len=10240"])
+    est = estimate(req, Candidate(tp=2, weight_dtype="fp8", max_model_len=10240))
+    out = io.StringIO()
+    render_estimate(est, req, Console(file=out, width=400))
+    assert "Load:" not in out.getvalue() and load_pressure(req, est) is None and req.traffic.rate_rps == 8

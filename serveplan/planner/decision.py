@@ -162,7 +162,7 @@ def load_pressure(req: PlanRequest, w: Estimate) -> str | None:
     case is said apart). Held-out open loops that close to capacity were the least accurate ones
     (docs/accuracy.md, "Open loop by load")."""
     p, rate = w.predictions, req.traffic.rate_rps
-    if p is None or not rate or p.max_rps <= 0 or p.saturated:
+    if p is None or req.traffic.is_closed_loop or not rate or p.max_rps <= 0 or p.saturated:
         return None
     load, limit = rate / p.max_rps, 1.0 / (1.0 + req.search.headroom)
     if load <= limit:
@@ -170,7 +170,7 @@ def load_pressure(req: PlanRequest, w: Estimate) -> str | None:
     return (f"This rate is {load:.0%} of the most the deployment serves ({p.max_rps:.2f} req/s), above the "
             f"{limit:.0%} the planner keeps (search.headroom {req.search.headroom:g}): latency rises steeply this "
             f"close to capacity, and for held-out runs at 85-100% of their predicted capacity the predicted median "
-            f"TTFT was 31% below the measured one on average (docs/accuracy.md, \"Open loop by load\").")
+            f"TTFT was 33% below the measured one on average (docs/accuracy.md, \"Open loop by load\").")
 
 
 def why(req: PlanRequest, ranked: list[Estimate], alternatives: list[Estimate] | None = None) -> str:

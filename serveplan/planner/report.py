@@ -234,7 +234,7 @@ def render_estimate(est: Estimate, req, console) -> None:  # noqa: ANN001 (PlanR
     console.print(f"Throughput {pr.throughput_tok_s:,.0f} output tok/s ({pr.tok_s_per_gpu:,.0f} per GPU), "
                   f"{pr.requests_per_s:.2f} req/s, {pr.goodput_rps:.2f} within SLO; ${pr.cost_per_1m_tokens:.2f} "
                   f"per 1M output tokens{'; SATURATED: the offered load exceeds capacity' if pr.saturated else ''}.")
-    if req.traffic.rate_rps and pr.max_rps > 0:
+    if not req.traffic.is_closed_loop and pr.max_rps > 0:  # a closed loop's clients set their own rate
         console.print(f"Load: {req.traffic.rate_rps:.2f} req/s, {req.traffic.rate_rps / pr.max_rps:.0%} of the most "
                       f"this deployment serves ({pr.max_rps:.2f} req/s).")
     console.print(f"Sources: {', '.join(f'{k}={v}' for k, v in pr.sources.items())}")
