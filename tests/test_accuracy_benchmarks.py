@@ -12,6 +12,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import accuracy  # noqa: E402
+import first_waves  # noqa: E402
 import eager_steps  # noqa: E402
 import open_loop_accuracy as ola  # noqa: E402
 
@@ -422,3 +423,14 @@ def test_open_loops_by_load_and_replayed():
     rep = ola.replay_run(o, ola.run_requests(label), find_calibration("vllm", "0.26.0", o.gpu))
     assert 0.5 < rep["ttft_ms"] / o.ttft_ms < 2 and 0.5 < rep["tpot_ms"] / o.tpot_ms < 2
     assert rep["ttft_p99_ms"] >= rep["ttft_ms"]
+
+
+def test_every_committed_burst_starts_with_its_first_prompt_alone_and_five_ran_late():
+    # the evidence for simulation._ReplicaSim.HANDOVER_S and for session 13's two delivery modes (docs/accuracy.md)
+    ws = first_waves.waves()
+    assert len(ws) >= 58 and all(w.lone_first for w in ws)
+    assert {w.burst for w in ws if w.late} == {
+        "session10/D70F/burst-c32-l256", "session11b/L/burst-c16-l256", "session11b/L/burst-c24-l256",
+        "session12b/L2/burst-c64-l1024", "session13/D2/burst-c64-l512-r1"}
+    hand = [w.handover_ms for w in ws if not w.late and w.handover_ms]
+    assert len(hand) >= 20 and 2.0 < sorted(hand)[len(hand) // 2] < 4.0

@@ -199,8 +199,8 @@ class _ReplicaSim:
     # Requests sent together reach the engine core one after another (the API server hands each over in turn), and
     # an idle engine starts its step on the first: a burst's first prompt runs alone, and the ones sent with it make
     # the step after next (async scheduling has planned the next one already). Every committed burst shows that
-    # lone first prompt (docs/accuracy.md, session 13). HANDOVER_S only orders them: any gap much shorter than a step
-    # gives the same steps. The measured hand-over, ~2-3 ms a request, splits bursts of more than ~10 prompts
+    # lone first prompt (benchmarks/first_waves.py). HANDOVER_S only orders them: any gap much shorter than a step
+    # gives the same steps. The measured hand-over, ~2.8 ms a request, splits bursts of more than ~10 prompts
     # further (their second step takes only those that had arrived); that is not modelled.
     HANDOVER_S = 1e-6
 
