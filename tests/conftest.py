@@ -143,3 +143,16 @@ def stop_engine(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.wait(timeout=10)
+
+
+def served(url: str) -> float:
+    """Requests the fake engine at `url` has finished (vLLM's request_success_total, over its label sets); 0 while it
+    does not answer. With C requests in flight, N finished on the engine means at least N - C finished on a closed
+    loop's client: it sends one only when another is done."""
+    from serveplan.render.engines.base import parse_prometheus
+
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return 0.0
+    return parse_prometheus(text).get("vllm:request_success_total", 0.0)

@@ -12,12 +12,11 @@ import textwrap
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from serveplan.errors import ConfigError
 from serveplan.bench import report as bench_report
-from conftest import start_engine, stop_engine
+from conftest import served, start_engine, stop_engine
 from serveplan.bench.loadgen import run_bench, run_bench_async, sweep
 from serveplan.bench.results import BenchResult
 from serveplan.bench.tables import render_sweep_table, render_table
@@ -256,24 +255,17 @@ def test_bad_arguments_are_config_errors():
 
 
 # ----------------------------------------------------------------------------------------------- interruption
-def _served(engine: str) -> float:
-    """The engine's own count of finished requests (vLLM's metric name). With C requests in flight, N finished on
-    the engine means at least N - C finished on the client: it sends one only when another is done."""
-    text = httpx.get(f"{engine}/metrics", timeout=10).text
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("vllm:request_success_total"))
-
-
 def test_cancelled_run_returns_and_writes(engine, tmp_path):
     out = tmp_path / "partial.json"
 
     async def main():
-        before = _served(engine)
+        before = served(engine)
         task = asyncio.create_task(run_bench_async([engine], traffic(), concurrency=2, num_requests=10_000,
                                                    progress=False, output=out))
         # cancel once a few requests have finished, however slow the machine (not after a fixed time)
         for _ in range(600):
             await asyncio.sleep(0.1)
-            if await asyncio.to_thread(_served, engine) - before >= 4:
+            if await asyncio.to_thread(served, engine) - before >= 4:
                 break
         task.cancel()
         return await task
@@ -315,8 +307,8 @@ def test_sigint_still_writes_json(engine, tmp_path):
         r = run_bench([{engine!r}], t, num_requests=10000, progress=False, output={str(out)!r})
         print("done", r.interrupted, r.summary.completed, flush=True)
     """)
-    before = _served(engine)
-    returncode, stdout = _sigint_after(script, 0.5, until=lambda: _served(engine) - before >= 3)
+    before = served(engine)
+    returncode, stdout = _sigint_after(script, 0.5, until=lambda: served(engine) - before >= 3)
     assert returncode == 0, stdout
     assert stdout.startswith("done True")
     data = json.loads(out.read_text())

@@ -14,10 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from conftest import alive, free_base_port, free_port, group_alive, make_plan, temp_leftovers
+from conftest import alive, free_base_port, free_port, group_alive, make_plan, served, temp_leftovers
 from serveplan.errors import LaunchError
 
 TTFT_MS, ITL_MS = 80.0, 2.0
@@ -144,15 +143,6 @@ def test_bad_plan_dir_is_one_line(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: No plan.yaml in")
 
 
-def _served(port: int) -> float:
-    """Requests the fake engine on `port` has finished (vLLM's metric name); 0 while it does not answer."""
-    try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    except httpx.HTTPError:
-        return 0.0
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("vllm:request_success_total"))
-
-
 def test_sigterm_during_bench_stops_engines(plan_dir):
     cmd = verify_cmd(plan_dir, "--duration", "30")
     port = int(cmd[cmd.index("--port") + 1])
@@ -163,7 +153,8 @@ def test_sigterm_during_bench_stops_engines(plan_dir):
             if "benchmarking" in line or time.monotonic() > deadline:
                 break
         # then until both replicas have served a few requests, however slow the machine (not a fixed second)
-        while time.monotonic() < deadline + 30 and min(_served(port), _served(port + 1)) < 2:
+        replicas = [f"http://127.0.0.1:{p}" for p in (port, port + 1)]
+        while time.monotonic() < deadline + 30 and min(map(served, replicas)) < 2:
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
