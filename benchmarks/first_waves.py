@@ -19,10 +19,11 @@ CPU only, from the committed files; nothing here is fitted. The simulation model
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -43,20 +44,28 @@ class Wave:
     first_prefill_ms: float  # its engine time from scheduling to first token
     second_step: int  # prompts scheduled with the step after the first prompt's
     second_after_ms: float  # ... that many ms after the first prompt was scheduled
+    budget: int  # the server's max_num_batched_tokens (its meta.json)
     late: bool = False
+
+    @property
+    def server(self) -> str:
+        return self.burst.rsplit("/", 1)[0]
 
     @property
     def handover_ms(self) -> float | None:
         """The API server's time per request: prompts that reached the engine before the second step was scheduled,
-        over that time. Only where the step's token budget (8,192) did not decide how many it took: prompts of at
-        most 512 tokens, and a step that had room for another."""
-        full = self.prompt > 512 or (self.second_step + 1) * self.prompt > 8192
+        over that time. Only where the step's token budget did not decide how many it took: prompts of at most 512
+        tokens, and a step that had room for another."""
+        full = self.prompt > 512 or (self.second_step + 1) * self.prompt > self.budget
         return None if full or self.second_step == 0 else self.second_after_ms / self.second_step
 
 
 def waves(folders: list[Path] | None = None) -> list[Wave]:
     out = []
     for folder in folders or SERVERS:
+        if not (folder / "meta.json").exists():  # a server that did not run (session 10's D70A)
+            continue
+        budget = json.loads((folder / "meta.json").read_text())["max_num_batched_tokens"]
         for path in sorted(folder.glob("burst-c*-l*.json*")):
             c, L = map(int, re.match(r"burst-c(\d+)-l(\d+)", path.name).groups())
             rs = [r for r in _read(path)["requests"] if r.get("ok") and r.get("server_prefill_ms") is not None]
@@ -71,14 +80,11 @@ def waves(folders: list[Path] | None = None) -> list[Wave]:
             second = [a for a in after if a - after[0] <= SAME_STEP_MS]
             stem = path.name.split(".json")[0]
             out.append(Wave(f"{folder.parent.name}/{folder.name}/{stem}", c, L, lone, r0["server_prefill_ms"],
-                            len(second), after[0]))
+                            len(second), after[0], budget))
     shortest: dict[tuple[str, int], float] = {}
     for w in out:
-        key = (w.burst.rsplit("/", 1)[0], w.prompt)
-        shortest[key] = min(shortest.get(key, float("inf")), w.first_prefill_ms)
-    return [Wave(**{**w.__dict__, "late": w.first_prefill_ms > LATE_FACTOR * shortest[(w.burst.rsplit("/", 1)[0],
-                                                                                         w.prompt)]})
-            for w in out]
+        shortest[(w.server, w.prompt)] = min(shortest.get((w.server, w.prompt), float("inf")), w.first_prefill_ms)
+    return [replace(w, late=w.first_prefill_ms > LATE_FACTOR * shortest[(w.server, w.prompt)]) for w in out]
 
 
 def main() -> int:
