@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from serveplan.bench import results  # noqa: E402
-from serveplan.planner.calibrate import (Observation, fit_calibration, predict_observation,  # noqa: E402
+from serveplan.planner.calibrate import (CANDIDATE_KEYS, Observation, fit_calibration, predict_observation,  # noqa: E402
                                          write_calibration)
 from serveplan.planner.config import build_request  # noqa: E402
 from serveplan.planner.profiles import find_calibration  # noqa: E402
@@ -374,6 +374,56 @@ def replay_table() -> None:
               f"{pred['outside_ms']:,.0f} |")
 
 
+def repeat_key(o: Observation, meta: dict | None = None) -> tuple:
+    """What makes two open loops the same experiment: model, GPU, the engine flags (CANDIDATE_KEYS), what else the
+    server's meta.json records beyond the Observation's fields (a bf16 router, a variant), the traffic's length
+    distributions and arrival process, and the rate per replica. Which server and host ran it is left out."""
+    t = o.traffic or {}
+    extra = tuple(sorted((k, json.dumps(v)) for k, v in (meta or {}).items()
+                         if k not in Observation.model_fields and (k, v) != ("variant", "default")))
+    flags = tuple((k, getattr(o, k)) for k in CANDIDATE_KEYS if k in Observation.model_fields and k != "replicas")
+    lengths = json.dumps({k: t.get(k) for k in ("input_len", "output_len", "arrival", "prefix_share")}, sort_keys=True)
+    return o.model, o.gpu, flags, extra, lengths, o.rate_rps / o.replicas
+
+
+def repeated_runs(rows: list[tuple[str, bool, Observation]]) -> list[list[tuple[str, Observation]]]:
+    """Groups of two or more runs (excluded rows left out) that are one experiment by repeat_key, on different
+    servers: other sessions, hosts, or replicas side by side. Their spread is what a prediction cannot beat."""
+    metas = {label: meta for label, _, meta, _ in _bench_runs()}
+    groups: dict[tuple, list[tuple[str, Observation]]] = {}
+    for label, _, o in rows:
+        if label not in EXCLUDED_ROWS:
+            groups.setdefault(repeat_key(o, metas.get(label)), []).append((label, o))
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def repeats_table(rows: list[tuple[str, bool, Observation]], seeds: int) -> None:
+    """Each repeated experiment: every run's TTFT P50 and mean TPOT, their spread (max / min - 1), and the prediction
+    (the median over the group's runs of predict_seeds) against the runs' mean."""
+    print("| experiment | runs: TTFT P50 / TPOT mean (ms) | spread TTFT P50 | spread TPOT | predicted TTFT P50 / TPOT "
+          "(vs the runs' mean) |\n|---|---|---:|---:|---|")
+    spreads, errors = [], []
+    for group in repeated_runs(rows):
+        o0 = group[0][1]
+        ttft, tpot = [o.ttft_ms for _, o in group], [o.tpot_ms for _, o in group]
+        preds = [predict_seeds(o, find_calibration(o.engine, "0.26.0", o.gpu), seeds)[0] for _, o in group]
+        p_ttft = statistics.median(p["ttft_ms"] for p in preds)
+        p_tpot = statistics.median(p["tpot_ms"] for p in preds)
+        m_ttft, m_tpot = statistics.fmean(ttft), statistics.fmean(tpot)
+        spreads.append((max(ttft) / min(ttft) - 1, max(tpot) / min(tpot) - 1))
+        errors.append((p_ttft / m_ttft - 1, p_tpot / m_tpot - 1))
+        runs = "; ".join(f"{label.split(' (')[-1].rstrip(')')} {label.split()[1]}: {o.ttft_ms:,.0f} / {o.tpot_ms:.1f}"
+                         for label, o in group)
+        print(f"| {o0.model} {o0.weight_dtype}/{o0.kv_cache_dtype} TP{o0.tp} on {o0.gpu.upper()}, "
+              f"{o0.rate_rps / o0.replicas:g} req/s | {runs} | {spreads[-1][0]:.0%} | {spreads[-1][1]:.0%} | "
+              f"{p_ttft:,.0f} ({errors[-1][0]:+.0%}) / {p_tpot:.1f} ({errors[-1][1]:+.0%}) |")
+    n = max(len(spreads), 1)
+    print(f"\n{len(spreads)} experiments run more than once: TTFT P50 spread median "
+          f"{statistics.median(s for s, _ in spreads):.0%} (largest {max(s for s, _ in spreads):.0%}), TPOT spread "
+          f"median {statistics.median(s for _, s in spreads):.0%}; the prediction against the runs' mean: TTFT P50 "
+          f"{sum(abs(e) for e, _ in errors) / n:.0%}, TPOT {sum(abs(e) for _, e in errors) / n:.0%} mean |error|")
+
+
 LOAD_BANDS = ((0.0, 0.5), (0.5, 0.85), (0.85, 1.0), (1.0, float("inf")))
 
 
@@ -461,6 +511,9 @@ def main() -> int:
     ap.add_argument("--replay", action="store_true",
                     help="replay each held-out run's own requests (arrivals and lengths, per replica) through the "
                          "step simulation: the step model's error without the traffic sample's")
+    ap.add_argument("--repeats", action="store_true",
+                    help="the experiments run on more than one server (sessions, hosts, replicas): their spread "
+                         "against the prediction")
     ap.add_argument("--write-calibration", action="store_true",
                     help="with --fit: write it to serveplan/profiles/calibration/vllm-0.26.0/h200.yaml")
     a = ap.parse_args()
@@ -498,6 +551,9 @@ def main() -> int:
         replay_table()
         return 0
     rows = observations()
+    if a.repeats:
+        repeats_table(rows, a.seeds)
+        return 0
 
     def shipped(o: Observation):  # noqa: ANN202
         return find_calibration(o.engine, "0.26.0", o.gpu)

@@ -304,6 +304,23 @@ def test_every_excluded_open_loop_row_exists_and_says_why():
     assert all(len(why.split()) > 8 for why in ola.EXCLUDED_ROWS.values())
 
 
+def test_repeated_open_loops_are_one_configuration_at_one_rate():
+    # --repeats groups the runs of one experiment on other servers: the 70B FP8 at TP=1 and 4 req/s ran in sessions
+    # 5, 6 and 14; other rates, other TP, the FP8 Qwen3 with another router (QF, QR) and the no-async servers are not
+    # repeats of each other
+    rows = ola.observations()
+    groups = {frozenset(label for label, _ in g) for g in ola.repeated_runs(rows)}
+    e4 = {"H200 70b-fp8 chat 4 req/s (session 5)", "H200 E chat-4 req/s (session 6)",
+          "H200 EA chat-4 req/s (session 14)"}
+    assert frozenset(e4) in groups
+    for g in groups:
+        rates = {o.rate_rps / o.replicas for label, _, o in rows if label in g}
+        tps = {o.tp for label, _, o in rows if label in g}
+        assert len(rates) == 1 and len(tps) == 1 and len(g) > 1
+        assert not {"H200 QF chat-15 req/s (session 11)", "H200 QR chat-15 req/s (session 13)"} <= g
+    assert not any("EN " in label or "CN " in label for g in groups for label in g)
+
+
 def test_verify_says_when_the_server_fell_behind():
     # An open loop whose queue grew (each request waits longer than the one before) and which served below the
     # offered rate gets a note; one that kept up, or one whose served rate reads low on flat latencies (a short
