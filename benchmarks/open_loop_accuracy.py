@@ -280,6 +280,48 @@ def concurrency1_prefill(folder: Path) -> list[tuple[int, float, float]]:
     return out
 
 
+def scraped_windows(path: Path) -> list[tuple[float, float, float, float]]:
+    """A steps-NAME.txt that engine_timings.sh's scrape_steps wrote during an open loop (vLLM's /metrics every ~0.25
+    s) as windows between consecutive samples where the engine stepped: (seconds, steps, tokens, mean running
+    batch). A sample whose scrape failed (no counter on its line) is skipped."""
+    samples = []
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        values = {name.split("{")[0]: float(v) for name, v in zip(fields[1::2], fields[2::2])}
+        if "vllm:iteration_tokens_total_count" in values:
+            samples.append((float(fields[0]), values["vllm:iteration_tokens_total_count"],
+                            values.get("vllm:iteration_tokens_total_sum", 0.0),
+                            values.get("vllm:num_requests_running", 0.0)))
+    return [(t1 - t0, n1 - n0, k1 - k0, (r0 + r1) / 2)
+            for (t0, n0, k0, r0), (t1, n1, k1, r1) in zip(samples, samples[1:]) if n1 > n0 and t1 > t0]
+
+
+def step_table(folder: Path, name: str, width: int = 16) -> list[tuple[int, int, float, float, float]]:
+    """An open loop's engine steps by running batch, from its scrape (scraped_windows), against the model: per
+    batch bucket of `width`, (bucket start, windows, measured mean step ms, mean tokens per step, the shipped
+    model's step at that batch with the same tokens per step beside it, at the run's mean context)."""
+    from serveplan.planner.calibrate import step_model_of
+
+    meta = json.loads((folder / "meta.json").read_text())
+    bench = _read(folder / f"open-{name}.json.gz")["summary"]
+    n_in = bench["total_input_tokens"] / bench["completed"]
+    n_out = bench["total_output_tokens"] / bench["completed"]
+    sm = step_model_of(meta, find_calibration("vllm", "0.26.0", meta["gpu"]), round(n_in), round(n_out))
+    buckets: dict[int, list[tuple[float, float, float]]] = {}
+    for secs, steps, tokens, running in scraped_windows(folder / f"steps-{name}.txt"):
+        buckets.setdefault(int(running // width * width), []).append((secs, steps, tokens))
+    out = []
+    for b, ws in sorted(buckets.items()):
+        secs, steps, tokens = (sum(w[i] for w in ws) for i in range(3))
+        batch = b + width / 2
+        prefill = max(tokens / steps - batch, 0.0)  # prompt tokens per step beside the decodes, on average
+        model = sm.step_ms(batch, batch * (n_in + n_out / 2), prefill, prefill * n_in / 2, min(prefill / n_in, 1.0))
+        out.append((b, len(ws), secs / steps * 1000, tokens / steps, model))
+    return out
+
+
 METRICS = [("TTFT P50", "ttft_ms"), ("TTFT P99", "ttft_p99_ms"), ("TPOT mean", "tpot_ms"),
            ("served tok/s", "throughput_tok_s")]
 
@@ -511,6 +553,9 @@ def main() -> int:
     ap.add_argument("--replay", action="store_true",
                     help="replay each held-out run's own requests (arrivals and lengths, per replica) through the "
                          "step simulation: the step model's error without the traffic sample's")
+    ap.add_argument("--steps", action="store_true",
+                    help="the open loops scraped every 0.25 s (SCRAPE=1 in engine_timings.sh): vLLM's mean step time "
+                         "by running batch against the model's step")
     ap.add_argument("--repeats", action="store_true",
                     help="the experiments run on more than one server (sessions, hosts, replicas): their spread "
                          "against the prediction")
@@ -549,6 +594,15 @@ def main() -> int:
         return 0
     if a.replay:
         replay_table()
+        return 0
+    if a.steps:
+        print("| run | running batch | windows | step, measured (ms) | tokens per step | model's step (ms) |\n"
+              "|---|---:|---:|---:|---:|---:|")
+        for path in sorted(R.glob("session*/*/steps-*.txt")):
+            name = path.name[len("steps-"):-len(".txt")]
+            for b, n, measured, tokens, model in step_table(path.parent, name):
+                print(f"| {path.parent.parent.name}/{path.parent.name} {name} | {b}-{b + 15} | {n} | {measured:.1f} | "
+                      f"{tokens:.0f} | {model:.1f} ({model / measured - 1:+.0%}) |")
         return 0
     rows = observations()
     if a.repeats:

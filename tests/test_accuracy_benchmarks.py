@@ -1,6 +1,8 @@
 """The accuracy benchmarks run from committed GPU measurements, without a GPU (benchmarks/accuracy.py,
 benchmarks/open_loop_accuracy.py), and their measuring helpers read what they claim to."""
 
+import gzip
+import json
 import math
 import random
 import sys
@@ -451,3 +453,34 @@ def test_every_committed_burst_starts_with_its_first_prompt_alone_and_five_ran_l
         "session12b/L2/burst-c64-l1024", "session13/D2/burst-c64-l512-r1"}
     hand = [w.handover_ms for w in ws if not w.late and w.handover_ms]
     assert len(hand) >= 20 and 2.0 < sorted(hand)[len(hand) // 2] < 4.0
+
+
+def test_scraped_engine_steps_give_the_step_time_by_running_batch(tmp_path):
+    # scrape_steps (engine_timings.sh) writes the time and vLLM's step counter, token sum and gauges every ~0.25 s; a
+    # window's mean step is its seconds over the steps the counter advanced, filed under the batch that ran
+    lab = 'engine="0",model_name="/m"'
+
+    def line(t, steps, tokens, running):
+        return (f"{t} vllm:num_requests_running{{{lab}}} {running} vllm:num_requests_waiting{{{lab}}} 0.0 "
+                f"vllm:iteration_tokens_total_count{{{lab}}} {steps} vllm:iteration_tokens_total_sum{{{lab}}} {tokens}")
+
+    rows = [line(100.0, 0, 0, 20), line(100.25, 25, 600, 20), "100.5 ", line(100.75, 75, 1800, 20),
+            line(101.0, 75, 1800, 0), line(101.25, 100, 3000, 60), line(101.5, 120, 4200, 60)]
+    (tmp_path / "steps-chat-4.txt").write_text("\n".join(rows) + "\n")
+    windows = ola.scraped_windows(tmp_path / "steps-chat-4.txt")
+    # the failed scrape is skipped (its neighbours make one 0.5 s window) and so is the idle window (no new step)
+    assert [(round(s, 2), n, k, r) for s, n, k, r in windows] == [
+        (0.25, 25, 600, 20.0), (0.5, 50, 1200, 20.0), (0.25, 25, 1200, 30.0), (0.25, 20, 1200, 60.0)]
+    meta = {"model": "llama-3.1-8b", "gpu": "h200", "tp": 1, "weight_dtype": "fp8", "kv_cache_dtype": "fp8",
+            "max_num_seqs": 256, "max_num_batched_tokens": 8192, "max_model_len": 10240,
+            "gpu_memory_utilization": 0.92}
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with gzip.open(tmp_path / "open-chat-4.json.gz", "wt") as f:
+        json.dump({"summary": {"completed": 10, "total_input_tokens": 10_000, "total_output_tokens": 2_500}}, f)
+    table = ola.step_table(tmp_path, "chat-4")
+    assert [b for b, *_ in table] == [16, 48]
+    (_, n16, step16, tok16, model16), (_, n48, step48, tok48, model48) = table
+    assert (n16, n48) == (3, 1)
+    assert step16 == pytest.approx(1000 / 100) and tok16 == pytest.approx(3000 / 100)  # 1 s over 100 steps
+    assert step48 == pytest.approx(12.5) and tok48 == pytest.approx(60)
+    assert 0 < model16 < model48  # the model's step grows with the batch (and the prompt tokens beside it)

@@ -25,10 +25,23 @@ bench() {  # tag name tokenizer bench-args...
   echo "$tag $name rc=$? in $((SECONDS - t1)) s" >> "$S/times.txt"
 }
 load() {  # tag name tokenizer rate extra-overrides...: 60 s of the chat preset, open loop, /metrics around it
-  local tag=$1 name=$2 tok=$3 rate=$4; shift 4
+  # (and every 0.25 s during it with SCRAPE=1: engine steps, tokens and the running batch, see scrape_steps)
+  local tag=$1 name=$2 tok=$3 rate=$4 scraper=; shift 4
   curl -s "http://127.0.0.1:${PORT:-8000}/metrics" > "$S/$tag/metrics-$name-before.txt"
+  if [ "${SCRAPE:-0}" = 1 ]; then scrape_steps "${PORT:-8000}" "$S/$tag/steps-$name.txt" & scraper=$!; fi
   bench "$tag" "open-$name" "$tok" --traffic chat --rate "$rate" --duration 60 "$@"
+  [ -n "$scraper" ] && kill "$scraper" 2>/dev/null
   curl -s "http://127.0.0.1:${PORT:-8000}/metrics" > "$S/$tag/metrics-$name-after.txt"
+}
+scrape_steps() {  # port out-file: every 0.25 s until killed, one line: the time, then vLLM's step counter and token
+  # sum (vllm:iteration_tokens_total, one observation per engine step) and the running and waiting gauges. Windows of
+  # it give the mean step time at the batch the engine ran (benchmarks/open_loop_accuracy.py --steps reads it).
+  while sleep 0.25; do
+    printf '%s ' "$(date +%s.%N)"
+    curl -s -m 1 "http://127.0.0.1:$1/metrics" | grep -E \
+      '^vllm:(iteration_tokens_total_(count|sum)|num_requests_running|num_requests_waiting)\{' | awk '{printf "%s ", $0}'
+    echo
+  done >> "$2"
 }
 c1_sweep() {  # tag tokenizer lengths...: TTFT alone at each prompt length (6 requests each, 16 tokens out)
   local tag=$1 tok=$2; shift 2
