@@ -281,7 +281,7 @@ def concurrency1_prefill(folder: Path) -> list[tuple[int, float, float]]:
 
 
 def scraped_windows(path: Path) -> list[tuple[float, float, float, float]]:
-    """A steps-NAME.txt that engine_timings.sh's scrape_steps wrote during an open loop (vLLM's /metrics every ~0.25
+    """A steps-NAME.txt that engine_timings.sh's scrape_steps wrote during an open loop (vLLM's /metrics every ~0.5
     s) as windows between consecutive samples where the engine stepped: (seconds, steps, tokens, mean running
     batch). A sample whose scrape failed (no counter on its line) is skipped."""
     samples = []
@@ -554,7 +554,7 @@ def main() -> int:
                     help="replay each held-out run's own requests (arrivals and lengths, per replica) through the "
                          "step simulation: the step model's error without the traffic sample's")
     ap.add_argument("--steps", action="store_true",
-                    help="the open loops scraped every 0.25 s (SCRAPE=1 in engine_timings.sh): vLLM's mean step time "
+                    help="the open loops scraped every 0.5 s (SCRAPE=1 in engine_timings.sh): vLLM's mean step time "
                          "by running batch against the model's step")
     ap.add_argument("--repeats", action="store_true",
                     help="the experiments run on more than one server (sessions, hosts, replicas): their spread "

@@ -456,7 +456,7 @@ def test_every_committed_burst_starts_with_its_first_prompt_alone_and_five_ran_l
 
 
 def test_scraped_engine_steps_give_the_step_time_by_running_batch(tmp_path):
-    # scrape_steps (engine_timings.sh) writes the time and vLLM's step counter, token sum and gauges every ~0.25 s; a
+    # scrape_steps (engine_timings.sh) writes the time and vLLM's step counter, token sum and gauges every ~0.5 s; a
     # window's mean step is its seconds over the steps the counter advanced, filed under the batch that ran
     lab = 'engine="0",model_name="/m"'
 

@@ -25,7 +25,7 @@ bench() {  # tag name tokenizer bench-args...
   echo "$tag $name rc=$? in $((SECONDS - t1)) s" >> "$S/times.txt"
 }
 load() {  # tag name tokenizer rate extra-overrides...: 60 s of the chat preset, open loop, /metrics around it
-  # (and every 0.25 s during it with SCRAPE=1: engine steps, tokens and the running batch, see scrape_steps)
+  # (and every SCRAPE_S seconds during it with SCRAPE=1: engine steps, tokens and the running batch, see scrape_steps)
   local tag=$1 name=$2 tok=$3 rate=$4 scraper=; shift 4
   curl -s "http://127.0.0.1:${PORT:-8000}/metrics" > "$S/$tag/metrics-$name-before.txt"
   if [ "${SCRAPE:-0}" = 1 ]; then scrape_steps "${PORT:-8000}" "$S/$tag/steps-$name.txt" & scraper=$!; fi
@@ -33,10 +33,12 @@ load() {  # tag name tokenizer rate extra-overrides...: 60 s of the chat preset,
   [ -n "$scraper" ] && kill "$scraper" 2>/dev/null
   curl -s "http://127.0.0.1:${PORT:-8000}/metrics" > "$S/$tag/metrics-$name-after.txt"
 }
-scrape_steps() {  # port out-file: every 0.25 s until killed, one line: the time, then vLLM's step counter and token
-  # sum (vllm:iteration_tokens_total, one observation per engine step) and the running and waiting gauges. Windows of
-  # it give the mean step time at the batch the engine ran (benchmarks/open_loop_accuracy.py --steps reads it).
-  while sleep 0.25; do
+scrape_steps() {  # port out-file: every SCRAPE_S seconds (0.5) until killed, one line: the time, then vLLM's step
+  # counter and token sum (vllm:iteration_tokens_total, one observation per engine step) and the running and waiting
+  # gauges. Windows of it give the mean step time at the batch the engine ran (benchmarks/open_loop_accuracy.py
+  # --steps reads it). Each scrape makes the API server render ~60 KB of metrics: a little of the front end's time,
+  # which matters on a host-bound server (a small model at a high rate), not on a GPU-bound one.
+  while sleep "${SCRAPE_S:-0.5}"; do
     printf '%s ' "$(date +%s.%N)"
     curl -s -m 1 "http://127.0.0.1:$1/metrics" | grep -E \
       '^vllm:(iteration_tokens_total_(count|sum)|num_requests_running|num_requests_waiting)\{' | awk '{printf "%s ", $0}'
