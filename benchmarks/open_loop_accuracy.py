@@ -298,7 +298,10 @@ def scraped_windows(path: Path) -> list[tuple[float, float, float, float]]:
             for (t0, n0, k0, r0), (t1, n1, k1, r1) in zip(samples, samples[1:]) if n1 > n0 and t1 > t0]
 
 
-def step_table(folder: Path, name: str, width: int = 16) -> list[tuple[int, int, float, float, float]]:
+STEP_BATCH_WIDTH = 16  # --steps: running batches grouped 0-15, 16-31, ...
+
+
+def step_table(folder: Path, name: str, width: int = STEP_BATCH_WIDTH) -> list[tuple[int, int, float, float, float]]:
     """An open loop's engine steps by running batch, from its scrape (scraped_windows), against the model: per
     batch bucket of `width`, (bucket start, windows, measured mean step ms, mean tokens per step, the shipped
     model's step at that batch with the same tokens per step beside it, at the run's mean context)."""
@@ -423,7 +426,7 @@ def repeat_key(o: Observation, meta: dict | None = None) -> tuple:
     t = o.traffic or {}
     extra = tuple(sorted((k, json.dumps(v)) for k, v in (meta or {}).items()
                          if k not in Observation.model_fields and (k, v) != ("variant", "default")))
-    flags = tuple((k, getattr(o, k)) for k in CANDIDATE_KEYS if k in Observation.model_fields and k != "replicas")
+    flags = tuple((k, getattr(o, k)) for k in CANDIDATE_KEYS if k != "replicas")
     lengths = json.dumps({k: t.get(k) for k in ("input_len", "output_len", "arrival", "prefix_share")}, sort_keys=True)
     return o.model, o.gpu, flags, extra, lengths, o.rate_rps / o.replicas
 
@@ -601,8 +604,8 @@ def main() -> int:
         for path in sorted(R.glob("session*/*/steps-*.txt")):
             name = path.name[len("steps-"):-len(".txt")]
             for b, n, measured, tokens, model in step_table(path.parent, name):
-                print(f"| {path.parent.parent.name}/{path.parent.name} {name} | {b}-{b + 15} | {n} | {measured:.1f} | "
-                      f"{tokens:.0f} | {model:.1f} ({model / measured - 1:+.0%}) |")
+                print(f"| {path.parent.parent.name}/{path.parent.name} {name} | {b}-{b + STEP_BATCH_WIDTH - 1} | {n} | "
+                      f"{measured:.1f} | {tokens:.0f} | {model:.1f} ({model / measured - 1:+.0%}) |")
         return 0
     rows = observations()
     if a.repeats:
