@@ -34,14 +34,16 @@ load() {  # tag name tokenizer rate extra-overrides...: 60 s of the chat preset,
   curl -s "http://127.0.0.1:${PORT:-8000}/metrics" > "$S/$tag/metrics-$name-after.txt"
 }
 scrape_steps() {  # port out-file: every SCRAPE_S seconds (0.5) until killed, one line: the time, then vLLM's step
-  # counter and token sum (vllm:iteration_tokens_total, one observation per engine step) and the running and waiting
-  # gauges. Windows of it give the mean step time at the batch the engine ran (benchmarks/open_loop_accuracy.py
-  # --steps reads it). Each scrape makes the API server render ~60 KB of metrics: a little of the front end's time,
-  # which matters on a host-bound server (a small model at a high rate), not on a GPU-bound one.
+  # counter, token sum and tokens-per-step histogram (vllm:iteration_tokens_total, one observation per engine step)
+  # and the running and waiting gauges, each without its model_name / engine labels. Windows of it give the mean step
+  # time at the batch the engine ran (benchmarks/open_loop_accuracy.py --steps reads it). Each scrape makes the API
+  # server render ~60 KB of metrics: a little of the front end's time, which matters on a host-bound server (a small
+  # model at a high rate), not on a GPU-bound one.
   while sleep "${SCRAPE_S:-0.5}"; do
     printf '%s ' "$(date +%s.%N)"
     curl -s -m 1 "http://127.0.0.1:$1/metrics" | grep -E \
-      '^vllm:(iteration_tokens_total_(count|sum)|num_requests_running|num_requests_waiting)\{' | awk '{printf "%s ", $0}'
+      '^vllm:(iteration_tokens_total_(count|sum|bucket)|num_requests_running|num_requests_waiting)\{' |
+      sed 's/,\?model_name="[^"]*"//; s/engine="0",\?//' | awk '{printf "%s ", $0}'
     echo
   done >> "$2"
 }
