@@ -39,9 +39,12 @@ SERVERS = [R / "session10" / s for s in ("D8F", "D8A", "D70F", "D70A")] + \
     [R / "session10-h100" / s for s in ("D8F", "D8A")] + \
     [R / "session11b" / s for s in ("QF", "L")] + \
     [R / "session12" / "H2", R / "session12b" / "L2"] + \
-    [R / "session13" / s for s in ("QR", "D2")]  # session 11: Qwen3-30B-A3B FP8, the 70B FP8 by batch;
+    [R / "session13" / s for s in ("QR", "D2")] + \
+    [R / "session15b" / s for s in ("SE", "SF")]  # session 11: Qwen3-30B-A3B FP8, the 70B FP8 by batch;
 # session 12: the 70B at TP=2, and at TP=1 at batches 64-256; session 13: Qwen3 FP8 with a bf16 router, the 32B bf16
-# (each burst twice, -r1/-r2) (all held out)
+# (each burst twice, -r1/-r2) (all held out); session 15b: the 70B FP8 and the 8B FP8, FP8 KV, at 1,024-token prompts
+# (their bursts of unequal prompts, hburst-*, solve fp8_kv_seq_gbs: --seq-term)
+SEQ_SERVERS = [R / "session15b" / s for s in ("SE", "SF")]  # bursts of equal and of chat-length prompts, same mean
 LAST_GAPS = 128  # the lockstep decode: every request's prefill has ended before its last 128 tokens
 OUTPUT_LEN = 256
 
@@ -108,10 +111,70 @@ def fp8_kv_term(table: list[dict]) -> float:
     return 1e-9 / (ms_per_byte / 1000)
 
 
+def _lockstep(path: Path) -> tuple[float, list[int]]:
+    """A burst file's measured decode step (as `bursts` takes it) and its prompts' lengths."""
+    reqs = [r for r in _read(path)["requests"] if r.get("ok")]
+    per_request = [statistics.median(r["itl_ms"][-LAST_GAPS:]) for r in reqs if len(r.get("itl_ms") or []) >= LAST_GAPS]
+    return statistics.median(per_request), [r["input_len"] for r in reqs]
+
+
+def unequal_pairs() -> list[dict]:
+    """Per SEQ_SERVERS server and batch: the burst of equal 1,024-token prompts against the burst of the chat
+    preset's lengths (hburst), measured and modelled. `spread_bytes` is what the longest context holds beyond the
+    mean, per KV head ((longest - mean) x bytes per token / KV heads per GPU: the bytes fp8_kv_seq_gbs reads)."""
+    out = []
+    for folder in SEQ_SERVERS:
+        if not (folder / "meta.json").exists():
+            continue
+        meta = json.loads((folder / "meta.json").read_text())
+        cal = find_calibration("vllm", "0.26.0", meta["gpu"])
+        for path in sorted(folder.glob("hburst-c*-l*.json*"), key=lambda p: int(re.findall(r"\d+", p.name)[0])):
+            c, L = map(int, re.match(r"hburst-c(\d+)-l(\d+)", path.name).groups())
+            equal = next(folder.glob(f"burst-c{c}-l{L}.json*"), None)
+            if equal is None:
+                continue
+            m_equal, _ = _lockstep(equal)
+            m_unequal, lens = _lockstep(path)
+            sm = step_model_of(meta, cal, round(statistics.mean(lens)), OUTPUT_LEN)
+            ctx = sum(_context(x) for x in lens)
+            longest = _context(max(lens))
+            out.append({"server": f"{folder.parent.name}/{folder.name}", "model": meta["model"], "c": c,
+                        "equal": m_equal, "unequal": m_unequal, "longest": max(lens), "mean": statistics.mean(lens),
+                        "model_equal": step_model_of(meta, cal, L, OUTPUT_LEN).step_ms(c, c * _context(L)),
+                        "model_mean": sm.step_ms(c, ctx), "model_unequal": sm.step_ms(c, ctx, longest_ctx=longest),
+                        "spread_bytes": (longest - ctx / c) * sm.kv_bytes_per_token / sm.kv_heads})
+    return out
+
+
+def fp8_kv_seq_term(pairs: list[dict]) -> float:
+    """fp8_kv_seq_gbs by least squares through the origin: what a burst of unequal prompts costs beyond one of equal
+    prompts (less what the model's mean context already adds) against the bytes its longest sequence holds beyond
+    the mean, per KV head. Returns GB/s."""
+    extra_ms = [p["unequal"] - p["equal"] - (p["model_mean"] - p["model_equal"]) for p in pairs]
+    nbytes = [p["spread_bytes"] for p in pairs]
+    ms_per_byte = sum(y * x for y, x in zip(extra_ms, nbytes)) / sum(x * x for x in nbytes)
+    return 1e-9 / (ms_per_byte / 1000)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fp8-kv-term", action="store_true", help="solve fp8_kv_convert_gbs from the H200 8B pair")
+    ap.add_argument("--seq-term", action="store_true", help="bursts of unequal against equal prompts (session 15b) "
+                    "and fp8_kv_seq_gbs solved from them")
     a = ap.parse_args()
+    if a.seq_term:
+        pairs = unequal_pairs()
+        if not pairs:
+            raise SystemExit("no burst pairs in benchmarks/gpu/results/session15b")
+        print("| server | batch | longest / mean prompt | equal, meas | unequal, meas | model, equal | "
+              "model, unequal at the mean | model, unequal |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+        for p in pairs:
+            print(f"| {p['server']} | {p['c']} | {p['longest']:,} / {p['mean']:,.0f} | {p['equal']:.2f} | "
+                  f"{p['unequal']:.2f} | {p['model_equal']:.2f} ({p['model_equal'] / p['equal'] - 1:+.0%}) | "
+                  f"{p['model_mean']:.2f} ({p['model_mean'] / p['unequal'] - 1:+.0%}) | "
+                  f"{p['model_unequal']:.2f} ({p['model_unequal'] / p['unequal'] - 1:+.0%}) |")
+        print(f"\nfp8_kv_seq_gbs: {fp8_kv_seq_term(pairs):.0f}")
+        return 0
     if a.fp8_kv_term:
         print(f"fp8_kv_convert_gbs: {fp8_kv_term(rows()):.0f}")
         return 0

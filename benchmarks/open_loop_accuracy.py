@@ -20,6 +20,8 @@ session-3/4 8B runs) and the table reports it on the rest (session 4's experimen
     python benchmarks/open_loop_accuracy.py --fit [--write-calibration]   # fit the H200 on the 8B rows
     python benchmarks/open_loop_accuracy.py --decompose          # what stalls decoding in each session-5/6 run
     python benchmarks/open_loop_accuracy.py --ttft-parts         # where TTFT went (sessions 6-8's engine timings)
+    python benchmarks/open_loop_accuracy.py --steps              # scraped open loops: engine time by batch, and
+                                                                 # the model's decode / prompt parts' factors
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -97,7 +101,8 @@ SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "sessi
             (R / "session7", "session 7", set()), (R / "session8", "session 8", set()),
             (R / "session9", "session 9", set()), (R / "session11", "session 11", set()),
             (R / "session11b", "session 11", set()), (R / "session12", "session 12", set()),
-            (R / "session13", "session 13", set()), (R / "session14", "session 14", {"EN", "CN"})]
+            (R / "session13", "session 13", set()), (R / "session14", "session 14", {"EN", "CN"}),
+            (R / "session15", "session 15", set())]
 # The open loops the shipped H200 calibration is fitted on, beside the grids' training points (benchmarks/accuracy.py
 # --fit): session 6's 8B server alone on its host. Their engine timings also gave conf/engine/vllm.yaml's
 # tokenize_us_per_token (the concurrency-1 sweep) and frontend_ms_per_ktok_s (the open loops). Every other row is
@@ -280,31 +285,94 @@ def concurrency1_prefill(folder: Path) -> list[tuple[int, float, float]]:
     return out
 
 
-def scraped_windows(path: Path) -> list[tuple[float, float, float, float]]:
-    """A steps-NAME.txt that engine_timings.sh's scrape_steps wrote during an open loop (vLLM's /metrics every ~0.5
-    s) as windows between consecutive samples where the engine stepped: (seconds, steps, tokens, mean running
-    batch). A sample whose scrape failed (no counter on its line) is skipped."""
-    samples = []
-    for line in path.read_text().splitlines():
+class ScrapeWindow(NamedTuple):
+    """Consecutive /metrics samples of an open loop (engine_timings.sh's scrape_steps), merged: its seconds, the
+    engine steps and tokens vLLM counted in it, the running batch (mean of its two ends), and how many of its steps
+    carried a prompt chunk (more tokens than the batch decodes, from vllm:iteration_tokens_total's buckets; None
+    where the scrape kept no buckets, as session 14's did)."""
+    seconds: float
+    steps: float
+    tokens: float
+    running: float
+    prompt_steps: float | None
+
+
+STEP_WINDOW_S = 1.0  # --steps: scrapes merged into windows of at least this long. A step that straddles two windows
+# lands in the second: at 0.25 s per scrape a window next to a 500 ms prompt step is mostly that step, and choosing
+# windows by what they hold (decode-only ones) then picks a biased sample (session 15).
+
+
+def _scrape_samples(path: Path) -> list[tuple[float, dict[str, float]]]:
+    """(time, {metric[:le]: value}) per line of a steps-NAME.txt; a line whose scrape failed (no step counter) is
+    skipped."""
+    out = []
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    for line in text.splitlines():
         fields = line.split()
-        if not fields:
-            continue
-        values = {name.split("{")[0]: float(v) for name, v in zip(fields[1::2], fields[2::2])}
+        values = {}
+        for name, v in zip(fields[1::2], fields[2::2]):
+            le = re.search(r'le="([^"]+)"', name)
+            values[name.split("{")[0] + (f":{float(le.group(1)):g}" if le else "")] = float(v)
         if "vllm:iteration_tokens_total_count" in values:
-            samples.append((float(fields[0]), values["vllm:iteration_tokens_total_count"],
-                            values.get("vllm:iteration_tokens_total_sum", 0.0),
-                            values.get("vllm:num_requests_running", 0.0)))
-    return [(t1 - t0, n1 - n0, k1 - k0, (r0 + r1) / 2)
-            for (t0, n0, k0, r0), (t1, n1, k1, r1) in zip(samples, samples[1:]) if n1 > n0 and t1 > t0]
+            samples_at = float(fields[0])
+            out.append((samples_at, values))
+    return out
+
+
+def scraped_windows(path: Path, min_s: float = 0.0) -> list[ScrapeWindow]:
+    """A steps-NAME.txt as windows of at least `min_s` seconds (0: each pair of consecutive samples) in which the
+    engine stepped."""
+    samples = _scrape_samples(path)
+    if min_s > 0 and samples:
+        merged = [samples[0]]
+        for t, v in samples[1:]:
+            if t - merged[-1][0] >= min_s:
+                merged.append((t, v))
+        samples = merged
+    out = []
+    for (t0, a), (t1, b) in zip(samples, samples[1:]):
+        steps = b["vllm:iteration_tokens_total_count"] - a["vllm:iteration_tokens_total_count"]
+        if steps <= 0 or t1 <= t0:
+            continue
+        running = (a.get("vllm:num_requests_running", 0.0) + b.get("vllm:num_requests_running", 0.0)) / 2
+        edges = sorted(float(k.split(":")[-1]) for k in b if k.startswith("vllm:iteration_tokens_total_bucket:")
+                       and k.split(":")[-1] != "inf")
+        prompt_steps = None
+        if edges:  # the steps above the bucket that holds a decode-only step of this batch (1.2x: the batch moves)
+            edge = next((e for e in edges if e >= 1.2 * running + 2), edges[-1])
+            key = f"vllm:iteration_tokens_total_bucket:{edge:g}"
+            prompt_steps = steps - (b.get(key, 0.0) - a.get(key, 0.0))
+        out.append(ScrapeWindow(t1 - t0, steps, b["vllm:iteration_tokens_total_sum"] -
+                                a["vllm:iteration_tokens_total_sum"], running, prompt_steps))
+    return out
 
 
 STEP_BATCH_WIDTH = 16  # --steps: running batches grouped 0-15, 16-31, ...
 
 
-def step_table(folder: Path, name: str, width: int = STEP_BATCH_WIDTH) -> list[tuple[int, int, float, float, float]]:
-    """An open loop's engine steps by running batch, from its scrape (scraped_windows), against the model: per
-    batch bucket of `width`, (bucket start, windows, measured mean step ms, mean tokens per step, the shipped
-    model's step at that batch with the same tokens per step beside it, at the run's mean context)."""
+def window_model_s(sm, w: ScrapeWindow, n_in: float, n_out: float) -> tuple[float, float]:  # noqa: ANN001
+    """The model's seconds for a window's steps, in two parts: its steps as decode steps of the window's batch (at the
+    run's mean context), and what the prompt tokens beside them add: (tokens - steps x batch) spread over the
+    window's prompt steps (or over as many steps as it holds mean prompts, where the scrape kept no buckets). A scrape
+    does not say how the batch's contexts spread, so fp8_kv_seq_gbs's term is not in it."""
+    batch = w.running
+    ctx = batch * (n_in + n_out / 2)
+    decode = sm.step_ms(batch, ctx) if batch >= 1 else 0.0
+    prompt_tokens = max(w.tokens - w.steps * batch, 0.0)
+    extra = 0.0
+    if prompt_tokens > 0:
+        k = w.prompt_steps if w.prompt_steps else max(1.0, prompt_tokens / n_in)
+        per = prompt_tokens / k
+        extra = k * (sm.step_ms(batch, ctx, per, per * min(per, n_in) / 2, 1) - decode)
+    return w.steps * decode / 1000, extra / 1000
+
+
+def step_table(folder: Path, name: str, width: int = STEP_BATCH_WIDTH,
+               min_s: float = STEP_WINDOW_S) -> tuple[list[tuple[int, int, float, float, float]], tuple[float, float]]:
+    """An open loop's engine time against the model's, from its scrape (scraped_windows, windows of min_s): per
+    running-batch bucket of `width`, (bucket start, windows, steps, measured seconds, the shipped model's seconds for
+    the same steps, window_model_s); and, over all windows, the least-squares factors (decode, prompt) by which the
+    model's two parts would have to be multiplied to give the measured seconds."""
     from serveplan.planner.calibrate import step_model_of
 
     meta = json.loads((folder / "meta.json").read_text())
@@ -312,17 +380,22 @@ def step_table(folder: Path, name: str, width: int = STEP_BATCH_WIDTH) -> list[t
     n_in = bench["total_input_tokens"] / bench["completed"]
     n_out = bench["total_output_tokens"] / bench["completed"]
     sm = step_model_of(meta, find_calibration("vllm", "0.26.0", meta["gpu"]), round(n_in), round(n_out))
-    buckets: dict[int, list[tuple[float, float, float]]] = {}
-    for secs, steps, tokens, running in scraped_windows(folder / f"steps-{name}.txt"):
-        buckets.setdefault(int(running // width * width), []).append((secs, steps, tokens))
-    out = []
-    for b, ws in sorted(buckets.items()):
-        secs, steps, tokens = (sum(w[i] for w in ws) for i in range(3))
-        batch = b + width / 2
-        prefill = max(tokens / steps - batch, 0.0)  # prompt tokens per step beside the decodes, on average
-        model = sm.step_ms(batch, batch * (n_in + n_out / 2), prefill, prefill * n_in / 2, min(prefill / n_in, 1.0))
-        out.append((b, len(ws), secs / steps * 1000, tokens / steps, model))
-    return out
+    windows = scraped_windows(next(folder.glob(f"steps-{name}.txt*")), min_s)
+    parts = [window_model_s(sm, w, n_in, n_out) for w in windows]
+    buckets: dict[int, list[tuple[ScrapeWindow, float]]] = {}
+    for w, (dec, extra) in zip(windows, parts):
+        buckets.setdefault(int(w.running // width * width), []).append((w, dec + extra))
+    rows = [(b, len(ws), sum(w.steps for w, _ in ws), sum(w.seconds for w, _ in ws), sum(m for _, m in ws))
+            for b, ws in sorted(buckets.items())]
+    # measured = a x decode + b x prompt, least squares (2x2 normal equations)
+    dd = sum(d * d for d, _ in parts)
+    pp = sum(x * x for _, x in parts)
+    dp = sum(d * x for d, x in parts)
+    dy = sum(d * w.seconds for (d, _), w in zip(parts, windows))
+    py = sum(x * w.seconds for (_, x), w in zip(parts, windows))
+    det = dd * pp - dp * dp
+    factors = ((dy * pp - py * dp) / det, (py * dd - dy * dp) / det) if det > 0 else (float("nan"), float("nan"))
+    return rows, factors
 
 
 METRICS = [("TTFT P50", "ttft_ms"), ("TTFT P99", "ttft_p99_ms"), ("TPOT mean", "tpot_ms"),
@@ -599,13 +672,21 @@ def main() -> int:
         replay_table()
         return 0
     if a.steps:
-        print("| run | running batch | windows | step, measured (ms) | tokens per step | model's step (ms) |\n"
-              "|---|---:|---:|---:|---:|---:|")
-        for path in sorted(R.glob("session*/*/steps-*.txt")):
-            name = path.name[len("steps-"):-len(".txt")]
-            for b, n, measured, tokens, model in step_table(path.parent, name):
-                print(f"| {path.parent.parent.name}/{path.parent.name} {name} | {b}-{b + STEP_BATCH_WIDTH - 1} | {n} | "
-                      f"{measured:.1f} | {tokens:.0f} | {model:.1f} ({model / measured - 1:+.0%}) |")
+        print(f"| run | running batch | windows ({STEP_WINDOW_S:g} s) | steps | engine s, measured | "
+              "engine s, model |\n|---|---:|---:|---:|---:|---:|")
+        fits = []
+        for path in sorted(R.glob("session*/*/steps-*.txt*")):
+            name = path.name[len("steps-"):].split(".txt")[0]
+            rows, factors = step_table(path.parent, name)
+            run = f"{path.parent.parent.name}/{path.parent.name} {name}"
+            fits.append((run, factors))
+            for b, n, steps, measured, model in rows:
+                print(f"| {run} | {b}-{b + STEP_BATCH_WIDTH - 1} | {n} | {steps:,.0f} | {measured:.1f} | "
+                      f"{model:.1f} ({model / measured - 1:+.0%}) |")
+        print("\nmeasured = decode x the model's decode steps + prompt x what the model's prompt chunks add "
+              "(least squares over each run's windows):")
+        for run, (dec, pro) in fits:
+            print(f"  {run}: decode {dec:.2f}, prompt {pro:.2f}")
         return 0
     rows = observations()
     if a.repeats:

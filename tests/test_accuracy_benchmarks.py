@@ -444,43 +444,77 @@ def test_open_loops_by_load_and_replayed():
     assert rep["ttft_p99_ms"] >= rep["ttft_ms"]
 
 
-def test_every_committed_burst_starts_with_its_first_prompt_alone_and_five_ran_late():
+def test_every_committed_burst_starts_with_its_first_prompt_alone_and_six_ran_late():
     # the evidence for simulation._ReplicaSim.HANDOVER_S and for session 13's two delivery modes (docs/accuracy.md)
     ws = first_waves.waves()
-    assert len(ws) >= 58 and all(w.lone_first for w in ws)
+    assert len(ws) >= 63 and all(w.lone_first for w in ws)
     assert {w.burst for w in ws if w.late} == {
         "session10/D70F/burst-c32-l256", "session11b/L/burst-c16-l256", "session11b/L/burst-c24-l256",
-        "session12b/L2/burst-c64-l1024", "session13/D2/burst-c64-l512-r1"}
+        "session12b/L2/burst-c64-l1024", "session13/D2/burst-c64-l512-r1", "session15b/SE/burst-c32-l1024"}
     hand = [w.handover_ms for w in ws if not w.late and w.handover_ms]
     assert len(hand) >= 20 and 2.0 < sorted(hand)[len(hand) // 2] < 4.0
 
 
-def test_scraped_engine_steps_give_the_step_time_by_running_batch(tmp_path):
-    # scrape_steps (engine_timings.sh) writes the time and vLLM's step counter, token sum and gauges every ~0.5 s; a
-    # window's mean step is its seconds over the steps the counter advanced, filed under the batch that ran
-    lab = 'engine="0",model_name="/m"'
+def test_scraped_engine_steps_give_the_engine_time_by_running_batch(tmp_path):
+    # scrape_steps (engine_timings.sh) writes the time and vLLM's step counter, token sum, tokens-per-step buckets
+    # and gauges every ~0.25-0.5 s; windows of them hold the engine's seconds for the steps the counter advanced
+    edges = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 
-    def line(t, steps, tokens, running):
-        return (f"{t} vllm:num_requests_running{{{lab}}} {running} vllm:num_requests_waiting{{{lab}}} 0.0 "
-                f"vllm:iteration_tokens_total_count{{{lab}}} {steps} vllm:iteration_tokens_total_sum{{{lab}}} {tokens}")
+    def line(t, steps, tokens, running, prompt_steps=0):
+        # the decode-only steps fall in the bucket of `running` tokens, the prompt steps in the 2048 one
+        buckets = " ".join(f'vllm:iteration_tokens_total_bucket{{le="{e:.1f}"}} '
+                           f"{(steps - prompt_steps if e >= running else 0) + (prompt_steps if e >= 2048 else 0)}"
+                           for e in edges)
+        return (f"{t} vllm:num_requests_running{{}} {running} vllm:num_requests_waiting{{}} 0.0 {buckets} "
+                f'vllm:iteration_tokens_total_bucket{{le="+Inf"}} {steps} '
+                f"vllm:iteration_tokens_total_count{{}} {steps} vllm:iteration_tokens_total_sum{{}} {tokens}")
 
-    rows = [line(100.0, 0, 0, 20), line(100.25, 25, 600, 20), "100.5 ", line(100.75, 75, 1800, 20),
-            line(101.0, 75, 1800, 0), line(101.25, 100, 3000, 60), line(101.5, 120, 4200, 60)]
+    rows = [line(100.0, 0, 0, 20), line(100.25, 25, 500, 20), "100.5 ", line(100.75, 75, 1500, 20),
+            line(101.0, 75, 1500, 0), line(101.25, 100, 4000, 60, 1), line(101.5, 120, 5200, 60, 1)]
     (tmp_path / "steps-chat-4.txt").write_text("\n".join(rows) + "\n")
     windows = ola.scraped_windows(tmp_path / "steps-chat-4.txt")
-    # the failed scrape is skipped (its neighbours make one 0.5 s window) and so is the idle window (no new step)
-    assert [(round(s, 2), n, k, r) for s, n, k, r in windows] == [
-        (0.25, 25, 600, 20.0), (0.5, 50, 1200, 20.0), (0.25, 25, 1200, 30.0), (0.25, 20, 1200, 60.0)]
+    # the failed scrape is skipped (its neighbours make one 0.5 s window) and so is the idle window (no new step);
+    # the window into batch 60 holds the one step that carried a prompt
+    assert [(round(w.seconds, 2), w.steps, w.tokens, w.running, w.prompt_steps) for w in windows] == [
+        (0.25, 25, 500, 20.0, 0), (0.5, 50, 1000, 20.0, 0), (0.25, 25, 2500, 30.0, 1), (0.25, 20, 1200, 60.0, 0)]
+    # windows of at least 0.5 s merge the samples in between (a last sample less than 0.5 s on is left out)
+    assert [(round(w.seconds, 2), w.steps) for w in ola.scraped_windows(tmp_path / "steps-chat-4.txt", 0.5)] == [
+        (0.75, 75), (0.5, 25)]
     meta = {"model": "llama-3.1-8b", "gpu": "h200", "tp": 1, "weight_dtype": "fp8", "kv_cache_dtype": "fp8",
             "max_num_seqs": 256, "max_num_batched_tokens": 8192, "max_model_len": 10240,
             "gpu_memory_utilization": 0.92}
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     with gzip.open(tmp_path / "open-chat-4.json.gz", "wt") as f:
         json.dump({"summary": {"completed": 10, "total_input_tokens": 10_000, "total_output_tokens": 2_500}}, f)
-    table = ola.step_table(tmp_path, "chat-4")
-    assert [b for b, *_ in table] == [16, 48]
-    (_, n16, step16, tok16, model16), (_, n48, step48, tok48, model48) = table
-    assert (n16, n48) == (3, 1)
-    assert step16 == pytest.approx(1000 / 100) and tok16 == pytest.approx(3000 / 100)  # 1 s over 100 steps
-    assert step48 == pytest.approx(12.5) and tok48 == pytest.approx(60)
-    assert 0 < model16 < model48  # the model's step grows with the batch (and the prompt tokens beside it)
+    rows, _ = ola.step_table(tmp_path, "chat-4", min_s=0)
+    assert [b for b, *_ in rows] == [16, 48]
+    (_, n16, steps16, secs16, model16), (_, n48, steps48, secs48, model48) = rows
+    assert (n16, n48, steps16, steps48) == (3, 1, 100, 20) and secs16 == pytest.approx(1.0)
+    assert 0 < model16 / 100 < model48 / 20  # per step, a batch of 60 costs the model more than one of 20-30
+
+
+def test_the_scraped_engine_time_factors_recover_what_the_windows_were_built_with(tmp_path):
+    # step_table's least squares splits a run's engine time into the model's decode steps and what its prompt
+    # chunks add: windows built as 1.3 x the one and 0.8 x the other give back 1.3 and 0.8
+    from serveplan.planner.calibrate import step_model_of
+
+    meta = {"model": "llama-3.1-70b", "gpu": "h200", "tp": 1, "weight_dtype": "fp8", "kv_cache_dtype": "fp8",
+            "max_num_seqs": 256, "max_num_batched_tokens": 8192, "max_model_len": 10240,
+            "gpu_memory_utilization": 0.92}
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with gzip.open(tmp_path / "open-chat-4.json.gz", "wt") as f:
+        json.dump({"summary": {"completed": 10, "total_input_tokens": 10_240, "total_output_tokens": 2_560}}, f)
+    sm = step_model_of(meta, find_calibration("vllm", "0.26.0", "h200"), 1024, 256)
+    t, steps, tokens, lines = 0.0, 0, 0, []
+    for batch, n, k, per in [(20, 30, 0, 0), (20, 25, 2, 900), (60, 20, 3, 1500), (100, 10, 4, 1024), (40, 20, 1, 3000)]:
+        dec, extra = ola.window_model_s(sm, ola.ScrapeWindow(1.0, n, n * batch + k * per, batch, k), 1024, 256)
+        lines.append(f"{t} vllm:num_requests_running{{}} {batch} vllm:iteration_tokens_total_count{{}} {steps} "
+                     f"vllm:iteration_tokens_total_sum{{}} {tokens}")
+        t, steps, tokens = t + 1.3 * dec + 0.8 * extra, steps + n, tokens + n * batch + k * per
+        lines.append(f"{t} vllm:num_requests_running{{}} {batch} vllm:iteration_tokens_total_count{{}} {steps} "
+                     f"vllm:iteration_tokens_total_sum{{}} {tokens}")
+    (tmp_path / "steps-chat-4.txt").write_text("\n".join(lines) + "\n")
+    _, (decode, prompt) = ola.step_table(tmp_path, "chat-4", min_s=0)
+    assert decode == pytest.approx(1.3, rel=0.02) and prompt == pytest.approx(0.8, rel=0.05)
+
+

@@ -7,6 +7,9 @@ all-reduce cheaper, served throughput obeys Little's law and cannot exceed the o
 
 from __future__ import annotations
 
+import dataclasses
+import statistics
+
 import pytest
 
 from serveplan.planner import catalog
@@ -648,6 +651,54 @@ def test_an_fp8_kv_cache_reads_half_the_bytes_and_converts_each_element():
     assert share["h100-sxm"][0] < share["h200"][0] < 1
     prompt = (0, 0, 2048, 2048 * 1024, 1)
     assert sm(converting, "fp8").step_ms(*prompt) == pytest.approx(sm(read_only, "fp8").step_ms(*prompt))
+
+
+def test_an_fp8_kv_batch_of_unequal_contexts_waits_for_its_longest_once_it_fills_the_gpu():
+    """fp8_kv_seq_gbs: once a batch's sequences x KV heads reach fp8_kv_unsplit_from, decode attention over an FP8
+    cache waits for the longest context beyond the mean. Unequal contexts never decode faster than equal ones of the
+    same sum, cost more the further the longest is from the mean, cost nothing below the threshold, with a bf16
+    cache or with the term off, and leave a step without decodes alone."""
+    m = _model("llama-3.1-8b")  # 8 KV heads
+    on = VLLM.model_copy(update={"fp8_kv_seq_gbs": 50.0, "fp8_kv_unsplit_from": 106})
+    off = on.model_copy(update={"fp8_kv_seq_gbs": 0.0})
+
+    def sm(e, kv="fp8"):  # noqa: ANN001, ANN202
+        return StepModel(m, _inv("h200"), e, Candidate(weight_dtype="fp8", kv_cache_dtype=kv), _datasheet("h200"))
+
+    batch, mean = 64, 1200
+    equal = sm(on).step_ms(batch, batch * mean)
+    assert sm(on).step_ms(batch, batch * mean, longest_ctx=mean) == pytest.approx(equal)
+    spread = [sm(on).step_ms(batch, batch * mean, longest_ctx=L) for L in (2000, 4000, 8000)]
+    assert equal < spread[0] < spread[1] < spread[2]
+    per_head = sm(on).kv_bytes_per_token / m.num_kv_heads  # one sequence's bytes per token per KV head
+    assert spread[2] - equal == pytest.approx((8000 - mean) * per_head / 50e9 * 1000, rel=1e-6)
+    for model, kv, b in ((sm(off), "fp8", batch), (sm(on, "auto"), "auto", batch), (sm(on), "fp8", 13)):
+        assert model.step_ms(b, b * mean, longest_ctx=8000) == pytest.approx(model.step_ms(b, b * mean)), kv
+    assert sm(on).step_ms(14, 14 * mean, longest_ctx=8000) > sm(on).step_ms(14, 14 * mean)  # 14 x 8 >= 106
+    prompt = (0, 0, 2048, 2048 * 1024, 1)
+    assert sm(on).step_ms(*prompt, longest_ctx=8000) == pytest.approx(sm(on).step_ms(*prompt))
+
+
+def test_the_simulation_hands_each_step_its_longest_context(base_req):
+    """The replica simulation gives each step the longest context among its decodes (StepModel.step_ms's
+    longest_ctx): a batch of 32 with one long prompt decodes slower with fp8_kv_seq_gbs than without, and 32 equal
+    prompts the same."""
+    from serveplan.planner.simulation import replay
+
+    sc = Scorer(base_req)
+    cand = CAND.model_copy(update={"kv_cache_dtype": "fp8"})
+    mem = sc.memory(cand)
+    on = sc.step_model(cand)
+    assert on.fp8_kv_seq_bps > 0 and on.engine.fp8_kv_unsplit_from <= 32 * on.kv_heads  # the shipped vLLM terms
+    off = dataclasses.replace(on, engine=on.engine.model_copy(update={"fp8_kv_seq_gbs": 0.0}))
+    unequal = [(0.0, 8000 if i == 0 else 256, 128) for i in range(32)]
+    equal = [(0.0, 256, 128)] * 32
+
+    def tpot(sm, trace):  # noqa: ANN001, ANN202
+        return statistics.mean(r.tpot_ms for r in replay(sm, cand, mem, trace)[1:])
+
+    assert tpot(on, unequal) > tpot(off, unequal) * 1.01
+    assert tpot(on, equal) == pytest.approx(tpot(off, equal), rel=1e-3)  # the lone first prompt runs a token ahead
 
 
 def test_replay_follows_the_trace_it_is_given(base_req):

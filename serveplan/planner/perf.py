@@ -102,6 +102,11 @@ class StepModel:
         # decode attention over an FP8 cache also converts every element it reads (engine.fp8_kv_convert_gbs)
         self.fp8_kv_convert_bps = (self.engine.fp8_kv_convert_gbs * 1e9
                                    if c.kv_cache_dtype == "fp8" and self.engine.fp8_kv_convert_gbs else 0.0)
+        # ... and, once the batch fills the GPU, reads each sequence's KV head in one block: the longest context
+        # sets the pace (engine.fp8_kv_seq_gbs)
+        self.fp8_kv_seq_bps = (self.engine.fp8_kv_seq_gbs * 1e9
+                               if c.kv_cache_dtype == "fp8" and self.engine.fp8_kv_seq_gbs else 0.0)
+        self.kv_heads = kv_heads_per_gpu(m, c.tp)
         self.cdtype = compute_dtype(c.weight_dtype, self.inventory)
         self.weight_only = weight_only(c.weight_dtype, self.inventory)
         scale_bw = self.calib.bandwidth_scale if self.calib else 1.0
@@ -247,12 +252,17 @@ class StepModel:
         params = self.dense_lin_params + self.expert_params * frac
         return params * (self._bpw + 2.0) / self.bw
 
-    def decode_attention_s(self, decode_ctx: float) -> float:
+    def decode_attention_s(self, decode_ctx: float, decode_seqs: float = 0.0, longest_ctx: float = 0.0) -> float:
         """Seconds of one stage's decode attention over decode_ctx cached tokens: reading their K/V, and, for an FP8
-        cache, converting each element (one byte each) at engine.fp8_kv_convert_gbs."""
+        cache, converting each element (one byte each) at engine.fp8_kv_convert_gbs. With the batch's size and its
+        longest context, an FP8 cache's batch that fills the GPU also waits for its longest sequence beyond the mean
+        (engine.fp8_kv_seq_gbs; 0 and equal contexts add nothing)."""
         t = decode_ctx * self.kv_bytes_per_token / self._decode_att_bw(int(decode_ctx))
         if self.fp8_kv_convert_bps:
             t += decode_ctx * self.kv_bytes_per_token / self.fp8_kv_convert_bps
+        if (self.fp8_kv_seq_bps and decode_seqs > 0 and longest_ctx > decode_ctx / decode_seqs
+                and decode_seqs * self.kv_heads >= self.engine.fp8_kv_unsplit_from):
+            t += (longest_ctx - decode_ctx / decode_seqs) * self.kv_bytes_per_token / self.kv_heads / self.fp8_kv_seq_bps
         return t
 
     def request_ms(self, prompt_tokens: float, tokens_per_s: float) -> float:
@@ -264,7 +274,7 @@ class StepModel:
 
     # -------------------------------------------------------------------------------------------- step
     def stage_s(self, decode_seqs: float, decode_ctx: float, prefill_tokens: float,
-                prefill_work: float) -> float:
+                prefill_work: float, longest_ctx: float = 0.0) -> float:
         """Seconds for one pipeline stage to run one micro-batch (no CPU overhead)."""
         tokens = decode_seqs + prefill_tokens
         if tokens <= 0:
@@ -279,7 +289,7 @@ class StepModel:
             t_lin += self._bnb_dequant_s(tokens)
         t_att = 0.0
         if decode_seqs > 0 and decode_ctx > 0:
-            t_att += self.decode_attention_s(decode_ctx)
+            t_att += self.decode_attention_s(decode_ctx, decode_seqs, longest_ctx)
         if prefill_tokens > 0:
             m = self.model
             heads = m.num_attention_heads / self.cand.tp
@@ -295,18 +305,20 @@ class StepModel:
         return t_lin + t_att + t_ew + t_comm + t_layers
 
     def step_ms(self, decode_seqs: float, decode_ctx: float, prefill_tokens: float = 0.0,
-                prefill_work: float = 0.0, prefill_seqs: float = 0.0) -> float:
+                prefill_work: float = 0.0, prefill_seqs: float = 0.0, longest_ctx: float = 0.0) -> float:
         """Wall time between two tokens of a running sequence for this batch composition, in ms.
 
         decode_seqs: sequences generating a token this step; decode_ctx: their summed context (KV tokens);
         prefill_tokens: prompt tokens processed this step; prefill_work: sum over prompt chunks of
-        chunk x (cached prefix + chunk/2), the causal attention work; prefill_seqs: prompts in the step.
+        chunk x (cached prefix + chunk/2), the causal attention work; prefill_seqs: prompts in the step;
+        longest_ctx: the longest context among the decoding sequences (0: all at the mean).
         """
         pp = self.cand.pp
         if pp == 1:
-            t = self.stage_s(decode_seqs, decode_ctx, prefill_tokens, prefill_work)
+            t = self.stage_s(decode_seqs, decode_ctx, prefill_tokens, prefill_work, longest_ctx)
         else:  # pp micro-batches in flight: a sequence's token passes every stage once
-            t = pp * self.stage_s(decode_seqs / pp, decode_ctx / pp, prefill_tokens / pp, prefill_work / pp)
+            t = pp * self.stage_s(decode_seqs / pp, decode_ctx / pp, prefill_tokens / pp, prefill_work / pp,
+                                  longest_ctx)
             t *= 1 + PP_BUBBLE_PER_STAGE * (pp - 1)
             t += (pp - 1) * (self.link_alpha_us * 1e-6 + (decode_seqs + prefill_tokens) / pp
                              * self.model.hidden_size * 2 / self.pp_bw)

@@ -314,7 +314,8 @@ class _ReplicaSim:
             pf_tokens += c
             pf_work += c * (prefix + c / 2)
             pf_seqs += 1
-        dt = self.sm.step_ms(len(dec), dec_ctx, pf_tokens, pf_work, pf_seqs) / 1000.0
+        longest = max((r.prompt + r.generated for r in dec), default=0)
+        dt = self.sm.step_ms(len(dec), dec_ctx, pf_tokens, pf_work, pf_seqs, longest) / 1000.0
         if self.idle:
             dt = max(dt, self.sm.idle_floor_ms / 1000.0)
             self.idle = False
@@ -346,7 +347,8 @@ class _ReplicaSim:
         k = min(r.output - r.generated for r in dec)
         k = min(k, (self.kv_cap - self.used) // n)
         if self.arrivals and k > 1:
-            dt = self.sm.step_ms(n, sum(r.prompt + r.generated for r in dec)) / 1000.0
+            dt = self.sm.step_ms(n, sum(r.prompt + r.generated for r in dec),
+                                 longest_ctx=max(r.prompt + r.generated for r in dec)) / 1000.0
             k = min(k, int((self.arrivals[0].ready - self.now) / max(dt, 1e-9)))
         return k
 
@@ -355,7 +357,8 @@ class _ReplicaSim:
         the run's mean context: step time is linear in the context the attention reads)."""
         n = len(dec)
         ctx = sum(r.prompt + r.generated for r in dec) + n * (k - 1) / 2
-        dt = self.sm.step_ms(n, ctx) / 1000.0
+        longest = max(r.prompt + r.generated for r in dec) + (k - 1) / 2
+        dt = self.sm.step_ms(n, ctx, longest_ctx=longest) / 1000.0
         self.last_step_start = self.now + (k - 1) * dt
         self.now += k * dt
         self.decode_steps.extend([(dt, n)] * k)

@@ -395,6 +395,15 @@ class EngineConfig(Frozen):
                                       "converts every FP8 element it reads, at this rate (GB of FP8 elements per "
                                       "second, the GPU's compute, not its memory): time beside the read. 0: the "
                                       "read alone.")
+    fp8_kv_seq_gbs: float = Field(default=0.0, ge=0, description="Decode attention over an FP8 KV cache, once "
+                                  "the batch's sequences x KV heads per GPU reach fp8_kv_unsplit_from, gives each "
+                                  "sequence's KV head to one block without splitting it: a batch whose longest "
+                                  "context is far above its mean waits for that sequence, read at this rate (GB/s) "
+                                  "per KV head. The step takes (longest - mean context) x bytes per token per KV "
+                                  "head / rate more. 0: contexts' spread costs nothing.")
+    fp8_kv_unsplit_from: float = Field(default=0.0, ge=0, description="Sequences x KV heads per GPU from which "
+                                       "fp8_kv_seq_gbs applies: below it the attention splits each sequence's "
+                                       "context across the GPU's SMs.")
     cudagraph_max_tokens: int = Field(default=0, ge=0, description="vLLM: CUDA graphs are captured for steps "
                                       "of up to min(2 x max_num_seqs, this, max_num_batched_tokens) tokens (0.26.0's "
                                       "default max_cudagraph_capture_size); a larger step (a prompt chunk beside "
