@@ -40,11 +40,13 @@ SERVERS = [R / "session10" / s for s in ("D8F", "D8A", "D70F", "D70A")] + \
     [R / "session11b" / s for s in ("QF", "L")] + \
     [R / "session12" / "H2", R / "session12b" / "L2"] + \
     [R / "session13" / s for s in ("QR", "D2")] + \
-    [R / "session15b" / s for s in ("SE", "SF")]  # session 11: Qwen3-30B-A3B FP8, the 70B FP8 by batch;
-# session 12: the 70B at TP=2, and at TP=1 at batches 64-256; session 13: Qwen3 FP8 with a bf16 router, the 32B bf16
-# (each burst twice, -r1/-r2) (all held out); session 15b: the 70B FP8 and the 8B FP8, FP8 KV, at 1,024-token prompts
-# (their bursts of unequal prompts, hburst-*, solve fp8_kv_seq_gbs: --seq-term)
-SEQ_SERVERS = [R / "session15b" / s for s in ("SE", "SF")]  # bursts of equal and of chat-length prompts, same mean
+    [R / "session15b" / s for s in ("SE", "SF")] + [R / "session15c" / "SA"]
+# session 11: Qwen3-30B-A3B FP8, the 70B FP8 by batch; session 12: the 70B at TP=2, and at TP=1 at batches 64-256;
+# session 13: Qwen3 FP8 with a bf16 router, the 32B bf16 (each burst twice, -r1/-r2) (all held out); session 15b: the
+# 70B FP8 and the 8B FP8, FP8 KV, at 1,024-token prompts (their bursts of unequal prompts, hburst-*, solve
+# fp8_kv_seq_gbs: --seq-term); session 15c: the 8B FP8 with a bf16 KV cache, the same bursts
+SEQ_SERVERS = [R / "session15b" / s for s in ("SE", "SF")] + [R / "session15c" / "SA"]  # bursts of equal and of
+# chat-length prompts, same mean; session 15c's SA is the 8B with a bf16 cache (shown, not fitted: the term is FP8's)
 LAST_GAPS = 128  # the lockstep decode: every request's prefill has ended before its last 128 tokens
 OUTPUT_LEN = 256
 
@@ -139,6 +141,7 @@ def unequal_pairs() -> list[dict]:
             ctx = sum(_context(x) for x in lens)
             longest = _context(max(lens))
             out.append({"server": f"{folder.parent.name}/{folder.name}", "model": meta["model"], "c": c,
+                        "kv": meta["kv_cache_dtype"],
                         "equal": m_equal, "unequal": m_unequal, "longest": max(lens), "mean": statistics.mean(lens),
                         "model_equal": step_model_of(meta, cal, L, OUTPUT_LEN).step_ms(c, c * _context(L)),
                         "model_mean": sm.step_ms(c, ctx), "model_unequal": sm.step_ms(c, ctx, longest_ctx=longest),
@@ -149,7 +152,8 @@ def unequal_pairs() -> list[dict]:
 def fp8_kv_seq_term(pairs: list[dict]) -> float:
     """fp8_kv_seq_gbs by least squares through the origin: what a burst of unequal prompts costs beyond one of equal
     prompts (less what the model's mean context already adds) against the bytes its longest sequence holds beyond
-    the mean, per KV head. Returns GB/s."""
+    the mean, per KV head, over the FP8-cache pairs. Returns GB/s."""
+    pairs = [p for p in pairs if p["kv"] == "fp8"]
     extra_ms = [p["unequal"] - p["equal"] - (p["model_mean"] - p["model_equal"]) for p in pairs]
     nbytes = [p["spread_bytes"] for p in pairs]
     ms_per_byte = sum(y * x for y, x in zip(extra_ms, nbytes)) / sum(x * x for x in nbytes)
@@ -166,10 +170,10 @@ def main() -> int:
         pairs = unequal_pairs()
         if not pairs:
             raise SystemExit("no burst pairs in benchmarks/gpu/results/session15b")
-        print("| server | batch | longest / mean prompt | equal, meas | unequal, meas | model, equal | "
-              "model, unequal at the mean | model, unequal |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("| server | KV | batch | longest / mean prompt | equal, meas | unequal, meas | model, equal | "
+              "model, unequal at the mean | model, unequal |\n|---|---|---:|---:|---:|---:|---:|---:|---:|")
         for p in pairs:
-            print(f"| {p['server']} | {p['c']} | {p['longest']:,} / {p['mean']:,.0f} | {p['equal']:.2f} | "
+            print(f"| {p['server']} | {p['kv']} | {p['c']} | {p['longest']:,} / {p['mean']:,.0f} | {p['equal']:.2f} | "
                   f"{p['unequal']:.2f} | {p['model_equal']:.2f} ({p['model_equal'] / p['equal'] - 1:+.0%}) | "
                   f"{p['model_mean']:.2f} ({p['model_mean'] / p['unequal'] - 1:+.0%}) | "
                   f"{p['model_unequal']:.2f} ({p['model_unequal'] / p['unequal'] - 1:+.0%}) |")

@@ -447,7 +447,7 @@ def test_open_loops_by_load_and_replayed():
 def test_every_committed_burst_starts_with_its_first_prompt_alone_and_six_ran_late():
     # the evidence for simulation._ReplicaSim.HANDOVER_S and for session 13's two delivery modes (docs/accuracy.md)
     ws = first_waves.waves()
-    assert len(ws) >= 63 and all(w.lone_first for w in ws)
+    assert len(ws) >= 65 and all(w.lone_first for w in ws)
     assert {w.burst for w in ws if w.late} == {
         "session10/D70F/burst-c32-l256", "session11b/L/burst-c16-l256", "session11b/L/burst-c24-l256",
         "session12b/L2/burst-c64-l1024", "session13/D2/burst-c64-l512-r1", "session15b/SE/burst-c32-l1024"}
