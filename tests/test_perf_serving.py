@@ -397,6 +397,7 @@ def test_every_prediction_carries_sources(base_req, simulated):
     fp8 = _pred(base_req, fixed(1000, 200, rate_rps=2.0), simulated=simulated,
                 cand=CAND.model_copy(update={"kv_cache_dtype": "fp8"}))
     assert fp8.sources["fp8_kv"].startswith("measured")  # vllm.yaml carries the measured conversion rate
+    assert "unequal contexts measured" in fp8.sources["fp8_kv"]  # and the wait for the longest context
 
 
 def test_slo_attainment_follows_limits(base_req):

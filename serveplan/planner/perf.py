@@ -172,6 +172,8 @@ class StepModel:
         if c.kv_cache_dtype == "fp8":  # converting the FP8 cache beside reading it (conf/engine/<engine>.yaml)
             self.sources["fp8_kv"] = ("measured (8B, FP8 against bf16 KV, H200)" if self.fp8_kv_convert_bps
                                       else "bytes only")
+            if self.fp8_kv_seq_bps:  # the wait for a batch's longest context (bursts of unequal prompts)
+                self.sources["fp8_kv"] += "; unequal contexts measured (70B and 8B FP8, H200)"
         if self.calib:
             self.sources["calibration"] = self.calib.describe()
         self._gemm_cache: dict[int, float] = {}
