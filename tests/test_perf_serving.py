@@ -702,6 +702,31 @@ def test_the_simulation_hands_each_step_its_longest_context(base_req):
     assert tpot(on, equal) == pytest.approx(tpot(off, equal), rel=1e-3)  # the lone first prompt runs a token ahead
 
 
+def test_the_mean_field_takes_the_expected_longest_context_of_its_batch(base_req):
+    """analytic's steps carry the expected longest context of b running sequences (an order statistic of the
+    traffic's contexts): it never falls as the batch grows and lies between the shortest and the longest context;
+    with an FP8 cache a spread of lengths costs the mean field's TPOT something, a bf16 cache nothing."""
+    from serveplan.planner.serving import _grids, _longest_context
+
+    traffic = _with(base_req, fixed(1000, 200, rate_rps=20.0)).traffic.model_copy(  # a batch of ~30: past the threshold
+        update={"input_len": LengthDist(kind="lognormal", mean=1024, std=900, min=16, max=8192)})
+    ins, outs = _grids(traffic)
+    longest = _longest_context(ins, outs)
+    seq = [longest(b) for b in (1, 2, 8, 32, 128, 512)]
+    assert seq == sorted(seq) and min(ins) <= seq[0] and seq[-1] <= max(i + o for i, o in zip(ins, outs))
+    assert seq[-1] > 2 * seq[0]
+
+    def tpot(kv, gbs):  # noqa: ANN001, ANN202
+        cand = CAND.model_copy(update={"kv_cache_dtype": kv})
+        sc = Scorer(_with(base_req, traffic))
+        sm = sc.step_model(cand)
+        sm = dataclasses.replace(sm, engine=sm.engine.model_copy(update={"fp8_kv_seq_gbs": gbs}))
+        preds, _ = analytic(sm, cand, sc.memory(cand), traffic, base_req.slo, base_req.inventory)
+        return preds.tpot_ms.mean
+
+    assert tpot("fp8", 54.0) > tpot("fp8", 0.0) and tpot("auto", 54.0) == pytest.approx(tpot("auto", 0.0))
+
+
 def test_replay_follows_the_trace_it_is_given(base_req):
     """simulation.replay runs one replica on an exact trace (arrival s, prompt, output): one (TTFT, TPOT) per request
     in the trace's order; a request alone gets the idle engine's first step; a longer prompt never reaches its first

@@ -264,7 +264,8 @@ class StepModel:
             t += decode_ctx * self.kv_bytes_per_token / self.fp8_kv_convert_bps
         if (self.fp8_kv_seq_bps and decode_seqs > 0 and longest_ctx > decode_ctx / decode_seqs
                 and decode_seqs * self.kv_heads >= self.engine.fp8_kv_unsplit_from):
-            t += (longest_ctx - decode_ctx / decode_seqs) * self.kv_bytes_per_token / self.kv_heads / self.fp8_kv_seq_bps
+            beyond_mean = longest_ctx - decode_ctx / decode_seqs  # tokens the longest holds beyond the mean
+            t += beyond_mean * self.kv_bytes_per_token / self.kv_heads / self.fp8_kv_seq_bps
         return t
 
     def request_ms(self, prompt_tokens: float, tokens_per_s: float) -> float:

@@ -38,6 +38,28 @@ def _grids(traffic: Traffic) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(ins), tuple(outs[4:] + outs[:4])
 
 
+def _longest_context(ins: tuple[float, ...], outs: tuple[float, ...], points: int = 8):  # noqa: ANN202
+    """The expected longest context among b running sequences, as a function of b: the 1 - 1/(b + 1) quantile of a
+    running sequence's context (its prompt plus what it has generated so far, each request weighted by the steps it
+    decodes, its output length). The simulation knows each step's longest context; the mean field takes the order
+    statistic (StepModel.step_ms's longest_ctx)."""
+    weighted = sorted((i + o * (j + 0.5) / points, o) for i, o in zip(ins, outs) for j in range(points))
+    total = sum(w for _, w in weighted)
+    cum, acc = [], 0.0
+    for _, w in weighted:
+        acc += w
+        cum.append(acc / total)
+
+    def longest(b: float) -> float:
+        q = 1 - 1 / (max(b, 0.0) + 1)
+        for (c, _), f in zip(weighted, cum):
+            if f >= q:
+                return c
+        return weighted[-1][0]
+
+    return longest
+
+
 def _pct(values: list[float], q: float) -> float:
     """Percentile (linear interpolation) of an unweighted sample."""
     if not values:
@@ -125,9 +147,11 @@ def analytic(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
         cand.max_num_batched_tokens, cand.max_model_len)
     load = replica_load(traffic, cand.replicas)
 
+    longest = _longest_context(ins, outs)
+
     def step(b: float, p: float, n_pf: float = 0.0, work: float | None = None) -> float:
         return sm.step_ms(b, b * ctx, p, work if work is not None else p * (e_in * (1 - share) + p / 2),
-                          n_pf) / 1000.0
+                          n_pf, longest(b)) / 1000.0
 
     # Saturation: the running batch at its cap with prompts streaming in at the same request rate.
     s_cap = step(b_cap, 0.0)
