@@ -348,6 +348,7 @@ def scraped_windows(path: Path, min_s: float = 0.0) -> list[ScrapeWindow]:
 
 
 STEP_BATCH_WIDTH = 16  # --steps: running batches grouped 0-15, 16-31, ...
+STEP_RANGES = ((0, 16), (16, 32), (32, 64), (64, 1 << 20))  # ... and summed into these for the summary table
 
 
 def window_model_s(sm, w: ScrapeWindow, n_in: float, n_out: float) -> tuple[float, float]:  # noqa: ANN001
@@ -679,14 +680,21 @@ def main() -> int:
             name = path.name[len("steps-"):].split(".txt")[0]
             rows, factors = step_table(path.parent, name)
             run = f"{path.parent.parent.name}/{path.parent.name} {name}"
-            fits.append((run, factors))
+            fits.append((run, rows, factors))
             for b, n, steps, measured, model in rows:
                 print(f"| {run} | {b}-{b + STEP_BATCH_WIDTH - 1} | {n} | {steps:,.0f} | {measured:.1f} | "
                       f"{model:.1f} ({model / measured - 1:+.0%}) |")
-        print("\nmeasured = decode x the model's decode steps + prompt x what the model's prompt chunks add "
-              "(least squares over each run's windows):")
-        for run, (dec, pro) in fits:
-            print(f"  {run}: decode {dec:.2f}, prompt {pro:.2f}")
+        print("\n| run | " + " | ".join(f"batch {lo}-{hi - 1}" if hi < 1 << 20 else f"batch {lo}+"
+                                        for lo, hi in STEP_RANGES) +
+              " | least squares: decode x, prompt x |\n|---|" + "---:|" * len(STEP_RANGES) + "---|")
+        for run, rows, (dec, pro) in fits:
+            cells = []
+            for lo, hi in STEP_RANGES:
+                inside = [r for r in rows if lo <= r[0] < hi]
+                measured, model = sum(r[3] for r in inside), sum(r[4] for r in inside)
+                cells.append(f"{measured:.1f} s, model {model / measured - 1:+.0%}" if inside else "-")
+            print(f"| {run} | " + " | ".join(cells) + f" | {dec:.2f}, {pro:.2f} |")
+        print("(least squares: measured = decode x the model's decode steps + prompt x what its prompt chunks add)")
         return 0
     rows = observations()
     if a.repeats:
