@@ -522,6 +522,9 @@ def repeats_table(rows: list[tuple[str, bool, Observation]], seeds: int) -> None
     print("| experiment | runs: TTFT P50 / TPOT mean (ms) | spread TTFT P50 | spread TPOT | predicted TTFT P50 / TPOT "
           "(vs the runs' mean) |\n|---|---|---:|---:|---|")
     spreads, errors = [], []
+    # each run by its folder (session N, server tag), where it has one; a verify or defaults run by its label
+    where = {label: f"{path.parent.parent.name.replace('session', 'session ')} {path.parent.name}"
+             for label, path, _, _ in _bench_runs()}
     for group in repeated_runs(rows):
         o0 = group[0][1]
         ttft, tpot = [o.ttft_ms for _, o in group], [o.tpot_ms for _, o in group]
@@ -531,8 +534,7 @@ def repeats_table(rows: list[tuple[str, bool, Observation]], seeds: int) -> None
         m_ttft, m_tpot = statistics.fmean(ttft), statistics.fmean(tpot)
         spreads.append((max(ttft) / min(ttft) - 1, max(tpot) / min(tpot) - 1))
         errors.append((p_ttft / m_ttft - 1, p_tpot / m_tpot - 1))
-        runs = "; ".join(f"{label.split(' (')[-1].rstrip(')')} {label.split()[1]}: {o.ttft_ms:,.0f} / {o.tpot_ms:.1f}"
-                         for label, o in group)
+        runs = "; ".join(f"{where.get(label, label)}: {o.ttft_ms:,.0f} / {o.tpot_ms:.1f}" for label, o in group)
         print(f"| {o0.model} {o0.weight_dtype}/{o0.kv_cache_dtype} TP{o0.tp} on {o0.gpu.upper()}, "
               f"{o0.rate_rps / o0.replicas:g} req/s | {runs} | {spreads[-1][0]:.0%} | {spreads[-1][1]:.0%} | "
               f"{p_ttft:,.0f} ({errors[-1][0]:+.0%}) / {p_tpot:.1f} ({errors[-1][1]:+.0%}) |")
