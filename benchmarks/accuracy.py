@@ -70,6 +70,30 @@ def committed_grids() -> list[Path]:
     return sorted(results.glob("grid_*.jsonl")) + sorted(results.glob("session*/*/grid.jsonl"), key=session_order)
 
 
+# A short prompt alone on the server, in the H100's training split (session 15): its grid's checkerboard has none (the
+# decode-heavy points alone are held out), so a fit there could trade the fixed cost per request against the steps
+# beside it. Session 10's H100 rerun of the 8B FP8 + FP8 KV (the grid's FP8 configuration, another host) ran 128-token
+# prompts alone: 6 requests, 16 tokens out.
+PROMPTS_ALONE_FIT = tuple(("session10-h100/D8F", n) for n in (64, 128, 256, 512))
+
+
+def prompts_alone_observations() -> list[Observation]:
+    """PROMPTS_ALONE_FIT as Observations: the server's flags, its mean TTFT, TPOT and output tokens/s."""
+    out = []
+    for folder, n in PROMPTS_ALONE_FIT:
+        path = HERE / "gpu" / "results" / folder / f"c1-{n}.json.gz"
+        meta = json.loads((path.parent / "meta.json").read_text())
+        reqs = [r for r in open_loop_accuracy._read(path)["requests"] if r.get("ok")]
+        summary = open_loop_accuracy._read(path)["summary"]
+        config = {k: v for k, v in meta.items() if k in Observation.model_fields}
+        out.append(Observation(**config, label=f"{folder} c1-{n}", shape="alone", input_len=n, output_len=16,
+                               concurrency=1, num_prompts=len(reqs),
+                               ttft_ms=sum(r["ttft_ms"] for r in reqs) / len(reqs),
+                               tpot_ms=sum(r["tpot_ms"] for r in reqs) / len(reqs),
+                               throughput_tok_s=summary["output_tok_s"]))
+    return out
+
+
 def load_points(paths: list[Path]) -> list[Observation]:
     """Mean over repeats of each (label, shape, concurrency) point, keeping the spread. A grid file whose server ran
     the configuration of an earlier one (the same meta fields) measured the same points again: its rows are more
@@ -316,7 +340,11 @@ def main() -> None:
             open_loops = [o for o in open_loop_accuracy.shipped_fit_observations() if o.gpu == gpu]
             also = f" and {len(open_loops)} open loops ({', '.join(sorted(open_loop_accuracy.SHIPPED_FIT))})" \
                 if open_loops else ""
-            cal = fit_calibration(train + open_loops, version="0.26.0",  # the version the grid ran
+            alone = [o for o in prompts_alone_observations() if o.gpu == gpu]
+            if alone:
+                named = ", ".join(f"{f} {n}" for f, n in PROMPTS_ALONE_FIT)
+                also += f" and {len(alone)} short prompts alone ({named})"
+            cal = fit_calibration(train + open_loops + alone, version="0.26.0",  # the version the grid ran
                                   start=find_calibration("vllm", "0.26.0", gpu),  # the one it replaces, tried first
                                   source=f"benchmarks/accuracy.py --fit: closed-loop vLLM 0.26.0 grid on {gpu}, "
                                          f"checkerboard of {', '.join(fits)} ({len(train)} points){also}")

@@ -518,3 +518,15 @@ def test_the_scraped_engine_time_factors_recover_what_the_windows_were_built_wit
     assert decode == pytest.approx(1.3, rel=0.02) and prompt == pytest.approx(0.8, rel=0.05)
 
 
+
+
+def test_the_h100_fit_sees_short_prompts_alone():
+    # accuracy.py --fit adds PROMPTS_ALONE_FIT to the H100's training split (its grid's checkerboard has no prompt
+    # alone): concurrency-1 runs of the grid's FP8 configuration, each its measured means
+    alone = accuracy.prompts_alone_observations()
+    assert [o.input_len for o in alone] == [n for _, n in accuracy.PROMPTS_ALONE_FIT]
+    for o in alone:
+        assert (o.gpu, o.model, o.weight_dtype, o.kv_cache_dtype, o.concurrency) == (
+            "h100-sxm", "llama-3.1-8b", "fp8", "fp8", 1)
+        assert 15 < o.ttft_ms < 60 and 2 < o.tpot_ms < 10 and o.num_prompts == 6 and o.output_len == 16
+        assert o.shape == "alone"  # not a grid shape: the fit adds them by name, the grid's split is unchanged

@@ -727,6 +727,30 @@ def test_the_mean_field_takes_the_expected_longest_context_of_its_batch(base_req
     assert tpot("fp8", 54.0) > tpot("fp8", 0.0) and tpot("auto", 54.0) == pytest.approx(tpot("auto", 0.0))
 
 
+def test_a_first_token_can_wait_for_the_next_eager_steps_launch(base_req):
+    """engine.first_token_after_launch (off in the shipped vLLM terms, session 14-15's experiment): with async
+    scheduling, a prompt that finishes in step k hands out its first token once step k+1 has launched, which takes
+    the host floor of an eager step when k+1 runs past the CUDA graphs. A prompt whose next step is inside the graphs,
+    or that has no next step, is not held; the hold is at most the floor."""
+    from serveplan.planner.simulation import replay
+
+    cand = CAND.model_copy(update={"max_num_batched_tokens": 2048})
+    sc = Scorer(base_req)
+    mem = sc.memory(cand)
+    base = sc.step_model(cand)
+    engine = base.engine.model_copy(update={"eager_layer_us": 900.0, "async_scheduling": True})
+    off = dataclasses.replace(base, engine=engine)
+    on = dataclasses.replace(base, engine=engine.model_copy(update={"first_token_after_launch": True}))
+    assert on.eager_floor_ms > 0 and on.graph_tokens < 2048
+    # A's 3,000 tokens take two 2,048-token steps; B's arrive during the first, so the step after A's last chunk
+    # carries B's rest: an eager step, whose launch holds A's first token
+    trace = [(0.0, 3000, 32), (0.001, 2048, 8)]
+    held, free = replay(on, cand, mem, trace), replay(off, cand, mem, trace)
+    assert free[0].ttft_ms < held[0].ttft_ms <= free[0].ttft_ms + on.eager_floor_ms + 1e-6
+    alone = [(0.0, 256, 32)]
+    assert replay(on, cand, mem, alone)[0].ttft_ms == pytest.approx(replay(off, cand, mem, alone)[0].ttft_ms)
+
+
 def test_replay_follows_the_trace_it_is_given(base_req):
     """simulation.replay runs one replica on an exact trace (arrival s, prompt, output): one (TTFT, TPOT) per request
     in the trace's order; a request alone gets the idle engine's first step; a longer prompt never reaches its first

@@ -225,6 +225,9 @@ class _ReplicaSim:
         self.last_step_start = 0.0
         # The engine's loop blocks while nothing runs; the step it starts on waking takes sm.idle_floor_ms at least.
         self.idle = False
+        # engine.first_token_after_launch: prompts finished in the last step, their first token not yet handed out
+        self.hold = bool(sm.engine.first_token_after_launch and self.async_scheduling and sm.eager_floor_ms)
+        self.held: list[_Req] = []
         self.last_ready = -math.inf
         for r in self.arrivals:
             self._hand_over(r)
@@ -249,6 +252,7 @@ class _ReplicaSim:
             while self.arrivals and self.arrivals[0].ready <= scheduled_at + 1e-12:
                 self.waiting.append(self.arrivals.popleft())
             if not self.waiting and not self.running:
+                self.held = []  # nothing left to launch: the last step's first tokens went out as it ended
                 if self.async_scheduling and self.arrivals and self.arrivals[0].ready <= self.now + 1e-12:
                     self.last_step_start = self.now  # arrived during the last step of a batch that has emptied
                     continue
@@ -319,6 +323,8 @@ class _ReplicaSim:
         if self.idle:
             dt = max(dt, self.sm.idle_floor_ms / 1000.0)
             self.idle = False
+        eager = bool(self.sm.graph_tokens) and len(dec) + pf_tokens > self.sm.graph_tokens
+        self._release(min(self.sm.eager_floor_ms / 1000.0, dt) if eager else 0.0)
         self.last_step_start = self.now
         self.now += dt
         if dec:
@@ -334,6 +340,8 @@ class _ReplicaSim:
             if r.prefill_left == 0:
                 if r.first_token < 0:
                     r.first_token = self.now
+                    if self.hold and r.output > 1:
+                        self.held.append(r)
                 r.generated = max(r.generated, 1)
                 if r.generated >= r.output:
                     finished.append(r)
@@ -359,6 +367,7 @@ class _ReplicaSim:
         ctx = sum(r.prompt + r.generated for r in dec) + n * (k - 1) / 2
         longest = max(r.prompt + r.generated for r in dec) + (k - 1) / 2
         dt = self.sm.step_ms(n, ctx, longest_ctx=longest) / 1000.0
+        self._release(0.0)  # decode steps stay inside the graphs: the next launch holds nothing back
         self.last_step_start = self.now + (k - 1) * dt
         self.now += k * dt
         self.decode_steps.extend([(dt, n)] * k)
@@ -366,6 +375,13 @@ class _ReplicaSim:
         for r in dec:
             r.generated += k
         self._retire([r for r in dec if r.generated >= r.output])
+
+    def _release(self, launch_s: float) -> None:
+        """The step starting now launches in launch_s (the host floor of an eager step, else 0): the first tokens of
+        the prompts the last step finished are handed out then (engine.first_token_after_launch)."""
+        for r in self.held:
+            r.first_token = self.now + launch_s
+        self.held = []
 
     def _retire(self, finished: list[_Req]) -> None:
         for r in finished:

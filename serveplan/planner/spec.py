@@ -423,6 +423,10 @@ class EngineConfig(Frozen):
     async_scheduling: bool = Field(default=False, description="The engine schedules step k+1 while step k "
                                    "runs (vLLM: on by default): a request arriving during step k is admitted "
                                    "one step later than with synchronous scheduling.")
+    first_token_after_launch: bool = Field(default=False, description="With async_scheduling: a prompt that "
+                                           "finishes in step k gets its first token once step k+1 has launched; "
+                                           "when step k+1 runs past the CUDA graphs, that launch takes the host "
+                                           "floor of an eager step (eager_layer_us, eager_moe_layer_us).")
     weight_dtypes: tuple[WeightDtype, ...] = Field(default=ALL_WEIGHT_DTYPES, description="Weight precisions this engine serves.")
     kv_dtypes: tuple[KVDtype, ...] = Field(default=("auto", "fp8"), description="KV-cache dtypes this engine offers.")
     supports_pp: bool = Field(default=True, description="Pipeline parallelism available.")
