@@ -455,6 +455,19 @@ def test_every_committed_burst_starts_with_its_first_prompt_alone_and_six_ran_la
     assert len(hand) >= 20 and 2.0 < sorted(hand)[len(hand) // 2] < 4.0
 
 
+def _scraped_server(folder, model: str, input_tokens: int, output_tokens: int) -> dict:
+    """A results folder as session 15's scraped servers left it: meta.json (an H200, FP8 weights and KV, session 5's
+    flags) and the open loop's bench summary (10 requests); returns the meta."""
+    meta = {"model": model, "gpu": "h200", "tp": 1, "weight_dtype": "fp8", "kv_cache_dtype": "fp8",
+            "max_num_seqs": 256, "max_num_batched_tokens": 8192, "max_model_len": 10240,
+            "gpu_memory_utilization": 0.92}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with gzip.open(folder / "open-chat-4.json.gz", "wt") as f:
+        json.dump({"summary": {"completed": 10, "total_input_tokens": input_tokens,
+                               "total_output_tokens": output_tokens}}, f)
+    return meta
+
+
 def test_scraped_engine_steps_give_the_engine_time_by_running_batch(tmp_path):
     # scrape_steps (engine_timings.sh) writes the time and vLLM's step counter, token sum, tokens-per-step buckets
     # and gauges every ~0.25-0.5 s; windows of them hold the engine's seconds for the steps the counter advanced
@@ -480,12 +493,7 @@ def test_scraped_engine_steps_give_the_engine_time_by_running_batch(tmp_path):
     # windows of at least 0.5 s merge the samples in between (a last sample less than 0.5 s on is left out)
     assert [(round(w.seconds, 2), w.steps) for w in ola.scraped_windows(tmp_path / "steps-chat-4.txt", 0.5)] == [
         (0.75, 75), (0.5, 25)]
-    meta = {"model": "llama-3.1-8b", "gpu": "h200", "tp": 1, "weight_dtype": "fp8", "kv_cache_dtype": "fp8",
-            "max_num_seqs": 256, "max_num_batched_tokens": 8192, "max_model_len": 10240,
-            "gpu_memory_utilization": 0.92}
-    (tmp_path / "meta.json").write_text(json.dumps(meta))
-    with gzip.open(tmp_path / "open-chat-4.json.gz", "wt") as f:
-        json.dump({"summary": {"completed": 10, "total_input_tokens": 10_000, "total_output_tokens": 2_500}}, f)
+    _scraped_server(tmp_path, "llama-3.1-8b", 10_000, 2_500)
     rows, _ = ola.step_table(tmp_path, "chat-4", min_s=0)
     assert [b for b, *_ in rows] == [16, 48]
     (_, n16, steps16, secs16, model16), (_, n48, steps48, secs48, model48) = rows
@@ -498,12 +506,7 @@ def test_the_scraped_engine_time_factors_recover_what_the_windows_were_built_wit
     # chunks add: windows built as 1.3 x the one and 0.8 x the other give back 1.3 and 0.8
     from serveplan.planner.calibrate import step_model_of
 
-    meta = {"model": "llama-3.1-70b", "gpu": "h200", "tp": 1, "weight_dtype": "fp8", "kv_cache_dtype": "fp8",
-            "max_num_seqs": 256, "max_num_batched_tokens": 8192, "max_model_len": 10240,
-            "gpu_memory_utilization": 0.92}
-    (tmp_path / "meta.json").write_text(json.dumps(meta))
-    with gzip.open(tmp_path / "open-chat-4.json.gz", "wt") as f:
-        json.dump({"summary": {"completed": 10, "total_input_tokens": 10_240, "total_output_tokens": 2_560}}, f)
+    meta = _scraped_server(tmp_path, "llama-3.1-70b", 10_240, 2_560)
     sm = step_model_of(meta, find_calibration("vllm", "0.26.0", "h200"), 1024, 256)
     t, steps, tokens, lines = 0.0, 0, 0, []
     for batch, n, k, per in [(20, 30, 0, 0), (20, 25, 2, 900), (60, 20, 3, 1500), (100, 10, 4, 1024), (40, 20, 1, 3000)]:
