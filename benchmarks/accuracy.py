@@ -83,8 +83,9 @@ def prompts_alone_observations() -> list[Observation]:
     for folder, n in PROMPTS_ALONE_FIT:
         path = HERE / "gpu" / "results" / folder / f"c1-{n}.json.gz"
         meta = json.loads((path.parent / "meta.json").read_text())
-        reqs = [r for r in open_loop_accuracy._read(path)["requests"] if r.get("ok")]
-        summary = open_loop_accuracy._read(path)["summary"]
+        doc = open_loop_accuracy._read(path)
+        reqs = [r for r in doc["requests"] if r.get("ok")]
+        summary = doc["summary"]
         config = {k: v for k, v in meta.items() if k in Observation.model_fields}
         out.append(Observation(**config, label=f"{folder} c1-{n}", shape="alone", input_len=n, output_len=16,
                                concurrency=1, num_prompts=len(reqs),

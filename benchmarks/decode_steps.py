@@ -51,15 +51,22 @@ LAST_GAPS = 128  # the lockstep decode: every request's prefill has ended before
 OUTPUT_LEN = 256
 
 
+def _lockstep(path: Path) -> tuple[float | None, int, list[int]]:
+    """A burst file's measured decode step (the median over requests of each one's median last-LAST_GAPS gap; None
+    where no request has that many gaps), how many requests gave it, and every ok request's prompt length."""
+    reqs = [r for r in _read(path)["requests"] if r.get("ok")]
+    per_request = [statistics.median(r["itl_ms"][-LAST_GAPS:]) for r in reqs if len(r.get("itl_ms") or []) >= LAST_GAPS]
+    return (statistics.median(per_request) if per_request else None), len(per_request), [r["input_len"] for r in reqs]
+
+
 def bursts(folder: Path) -> list[tuple[int, int, float, int]]:
     """[(concurrency, prompt tokens, measured decode step ms, requests)] of a server's burst-cC-lL files."""
     out = []
     for path in folder.glob("burst-c*-l*.json*"):
         c, L = map(int, re.match(r"burst-c(\d+)-l(\d+)", path.name).groups())
-        per_request = [statistics.median(r["itl_ms"][-LAST_GAPS:]) for r in _read(path)["requests"]
-                       if r.get("ok") and len(r.get("itl_ms") or []) >= LAST_GAPS]
-        if per_request:
-            out.append((c, L, statistics.median(per_request), len(per_request)))
+        step, n, _ = _lockstep(path)
+        if step is not None:
+            out.append((c, L, step, n))
     return sorted(out)
 
 
@@ -113,13 +120,6 @@ def fp8_kv_term(table: list[dict]) -> float:
     return 1e-9 / (ms_per_byte / 1000)
 
 
-def _lockstep(path: Path) -> tuple[float, list[int]]:
-    """A burst file's measured decode step (as `bursts` takes it) and its prompts' lengths."""
-    reqs = [r for r in _read(path)["requests"] if r.get("ok")]
-    per_request = [statistics.median(r["itl_ms"][-LAST_GAPS:]) for r in reqs if len(r.get("itl_ms") or []) >= LAST_GAPS]
-    return statistics.median(per_request), [r["input_len"] for r in reqs]
-
-
 def unequal_pairs() -> list[dict]:
     """Per SEQ_SERVERS server and batch: the burst of equal 1,024-token prompts against the burst of the chat
     preset's lengths (hburst), measured and modelled. `spread_bytes` is what the longest context holds beyond the
@@ -135,8 +135,8 @@ def unequal_pairs() -> list[dict]:
             equal = next(folder.glob(f"burst-c{c}-l{L}.json*"), None)
             if equal is None:
                 continue
-            m_equal, _ = _lockstep(equal)
-            m_unequal, lens = _lockstep(path)
+            m_equal, _, _ = _lockstep(equal)
+            m_unequal, _, lens = _lockstep(path)
             sm = step_model_of(meta, cal, round(statistics.mean(lens)), OUTPUT_LEN)
             ctx = sum(_context(x) for x in lens)
             longest = _context(max(lens))

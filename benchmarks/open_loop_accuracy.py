@@ -314,8 +314,7 @@ def _scrape_samples(path: Path) -> list[tuple[float, dict[str, float]]]:
             le = re.search(r'le="([^"]+)"', name)
             values[name.split("{")[0] + (f":{float(le.group(1)):g}" if le else "")] = float(v)
         if "vllm:iteration_tokens_total_count" in values:
-            samples_at = float(fields[0])
-            out.append((samples_at, values))
+            out.append((float(fields[0]), values))
     return out
 
 
@@ -633,8 +632,9 @@ def main() -> int:
                     help="replay each held-out run's own requests (arrivals and lengths, per replica) through the "
                          "step simulation: the step model's error without the traffic sample's")
     ap.add_argument("--steps", action="store_true",
-                    help="the open loops scraped every 0.5 s (SCRAPE=1 in engine_timings.sh): vLLM's mean step time "
-                         "by running batch against the model's step")
+                    help="the open loops scraped every 0.25-0.5 s (SCRAPE=1 in engine_timings.sh), in 1-s windows: "
+                         "the engine's seconds by running batch against the model's for the same steps, and the "
+                         "factors on the model's decode and prompt parts")
     ap.add_argument("--repeats", action="store_true",
                     help="the experiments run on more than one server (sessions, hosts, replicas): their spread "
                          "against the prediction")

@@ -14,6 +14,7 @@ Two models of continuous batching, both over the traffic's length distributions 
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -52,10 +53,7 @@ def _longest_context(ins: tuple[float, ...], outs: tuple[float, ...], points: in
 
     def longest(b: float) -> float:
         q = 1 - 1 / (max(b, 0.0) + 1)
-        for (c, _), f in zip(weighted, cum):
-            if f >= q:
-                return c
-        return weighted[-1][0]
+        return weighted[min(bisect.bisect_left(cum, q), len(weighted) - 1)][0]
 
     return longest
 
