@@ -1,0 +1,109 @@
+"""The linear layers' GEMMs by M (tokens in the step), with the kernels vLLM 0.26.0 runs and the ones the hardware
+profile times, on the GPU this runs on (issue 14, session 16).
+
+The 70B FP8's decode step is 18-37% longer than the model's at batches of 24-40 and within 4% at 16 and 48-64
+(session 11b's L, session 12's H2 at TP=2, session 15b's SE: `benchmarks/decode_steps.py`). The model reads the
+weights of a step under 256 tokens at the profile's copy bandwidth, flat in M. vLLM 0.26.0 runs FP8 linear layers
+through its own CUTLASS kernel (`Selected CutlassFP8ScaledMMLinearKernel` in every FP8 server log), whose tile
+config changes with M; the profile times `torch._scaled_mm`. Per shape and M this times, each in a CUDA graph over
+weights rotated past L2 (serveplan's profile clock):
+  bf16           torch.mm(a, w.t())                           (vLLM's bf16 linear: cuBLAS)
+  fp8-torch      torch._scaled_mm, per-tensor scales          (the hardware profile's FP8 curve)
+  fp8-cutlass-t  vLLM cutlass_scaled_mm, per-tensor scales    (online `--quantization fp8`)
+  fp8-cutlass-tc vLLM cutlass_scaled_mm, per-token x per-channel scales (compressed-tensors FP8_DYNAMIC)
+  quant-t/-tok   vLLM scaled_fp8_quant of the activations, dynamic per tensor / per token (one per GEMM input)
+and writes one JSON row per (shape, kernel, M) to --out.
+
+    python3 benchmarks/gpu/fp8_gemm_by_m.py --out /tmp/s16/gemm.jsonl     # needs vLLM (vllm_env.sh) and a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from serveplan.hwprofile.common import MODELS  # noqa: E402
+from serveplan.hwprofile.gemm import _random, linear_shapes  # noqa: E402
+from serveplan.hwprofile.timing import _Clock  # noqa: E402
+
+M_VALUES = (1, 2, 4, 8, 12, 16, 17, 20, 24, 28, 32, 36, 40, 48, 56, 64, 65, 72, 80, 96, 112, 128, 129, 160, 192,
+            256, 384, 512, 1024, 2048, 4096, 8192)
+SETS = (("llama-70b", 1), ("llama-70b", 2), ("llama-8b", 1), ("qwen-32b", 1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--device", default="cuda:0", help="cpu: a dry run of the script's logic (tests)")
+    ap.add_argument("--budget-s", type=float, default=0.03, help="timing budget per measurement")
+    args = ap.parse_args()
+    import torch
+    from vllm import _custom_ops as ops
+
+    dev = args.device
+    clock = _Clock(torch, dev)
+    gpu = torch.cuda.get_device_name(0) if dev.startswith("cuda") else dev
+    shapes = [s for s in linear_shapes({m: MODELS[m] for m in {m for m, _ in SETS}}, (1, 2))
+              if (s["model"], s["tp"]) in SETS]
+    one = torch.ones((), dtype=torch.float32, device=dev)
+    one1 = torch.ones((1, 1), dtype=torch.float32, device=dev)
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w") as f:
+        def emit(row: dict) -> None:
+            f.write(json.dumps({"gpu": gpu, **row}) + "\n")
+            f.flush()
+
+        for sh in shapes:
+            n, k = sh["n"], sh["k"]
+            rot = clock.rotations(n * k)  # the FP8 copies; bf16's are twice the bytes, rotated the same
+            w8 = _random(torch, (rot, n, k), torch.float8_e4m3fn, dev)
+            w16 = _random(torch, (rot, n, k), torch.bfloat16, dev)
+            x16 = _random(torch, (max(M_VALUES), k), torch.bfloat16, dev)
+            x8 = x16.to(torch.float8_e4m3fn)
+            sa_tok = torch.rand((max(M_VALUES), 1), dtype=torch.float32, device=dev) + 0.5
+            sb_ch = torch.rand((n, 1), dtype=torch.float32, device=dev) + 0.5
+            kernels = {
+                "bf16": lambda i, m: torch.mm(x16[:m], w16[i].t()),
+                "fp8-torch": lambda i, m: torch._scaled_mm(x8[:m], w8[i].t(), scale_a=one, scale_b=one,
+                                                           out_dtype=torch.bfloat16),
+                "fp8-cutlass-t": lambda i, m: ops.cutlass_scaled_mm(x8[:m], w8[i].t(), one1, one1, torch.bfloat16),
+                "fp8-cutlass-tc": lambda i, m: ops.cutlass_scaled_mm(x8[:m], w8[i].t(), sa_tok[:m], sb_ch,
+                                                                     torch.bfloat16),
+            }
+            for name, op in kernels.items():
+                for m in M_VALUES:
+                    try:
+                        res = clock.measure(lambda i, m=m, op=op: op(i, m), rotations=rot, budget_s=args.budget_s)
+                    except Exception as e:  # noqa: BLE001 - record what refused, go on
+                        clock.sync()
+                        emit({**sh, "kernel": name, "m": m, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+                        continue
+                    wbytes = n * k * (2 if name == "bf16" else 1)
+                    emit({**sh, "kernel": name, "m": m, "us": res["s"] * 1e6, "timing": res["timing"],
+                          "tflops": 2 * m * n * k / res["s"] / 1e12, "weight_gbs": wbytes / res["s"] / 1e9})
+            print(f"{sh['model']} tp{sh['tp']} {sh['layer']} done at {time.perf_counter() - t0:.0f} s", flush=True)
+        # the activations' quantization, once per distinct K (a GEMM's input)
+        for k in sorted({s["k"] for s in shapes}):
+            x = _random(torch, (max(M_VALUES), k), torch.bfloat16, dev)
+            for name, kw in (("quant-t", {}), ("quant-tok", {"use_per_token_if_dynamic": True})):
+                for m in M_VALUES:
+                    try:
+                        res = clock.measure(lambda i, m=m, kw=kw: ops.scaled_fp8_quant(x[:m], **kw),
+                                            budget_s=args.budget_s)
+                    except Exception as e:  # noqa: BLE001
+                        clock.sync()
+                        emit({"k": k, "kernel": name, "m": m, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+                        continue
+                    emit({"k": k, "kernel": name, "m": m, "us": res["s"] * 1e6, "timing": res["timing"]})
+    print(f"wrote {out} in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
