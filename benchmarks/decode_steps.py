@@ -40,11 +40,14 @@ SERVERS = [R / "session10" / s for s in ("D8F", "D8A", "D70F", "D70A")] + \
     [R / "session11b" / s for s in ("QF", "L")] + \
     [R / "session12" / "H2", R / "session12b" / "L2"] + \
     [R / "session13" / s for s in ("QR", "D2")] + \
-    [R / "session15b" / s for s in ("SE", "SF")] + [R / "session15c" / "SA"]
+    [R / "session15b" / s for s in ("SE", "SF")] + [R / "session15c" / "SA"] + \
+    [R / "session16" / s for s in ("B20F", "B20A")] + [R / "session16c" / "H20F"]
 # session 11: Qwen3-30B-A3B FP8, the 70B FP8 by batch; session 12: the 70B at TP=2, and at TP=1 at batches 64-256;
 # session 13: Qwen3 FP8 with a bf16 router, the 32B bf16 (each burst twice, -r1/-r2) (all held out); session 15b: the
 # 70B FP8 and the 8B FP8, FP8 KV, at 1,024-token prompts (their bursts of unequal prompts, hburst-*, solve
-# fp8_kv_seq_gbs: --seq-term); session 15c: the 8B FP8 with a bf16 KV cache, the same bursts
+# fp8_kv_seq_gbs: --seq-term); session 15c: the 8B FP8 with a bf16 KV cache, the same bursts; session 16: the 70B cut
+# to 20 layers (meta.json's num_layers), FP8 + FP8 KV and bf16 on an H100, FP8 on an H200, at batches of 8-64 (all held
+# out: the FP8 GEMM table they test is measured, benchmarks/fp8_gemm.py)
 SEQ_SERVERS = [R / "session15b" / s for s in ("SE", "SF")] + [R / "session15c" / "SA"]  # bursts of equal and of
 # chat-length prompts, same mean; session 15c's SA is the 8B with a bf16 cache (shown, not fitted: the term is FP8's)
 LAST_GAPS = 128  # the lockstep decode: every request's prefill has ended before its last 128 tokens
@@ -93,7 +96,8 @@ def rows() -> list[dict]:
         meta = json.loads((folder / "meta.json").read_text())
         for c, L, measured, n in bursts(folder):
             model, att, fp8_bytes = model_step(meta, c, L)
-            out.append({"server": f"{folder.parent.name}/{folder.name}", "gpu": meta["gpu"], "model": meta["model"],
+            name = meta["model"] + (f" ({meta['num_layers']} layers)" if "num_layers" in meta else "")
+            out.append({"server": f"{folder.parent.name}/{folder.name}", "gpu": meta["gpu"], "model": name,
                         "kv": meta["kv_cache_dtype"], "c": c, "L": L, "measured": measured, "predicted": model,
                         "attention": att, "requests": n, "fp8_kv_bytes": fp8_bytes})
     return out

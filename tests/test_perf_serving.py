@@ -237,6 +237,62 @@ def test_seq_layer_term_grows_the_step_with_the_batch_and_the_depth():
             assert extra == pytest.approx(b * m.num_layers * 0.5 / 1000)
 
 
+def test_kernel_factor_is_linear_in_m_between_measured_points_and_flat_outside():
+    from serveplan.planner.profiles import KernelFactor
+
+    k = KernelFactor(tokens=(1, 16, 17, 64), factor=(1.0, 1.0, 1.5, 1.1))
+    assert [k.at(m) for m in (0.5, 1, 16, 17, 64, 1000)] == [1.0, 1.0, 1.0, 1.5, 1.1, 1.1]
+    assert k.at(16.5) == pytest.approx(1.25) and k.at(40.5) == pytest.approx(1.3)
+
+
+def test_the_engines_fp8_gemm_factor_slows_only_fp8_linear_layers_at_its_m():
+    """A measured FP8 kernel table (calibration.fp8_gemm) lengthens an FP8 W8A8 step at the batches where the engine's
+    kernel is slower than the profile's, by at most its factor on the linear layers' share (the bf16 LM head keeps the
+    profile's), and leaves bf16 weights, FP8 on a GPU without FP8 tensor cores and batches where it is 1 alone."""
+    from serveplan.planner.profiles import Calibration, KernelFactor
+
+    slow = KernelFactor(tokens=(16, 17, 40, 41), factor=(1.0, 1.4, 1.4, 1.0))
+
+    def sm(gpu, dtype, table, prof=None):
+        c = Calibration(engine="vllm", engine_version="0.26.0", gpu=gpu, fp8_gemm=table)
+        return StepModel(_model("llama-3.1-70b"), _inv(gpu), VLLM, Candidate(weight_dtype=dtype), prof or H100, c)
+
+    with_t, without = sm("h100-sxm", "fp8", slow), sm("h100-sxm", "fp8", None)
+    for b in (1, 16, 48, 128):
+        assert with_t.step_ms(b, b * 1000) == without.step_ms(b, b * 1000)
+    for b in (17, 24, 40):
+        extra = with_t.step_ms(b, b * 1000) - without.step_ms(b, b * 1000)
+        lin = without.stage_s(b, b * 1000, 0, 0) * 1000  # the whole GPU step bounds the linear layers' time
+        assert 0 < extra < 0.4 * lin
+    assert "fp8_gemm" in with_t.sources and "fp8_gemm" not in without.sources
+    for gpu, dtype in (("h100-sxm", "bf16"), ("a100-80gb-sxm", "fp8")):
+        prof = H100 if gpu == "h100-sxm" else _datasheet(gpu)
+        assert sm(gpu, dtype, slow, prof).step_ms(24, 24000) == sm(gpu, dtype, None, prof).step_ms(24, 24000)
+
+
+def test_the_shipped_fp8_gemm_tables_are_what_session16_measured():
+    """The calibrations' fp8_gemm is benchmarks/fp8_gemm.py's table from the committed microbenchmark, on both
+    GPUs; vLLM's CUTLASS kernel is slower than torch._scaled_mm just past M = 16, 64 and 128 on both, most on the H200."""
+    import sys
+    from pathlib import Path
+
+    from serveplan.planner.profiles import find_calibration
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import fp8_gemm
+
+    for gpu, path in fp8_gemm.RUNS.items():
+        table = fp8_gemm.factors(fp8_gemm.read(path))
+        shipped = find_calibration("vllm", "0.26.0", gpu).fp8_gemm
+        assert shipped == fp8_gemm.kernel_factor(gpu, table)
+        f = dict(zip(shipped.tokens, shipped.factor))
+        for edge in (16, 64, 128):
+            assert f[edge + 1] > f[edge] + 0.1
+    h100, h200 = (dict(zip(t.tokens, t.factor)) for t in
+                  (find_calibration("vllm", "0.26.0", g).fp8_gemm for g in ("h100-sxm", "h200")))
+    assert h200[24] > h100[24] > 1.0
+
+
 def test_nvlink_allreduce_cheaper_than_pcie():
     sxm = _sm("llama-3.1-70b", "h100-sxm", 4, tp=4, weight_dtype="fp8")
     pcie = _sm("llama-3.1-70b", "h100-pcie", 4, tp=4, weight_dtype="fp8")

@@ -22,7 +22,7 @@ def main(argv: list[str]) -> int:
     from serveplan.bench.results import read_bench_summary
     from serveplan.planner.calibrate import (BenchPoint, fit_calibration, observations, predict_observation,
                                              write_calibration)
-    from serveplan.planner.profiles import USER_PROFILES
+    from serveplan.planner.profiles import USER_PROFILES, find_calibration
     from serveplan.planner.result import load_plan
 
     plan = load_plan(a.plan_dir)
@@ -36,8 +36,11 @@ def main(argv: list[str]) -> int:
                                  throughput_tok_s=s.served_output_tok_s or s.output_tok_s, rate_rps=s.offered_rps,
                                  ttft_p50_ms=s.ttft_ms.p50))
     obs = observations(plan, points)
+    req = plan.request
+    shipped = find_calibration(req.engine.name, req.engine.version, req.inventory.gpu.name)
     cal = fit_calibration(obs, source=", ".join(str(b) for b in a.bench), n_trials=a.trials,
-                          version=plan.request.engine.version)  # the version benchmarked, not the default
+                          version=req.engine.version,  # the version benchmarked, not the default
+                          fp8_gemm=shipped.fp8_gemm if shipped else None)  # measured kernel table: kept
     path = write_calibration(cal, a.out or USER_PROFILES)
     con = _console()
     for o in obs:

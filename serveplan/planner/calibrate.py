@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from serveplan.fileio import write_atomic
-from serveplan.planner.profiles import SHIPPED_PROFILES, Calibration
+from serveplan.planner.profiles import SHIPPED_PROFILES, Calibration, KernelFactor
 
 
 class Observation(BaseModel):
@@ -95,6 +95,8 @@ def step_model_of(config: dict, cal: Calibration | None, input_len: int, output_
 
     req = _request(config["model"], config["gpu"], config.get("engine", "vllm"), input_len, output_len, 1,
                    config["max_model_len"])
+    if "num_layers" in config:  # a catalog model cut to fewer layers (a GPU run's meta.json says so)
+        req = req.model_copy(update={"model": req.model.model_copy(update={"num_layers": config["num_layers"]})})
     return Scorer(req, calibration=cal, use_calibration=False).step_model(candidate_of(config))
 
 
@@ -155,11 +157,13 @@ def loss(obs: list[Observation], cal: Calibration | None) -> float:
 
 
 def fit_calibration(obs: list[Observation], *, source: str, n_trials: int = 120, seed: int = 0,
-                    version: str | None = None, start: Calibration | None = None) -> Calibration:
+                    version: str | None = None, start: Calibration | None = None,
+                    fp8_gemm: KernelFactor | None = None) -> Calibration:
     """Fit step overhead, per-sequence and per-request overheads, the cost of a step beyond the CUDA graphs, the
     front end's streaming ceiling and weight-bandwidth / attention-bandwidth / compute / prefill scales.
     start: a calibration to try first (the one a refit replaces), so that a refit after a change to the step model
-    never ends worse on its own points than the old terms would."""
+    never ends worse on its own points than the old terms would. fp8_gemm: the engine's measured FP8 GEMM table to
+    keep (not fitted); by default start's."""
     import optuna
 
     if not obs:
@@ -182,8 +186,10 @@ def fit_calibration(obs: list[Observation], *, source: str, n_trials: int = 120,
              "compute_scale": (0.4, 1.3, False),
              "prefill_scale": (0.3, 1.5, False)}
 
+    measured = fp8_gemm or (start.fp8_gemm if start is not None else None)
+
     def make(t) -> Calibration:  # noqa: ANN001
-        return Calibration(engine=o0.engine, engine_version=version, gpu=o0.gpu, source=source,
+        return Calibration(engine=o0.engine, engine_version=version, gpu=o0.gpu, source=source, fp8_gemm=measured,
                            **{k: t.suggest_float(k, lo, hi, log=log) for k, (lo, hi, log) in space.items()})
 
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True))
@@ -230,7 +236,8 @@ def _polish(params: dict[str, float], value: float, space: dict[str, tuple[float
 
 def write_calibration(cal: Calibration, root: Path = SHIPPED_PROFILES) -> Path:
     out = root / "calibration" / f"{cal.engine}-{cal.engine_version}" / f"{cal.gpu}.yaml"
-    return write_atomic(out, yaml.safe_dump(cal.model_dump(exclude={"path", "applied_to"}), sort_keys=False))
+    doc = cal.model_dump(mode="json", exclude={"path", "applied_to"}, exclude_none=True)  # tuples as lists
+    return write_atomic(out, yaml.safe_dump(doc, sort_keys=False))
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ class StepModel:
         lin_params_layer = linear_params_per_gpu_per_layer(m, c.tp)
         lm_head = m.vocab_size * m.hidden_size / c.tp
         self.lin_params = self.layers * lin_params_layer
+        self.lm_head_bytes = lm_head * 2  # bf16 whatever the weights' precision
         # FLOPs per token: active linear params (MoE: routed experts only) + LM head, per GPU.
         attn_lin = (2 * m.hidden_size * m.num_attention_heads * m.head_dim / c.tp
                     + 2 * m.hidden_size * kv_heads_per_gpu(m, c.tp) * m.head_dim)
@@ -139,6 +140,8 @@ class StepModel:
         # fp8 on a GPU without fp8 tensor cores is weight-only (W8A16): no activations to quantize
         self.w8a8 = c.weight_dtype in W8A8_DTYPES and not self.weight_only
         self.layer_us = self.engine.step_us_per_layer + (self.engine.act_quant_us_per_layer if self.w8a8 else 0.0)
+        # the engine's own FP8 GEMM kernel against the one the profile timed, by M (measured, in the calibration)
+        self.fp8_gemm = self.calib.fp8_gemm if self.calib and self.w8a8 and self.cdtype == "fp8" else None
         self.moe_layer_us = self.engine.moe_layer_us + (self.engine.moe_act_quant_us_per_layer if self.w8a8 else 0.0)
         self.frontend_ms_per_ktok_s = self.engine.frontend_ms_per_ktok_s
         # Interconnect: TP stays inside a node (the search keeps it there); PP may cross nodes.
@@ -174,6 +177,8 @@ class StepModel:
                                       else "bytes only")
             if self.fp8_kv_seq_bps:  # the wait for a batch's longest context (bursts of unequal prompts)
                 self.sources["fp8_kv"] += "; unequal contexts measured (70B and 8B FP8, H200)"
+        if self.fp8_gemm is not None:
+            self.sources["fp8_gemm"] = "measured (the engine's FP8 GEMM against the profile's, by tokens)"
         if self.calib:
             self.sources["calibration"] = self.calib.describe()
         self._gemm_cache: dict[int, float] = {}
@@ -243,8 +248,16 @@ class StepModel:
         read = self._weight_read_bytes(tokens)
         expert_read = read - self._weight_read_bytes(tokens, experts=False)
         dense = max((self.flops_per_token * tokens - expert_flops) / rate, (read - expert_read) / self.bw)
+        dense *= self._fp8_gemm_factor(t_int, read - expert_read)  # the fused expert kernels are not those GEMMs
         experts = max(expert_flops / (rate * e.moe_compute_efficiency), expert_read / self.bw)
         return dense + experts + self.layers * self.moe_layer_us * 1e-6
+
+    def _fp8_gemm_factor(self, t_int: int, read: float) -> float:
+        """The engine's FP8 GEMMs' time over the profile kernel's at t_int tokens, spread over linear layers that
+        read `read` bytes of which the LM head's stay bf16: 1.0 without a measured factor (calibration.fp8_gemm)."""
+        if self.fp8_gemm is None or read <= self.lm_head_bytes:
+            return 1.0
+        return 1.0 + (self.fp8_gemm.at(t_int) - 1.0) * (read - self.lm_head_bytes) / read
 
     def _bnb_dequant_s(self, tokens: float) -> float:
         """bitsandbytes' dequantize pass before each matmul of more than one token: read the 4-bit weights,
@@ -286,8 +299,9 @@ class StepModel:
         if self.model.is_moe:
             t_lin = self._moe_linear_s(tokens, t_int)
         else:
-            t_lin = max(self.flops_per_token * tokens / self._gemm_rate(t_int),
-                        self._weight_read_bytes(tokens) / self.bw)
+            read = self._weight_read_bytes(tokens)
+            t_lin = max(self.flops_per_token * tokens / self._gemm_rate(t_int), read / self.bw)
+            t_lin *= self._fp8_gemm_factor(t_int, read)
         if self.cand.weight_dtype == "bnb-nf4" and tokens > 1:
             t_lin += self._bnb_dequant_s(tokens)
         t_att = 0.0

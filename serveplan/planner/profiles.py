@@ -184,8 +184,32 @@ def find_profile(gpu: str, dirs: tuple[Path, ...] | None = None) -> HardwareProf
     return best.get("measured") or best.get("datasheet")
 
 
+class KernelFactor(_Model):
+    """An engine's own GEMM kernel against the one the hardware profile timed, by M (tokens in the step): the
+    engine's time over the profile kernel's at the same M and shape, measured (not fitted). Kernel libraries pick a
+    tile config per range of M, so the ratio jumps at the ranges' edges (vLLM 0.26.0's CUTLASS FP8 GEMM at M = 17, 65,
+    129 on Hopper) and the measured M sit on both sides of each edge; between two measured M it is linear in M."""
+
+    tokens: tuple[int, ...]
+    factor: tuple[float, ...]
+    source: str = ""
+
+    def at(self, m: float) -> float:
+        xs, ys = self.tokens, self.factor
+        if m <= xs[0]:
+            return ys[0]
+        if m >= xs[-1]:
+            return ys[-1]
+        i = bisect.bisect_left(xs, m)
+        if xs[i] == m:
+            return ys[i]
+        t = (m - xs[i - 1]) / (xs[i] - xs[i - 1])
+        return ys[i - 1] + t * (ys[i] - ys[i - 1])
+
+
 class Calibration(_Model):
-    """Engine-level terms fitted from benchmarks of a real engine on one GPU type."""
+    """Engine-level terms fitted from benchmarks of a real engine on one GPU type (and, in fp8_gemm, its FP8 GEMM
+    kernel measured against the profile's)."""
 
     engine: str
     engine_version: str
@@ -205,6 +229,9 @@ class Calibration(_Model):
     two were told apart). Weights and KV are read by different kernels (GEMMs, paged attention)."""
     compute_scale: float = 1.0
     prefill_scale: float = 1.0
+    fp8_gemm: KernelFactor | None = None
+    """The engine's W8A8 FP8 GEMM over torch._scaled_mm (the profile's FP8 curve) by M; None: the profile's kernel
+    stands for the engine's. Measured (`benchmarks/fp8_gemm.py`), kept through refits."""
     source: str = ""
     fit: dict = Field(default_factory=dict)
     path: str = ""

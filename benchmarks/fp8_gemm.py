@@ -1,0 +1,99 @@
+"""vLLM's FP8 GEMM against the one the hardware profile times, by M: the table the shipped calibrations carry.
+
+Session 16 (`benchmarks/gpu/fp8_gemm_by_m.py`, vLLM 0.26.0, one H100 and one H200) timed the linear layers of the
+70B (TP 1 and 2), the 8B and the 32B at 32 values of M (tokens in the step), each in a CUDA graph over weights
+rotated past L2: vLLM's `cutlass_scaled_mm` (what `CutlassFP8ScaledMMLinearKernel` runs for every FP8 checkpoint on
+Hopper) with per-tensor and with per-token x per-channel scales, `torch._scaled_mm` (the profile's FP8 curve) and
+bf16 cuBLAS. Per shape set and M, the factor is the four layers' summed CUTLASS time over their summed
+`torch._scaled_mm` time; the table is the median over the four shape sets and both scale layouts (8 ratios per M).
+Nothing here is fitted: every decode burst and open loop stays held out.
+
+    python benchmarks/fp8_gemm.py            # the factor by M on both GPUs, and the 70B's layer time
+    python benchmarks/fp8_gemm.py --write    # put the factors in serveplan/profiles/calibration/vllm-0.26.0/
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from serveplan.planner.calibrate import write_calibration  # noqa: E402
+from serveplan.planner.profiles import KernelFactor, find_calibration  # noqa: E402
+
+R = HERE / "gpu" / "results"
+RUNS = {"h100-sxm": R / "session16" / "gemm.jsonl.gz", "h200": R / "session16b" / "gemm.jsonl.gz"}
+SETS = (("llama-70b", 1), ("llama-70b", 2), ("llama-8b", 1), ("qwen-32b", 1))
+ENGINE_KERNELS = ("fp8-cutlass-t", "fp8-cutlass-tc")  # per-tensor; per-token x per-channel (compressed-tensors)
+PROFILE_KERNEL = "fp8-torch"
+
+
+def read(path: Path) -> list[dict]:
+    with gzip.open(path, "rt") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def layer_us(rows: list[dict]) -> dict[tuple[str, int, str, int], float]:
+    """(model, tp, kernel, M) -> the four linear layers' summed time (us)."""
+    out: dict[tuple[str, int, str, int], float] = {}
+    for r in rows:
+        if "us" in r and "model" in r:
+            key = (r["model"], r["tp"], r["kernel"], r["m"])
+            out[key] = out.get(key, 0.0) + r["us"]
+    return out
+
+
+def factors(rows: list[dict]) -> list[tuple[int, float, float, float]]:
+    """[(M, median, min, max)] of the engine kernels' layer time over the profile kernel's."""
+    t = layer_us(rows)
+    out = []
+    for m in sorted({r["m"] for r in rows if "model" in r}):
+        ratios = [t[(s, tp, k, m)] / t[(s, tp, PROFILE_KERNEL, m)] for s, tp in SETS for k in ENGINE_KERNELS
+                  if (s, tp, k, m) in t and (s, tp, PROFILE_KERNEL, m) in t]
+        if ratios:
+            out.append((m, statistics.median(ratios), min(ratios), max(ratios)))
+    return out
+
+
+def kernel_factor(gpu: str, table: list[tuple[int, float, float, float]]) -> KernelFactor:
+    return KernelFactor(tokens=tuple(m for m, *_ in table), factor=tuple(round(f, 3) for _, f, _, _ in table),
+                        source=f"benchmarks/fp8_gemm.py: vLLM 0.26.0 cutlass_scaled_mm over torch._scaled_mm on "
+                               f"{gpu}, the 70B (TP 1, 2), 8B and 32B linear layers' time, median of per-tensor and "
+                               f"per-token x per-channel scales ({RUNS[gpu].relative_to(HERE.parent)})")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--write", action="store_true", help="write the factors into the shipped vLLM 0.26.0 "
+                    "calibrations (their fitted terms unchanged)")
+    a = ap.parse_args()
+    data = {gpu: read(p) for gpu, p in RUNS.items()}
+    tables = {gpu: factors(rows) for gpu, rows in data.items()}
+    ms = sorted({m for t in tables.values() for m, *_ in t})
+    by = {gpu: {m: (f, lo, hi) for m, f, lo, hi in t} for gpu, t in tables.items()}
+    us = {gpu: layer_us(rows) for gpu, rows in data.items()}
+    print("| M | " + " | ".join(f"{g}: CUTLASS / torch (range)" for g in RUNS) + " | "
+          + " | ".join(f"{g}: 70B TP1 layer us, torch / CUTLASS tc / bf16" for g in RUNS) + " |")
+    print("|---:|" + "---:|" * (2 * len(RUNS)))
+    for m in ms:
+        cells = [f"{by[g][m][0]:.2f} ({by[g][m][1]:.2f}-{by[g][m][2]:.2f})" if m in by[g] else "" for g in RUNS]
+        lay = [" / ".join(f"{us[g].get(('llama-70b', 1, k, m), float('nan')):.0f}"
+                          for k in (PROFILE_KERNEL, "fp8-cutlass-tc", "bf16")) for g in RUNS]
+        print(f"| {m:,} | " + " | ".join(cells) + " | " + " | ".join(lay) + " |")
+    if a.write:
+        for gpu, table in tables.items():
+            cal = find_calibration("vllm", "0.26.0", gpu)
+            if cal is None or cal.applied_to:
+                raise SystemExit(f"no shipped vLLM 0.26.0 calibration for {gpu}")
+            print("wrote", write_calibration(cal.model_copy(update={"fp8_gemm": kernel_factor(gpu, table)})))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
