@@ -239,6 +239,25 @@ def test_calibration_falls_back_to_the_newest_older_version(tmp_path):
     assert find_calibration("vllm", "nightly", GPU, (d1, d2)) is None  # no order to fall back along
 
 
+def test_a_calibration_file_with_a_broken_kernel_table_is_one_sentence(tmp_path):
+    """A hand-edited calibration whose fp8_gemm table is out of order, or one with a term of the wrong type, is
+    refused with the file and the field named (a ConfigError: the CLI prints it without a traceback)."""
+    from serveplan.errors import ConfigError
+
+    f = _write_calibration(tmp_path, "0.26.0", fp8_gemm={"tokens": [1, 32, 16], "factor": [1.0, 1.3, 1.0]})
+    with pytest.raises(ConfigError, match=r"is not valid: fp8_gemm: .*increasing") as e:
+        find_calibration("vllm", "0.26.0", GPU, (tmp_path,))
+    assert str(f) in str(e.value)
+    _write_calibration(tmp_path, "0.26.0", fp8_gemm={"tokens": [1, 32], "factor": [1.0]})
+    with pytest.raises(ConfigError, match="as many factors as tokens"):
+        find_calibration("vllm", "0.26.0", GPU, (tmp_path,))
+    _write_calibration(tmp_path, "0.26.0", step_overhead_ms="fast")
+    with pytest.raises(ConfigError, match="step_overhead_ms"):
+        find_calibration("vllm", "0.33.0", GPU, (tmp_path,))  # the fallback reads it the same way
+    _write_calibration(tmp_path, "0.26.0", fp8_gemm={"tokens": [1, 16, 17], "factor": [1.0, 1.0, 1.4]})
+    assert find_calibration("vllm", "0.26.0", GPU, (tmp_path,)).fp8_gemm.at(17) == 1.4
+
+
 def test_default_vllm_plans_say_the_calibration_is_0_26s(monkeypatch, tmp_path):
     """The default vLLM (0.33.0) on an H100 has no calibration of its own: the shipped 0.26.0 one is applied,
     and the plan's sources and profile say which version it was measured on; 0.26.0 gets it plainly."""

@@ -40,7 +40,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from serveplan.fileio import yaml_load
 
@@ -185,14 +185,26 @@ def find_profile(gpu: str, dirs: tuple[Path, ...] | None = None) -> HardwareProf
 
 
 class KernelFactor(_Model):
-    """An engine's own GEMM kernel against the one the hardware profile timed, by M (tokens in the step): the
-    engine's time over the profile kernel's at the same M and shape, measured (not fitted). Kernel libraries pick a
-    tile config per range of M, so the ratio jumps at the ranges' edges (vLLM 0.26.0's CUTLASS FP8 GEMM at M = 17, 65,
-    129 on Hopper) and the measured M sit on both sides of each edge; between two measured M it is linear in M."""
+    """An engine's own GEMM kernel against the one the hardware profile timed, by M (tokens in the step), measured
+    (not fitted): the engine's time over the profile kernel's at the same M and shape, relative to that ratio where
+    the calibration's scales were fitted (`benchmarks/fp8_gemm.py` says where). Kernel libraries pick a tile config
+    per range of M, so the ratio jumps at the ranges' edges (vLLM 0.26.0's CUTLASS FP8 GEMM at M = 17, 65, 129 on
+    Hopper) and the measured M sit on both sides of each edge; between two measured M it is linear in M."""
 
     tokens: tuple[int, ...]
     factor: tuple[float, ...]
     source: str = ""
+
+    @model_validator(mode="after")
+    def _a_table(self) -> "KernelFactor":
+        if not self.tokens or len(self.tokens) != len(self.factor):
+            raise ValueError(f"a kernel table needs as many factors as tokens, at least one "
+                             f"(got {len(self.tokens)} tokens and {len(self.factor)} factors)")
+        if any(b <= a for a, b in zip(self.tokens, self.tokens[1:])) or self.tokens[0] < 1:
+            raise ValueError(f"a kernel table's tokens must be increasing from 1 or more (got {list(self.tokens)})")
+        if any(not f > 0 for f in self.factor):
+            raise ValueError(f"a kernel table's factors must be positive (got {list(self.factor)})")
+        return self
 
     def at(self, m: float) -> float:
         xs, ys = self.tokens, self.factor
@@ -230,8 +242,9 @@ class Calibration(_Model):
     compute_scale: float = 1.0
     prefill_scale: float = 1.0
     fp8_gemm: KernelFactor | None = None
-    """The engine's W8A8 FP8 GEMM over torch._scaled_mm (the profile's FP8 curve) by M; None: the profile's kernel
-    stands for the engine's. Measured (`benchmarks/fp8_gemm.py`), kept through refits."""
+    """The engine's W8A8 FP8 GEMM over torch._scaled_mm (the profile's FP8 curve) by M, relative to its level where
+    the scales above were fitted; None: the profile's kernel stands for the engine's. Measured
+    (`benchmarks/fp8_gemm.py`), kept through refits."""
     source: str = ""
     fit: dict = Field(default_factory=dict)
     path: str = ""
@@ -271,7 +284,7 @@ def find_calibration(engine: str, version: str, gpu: str,
     for d in dirs:
         f = d / "calibration" / f"{engine}-{version}" / f"{gpu}.yaml"
         if f.exists():
-            return Calibration(**_load_yaml(str(f), f.stat().st_mtime), path=str(f))
+            return _calibration_file(f)
     want = version_key(version)
     if want is None:
         return None
@@ -283,5 +296,20 @@ def find_calibration(engine: str, version: str, gpu: str,
                 best = (have, f)
     if best is None:
         return None
-    f = best[1]
-    return Calibration(**_load_yaml(str(f), f.stat().st_mtime), path=str(f), applied_to=version)
+    return _calibration_file(best[1], applied_to=version)
+
+
+def _calibration_file(f: Path, applied_to: str = "") -> Calibration:
+    """A calibration file, or one sentence on what in it is wrong (a file a user wrote or edited by hand)."""
+    from pydantic import ValidationError
+
+    from serveplan.errors import ConfigError
+
+    doc = _load_yaml(str(f), f.stat().st_mtime)
+    try:
+        return Calibration(**(doc if isinstance(doc, dict) else {}), path=str(f), applied_to=applied_to)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "the file"
+        raise ConfigError(f"Calibration file {f} is not valid: {where}: {err['msg'].removeprefix('Value error, ')}; "
+                          f"fix or remove it (`plan calibrate` writes valid ones).") from None
