@@ -178,7 +178,7 @@ class StepModel:
             if self.fp8_kv_seq_bps:  # the wait for a batch's longest context (bursts of unequal prompts)
                 self.sources["fp8_kv"] += "; unequal contexts measured (70B and 8B FP8, H200)"
         if self.fp8_gemm is not None:
-            self.sources["fp8_gemm"] = "measured (the engine's FP8 GEMM against the profile's, by tokens)"
+            self.sources["fp8_gemm"] = "measured (the engine's FP8 GEMM kernel against the profile's by tokens)"
         if self.calib:
             self.sources["calibration"] = self.calib.describe()
         self._gemm_cache: dict[int, float] = {}
