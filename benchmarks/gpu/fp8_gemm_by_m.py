@@ -15,6 +15,8 @@ weights rotated past L2 (serveplan's profile clock):
 and writes one JSON row per (shape, kernel, M) to --out.
 
     python3 benchmarks/gpu/fp8_gemm_by_m.py --out /tmp/s16/gemm.jsonl     # needs vLLM (vllm_env.sh) and a GPU
+    python3 benchmarks/gpu/fp8_gemm_by_m.py --out g.jsonl --m 129,144,...  # other M (the table has four points
+                                                                           # between 129 and 511)
 """
 
 from __future__ import annotations
@@ -41,7 +43,10 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="cuda:0", help="cpu: a dry run of the script's logic (tests)")
     ap.add_argument("--budget-s", type=float, default=0.03, help="timing budget per measurement")
+    ap.add_argument("--m", default=",".join(map(str, M_VALUES)),
+                    help="comma-separated M values (default: session 16's 32)")
     args = ap.parse_args()
+    m_values = tuple(sorted({int(x) for x in args.m.split(",") if x.strip()}))
     import torch
     from vllm import _custom_ops as ops
 
@@ -65,9 +70,9 @@ def main() -> None:
             rot = clock.rotations(n * k)  # the FP8 copies; bf16's are twice the bytes, rotated the same
             w8 = _random(torch, (rot, n, k), torch.float8_e4m3fn, dev)
             w16 = _random(torch, (rot, n, k), torch.bfloat16, dev)
-            x16 = _random(torch, (max(M_VALUES), k), torch.bfloat16, dev)
+            x16 = _random(torch, (max(m_values), k), torch.bfloat16, dev)
             x8 = x16.to(torch.float8_e4m3fn)
-            sa_tok = torch.rand((max(M_VALUES), 1), dtype=torch.float32, device=dev) + 0.5
+            sa_tok = torch.rand((max(m_values), 1), dtype=torch.float32, device=dev) + 0.5
             sb_ch = torch.rand((n, 1), dtype=torch.float32, device=dev) + 0.5
             kernels = {
                 "bf16": lambda i, m: torch.mm(x16[:m], w16[i].t()),
@@ -78,7 +83,7 @@ def main() -> None:
                                                                      torch.bfloat16),
             }
             for name, op in kernels.items():
-                for m in M_VALUES:
+                for m in m_values:
                     try:
                         res = clock.measure(lambda i, m=m, op=op: op(i, m), rotations=rot, budget_s=args.budget_s)
                     except Exception as e:  # noqa: BLE001 - record what refused, go on
@@ -91,9 +96,9 @@ def main() -> None:
             print(f"{sh['model']} tp{sh['tp']} {sh['layer']} done at {time.perf_counter() - t0:.0f} s", flush=True)
         # the activations' quantization, once per distinct K (a GEMM's input)
         for k in sorted({s["k"] for s in shapes}):
-            x = _random(torch, (max(M_VALUES), k), torch.bfloat16, dev)
+            x = _random(torch, (max(m_values), k), torch.bfloat16, dev)
             for name, kw in (("quant-t", {}), ("quant-tok", {"use_per_token_if_dynamic": True})):
-                for m in M_VALUES:
+                for m in m_values:
                     try:
                         res = clock.measure(lambda i, m=m, kw=kw: ops.scaled_fp8_quant(x[:m], **kw),
                                             budget_s=args.budget_s)
