@@ -244,18 +244,20 @@ def test_a_calibration_file_with_a_broken_kernel_table_is_one_sentence(tmp_path)
     refused with the file and the field named (a ConfigError: the CLI prints it without a traceback)."""
     from serveplan.errors import ConfigError
 
-    f = _write_calibration(tmp_path, "0.26.0", fp8_gemm={"tokens": [1, 32, 16], "factor": [1.0, 1.3, 1.0]})
+    # one folder per file: loaded files are cached by path and modification time
+    a, b, c, d = (tmp_path / n for n in "abcd")
+    f = _write_calibration(a, "0.26.0", fp8_gemm={"tokens": [1, 32, 16], "factor": [1.0, 1.3, 1.0]})
     with pytest.raises(ConfigError, match=r"is not valid: fp8_gemm: .*increasing") as e:
-        find_calibration("vllm", "0.26.0", GPU, (tmp_path,))
+        find_calibration("vllm", "0.26.0", GPU, (a,))
     assert str(f) in str(e.value)
-    _write_calibration(tmp_path, "0.26.0", fp8_gemm={"tokens": [1, 32], "factor": [1.0]})
+    _write_calibration(b, "0.26.0", fp8_gemm={"tokens": [1, 32], "factor": [1.0]})
     with pytest.raises(ConfigError, match="as many factors as tokens"):
-        find_calibration("vllm", "0.26.0", GPU, (tmp_path,))
-    _write_calibration(tmp_path, "0.26.0", step_overhead_ms="fast")
+        find_calibration("vllm", "0.26.0", GPU, (b,))
+    _write_calibration(c, "0.26.0", step_overhead_ms="fast")
     with pytest.raises(ConfigError, match="step_overhead_ms"):
-        find_calibration("vllm", "0.33.0", GPU, (tmp_path,))  # the fallback reads it the same way
-    _write_calibration(tmp_path, "0.26.0", fp8_gemm={"tokens": [1, 16, 17], "factor": [1.0, 1.0, 1.4]})
-    assert find_calibration("vllm", "0.26.0", GPU, (tmp_path,)).fp8_gemm.at(17) == 1.4
+        find_calibration("vllm", "0.33.0", GPU, (c,))  # the fallback reads it the same way
+    _write_calibration(d, "0.26.0", fp8_gemm={"tokens": [1, 16, 17], "factor": [1.0, 1.0, 1.4]})
+    assert find_calibration("vllm", "0.26.0", GPU, (d,)).fp8_gemm.at(17) == 1.4
 
 
 def test_default_vllm_plans_say_the_calibration_is_0_26s(monkeypatch, tmp_path):
