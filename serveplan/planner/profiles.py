@@ -303,13 +303,12 @@ def _calibration_file(f: Path, applied_to: str = "") -> Calibration:
     """A calibration file, or one sentence on what in it is wrong (a file a user wrote or edited by hand)."""
     from pydantic import ValidationError
 
-    from serveplan.errors import ConfigError
+    from serveplan.errors import ConfigError, validation_sentence
 
     doc = _load_yaml(str(f), f.stat().st_mtime)
     try:
         return Calibration(**(doc if isinstance(doc, dict) else {}), path=str(f), applied_to=applied_to)
     except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "the file"
-        raise ConfigError(f"Calibration file {f} is not valid: {where}: {err['msg'].removeprefix('Value error, ')}; "
-                          f"fix or remove it (`plan calibrate` writes valid ones).") from None
+        raise ConfigError(f"Calibration file {f} is not valid: "
+                          f"{validation_sentence(e).removeprefix('Invalid configuration: ')} Fix or remove it "
+                          f"(`plan calibrate` writes valid ones).") from None
