@@ -107,6 +107,12 @@ FIT_PAIR = ("session10/D8F", "session10/D8A")  # the same 8B weights with FP8 an
 FIT_MAX_BATCH = 64
 
 
+def _rate_gbs(extra_ms: list[float], nbytes: list[float]) -> float:
+    """The rate (GB/s) at which extra_ms ~ nbytes / rate, by least squares through the origin."""
+    ms_per_byte = sum(y * x for y, x in zip(extra_ms, nbytes)) / sum(x * x for x in nbytes)
+    return 1e-9 / (ms_per_byte / 1000)
+
+
 def fp8_kv_term(table: list[dict]) -> float:
     """fp8_kv_convert_gbs by least squares. Over the bursts both servers of FIT_PAIR ran at batches up to
     FIT_MAX_BATCH, the FP8-KV step less the bf16-KV one (the rest of the step, the same weights and batch, cancels) is
@@ -120,8 +126,7 @@ def fp8_kv_term(table: list[dict]) -> float:
     # convert_ms = diff + 0.5 x bf16 attention = fp8 bytes x s_per_byte (x 1000): one coefficient, no constant
     convert_ms = [fp8[k]["measured"] - bf16[k]["measured"] + 0.5 * bf16[k]["attention"] for k in keys]
     nbytes = [fp8[k]["fp8_kv_bytes"] for k in keys]
-    ms_per_byte = sum(y * x for y, x in zip(convert_ms, nbytes)) / sum(x * x for x in nbytes)
-    return 1e-9 / (ms_per_byte / 1000)
+    return _rate_gbs(convert_ms, nbytes)
 
 
 def unequal_pairs() -> list[dict]:
@@ -160,8 +165,7 @@ def fp8_kv_seq_term(pairs: list[dict]) -> float:
     pairs = [p for p in pairs if p["kv"] == "fp8"]
     extra_ms = [p["unequal"] - p["equal"] - (p["model_mean"] - p["model_equal"]) for p in pairs]
     nbytes = [p["spread_bytes"] for p in pairs]
-    ms_per_byte = sum(y * x for y, x in zip(extra_ms, nbytes)) / sum(x * x for x in nbytes)
-    return 1e-9 / (ms_per_byte / 1000)
+    return _rate_gbs(extra_ms, nbytes)
 
 
 def main() -> int:

@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from serveplan.planner.calibrate import write_calibration  # noqa: E402
+from serveplan.planner.perf import GEMM_COMPUTE_KNEE_TOKENS  # noqa: E402
 from serveplan.planner.profiles import KernelFactor, find_calibration  # noqa: E402
 
 R = HERE / "gpu" / "results"
@@ -75,8 +76,6 @@ def kernel_factor(gpu: str, table: list[tuple[int, float, float, float]]) -> Ker
     scales are fitted on the engine's own steps, most of them at batches of 1-64 and at prompt chunks of thousands of
     tokens (the H200's on FP8 servers alone), so they already hold the engine kernel's rate there; the table adds how
     that kernel departs from the profile's in between, not its level."""
-    from serveplan.planner.perf import GEMM_COMPUTE_KNEE_TOKENS
-
     small = statistics.median(f for m, f, _, _ in table if m <= SMALL_M)
     large = statistics.median(f for m, f, _, _ in table if m >= LARGE_M)
     factor = tuple(round(f / (small if m <= GEMM_COMPUTE_KNEE_TOKENS else large), 3) for m, f, _, _ in table)
@@ -97,7 +96,8 @@ def main() -> int:
     ms = sorted({m for t in tables.values() for m, *_ in t})
     by = {gpu: {m: (f, lo, hi) for m, f, lo, hi in t} for gpu, t in tables.items()}
     us = {gpu: layer_us(rows) for gpu, rows in data.items()}
-    shipped = {g: dict(zip((k := kernel_factor(g, t)).tokens, k.factor)) for g, t in tables.items()}
+    kernels = {g: kernel_factor(g, t) for g, t in tables.items()}
+    shipped = {g: dict(zip(k.tokens, k.factor)) for g, k in kernels.items()}
     print("| M | " + " | ".join(f"{g}: CUTLASS / torch (range), table" for g in RUNS) + " | "
           + " | ".join(f"{g}: 70B TP1 layer us, torch / CUTLASS tc / bf16" for g in RUNS) + " |")
     print("|---:|" + "---:|" * (2 * len(RUNS)))
@@ -108,11 +108,11 @@ def main() -> int:
                           for k in (PROFILE_KERNEL, "fp8-cutlass-tc", "bf16")) for g in RUNS]
         print(f"| {m:,} | " + " | ".join(cells) + " | " + " | ".join(lay) + " |")
     if a.write:
-        for gpu, table in tables.items():
+        for gpu, kernel in kernels.items():
             cal = find_calibration("vllm", "0.26.0", gpu)
             if cal is None or cal.applied_to:
                 raise SystemExit(f"no shipped vLLM 0.26.0 calibration for {gpu}")
-            print("wrote", write_calibration(cal.model_copy(update={"fp8_gemm": kernel_factor(gpu, table)})))
+            print("wrote", write_calibration(cal.model_copy(update={"fp8_gemm": kernel})))
     return 0
 
 
