@@ -148,29 +148,36 @@ def load_points(paths: list[Path]) -> list[Observation]:
 
 
 TRAIN_POINTS = {"balanced": (1, 64), "decode": (16, 256), "prefill": (1, 64), "long": (1,)}
-# (gpu, model, tp) whose checkerboard points are fitted; every point of any other configuration is held out
-FIT_CONFIGS = {("h100-sxm", "llama-3.1-8b", 1), ("h200", "llama-3.1-8b", 1), ("h200", "llama-3.1-70b", 1)}
+# (gpu, model, tp, weights) whose checkerboard points are fitted; every point of any other configuration is held out
+FIT_CONFIGS = {("h100-sxm", "llama-3.1-8b", 1, "bf16"), ("h100-sxm", "llama-3.1-8b", 1, "fp8"),
+               ("h200", "llama-3.1-8b", 1, "fp8"), ("h200", "llama-3.1-70b", 1, "fp8")}
 
 
 # (gpu, model, tp) whose checkerboard points solve conf/engine/vllm.yaml's MoE terms (--moe-term), with the
 # calibration fixed; they are not in the calibration's fit. Mixtral's grid is FP8 (W8A8), Qwen3-30B-A3B's bf16: the
 # first solves an FP8 MoE layer's time and the fused kernels' efficiency, the second the part without activation
 # quantization (since session 12; session 11 had Qwen3 held out whole).
-MOE_TERM_CONFIGS = {("h200", "mixtral-8x7b", 1), ("h200", "qwen3-30b-a3b", 1)}
-MOE_W8A8_CONFIG = ("h200", "mixtral-8x7b", 1)
+MOE_TERM_CONFIGS = {("h200", "mixtral-8x7b", 1, "fp8"), ("h200", "qwen3-30b-a3b", 1, "bf16")}
+MOE_W8A8_CONFIG = ("h200", "mixtral-8x7b", 1, "fp8")
 NO_MOE_TERMS = {"moe_layer_us": 0.0, "moe_act_quant_us_per_layer": 0.0, "moe_compute_efficiency": 1.0}  # before them
+
+
+def config_of(o: Observation) -> tuple[str, str, int, str]:
+    """What the split is keyed by: GPU, model, TP and weight precision (session 17 ran INT8 and W4A16 grids of the
+    fitted 8B and 70B: other configurations, held out)."""
+    return (o.gpu, o.model, o.tp, o.weight_dtype)
 
 
 def is_train(o: Observation) -> bool:
     """A checkerboard over (shape, concurrency) of the fitted configurations: the calibration sees balanced
     and prefill-heavy at concurrency 1 and 64, decode-heavy at 16 and 256 and 8k prompts at 1; every held-out
     point is a (shape, concurrency) pair it never saw, or a configuration it never saw."""
-    return (o.gpu, o.model, o.tp) in FIT_CONFIGS and o.concurrency in TRAIN_POINTS[o.shape]
+    return config_of(o) in FIT_CONFIGS and o.concurrency in TRAIN_POINTS[o.shape]
 
 
 def is_moe_term(o: Observation) -> bool:
     """The same checkerboard of the configurations the MoE terms are solved on."""
-    return (o.gpu, o.model, o.tp) in MOE_TERM_CONFIGS and o.concurrency in TRAIN_POINTS[o.shape]
+    return config_of(o) in MOE_TERM_CONFIGS and o.concurrency in TRAIN_POINTS[o.shape]
 
 
 def is_fitted(o: Observation) -> bool:
@@ -221,7 +228,7 @@ def print_by_configuration(rows: list[tuple[Observation, dict]]) -> None:
     print("|---|---|---:|---|---|---:|---:|---:|---:|---:|")
     for (gpu, model, tp, w, kv), g in sorted(groups.items()):
         e = errors(g)
-        split = "held-out points" if (gpu, model, tp) in FIT_CONFIGS | MOE_TERM_CONFIGS else "never fitted"
+        split = "held-out points" if (gpu, model, tp, w) in FIT_CONFIGS | MOE_TERM_CONFIGS else "never fitted"
         worst = max(v["worst_optimism"] for v in e.values())
         print(f"| {gpu} | {model} | {tp} | {w} / {kv} | {split} | {len(g)} | {e['ttft']['mape']:.1%} | "
               f"{e['tpot']['mape']:.1%} | {e['throughput']['mape']:.1%} | {worst:.2f}x |")
@@ -266,9 +273,9 @@ def moe_term(obs: list[Observation]) -> dict[str, float]:
     import math
 
     train = [o for o in obs if is_moe_term(o)]
-    rest = [o for o in obs if (o.gpu, o.model, o.tp) in MOE_TERM_CONFIGS and not is_moe_term(o)]
-    w8a8 = [o for o in train if (o.gpu, o.model, o.tp) == MOE_W8A8_CONFIG]
-    plain = [o for o in train if (o.gpu, o.model, o.tp) != MOE_W8A8_CONFIG]
+    rest = [o for o in obs if config_of(o) in MOE_TERM_CONFIGS and not is_moe_term(o)]
+    w8a8 = [o for o in train if config_of(o) == MOE_W8A8_CONFIG]
+    plain = [o for o in train if config_of(o) != MOE_W8A8_CONFIG]
     if not w8a8 or not plain:
         raise SystemExit("no MoE-term points of both precisions among the grids read")
     cals = {g: find_calibration("vllm", "0.26.0", g) for g in {o.gpu for o in train}}
@@ -337,7 +344,7 @@ def main() -> None:
             if not train:
                 continue
             t0 = time.perf_counter()
-            fits = sorted({f"{m} TP{tp}" for g, m, tp in FIT_CONFIGS if g == gpu})
+            fits = sorted({f"{m} TP{tp} {w}" for g, m, tp, w in FIT_CONFIGS if g == gpu})
             open_loops = [o for o in open_loop_accuracy.shipped_fit_observations() if o.gpu == gpu]
             also = f" and {len(open_loops)} open loops ({', '.join(sorted(open_loop_accuracy.SHIPPED_FIT))})" \
                 if open_loops else ""
@@ -363,7 +370,7 @@ def main() -> None:
         for gpu in gpus:
             tr = [r for r in fitted if r[0].gpu == gpu and is_fitted(r[0])]
             te = [r for r in fitted if r[0].gpu == gpu and not is_fitted(r[0])]
-            unseen = [r for r in te if (gpu, r[0].model, r[0].tp) not in FIT_CONFIGS | MOE_TERM_CONFIGS]
+            unseen = [r for r in te if config_of(r[0]) not in FIT_CONFIGS | MOE_TERM_CONFIGS]
             print(f"\n{gpu}:")
             if tr:
                 print_summary("train", errors(tr))

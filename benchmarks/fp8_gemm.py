@@ -33,7 +33,12 @@ from serveplan.planner.perf import GEMM_COMPUTE_KNEE_TOKENS  # noqa: E402
 from serveplan.planner.profiles import KernelFactor, find_calibration  # noqa: E402
 
 R = HERE / "gpu" / "results"
-RUNS = {"h100-sxm": R / "session16" / "gemm.jsonl.gz", "h200": R / "session16b" / "gemm.jsonl.gz"}
+# Per GPU, the runs whose rows make its table; a later run adds only the M the earlier ones lack (session 17's fine
+# grid between 129 and 1,023 on another H200 host agreed with session 16b's within 0.04 at the seven M both timed).
+RUNS = {"h100-sxm": (R / "session16" / "gemm.jsonl.gz",),
+        "h200": (R / "session16b" / "gemm.jsonl.gz", R / "session17" / "gemm-fine.jsonl.gz")}
+INT8_RUNS = {"h200": R / "session17" / "gemm-int8.jsonl.gz"}  # vLLM's CUTLASS INT8 GEMM, torch._scaled_mm beside it
+INT8_KERNELS = ("int8-cutlass-tc",)  # compressed-tensors W8A8 INT8: per-token x per-channel scales
 SETS = (("llama-70b", 1), ("llama-70b", 2), ("llama-8b", 1), ("qwen-32b", 1))
 ENGINE_KERNELS = ("fp8-cutlass-t", "fp8-cutlass-tc")  # per-tensor; per-token x per-channel (compressed-tensors)
 PROFILE_KERNEL = "fp8-torch"
@@ -42,6 +47,15 @@ PROFILE_KERNEL = "fp8-torch"
 def read(path: Path) -> list[dict]:
     with gzip.open(path, "rt") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def read_runs(paths: tuple[Path, ...]) -> list[dict]:
+    """The rows of several runs of one GPU, each later run's only at the M none before it timed."""
+    rows: list[dict] = []
+    for path in paths:
+        seen = {r["m"] for r in rows}
+        rows += [r for r in read(path) if r["m"] not in seen]
+    return rows
 
 
 def layer_us(rows: list[dict]) -> dict[tuple[str, int, str, int], float]:
@@ -54,12 +68,12 @@ def layer_us(rows: list[dict]) -> dict[tuple[str, int, str, int], float]:
     return out
 
 
-def factors(rows: list[dict]) -> list[tuple[int, float, float, float]]:
+def factors(rows: list[dict], kernels: tuple[str, ...] = ENGINE_KERNELS) -> list[tuple[int, float, float, float]]:
     """[(M, median, min, max)] of the engine kernels' layer time over the profile kernel's."""
     t = layer_us(rows)
     out = []
     for m in sorted({r["m"] for r in rows if "model" in r}):
-        ratios = [t[(s, tp, k, m)] / t[(s, tp, PROFILE_KERNEL, m)] for s, tp in SETS for k in ENGINE_KERNELS
+        ratios = [t[(s, tp, k, m)] / t[(s, tp, PROFILE_KERNEL, m)] for s, tp in SETS for k in kernels
                   if (s, tp, k, m) in t and (s, tp, PROFILE_KERNEL, m) in t]
         if ratios:
             out.append((m, statistics.median(ratios), min(ratios), max(ratios)))
@@ -70,20 +84,55 @@ SMALL_M = 16  # the largest M of the kernels' first tile config (the ratio jumps
 LARGE_M = 1024  # from here on every measured M is compute-bound on both GPUs
 
 
+def _level(table: list[tuple[int, float, float, float]], large: bool) -> float:
+    """The table's median ratio at M <= SMALL_M, or at M >= LARGE_M."""
+    return statistics.median(f for m, f, _, _ in table if (m >= LARGE_M if large else m <= SMALL_M))
+
+
+def _where(paths: tuple[Path, ...] | Path) -> str:
+    return ", ".join(str(p.relative_to(HERE.parent)) for p in ((paths,) if isinstance(paths, Path) else paths))
+
+
 def kernel_factor(gpu: str, table: list[tuple[int, float, float, float]]) -> KernelFactor:
-    """The shipped table: the ratio by M over its median at M <= SMALL_M for the memory-bound steps (M up to the
+    """The shipped FP8 table: the ratio by M over its median at M <= SMALL_M for the memory-bound steps (M up to the
     planner's GEMM knee, 256 tokens), over its median at M >= LARGE_M beyond. A calibration's bandwidth and compute
     scales are fitted on the engine's own steps, most of them at batches of 1-64 and at prompt chunks of thousands of
     tokens (the H200's on FP8 servers alone), so they already hold the engine kernel's rate there; the table adds how
     that kernel departs from the profile's in between, not its level."""
-    small = statistics.median(f for m, f, _, _ in table if m <= SMALL_M)
-    large = statistics.median(f for m, f, _, _ in table if m >= LARGE_M)
+    small, large = _level(table, False), _level(table, True)
     factor = tuple(round(f / (small if m <= GEMM_COMPUTE_KNEE_TOKENS else large), 3) for m, f, _, _ in table)
     return KernelFactor(tokens=tuple(m for m, *_ in table), factor=factor,
                         source=f"benchmarks/fp8_gemm.py: vLLM 0.26.0 cutlass_scaled_mm over torch._scaled_mm on "
                                f"{gpu}, the 70B (TP 1, 2), 8B and 32B linear layers' time, median of per-tensor and "
                                f"per-token x per-channel scales, over its median at M <= {SMALL_M} (M <= "
-                               f"{GEMM_COMPUTE_KNEE_TOKENS}) or M >= {LARGE_M} ({RUNS[gpu].relative_to(HERE.parent)})")
+                               f"{GEMM_COMPUTE_KNEE_TOKENS}) or M >= {LARGE_M} ({_where(RUNS[gpu])})")
+
+
+def int8_kernel_factor(gpu: str, int8_table: list[tuple[int, float, float, float]],
+                       fp8_table: list[tuple[int, float, float, float]]) -> KernelFactor:
+    """The shipped INT8 table, on the profile's FP8 curve: vLLM's INT8 kernel over torch._scaled_mm by M, over its
+    own median at M <= SMALL_M up to the GEMM knee (a memory-bound step reads as many weight bytes as an FP8 one, at
+    the bandwidth the calibration fitted), over the FP8 table's level at M >= LARGE_M beyond (where the calibration's
+    compute scale holds vLLM's FP8 kernel's rate, and INT8's runs faster than that)."""
+    small, large = _level(int8_table, False), _level(fp8_table, True)
+    factor = tuple(round(f / (small if m <= GEMM_COMPUTE_KNEE_TOKENS else large), 3) for m, f, _, _ in int8_table)
+    return KernelFactor(tokens=tuple(m for m, *_ in int8_table), factor=factor,
+                        source=f"benchmarks/fp8_gemm.py: vLLM 0.26.0 cutlass_scaled_mm on int8 (per-token x "
+                               f"per-channel scales) over torch._scaled_mm on {gpu}, the 70B (TP 1, 2), 8B and 32B "
+                               f"linear layers' time, over its median at M <= {SMALL_M} (M <= "
+                               f"{GEMM_COMPUTE_KNEE_TOKENS}) or the FP8 table's at M >= {LARGE_M} "
+                               f"({_where(INT8_RUNS[gpu])})")
+
+
+def shipped_tables() -> dict[str, dict[str, KernelFactor]]:
+    """GPU -> {calibration field: table}: what --write puts in the vLLM 0.26.0 calibrations."""
+    out: dict[str, dict[str, KernelFactor]] = {}
+    for gpu, paths in RUNS.items():
+        fp8 = factors(read_runs(paths))
+        out[gpu] = {"fp8_gemm": kernel_factor(gpu, fp8)}
+        if gpu in INT8_RUNS:
+            out[gpu]["int8_gemm"] = int8_kernel_factor(gpu, factors(read(INT8_RUNS[gpu]), INT8_KERNELS), fp8)
+    return out
 
 
 def main() -> int:
@@ -91,13 +140,13 @@ def main() -> int:
     ap.add_argument("--write", action="store_true", help="write the factors into the shipped vLLM 0.26.0 "
                     "calibrations (their fitted terms unchanged)")
     a = ap.parse_args()
-    data = {gpu: read(p) for gpu, p in RUNS.items()}
+    data = {gpu: read_runs(p) for gpu, p in RUNS.items()}
     tables = {gpu: factors(rows) for gpu, rows in data.items()}
     ms = sorted({m for t in tables.values() for m, *_ in t})
     by = {gpu: {m: (f, lo, hi) for m, f, lo, hi in t} for gpu, t in tables.items()}
     us = {gpu: layer_us(rows) for gpu, rows in data.items()}
-    kernels = {g: kernel_factor(g, t) for g, t in tables.items()}
-    shipped = {g: dict(zip(k.tokens, k.factor)) for g, k in kernels.items()}
+    kernels = shipped_tables()
+    shipped = {g: dict(zip(k["fp8_gemm"].tokens, k["fp8_gemm"].factor)) for g, k in kernels.items()}
     print("| M | " + " | ".join(f"{g}: CUTLASS / torch (range), table" for g in RUNS) + " | "
           + " | ".join(f"{g}: 70B TP1 layer us, torch / CUTLASS tc / bf16" for g in RUNS) + " |")
     print("|---:|" + "---:|" * (2 * len(RUNS)))
@@ -107,12 +156,25 @@ def main() -> int:
         lay = [" / ".join(f"{us[g].get(('llama-70b', 1, k, m), float('nan')):.0f}"
                           for k in (PROFILE_KERNEL, "fp8-cutlass-tc", "bf16")) for g in RUNS]
         print(f"| {m:,} | " + " | ".join(cells) + " | " + " | ".join(lay) + " |")
+    for gpu, path in INT8_RUNS.items():
+        rows = read(path)
+        i8, t = factors(rows, INT8_KERNELS), layer_us(rows)
+        table = dict(zip(kernels[gpu]["int8_gemm"].tokens, kernels[gpu]["int8_gemm"].factor))
+        print(f"\n{gpu}, INT8 W8A8 ({_where(path)}): vLLM's CUTLASS INT8 over torch._scaled_mm (range over the four "
+              "shape sets), the table; the 70B TP1 layers' us: torch._int_mm (the profile's int8 curve) / CUTLASS "
+              "INT8 / torch._scaled_mm\n")
+        print("| M | CUTLASS INT8 / torch FP8 (range), table | 70B TP1 us: _int_mm / CUTLASS INT8 / _scaled_mm |")
+        print("|---:|---:|---:|")
+        for m, f, lo, hi in i8:
+            lay = " / ".join(f"{t.get(('llama-70b', 1, k, m), float('nan')):.0f}"
+                             for k in ("int8-torch", "int8-cutlass-tc", PROFILE_KERNEL))
+            print(f"| {m:,} | {f:.2f} ({lo:.2f}-{hi:.2f}), {table[m]:.2f} | {lay} |")
     if a.write:
-        for gpu, kernel in kernels.items():
+        for gpu, tables_of in kernels.items():
             cal = find_calibration("vllm", "0.26.0", gpu)
             if cal is None or cal.applied_to:
                 raise SystemExit(f"no shipped vLLM 0.26.0 calibration for {gpu}")
-            print("wrote", write_calibration(cal.model_copy(update={"fp8_gemm": kernel})))
+            print("wrote", write_calibration(cal.model_copy(update=tables_of)))
     return 0
 
 

@@ -41,8 +41,11 @@ def test_every_committed_grid_point_is_read_with_its_configuration(grid_points):
     assert ("llama-3.1-70b", 2, "auto") in kv and ("llama-3.1-70b", 2, "fp8") in kv  # sessions 12 and 5
     # H100 grid; H200 8B, 70B, Mixtral (14 each), 70B TP2 (8), 32B (14: session 6, not session 5's); session 7:
     # the 14B at TP 1 and 2 on H200 (11 each: no concurrency 256) and on the H100 (6: balanced and decode-heavy);
-    # session 8: the 70B at TP 4 (11); session 11: Qwen3-30B-A3B (11); session 12: the 70B at TP 2, bf16 KV (11)
-    assert len(grid_points) == 24 + 3 * 14 + 8 + 14 + 2 * 11 + 6 + 11 + 11 + 11
+    # session 8: the 70B at TP 4 (11); session 11: Qwen3-30B-A3B (11); session 12: the 70B at TP 2, bf16 KV (11);
+    # session 17: the 8B INT8 and W4A16, the 70B and 32B INT8 (11 each)
+    assert {("h200", "llama-3.1-8b", 1, "int8"), ("h200", "llama-3.1-8b", 1, "gptq"),
+            ("h200", "llama-3.1-70b", 1, "int8"), ("h200", "qwen2.5-32b", 1, "int8")} <= by_config
+    assert len(grid_points) == 24 + 3 * 14 + 8 + 14 + 2 * 11 + 6 + 11 + 11 + 11 + 4 * 11
 
 
 def test_a_label_two_sessions_share_is_kept_apart(grid_points):
@@ -55,7 +58,7 @@ def test_a_label_two_sessions_share_is_kept_apart(grid_points):
 
 def test_a_grid_that_reruns_a_configuration_adds_repeats_to_its_points(grid_points):
     # session 13's D2 ran session 6's 32B server again (same meta): its rows are repeats of D's points, under D's label
-    qwen = {(o.shape, o.concurrency): o for o in grid_points if o.model == "qwen2.5-32b"}
+    qwen = {(o.shape, o.concurrency): o for o in grid_points if o.model == "qwen2.5-32b" and o.weight_dtype == "bf16"}
     assert {o.label for o in qwen.values()} == {"32b-bf16"}
     assert qwen[("balanced", 64)].repeats == 3 and qwen[("balanced", 64)].ttft_spread > 0.2  # 2662 ms, 2062, 2043
     assert qwen[("long", 16)].repeats == 1 and qwen[("balanced", 256)].repeats == 1  # D2 ran 16 and 64 only
@@ -72,7 +75,7 @@ def test_excluded_grids_are_left_out():
 
 def test_the_split_fits_only_the_fitted_configurations(grid_points):
     train = [o for o in grid_points if accuracy.is_train(o)]
-    assert train and all((o.gpu, o.model, o.tp) in accuracy.FIT_CONFIGS for o in train)
+    assert train and all(accuracy.config_of(o) in accuracy.FIT_CONFIGS for o in train)
     never_fitted = [o for o in grid_points if o.model in ("mixtral-8x7b", "qwen2.5-32b", "qwen2.5-14b") or o.tp == 2]
     assert never_fitted and not any(accuracy.is_train(o) for o in never_fitted)
     # Mixtral's (FP8) and Qwen3-30B-A3B's (bf16) checkerboards solve the MoE terms alone: fitted (never reported as

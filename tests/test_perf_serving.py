@@ -270,9 +270,10 @@ def test_the_engines_fp8_gemm_factor_slows_only_fp8_linear_layers_at_its_m():
         assert sm(gpu, dtype, slow, prof).step_ms(24, 24000) == sm(gpu, dtype, None, prof).step_ms(24, 24000)
 
 
-def test_the_shipped_fp8_gemm_tables_are_what_session16_measured():
-    """The calibrations' fp8_gemm is benchmarks/fp8_gemm.py's table from the committed microbenchmark, on both
-    GPUs; vLLM's CUTLASS kernel is slower than torch._scaled_mm just past M = 16, 64 and 128 on both, most on the H200."""
+def test_the_shipped_kernel_tables_are_what_sessions_16_and_17_measured():
+    """The calibrations' fp8_gemm (both GPUs) and int8_gemm (the H200) are benchmarks/fp8_gemm.py's tables from the
+    committed microbenchmarks; vLLM's CUTLASS kernels are slower than torch._scaled_mm just past M = 64 and 128 (FP8
+    also past 16), most on the H200, and its INT8 kernel is faster than the FP8 level where compute-bound."""
     import sys
     from pathlib import Path
 
@@ -281,16 +282,46 @@ def test_the_shipped_fp8_gemm_tables_are_what_session16_measured():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import fp8_gemm
 
-    for gpu, path in fp8_gemm.RUNS.items():
-        table = fp8_gemm.factors(fp8_gemm.read(path))
-        shipped = find_calibration("vllm", "0.26.0", gpu).fp8_gemm
-        assert shipped == fp8_gemm.kernel_factor(gpu, table)
-        f = dict(zip(shipped.tokens, shipped.factor))
-        for edge in (16, 64, 128):
-            assert f[edge + 1] > f[edge] + 0.1
+    tables = fp8_gemm.shipped_tables()
+    assert set(tables) == {"h100-sxm", "h200"} and "int8_gemm" in tables["h200"]
+    for gpu, by_field in tables.items():
+        cal = find_calibration("vllm", "0.26.0", gpu)
+        assert cal.kernel_tables() == by_field
+        for name, shipped in by_field.items():
+            f = dict(zip(shipped.tokens, shipped.factor))
+            for edge in ((16, 64, 128) if name == "fp8_gemm" else (64, 128)):
+                assert f[edge + 1] > f[edge] + 0.1
     h100, h200 = (dict(zip(t.tokens, t.factor)) for t in
                   (find_calibration("vllm", "0.26.0", g).fp8_gemm for g in ("h100-sxm", "h200")))
     assert h200[24] > h100[24] > 1.0
+    int8 = tables["h200"]["int8_gemm"]
+    assert all(int8.at(m) < 1.0 for m in (1024, 2048, 4096))
+
+
+def test_an_int8_table_times_int8_layers_on_the_fp8_curve():
+    """With the engine's INT8 kernel measured (calibration.int8_gemm), an INT8 W8A8 step is an FP8 W8A8 step (the same
+    weight bytes, the profile's FP8 curve) times the table; without it, INT8 prompt chunks take the profile's int8
+    curve (torch._int_mm), slower on Hopper than either."""
+    from serveplan.planner.profiles import Calibration, KernelFactor
+
+    flat = KernelFactor(tokens=(1, 8192), factor=(1.0, 1.0))
+    doc = _measured_like_h100()
+    toks = doc["gemm"]["bf16"]["tokens"]
+    doc["gemm"]["fp8"] = {"tokens": toks, "tflops": [min(4.7 * t, 1300.0) for t in toks]}
+    doc["gemm"]["int8"] = {"tokens": toks, "tflops": [min(2.4 * t, 700.0) for t in toks]}  # torch._int_mm's shape
+    prof = parse_profile(doc, "synthetic-measured")
+
+    def sm(dtype, **tables):
+        c = Calibration(engine="vllm", engine_version="0.26.0", gpu="h100-sxm", **tables)
+        return StepModel(_model("llama-3.1-70b"), _inv("h100-sxm"), VLLM, Candidate(weight_dtype=dtype), prof, c)
+
+    fp8, int8 = sm("fp8"), sm("int8", int8_gemm=flat)
+    for tokens in (1, 64, 4096):
+        assert int8.stage_s(0, 0, tokens, tokens) == pytest.approx(fp8.stage_s(0, 0, tokens, tokens))
+    assert "int8_gemm" in int8.sources and "int8_gemm" not in sm("int8").sources
+    assert sm("int8").stage_s(0, 0, 4096, 4096) > int8.stage_s(0, 0, 4096, 4096)
+    half = sm("int8", int8_gemm=KernelFactor(tokens=(1, 8192), factor=(0.5, 0.5)))
+    assert half.stage_s(0, 0, 4096, 4096) < int8.stage_s(0, 0, 4096, 4096)
 
 
 def test_nvlink_allreduce_cheaper_than_pcie():

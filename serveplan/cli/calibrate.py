@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
     shipped = find_calibration(req.engine.name, req.engine.version, req.inventory.gpu.name)
     cal = fit_calibration(obs, source=", ".join(str(b) for b in a.bench), n_trials=a.trials,
                           version=req.engine.version,  # the version benchmarked, not the default
-                          fp8_gemm=shipped.fp8_gemm if shipped else None)  # measured kernel table: kept
+                          kernel_tables=shipped.kernel_tables() if shipped else None)  # measured: kept
     path = write_calibration(cal, a.out or USER_PROFILES)
     con = _console()
     for o in obs:

@@ -158,12 +158,12 @@ def loss(obs: list[Observation], cal: Calibration | None) -> float:
 
 def fit_calibration(obs: list[Observation], *, source: str, n_trials: int = 120, seed: int = 0,
                     version: str | None = None, start: Calibration | None = None,
-                    fp8_gemm: KernelFactor | None = None) -> Calibration:
+                    kernel_tables: dict[str, KernelFactor] | None = None) -> Calibration:
     """Fit step overhead, per-sequence and per-request overheads, the cost of a step beyond the CUDA graphs, the
     front end's streaming ceiling and weight-bandwidth / attention-bandwidth / compute / prefill scales.
     start: a calibration to try first (the one a refit replaces), so that a refit after a change to the step model
-    never ends worse on its own points than the old terms would. fp8_gemm: the engine's measured FP8 GEMM table to
-    keep (not fitted); by default start's."""
+    never ends worse on its own points than the old terms would. kernel_tables: the engine's measured W8A8 GEMM
+    tables to keep (Calibration.kernel_tables; not fitted); by default start's."""
     import optuna
 
     if not obs:
@@ -186,10 +186,10 @@ def fit_calibration(obs: list[Observation], *, source: str, n_trials: int = 120,
              "compute_scale": (0.4, 1.3, False),
              "prefill_scale": (0.3, 1.5, False)}
 
-    measured = fp8_gemm or (start.fp8_gemm if start is not None else None)
+    measured = kernel_tables if kernel_tables is not None else (start.kernel_tables() if start is not None else {})
 
     def make(t) -> Calibration:  # noqa: ANN001
-        return Calibration(engine=o0.engine, engine_version=version, gpu=o0.gpu, source=source, fp8_gemm=measured,
+        return Calibration(engine=o0.engine, engine_version=version, gpu=o0.gpu, source=source, **measured,
                            **{k: t.suggest_float(k, lo, hi, log=log) for k, (lo, hi, log) in space.items()})
 
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from serveplan.planner.catalog import quant_method
 from serveplan.planner.memory import kv_bytes_per_token_per_gpu, kv_heads_per_gpu, linear_params_per_gpu_per_layer
-from serveplan.planner.profiles import Calibration, HardwareProfile
+from serveplan.planner.profiles import KERNEL_TABLES, Calibration, HardwareProfile
 from serveplan.planner.spec import Candidate, EngineConfig, Inventory, ModelSpec
 
 # Large-batch throughput of W4A16 Marlin kernels relative to bf16 GEMMs, and their small-batch
@@ -140,8 +140,12 @@ class StepModel:
         # fp8 on a GPU without fp8 tensor cores is weight-only (W8A16): no activations to quantize
         self.w8a8 = c.weight_dtype in W8A8_DTYPES and not self.weight_only
         self.layer_us = self.engine.step_us_per_layer + (self.engine.act_quant_us_per_layer if self.w8a8 else 0.0)
-        # the engine's own FP8 GEMM kernel against the one the profile timed, by M (measured, in the calibration)
-        self.fp8_gemm = self.calib.fp8_gemm if self.calib and self.w8a8 and self.cdtype == "fp8" else None
+        # the engine's own W8A8 GEMM kernel against the profile's FP8 one, by M (measured, in the calibration); an
+        # INT8 table moves INT8 layers onto the profile's FP8 curve (one tensor-core peak on Hopper; torch._int_mm,
+        # the profile's int8 curve, is far slower than the engine's INT8 kernel)
+        table = KERNEL_TABLES.get(self.cdtype)
+        self.gemm_table = getattr(self.calib, table) if self.calib and self.w8a8 and table else None
+        self.gemm_curve = "fp8" if self.cdtype == "int8" and self.gemm_table is not None else self.cdtype
         self.moe_layer_us = self.engine.moe_layer_us + (self.engine.moe_act_quant_us_per_layer if self.w8a8 else 0.0)
         self.frontend_ms_per_ktok_s = self.engine.frontend_ms_per_ktok_s
         # Interconnect: TP stays inside a node (the search keeps it there); PP may cross nodes.
@@ -149,7 +153,7 @@ class StepModel:
         self.link_alpha_us = 8.0 if gpu.interconnect == "nvlink" else 25.0
         self.pp_bw = (self.inventory.inter_node_bw_gbs * 1e9 * 0.8 if self.inventory.nodes > 1
                       else self.link_bw)
-        _, gemm_src = prof.gemm_tflops(self.cdtype, 256)
+        _, gemm_src = prof.gemm_tflops(self.gemm_curve, 256)
         self.sources = {
             "gemm": gemm_src,
             "bandwidth": "datasheet" if prof.kind == "datasheet" else "measured",
@@ -177,8 +181,9 @@ class StepModel:
                                       else "bytes only")
             if self.fp8_kv_seq_bps:  # the wait for a batch's longest context (bursts of unequal prompts)
                 self.sources["fp8_kv"] += "; unequal contexts measured (70B and 8B FP8, H200)"
-        if self.fp8_gemm is not None:
-            self.sources["fp8_gemm"] = "measured (the engine's FP8 GEMM kernel against the profile's by tokens)"
+        if self.gemm_table is not None:
+            self.sources[table] = (f"measured (the engine's {self.cdtype.upper()} GEMM kernel against the profile's "
+                                   "FP8 one by tokens)")
         if self.calib:
             self.sources["calibration"] = self.calib.describe()
         self._gemm_cache: dict[int, float] = {}
@@ -195,7 +200,7 @@ class StepModel:
         r = self._gemm_cache.get(tokens)
         if r is None:
             t = max(tokens, GEMM_COMPUTE_KNEE_TOKENS)
-            tflops, _ = self.profile.gemm_tflops(self.cdtype, t)
+            tflops, _ = self.profile.gemm_tflops(self.gemm_curve, t)
             r = tflops * 1e12 * self.compute_scale
             if self.cand.weight_dtype in ("awq", "gptq"):
                 r /= W4A16_COMPUTE_PENALTY
@@ -248,16 +253,17 @@ class StepModel:
         read = self._weight_read_bytes(tokens)
         expert_read = read - self._weight_read_bytes(tokens, experts=False)
         dense = max((self.flops_per_token * tokens - expert_flops) / rate, (read - expert_read) / self.bw)
-        dense *= self._fp8_gemm_factor(t_int, read - expert_read)  # the fused expert kernels are not those GEMMs
+        dense *= self._kernel_factor(t_int, read - expert_read)  # the fused expert kernels are not those GEMMs
         experts = max(expert_flops / (rate * e.moe_compute_efficiency), expert_read / self.bw)
         return dense + experts + self.layers * self.moe_layer_us * 1e-6
 
-    def _fp8_gemm_factor(self, t_int: int, read: float) -> float:
-        """The engine's FP8 GEMMs' time over the profile kernel's at t_int tokens, spread over linear layers that
-        read `read` bytes of which the LM head's stay bf16: 1.0 without a measured factor (calibration.fp8_gemm)."""
-        if self.fp8_gemm is None or read <= self.lm_head_bytes:
+    def _kernel_factor(self, t_int: int, read: float) -> float:
+        """The engine's W8A8 GEMMs' time over the profile kernel's at t_int tokens, spread over linear layers that
+        read `read` bytes of which the LM head's stay bf16: 1.0 without a measured table (calibration.fp8_gemm,
+        int8_gemm)."""
+        if self.gemm_table is None or read <= self.lm_head_bytes:
             return 1.0
-        return 1.0 + (self.fp8_gemm.at(t_int) - 1.0) * (read - self.lm_head_bytes) / read
+        return 1.0 + (self.gemm_table.at(t_int) - 1.0) * (read - self.lm_head_bytes) / read
 
     def _bnb_dequant_s(self, tokens: float) -> float:
         """bitsandbytes' dequantize pass before each matmul of more than one token: read the 4-bit weights,
@@ -301,7 +307,7 @@ class StepModel:
         else:
             read = self._weight_read_bytes(tokens)
             t_lin = max(self.flops_per_token * tokens / self._gemm_rate(t_int), read / self.bw)
-            t_lin *= self._fp8_gemm_factor(t_int, read)
+            t_lin *= self._kernel_factor(t_int, read)
         if self.cand.weight_dtype == "bnb-nf4" and tokens > 1:
             t_lin += self._bnb_dequant_s(tokens)
         t_att = 0.0

@@ -245,6 +245,12 @@ class Calibration(_Model):
     """The engine's W8A8 FP8 GEMM over torch._scaled_mm (the profile's FP8 curve) by M, relative to its level where
     the scales above were fitted; None: the profile's kernel stands for the engine's. Measured
     (`benchmarks/fp8_gemm.py`), kept through refits."""
+    int8_gemm: KernelFactor | None = None
+    """The engine's W8A8 INT8 GEMM over torch._scaled_mm (the profile's FP8 curve) by M, relative to the level the
+    scales above were fitted at. With it, INT8 W8A8 linear layers are timed on the profile's FP8 curve times this
+    table: on Hopper INT8 and FP8 tensor cores share one peak, and vLLM 0.26.0's CUTLASS INT8 kernel is 1.5-1.8x
+    faster than torch._int_mm, the profile's int8 curve (session 17). None: the profile's int8 curve. Measured
+    (`benchmarks/fp8_gemm.py`), kept through refits."""
     source: str = ""
     fit: dict = Field(default_factory=dict)
     path: str = ""
@@ -261,6 +267,13 @@ class Calibration(_Model):
             where += f" (measured on {name} {self.engine_version}, applied to {self.applied_to})"
         return where
 
+    def kernel_tables(self) -> dict[str, KernelFactor]:
+        """The measured kernel tables it carries, by field name (a refit keeps them: they are not fitted)."""
+        return {f: getattr(self, f) for f in KERNEL_TABLES.values() if getattr(self, f) is not None}
+
+
+# The Calibration field holding the engine's measured W8A8 GEMM table, by the compute dtype it times.
+KERNEL_TABLES = {"fp8": "fp8_gemm", "int8": "int8_gemm"}
 
 ENGINE_DISPLAY = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM", "tgi": "TGI"}
 
