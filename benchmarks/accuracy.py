@@ -160,6 +160,9 @@ FIT_CONFIGS = {("h100-sxm", "llama-3.1-8b", 1, "bf16"), ("h100-sxm", "llama-3.1-
 MOE_TERM_CONFIGS = {("h200", "mixtral-8x7b", 1, "fp8"), ("h200", "qwen3-30b-a3b", 1, "bf16")}
 MOE_W8A8_CONFIG = ("h200", "mixtral-8x7b", 1, "fp8")
 NO_MOE_TERMS = {"moe_layer_us": 0.0, "moe_act_quant_us_per_layer": 0.0, "moe_compute_efficiency": 1.0}  # before them
+# (gpu, model, tp, weights) whose concurrency-1 checkerboard points solve conf/engine/vllm.yaml's W4A16 terms with the
+# 70B's bursts (benchmarks/w4a16.py, session 17); the rest of the grid is held out.
+W4A16_TERM_CONFIGS = {("h200", "llama-3.1-8b", 1, "gptq")}
 
 
 def config_of(o: Observation) -> tuple[str, str, int, str]:
@@ -180,9 +183,14 @@ def is_moe_term(o: Observation) -> bool:
     return config_of(o) in MOE_TERM_CONFIGS and o.concurrency in TRAIN_POINTS[o.shape]
 
 
+def is_w4a16_term(o: Observation) -> bool:
+    """The concurrency-1 training points of the W4A16 configuration (benchmarks/w4a16.py solves on them)."""
+    return config_of(o) in W4A16_TERM_CONFIGS and o.concurrency == 1 and o.concurrency in TRAIN_POINTS[o.shape]
+
+
 def is_fitted(o: Observation) -> bool:
-    """A point something was fitted on (the calibration or the MoE terms): never reported as held out."""
-    return is_train(o) or is_moe_term(o)
+    """A point something was fitted on (the calibration, the MoE or the W4A16 terms): never reported as held out."""
+    return is_train(o) or is_moe_term(o) or is_w4a16_term(o)
 
 
 def errors(rows: list[tuple[Observation, dict]]) -> dict:
@@ -228,7 +236,8 @@ def print_by_configuration(rows: list[tuple[Observation, dict]]) -> None:
     print("|---|---|---:|---|---|---:|---:|---:|---:|---:|")
     for (gpu, model, tp, w, kv), g in sorted(groups.items()):
         e = errors(g)
-        split = "held-out points" if (gpu, model, tp, w) in FIT_CONFIGS | MOE_TERM_CONFIGS else "never fitted"
+        split = "held-out points" if (gpu, model, tp, w) in FIT_CONFIGS | MOE_TERM_CONFIGS | W4A16_TERM_CONFIGS \
+            else "never fitted"
         worst = max(v["worst_optimism"] for v in e.values())
         print(f"| {gpu} | {model} | {tp} | {w} / {kv} | {split} | {len(g)} | {e['ttft']['mape']:.1%} | "
               f"{e['tpot']['mape']:.1%} | {e['throughput']['mape']:.1%} | {worst:.2f}x |")
@@ -370,7 +379,7 @@ def main() -> None:
         for gpu in gpus:
             tr = [r for r in fitted if r[0].gpu == gpu and is_fitted(r[0])]
             te = [r for r in fitted if r[0].gpu == gpu and not is_fitted(r[0])]
-            unseen = [r for r in te if config_of(r[0]) not in FIT_CONFIGS | MOE_TERM_CONFIGS]
+            unseen = [r for r in te if config_of(r[0]) not in FIT_CONFIGS | MOE_TERM_CONFIGS | W4A16_TERM_CONFIGS]
             print(f"\n{gpu}:")
             if tr:
                 print_summary("train", errors(tr))

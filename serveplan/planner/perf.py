@@ -19,15 +19,13 @@ from serveplan.planner.memory import kv_bytes_per_token_per_gpu, kv_heads_per_gp
 from serveplan.planner.profiles import KERNEL_TABLES, Calibration, HardwareProfile
 from serveplan.planner.spec import Candidate, EngineConfig, Inventory, ModelSpec
 
-# Large-batch throughput of W4A16 Marlin kernels relative to bf16 GEMMs, and their small-batch
-# bandwidth efficiency relative to a bf16 GEMM (Marlin reports ~3.8x speed-up at batch 1-16 for 4x fewer
-# bytes).
-W4A16_COMPUTE_PENALTY = 1.15
+# Weight-only int4 (AWQ, GPTQ): how its kernels fall short of a bf16 GEMM's rate and bandwidth, and their fixed cost
+# per layer, are engine terms (EngineConfig.w4a16_*; vLLM's solved on its Machete kernel, session 17).
+W4A16_DTYPES = ("awq", "gptq")
 # Below this many tokens a linear layer is memory-bound: its time is weight bytes / bandwidth, and the
 # profile's GEMM curve is used only for the compute-bound side (its small-M points are isolated kernels,
 # slower than an engine's fused, graph-captured layers and not monotone between measured points).
 GEMM_COMPUTE_KNEE_TOKENS = 256
-W4A16_BANDWIDTH_PENALTY = 1.05
 # Weight formats whose GEMMs quantize their activations first (W8A8): more kernels per layer
 # (EngineConfig.act_quant_us_per_layer).
 W8A8_DTYPES = ("fp8", "int8")
@@ -42,7 +40,8 @@ PP_BUBBLE_PER_STAGE = 0.08  # norms, rotary, activation, residual: reads + write
 # dequantized bf16 copy (4 bytes per weight), slower than bf16 itself; and the GEMM runs at the bf16 rate with
 # the dequantize kernel's launch and the weight-only penalty on top (W4A16's, assumed). Not measured on a GPU.
 # The dequantize pass runs before the GEMM, not overlapped with it: its time is added, not max()-ed.
-BNB_COMPUTE_PENALTY = W4A16_COMPUTE_PENALTY
+BNB_COMPUTE_PENALTY = 1.15  # EngineConfig.w4a16_compute_penalty's default (Marlin's published ~3.8x at batch 1-16)
+BNB_BANDWIDTH_PENALTY = 1.05  # ... and w4a16_bandwidth_penalty's
 
 
 def cudagraph_tokens(engine: EngineConfig, cand: Candidate) -> int:
@@ -139,7 +138,9 @@ class StepModel:
         self.tokenize_us = self.engine.tokenize_us_per_token
         # fp8 on a GPU without fp8 tensor cores is weight-only (W8A16): no activations to quantize
         self.w8a8 = c.weight_dtype in W8A8_DTYPES and not self.weight_only
-        self.layer_us = self.engine.step_us_per_layer + (self.engine.act_quant_us_per_layer if self.w8a8 else 0.0)
+        self.w4a16 = c.weight_dtype in W4A16_DTYPES
+        self.layer_us = self.engine.step_us_per_layer + (self.engine.act_quant_us_per_layer if self.w8a8 else 0.0) \
+            + (self.engine.w4a16_layer_us if self.w4a16 else 0.0)
         # the engine's own W8A8 GEMM kernel against the profile's FP8 one, by M (measured, in the calibration); an
         # INT8 table moves INT8 layers onto the profile's FP8 curve (one tensor-core peak on Hopper; torch._int_mm,
         # the profile's int8 curve, is far slower than the engine's INT8 kernel)
@@ -202,8 +203,8 @@ class StepModel:
             t = max(tokens, GEMM_COMPUTE_KNEE_TOKENS)
             tflops, _ = self.profile.gemm_tflops(self.gemm_curve, t)
             r = tflops * 1e12 * self.compute_scale
-            if self.cand.weight_dtype in ("awq", "gptq"):
-                r /= W4A16_COMPUTE_PENALTY
+            if self.w4a16:
+                r /= self.engine.w4a16_compute_penalty
             elif self.cand.weight_dtype == "bnb-nf4":
                 r /= BNB_COMPUTE_PENALTY
             self._gemm_cache[tokens] = r
@@ -239,7 +240,9 @@ class StepModel:
         w = self.cand.weight_dtype
         if w == "bnb-nf4" and tokens > 1:  # the GEMM reads the dequantized bf16 copy (see _bnb_dequant_s)
             return b + (self.dense_lin_params + self.expert_params * frac) * (2.0 - self._bpw)
-        return b * (W4A16_BANDWIDTH_PENALTY if w in ("awq", "gptq", "bnb-nf4") else 1.0)
+        if w == "bnb-nf4":
+            return b * BNB_BANDWIDTH_PENALTY
+        return b * (self.engine.w4a16_bandwidth_penalty if self.w4a16 else 1.0)
 
     def _moe_linear_s(self, tokens: float, t_int: int) -> float:
         """A MoE step's linear layers: the dense ones (attention projections, LM head) and the routed experts are
@@ -306,7 +309,10 @@ class StepModel:
             t_lin = self._moe_linear_s(tokens, t_int)
         else:
             read = self._weight_read_bytes(tokens)
-            t_lin = max(self.flops_per_token * tokens / self._gemm_rate(t_int), read / self.bw)
+            math_s, read_s = self.flops_per_token * tokens / self._gemm_rate(t_int), read / self.bw
+            t_lin = max(math_s, read_s)
+            if self.w4a16:  # int4 kernels dequantize in their main loop: part of the shorter side is not hidden
+                t_lin += (1.0 - self.engine.w4a16_overlap) * min(math_s, read_s)
             t_lin *= self._kernel_factor(t_int, read)
         if self.cand.weight_dtype == "bnb-nf4" and tokens > 1:
             t_lin += self._bnb_dequant_s(tokens)

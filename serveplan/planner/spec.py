@@ -391,6 +391,18 @@ class EngineConfig(Frozen):
     moe_compute_efficiency: float = Field(default=1.0, gt=0, le=2, description="MoE models: the share of the "
                                           "profile's GEMM rate the fused expert kernels reach when "
                                           "compute-bound (prompt chunks).")
+    w4a16_bandwidth_penalty: float = Field(default=1.05, ge=1, le=4, description="Weight-only int4 (AWQ, GPTQ): "
+                                           "the int4 kernels read their packed weights this much slower than a "
+                                           "bf16 GEMM reads its own (group scales, dequantizing in the main loop).")
+    w4a16_compute_penalty: float = Field(default=1.15, gt=0, le=4, description="Weight-only int4: the int4 "
+                                         "kernels' compute-bound rate (prompt chunks) this much below a bf16 "
+                                         "GEMM's.")
+    w4a16_layer_us: float = Field(default=0.0, ge=0, description="Weight-only int4: more GPU time per layer and "
+                                  "step (the int4 kernels' fixed cost per GEMM beyond their bytes).")
+    w4a16_overlap: float = Field(default=1.0, ge=0, le=1, description="Weight-only int4: how much of the shorter "
+                                 "of a linear layer's weight reads and its math the int4 kernels hide under the "
+                                 "longer (1: all, as a dense GEMM: the step is the longer; 0: none, their sum). The "
+                                 "kernels dequantize in their main loop, so a decode batch's math adds to its reads.")
     fp8_kv_convert_gbs: float = Field(default=0.0, ge=0, description="Decode attention over an FP8 KV cache "
                                       "converts every FP8 element it reads, at this rate (GB of FP8 elements per "
                                       "second, the GPU's compute, not its memory): time beside the read. 0: the "

@@ -1,0 +1,177 @@
+"""vLLM 0.26.0's weight-only int4 (W4A16) terms, solved on half of what session 17 measured, reported on the rest.
+
+Session 17 (`benchmarks/gpu/session17.sh`, `session17b.sh`, two H200s) served Llama-3.1-8B (G4: the closed grid,
+bursts, two open loops) and Llama-3.1-70B (G70: bursts, two open loops) as compressed-tensors W4A16 checkpoints
+(GPTQ-style, symmetric, group 128; vLLM picks its Machete kernel on Hopper). The planner had assumed Marlin's published
+numbers: int4 weights read at 1/1.05 of a bf16 GEMM's bandwidth, prompt chunks at 1/1.15 of its rate. Measured, an 8B
+W4A16 decode step is 22-29% longer than that, a 70B's 16-31%: barely shorter than INT8's at batch 16, longer at 64.
+
+Three engine terms (conf/engine/vllm.yaml) carry it:
+  w4a16_layer_us           GPU time per layer and step (the int4 kernels' fixed cost per GEMM),
+  w4a16_bandwidth_penalty  the int4 weights' bytes read this much slower than a bf16 GEMM reads its own,
+  w4a16_compute_penalty    prompt chunks at 1/this of a bf16 GEMM's rate.
+The first two separate only across model sizes (one model's decode step has one layer count and one weight size), so
+they are solved on the 8B's concurrency-1 TPOT at its training points (the accuracy split's checkerboard) and the 70B's
+bursts of 16-64, least squares on relative error (the step is linear in each). The compute penalty is solved on the
+70B's bursts' mean TTFT (C x 1,024 prompt tokens taken in 8,192-token chunks), the others fixed. Held out: the 8B's
+other grid points and its bursts, the 70B's burst of 64, and all four open loops (`open_loop_accuracy.py`).
+
+    python benchmarks/w4a16.py          # solve, and print every point with the shipped terms and the solution
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import accuracy  # noqa: E402
+import decode_steps  # noqa: E402
+
+from serveplan.planner.calibrate import Observation, predict_observation, step_model_of  # noqa: E402
+from serveplan.planner.perf import StepModel  # noqa: E402
+from serveplan.planner.profiles import find_calibration  # noqa: E402
+
+R = HERE / "gpu" / "results" / "session17"
+GRID_8B = R / "G4" / "grid.jsonl"
+BURSTS = {"8B": R / "G4", "70B": R / "G70"}
+FIT_BURSTS = {("70B", 16), ("70B", 32), ("70B", 64)}  # the 70B's bursts: the split by size, the growth by batch
+DECODE_TERMS = {"w4a16_layer_us": 10.0, "w4a16_bandwidth_penalty": 0.5, "w4a16_overlap": -0.5}  # term: its step
+BEFORE = {"w4a16_layer_us": 0.0, "w4a16_bandwidth_penalty": 1.05, "w4a16_compute_penalty": 1.15,
+          "w4a16_overlap": 1.0}  # session 16's (Marlin's published numbers, a dense GEMM's overlap)
+
+
+def grid_points() -> list:
+    return accuracy.load_points([GRID_8B])
+
+
+def is_fit_point(o) -> bool:  # noqa: ANN001
+    """The accuracy split's concurrency-1 checkerboard points of the 8B W4A16 grid."""
+    return accuracy.is_w4a16_term(o)
+
+
+def burst_step(folder: Path, c: int, L: int, terms: dict) -> float:
+    """The model's decode step (ms) of a burst of c prompts of L tokens, with these engine terms."""
+    meta = json.loads((folder / "meta.json").read_text())
+    cal = find_calibration("vllm", "0.26.0", meta["gpu"])
+    sm = step_model_of(meta, cal, L, decode_steps.OUTPUT_LEN)
+    sm = StepModel(sm.model, sm.inventory, sm.engine.model_copy(update=terms), sm.cand, sm.profile, sm.calib)
+    ctx = c * (L + decode_steps.OUTPUT_LEN - decode_steps.LAST_GAPS / 2)
+    return sm.step_ms(c, ctx)
+
+
+def bursts() -> list[tuple[str, int, int, float]]:
+    """[(model, c, L, measured decode step ms)] of both servers."""
+    return [(name, c, L, step) for name, folder in BURSTS.items() for c, L, step, _ in decode_steps.bursts(folder)]
+
+
+def burst_observation(name: str, c: int, L: int):  # noqa: ANN201
+    """A burst as a closed-loop point (C prompts of L tokens at once, OUTPUT_LEN out each): its mean TTFT is how fast
+    the server takes prompts in, C x L tokens in chunks of max_num_batched_tokens."""
+    import gzip
+
+    folder = BURSTS[name]
+    meta = json.loads((folder / "meta.json").read_text())
+    with gzip.open(folder / f"burst-c{c}-l{L}.json.gz", "rt") as f:
+        reqs = [r for r in json.load(f)["requests"] if r.get("ok")]
+    return Observation(label=f"{name}-burst", shape="burst", model=meta["model"], gpu=meta["gpu"], tp=meta["tp"],
+                       weight_dtype=meta["weight_dtype"], kv_cache_dtype=meta["kv_cache_dtype"],
+                       max_num_seqs=meta["max_num_seqs"], max_num_batched_tokens=meta["max_num_batched_tokens"],
+                       max_model_len=meta["max_model_len"], input_len=L, output_len=decode_steps.OUTPUT_LEN,
+                       concurrency=c, num_prompts=c, ttft_ms=sum(r["ttft_ms"] for r in reqs) / len(reqs),
+                       tpot_ms=0.0, throughput_tok_s=0.0)
+
+
+def _predict(o, terms: dict) -> dict:  # noqa: ANN001
+    cal = find_calibration("vllm", "0.26.0", o.gpu)
+    return predict_observation(o, cal, engine=terms)
+
+
+def _decode_rows(terms: dict, points: list, steps: list) -> list[tuple[float, float]]:
+    """(predicted, measured) of the decode fit's rows: concurrency-1 TPOT, then the fitted bursts."""
+    rows = [(_predict(o, terms)["tpot_ms"], o.tpot_ms) for o in points]
+    rows += [(burst_step(BURSTS[n], c, L, terms), m) for n, c, L, m in steps]
+    return rows
+
+
+def solve_decode(base: dict, points: list, steps: list) -> dict:
+    """w4a16_layer_us, w4a16_bandwidth_penalty and w4a16_overlap by least squares on relative error; the step is
+    linear in each (the rate of its math fixed), so one evaluation at the base and one per term give the system."""
+    import numpy as np
+
+    at = dict(base)
+    y0 = _decode_rows(at, points, steps)
+    cols = []
+    for k, d in DECODE_TERMS.items():
+        y1 = _decode_rows({**at, k: at[k] + d}, points, steps)
+        cols.append([(b[0] - a[0]) / d for a, b in zip(y0, y1)])
+    meas = np.array([m for _, m in y0])
+    a = np.array(cols).T / meas[:, None]
+    rhs = (meas - np.array([p for p, _ in y0])) / meas
+    delta, *_ = np.linalg.lstsq(a, rhs, rcond=None)
+    return {**at, **{k: round(at[k] + float(x), 2) for k, x in zip(DECODE_TERMS, delta)}}
+
+
+def solve_compute(base: dict, points: list) -> dict:
+    """w4a16_compute_penalty by golden-section search on the squared log error of the points' mean TTFT."""
+    def loss(x: float) -> float:
+        return sum(math.log(_predict(o, {**base, "w4a16_compute_penalty": x})["ttft_ms"] / o.ttft_ms) ** 2
+                   for o in points)
+
+    lo, hi, g = 0.5, 3.0, (math.sqrt(5) - 1) / 2
+    c, d = hi - g * (hi - lo), lo + g * (hi - lo)
+    for _ in range(30):
+        if loss(c) < loss(d):
+            hi, d = d, c
+            c = hi - g * (hi - lo)
+        else:
+            lo, c = c, d
+            d = lo + g * (hi - lo)
+    return {**base, "w4a16_compute_penalty": round((lo + hi) / 2, 2)}
+
+
+def solve() -> dict:
+    pts = [o for o in grid_points() if is_fit_point(o)]
+    steps = [b for b in bursts() if (b[0], b[1]) in FIT_BURSTS]
+    terms = solve_decode(BEFORE, pts, steps)
+    terms = solve_compute(terms, [burst_observation(n, c, L) for n, c, L, _ in steps])
+    return solve_decode(terms, pts, steps)  # the decode terms again, with the prompts' rate settled
+
+
+def report(terms: dict, label: str) -> None:
+    print(f"\n{label}: " + ", ".join(f"{k} {v:g}" for k, v in terms.items()))
+    print("| point | split | TTFT meas / model (ms) | TPOT meas / model (ms) |")
+    print("|---|---|---:|---:|")
+    for o in grid_points():
+        p = _predict(o, terms)
+        split = "fit" if is_fit_point(o) else "held out"
+        print(f"| 8B {o.shape} x{o.concurrency} | {split} | {o.ttft_ms:.1f} / {p['ttft_ms']:.1f} "
+              f"({p['ttft_ms'] / o.ttft_ms - 1:+.0%}) | {o.tpot_ms:.2f} / {p['tpot_ms']:.2f} "
+              f"({p['tpot_ms'] / o.tpot_ms - 1:+.0%}) |")
+    print("\n| burst | split | decode step meas / model (ms) | mean TTFT meas / model (ms) |")
+    print("|---|---|---:|---:|")
+    for n, c, L, m in bursts():
+        p = burst_step(BURSTS[n], c, L, terms)
+        o = burst_observation(n, c, L)
+        t = _predict(o, terms)["ttft_ms"]
+        split = "fit" if (n, c) in FIT_BURSTS else "held out"
+        print(f"| {n} x{c} at {L:,} | {split} | {m:.2f} / {p:.2f} ({p / m - 1:+.0%}) | {o.ttft_ms:,.0f} / {t:,.0f} "
+              f"({t / o.ttft_ms - 1:+.0%}) |")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.parse_args()
+    report(BEFORE, "Before (the assumed Marlin terms)")
+    report(solve(), "Solved")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
