@@ -110,6 +110,56 @@ def test_awq_speeds_decode_but_not_prefill(gpu):
     assert awq.step_ms(0, 0, 4096, 4096 * 2048, 1) >= bf16.step_ms(0, 0, 4096, 4096 * 2048, 1)
 
 
+def test_vllms_w4a16_terms_hold_on_hopper_alone():
+    """vLLM runs W4A16 through Machete on Hopper (the terms measured there, session 17) and Marlin elsewhere (the
+    published numbers, the fields' defaults); an engine without w4a16_archs keeps its terms everywhere."""
+    from serveplan.planner.perf import W4A16_TERMS, w4a16_terms
+
+    defaults = {k: EngineConfig.model_fields[k].default for k in W4A16_TERMS}
+    assert VLLM.w4a16_archs == ("hopper",)
+    assert w4a16_terms(VLLM, "hopper") == {k: getattr(VLLM, k) for k in W4A16_TERMS} != defaults
+    assert w4a16_terms(VLLM, "ampere") == defaults
+    anywhere = VLLM.model_copy(update={"w4a16_archs": ()})
+    assert w4a16_terms(anywhere, "ampere") == w4a16_terms(VLLM, "hopper")
+    a100 = _sm("llama-3.1-70b", "a100-80gb-sxm", weight_dtype="gptq")
+    assert a100.layer_us == VLLM.step_us_per_layer
+
+
+@pytest.mark.parametrize("batch", [1, 16, 64])
+def test_w4a16_terms_only_ever_lengthen_an_int4_step(batch):
+    """A weight-only int4 step is at least as long with more per-layer cost, a larger bandwidth or compute penalty,
+    or less overlap of its reads and math; with no overlap it is the reads plus the math; bf16 ignores them all."""
+    def sm(dtype="gptq", **terms):
+        engine = VLLM.model_copy(update={"w4a16_archs": (), **terms})
+        return StepModel(_model("llama-3.1-70b"), _inv("h100-sxm"), engine, Candidate(weight_dtype=dtype), H100)
+
+    base = {"w4a16_layer_us": 0.0, "w4a16_bandwidth_penalty": 1.0, "w4a16_compute_penalty": 1.0, "w4a16_overlap": 1.0}
+    t0 = sm(**base).stage_s(batch, batch * 1000, 0, 0)
+    for k, v in (("w4a16_layer_us", 20.0), ("w4a16_bandwidth_penalty", 1.5), ("w4a16_compute_penalty", 1.5),
+                 ("w4a16_overlap", 0.5)):
+        assert sm(**{**base, k: v}).step_ms(batch, batch * 1000) >= sm(**base).step_ms(batch, batch * 1000)
+    serial = sm(**{**base, "w4a16_overlap": 0.0})
+    m = serial.flops_per_token * batch / serial._gemm_rate(batch)
+    r = serial._weight_read_bytes(batch) / serial.bw
+    assert serial.stage_s(batch, batch * 1000, 0, 0) - t0 == pytest.approx(min(m, r))
+    bf16 = [sm("bf16", **{**base, "w4a16_overlap": o, "w4a16_layer_us": u}).step_ms(batch, batch * 1000)
+            for o, u in ((1.0, 0.0), (0.0, 50.0))]
+    assert bf16[0] == bf16[1]
+
+
+def test_the_shipped_w4a16_terms_are_what_w4a16_py_solves():
+    """conf/engine/vllm.yaml's W4A16 terms are benchmarks/w4a16.py's solution from the committed session-17 runs."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import w4a16
+
+    solved = w4a16.solve()
+    assert {k: getattr(VLLM, k) for k in solved} == pytest.approx(solved, abs=0.011)
+    assert VLLM.w4a16_bandwidth_penalty > 1.05 and VLLM.w4a16_layer_us > 0  # slower than the published Marlin
+
+
 def test_tp2_decode_faster_than_tp1_for_70b_fp8_on_h100():
     tp1 = _sm("llama-3.1-70b", "h100-sxm", 2, tp=1, weight_dtype="fp8")
     tp2 = _sm("llama-3.1-70b", "h100-sxm", 2, tp=2, weight_dtype="fp8")

@@ -22,6 +22,15 @@ from serveplan.planner.spec import Candidate, EngineConfig, Inventory, ModelSpec
 # Weight-only int4 (AWQ, GPTQ): how its kernels fall short of a bf16 GEMM's rate and bandwidth, and their fixed cost
 # per layer, are engine terms (EngineConfig.w4a16_*; vLLM's solved on its Machete kernel, session 17).
 W4A16_DTYPES = ("awq", "gptq")
+W4A16_TERMS = ("w4a16_layer_us", "w4a16_bandwidth_penalty", "w4a16_compute_penalty", "w4a16_overlap")
+
+
+def w4a16_terms(engine: EngineConfig, arch: str) -> dict[str, float]:
+    """The engine's W4A16 terms on a GPU of this architecture: its own where they were measured (w4a16_archs; vLLM's
+    Machete kernel runs on Hopper alone, Marlin elsewhere), the published Marlin numbers (the defaults) on others."""
+    if engine.w4a16_archs and arch not in engine.w4a16_archs:
+        return {k: EngineConfig.model_fields[k].default for k in W4A16_TERMS}
+    return {k: getattr(engine, k) for k in W4A16_TERMS}
 # Below this many tokens a linear layer is memory-bound: its time is weight bytes / bandwidth, and the
 # profile's GEMM curve is used only for the compute-bound side (its small-M points are isolated kernels,
 # slower than an engine's fused, graph-captured layers and not monotone between measured points).
@@ -139,8 +148,9 @@ class StepModel:
         # fp8 on a GPU without fp8 tensor cores is weight-only (W8A16): no activations to quantize
         self.w8a8 = c.weight_dtype in W8A8_DTYPES and not self.weight_only
         self.w4a16 = c.weight_dtype in W4A16_DTYPES
+        self.w4 = w4a16_terms(self.engine, gpu.arch)
         self.layer_us = self.engine.step_us_per_layer + (self.engine.act_quant_us_per_layer if self.w8a8 else 0.0) \
-            + (self.engine.w4a16_layer_us if self.w4a16 else 0.0)
+            + (self.w4["w4a16_layer_us"] if self.w4a16 else 0.0)
         # the engine's own W8A8 GEMM kernel against the profile's FP8 one, by M (measured, in the calibration); an
         # INT8 table moves INT8 layers onto the profile's FP8 curve (one tensor-core peak on Hopper; torch._int_mm,
         # the profile's int8 curve, is far slower than the engine's INT8 kernel)
@@ -204,7 +214,7 @@ class StepModel:
             tflops, _ = self.profile.gemm_tflops(self.gemm_curve, t)
             r = tflops * 1e12 * self.compute_scale
             if self.w4a16:
-                r /= self.engine.w4a16_compute_penalty
+                r /= self.w4["w4a16_compute_penalty"]
             elif self.cand.weight_dtype == "bnb-nf4":
                 r /= BNB_COMPUTE_PENALTY
             self._gemm_cache[tokens] = r
@@ -242,7 +252,7 @@ class StepModel:
             return b + (self.dense_lin_params + self.expert_params * frac) * (2.0 - self._bpw)
         if w == "bnb-nf4":
             return b * BNB_BANDWIDTH_PENALTY
-        return b * (self.engine.w4a16_bandwidth_penalty if self.w4a16 else 1.0)
+        return b * (self.w4["w4a16_bandwidth_penalty"] if self.w4a16 else 1.0)
 
     def _moe_linear_s(self, tokens: float, t_int: int) -> float:
         """A MoE step's linear layers: the dense ones (attention projections, LM head) and the routed experts are
@@ -312,7 +322,7 @@ class StepModel:
             math_s, read_s = self.flops_per_token * tokens / self._gemm_rate(t_int), read / self.bw
             t_lin = max(math_s, read_s)
             if self.w4a16:  # int4 kernels dequantize in their main loop: part of the shorter side is not hidden
-                t_lin += (1.0 - self.engine.w4a16_overlap) * min(math_s, read_s)
+                t_lin += (1.0 - self.w4["w4a16_overlap"]) * min(math_s, read_s)
             t_lin *= self._kernel_factor(t_int, read)
         if self.cand.weight_dtype == "bnb-nf4" and tokens > 1:
             t_lin += self._bnb_dequant_s(tokens)

@@ -399,6 +399,9 @@ class EngineConfig(Frozen):
                                          "GEMM's.")
     w4a16_layer_us: float = Field(default=0.0, ge=0, description="Weight-only int4: more GPU time per layer and "
                                   "step (the int4 kernels' fixed cost per GEMM beyond their bytes).")
+    w4a16_archs: tuple[str, ...] = Field(default=(), description="GPU architectures the w4a16_* terms hold on (the "
+                                         "engine's int4 kernel there was measured); on others the published "
+                                         "Marlin numbers (these fields' defaults). Empty: every GPU.")
     w4a16_overlap: float = Field(default=1.0, ge=0, le=1, description="Weight-only int4: how much of the shorter "
                                  "of a linear layer's weight reads and its math the int4 kernels hide under the "
                                  "longer (1: all, as a dense GEMM: the step is the longer; 0: none, their sum). The "
