@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Issue 14, session 17, on a two-GPU machine (asked as nvidia-h100-x2; one GPU works too, with less done).
 # The plans the planner prefers most often are quantized, and vLLM has run only its bf16 and FP8 ones so far: the
-# INT8 W8A8 and W4A16 (GPTQ, Marlin) predictions rest on torch._int_mm and on two assumed penalties
-# (perf.W4A16_BANDWIDTH_PENALTY, W4A16_COMPUTE_PENALTY). Nothing here is fitted: accuracy.py, decode_steps.py and
-# open_loop_accuracy.py report all of it as held out.
+# INT8 W8A8 and W4A16 (GPTQ, Marlin) predictions rest on torch._int_mm and on two assumed penalties (session 16's
+# perf.py constants). It ran on two H200s (the second branch below), then session17b.sh on the same machine. Afterwards
+# benchmarks/w4a16.py solved vLLM's W4A16 terms on the 70B's bursts and the 8B's concurrency-1 training points;
+# accuracy.py, decode_steps.py and open_loop_accuracy.py report the rest as held out (docs/accuracy.md, session 17).
 #   A  (GPU 1, or 0 alone): fp8_gemm_by_m.py at 27 more M between 129 and 1,023 (session 16 had four there, and
 #      steps carrying a prompt chunk read 7-28% above the model on the 70B FP8), and the INT8 kernels at every M:
 #      vLLM's cutlass_scaled_mm on int8 against torch._int_mm (the profile's), with the per-token quantization.
