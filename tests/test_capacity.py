@@ -235,3 +235,22 @@ def test_a_rate_past_the_planners_headroom_is_flagged_in_estimate_and_why():
     out = io.StringIO()
     render_estimate(est, req, Console(file=out, width=400))
     assert "Load:" not in out.getvalue() and load_pressure(req, est) is None and req.traffic.rate_rps == 8
+
+
+@pytest.mark.parametrize("zero", [3.1, 9.3, 17.0])
+def test_refine_narrows_its_bracket_to_the_tolerance(zero):
+    """Past its first simulations the capacity search keeps interpolating until the highest rate that met the SLO and
+    the lowest that did not are within BRACKET_TOLERANCE (or MAX_SIM_POINTS): it returns a rate that met the SLO, no
+    further below the true edge than that, after no more simulations than allowed."""
+    from serveplan.planner import capacity
+
+    calls = []
+
+    def margin(rate: float) -> float:  # convex in the rate, as a latency percentile is near capacity
+        calls.append(rate)
+        return (rate / zero) ** 4 - 1.0
+
+    got = capacity._refine(margin, zero * 0.7, zero * 3, {})
+    assert capacity.BRACKET_TOLERANCE <= 0.05
+    assert margin(got) <= 0 and got >= zero / 1.05 - 1e-9  # three simulations alone stopped at 0.875x here
+    assert len(calls) - 1 <= capacity.MAX_SIM_POINTS

@@ -4,9 +4,11 @@ how many replicas the offered load needs.
 The search scores candidates at the offered load; at a light load nearly all of them serve everything and tie.
 What an inference engineer asks instead is how much traffic each configuration carries within the SLO, and
 what a million tokens costs there. Found in two passes: a bisection on the mean-field model (sub-millisecond
-per rate) for a first estimate, then three simulations around it (the simulation is what the table shows, and
-its tail percentiles differ from the mean field's), keeping the highest simulated rate that met the SLO. The
-result is good to about the spacing of the last simulated rates (~10-25%), which is what sizing needs.
+per rate) for a first estimate, then three to six simulations around it (the simulation is what the table shows,
+and its tail percentiles differ from the mean field's), keeping the highest simulated rate that met the SLO. Once a
+rate that met it and one above that did not are found, it simulates on until they are within 5% of each other (or
+six simulations): the result is good to about that, so that candidates a few percent apart rank by the model, not by
+where their simulated rates happened to fall.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from serveplan.planner.spec import SLO, Candidate, PlanRequest
 BISECTION_STEPS = 14
 SIM_POINTS = 3
 MAX_SIM_POINTS = 6
+# Past SIM_POINTS, simulate on while the highest rate that met the SLO and the lowest above it that did not are
+# further apart than this (up to MAX_SIM_POINTS): candidates within 10-25% of each other otherwise swapped places
+# with the spacing of their last simulated rates, not with what the model said of them.
+BRACKET_TOLERANCE = 0.05
 STEP_UP, STEP_DOWN = 1.25, 0.75  # simulated rates around the mean-field estimate
 
 
@@ -95,16 +101,18 @@ def capacity_at_slo(scorer: Scorer, est: Estimate, *, seed: int = 0) -> Estimate
 
 def _refine(margin, start: float, top: float, known: dict[float, float]) -> float:  # noqa: ANN001
     """The highest simulated rate that meets the SLO: from the mean-field estimate, up while it holds and down
-    while it does not; once bracketed, the next point interpolates the margin's zero. SIM_POINTS simulations,
-    and up to MAX_SIM_POINTS while none has met the SLO yet."""
+    while it does not; once bracketed, the next point interpolates the margin's zero. SIM_POINTS simulations, and
+    up to MAX_SIM_POINTS while none has met the SLO yet or the bracket is wider than BRACKET_TOLERANCE."""
     tried: dict[float, float] = dict(known)
     rate = min(start, top * 0.999)
     while rate not in tried and len(tried) < MAX_SIM_POINTS + len(known):
         tried[rate] = margin(rate)
         best = max((r for r, m in tried.items() if m <= 0), default=None)
-        if best is not None and len(tried) >= SIM_POINTS + len(known):
-            break
         above = [r for r, m in tried.items() if m > 0 and (best is None or r > best)]
+        narrow = best is not None and (not above or min(above) <= best * (1 + BRACKET_TOLERANCE))
+        if best is not None and len(tried) >= SIM_POINTS + len(known) and (
+                narrow or len(tried) >= MAX_SIM_POINTS + len(known)):
+            break
         if best is not None and above:  # bracketed
             hi = min(above)
             frac = -tried[best] / (tried[hi] - tried[best]) if math.isfinite(tried[hi]) else 0.5
