@@ -99,13 +99,17 @@ def kernel_factor(gpu: str, table: list[tuple[int, float, float, float]]) -> Ker
     scales are fitted on the engine's own steps, most of them at batches of 1-64 and at prompt chunks of thousands of
     tokens (the H200's on FP8 servers alone), so they already hold the engine kernel's rate there; the table adds how
     that kernel departs from the profile's in between, not its level."""
-    small, large = _level(table, False), _level(table, True)
+    return _relative(table, _level(table, False), _level(table, True),
+                     f"benchmarks/fp8_gemm.py: vLLM 0.26.0 cutlass_scaled_mm over torch._scaled_mm on {gpu}, the 70B "
+                     f"(TP 1, 2), 8B and 32B linear layers' time, median of per-tensor and per-token x per-channel "
+                     f"scales, over its median at M <= {SMALL_M} (M <= {GEMM_COMPUTE_KNEE_TOKENS}) or M >= {LARGE_M} "
+                     f"({_where(RUNS[gpu])})")
+
+
+def _relative(table: list[tuple[int, float, float, float]], small: float, large: float, source: str) -> KernelFactor:
+    """The table's ratios over `small` up to the planner's GEMM knee and over `large` beyond it."""
     factor = tuple(round(f / (small if m <= GEMM_COMPUTE_KNEE_TOKENS else large), 3) for m, f, _, _ in table)
-    return KernelFactor(tokens=tuple(m for m, *_ in table), factor=factor,
-                        source=f"benchmarks/fp8_gemm.py: vLLM 0.26.0 cutlass_scaled_mm over torch._scaled_mm on "
-                               f"{gpu}, the 70B (TP 1, 2), 8B and 32B linear layers' time, median of per-tensor and "
-                               f"per-token x per-channel scales, over its median at M <= {SMALL_M} (M <= "
-                               f"{GEMM_COMPUTE_KNEE_TOKENS}) or M >= {LARGE_M} ({_where(RUNS[gpu])})")
+    return KernelFactor(tokens=tuple(m for m, *_ in table), factor=factor, source=source)
 
 
 def int8_kernel_factor(gpu: str, int8_table: list[tuple[int, float, float, float]],
@@ -114,14 +118,11 @@ def int8_kernel_factor(gpu: str, int8_table: list[tuple[int, float, float, float
     own median at M <= SMALL_M up to the GEMM knee (a memory-bound step reads as many weight bytes as an FP8 one, at
     the bandwidth the calibration fitted), over the FP8 table's level at M >= LARGE_M beyond (where the calibration's
     compute scale holds vLLM's FP8 kernel's rate, and INT8's runs faster than that)."""
-    small, large = _level(int8_table, False), _level(fp8_table, True)
-    factor = tuple(round(f / (small if m <= GEMM_COMPUTE_KNEE_TOKENS else large), 3) for m, f, _, _ in int8_table)
-    return KernelFactor(tokens=tuple(m for m, *_ in int8_table), factor=factor,
-                        source=f"benchmarks/fp8_gemm.py: vLLM 0.26.0 cutlass_scaled_mm on int8 (per-token x "
-                               f"per-channel scales) over torch._scaled_mm on {gpu}, the 70B (TP 1, 2), 8B and 32B "
-                               f"linear layers' time, over its median at M <= {SMALL_M} (M <= "
-                               f"{GEMM_COMPUTE_KNEE_TOKENS}) or the FP8 table's at M >= {LARGE_M} "
-                               f"({_where(INT8_RUNS[gpu])})")
+    return _relative(int8_table, _level(int8_table, False), _level(fp8_table, True),
+                     f"benchmarks/fp8_gemm.py: vLLM 0.26.0 cutlass_scaled_mm on int8 (per-token x per-channel "
+                     f"scales) over torch._scaled_mm on {gpu}, the 70B (TP 1, 2), 8B and 32B linear layers' time, "
+                     f"over its median at M <= {SMALL_M} (M <= {GEMM_COMPUTE_KNEE_TOKENS}) or the FP8 table's at "
+                     f"M >= {LARGE_M} ({_where(INT8_RUNS[gpu])})")
 
 
 def shipped_tables() -> dict[str, dict[str, KernelFactor]]:
