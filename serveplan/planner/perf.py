@@ -24,13 +24,6 @@ from serveplan.planner.spec import Candidate, EngineConfig, Inventory, ModelSpec
 W4A16_DTYPES = ("awq", "gptq")
 W4A16_TERMS = ("w4a16_layer_us", "w4a16_bandwidth_penalty", "w4a16_compute_penalty", "w4a16_overlap")
 
-
-def w4a16_terms(engine: EngineConfig, arch: str) -> dict[str, float]:
-    """The engine's W4A16 terms on a GPU of this architecture: its own where they were measured (w4a16_archs; vLLM's
-    Machete kernel runs on Hopper alone, Marlin elsewhere), the published Marlin numbers (the defaults) on others."""
-    if engine.w4a16_archs and arch not in engine.w4a16_archs:
-        return {k: EngineConfig.model_fields[k].default for k in W4A16_TERMS}
-    return {k: getattr(engine, k) for k in W4A16_TERMS}
 # Below this many tokens a linear layer is memory-bound: its time is weight bytes / bandwidth, and the
 # profile's GEMM curve is used only for the compute-bound side (its small-M points are isolated kernels,
 # slower than an engine's fused, graph-captured layers and not monotone between measured points).
@@ -51,6 +44,14 @@ PP_BUBBLE_PER_STAGE = 0.08  # norms, rotary, activation, residual: reads + write
 # The dequantize pass runs before the GEMM, not overlapped with it: its time is added, not max()-ed.
 BNB_COMPUTE_PENALTY = 1.15  # EngineConfig.w4a16_compute_penalty's default (Marlin's published ~3.8x at batch 1-16)
 BNB_BANDWIDTH_PENALTY = 1.05  # ... and w4a16_bandwidth_penalty's
+
+
+def w4a16_terms(engine: EngineConfig, arch: str) -> dict[str, float]:
+    """The engine's W4A16 terms on a GPU of this architecture: its own where they were measured (w4a16_archs; vLLM's
+    Machete kernel runs on Hopper alone, Marlin elsewhere), the published Marlin numbers (the defaults) on others."""
+    if engine.w4a16_archs and arch not in engine.w4a16_archs:
+        return {k: EngineConfig.model_fields[k].default for k in W4A16_TERMS}
+    return {k: getattr(engine, k) for k in W4A16_TERMS}
 
 
 def cudagraph_tokens(engine: EngineConfig, cand: Candidate) -> int:
