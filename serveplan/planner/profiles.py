@@ -248,7 +248,7 @@ class Calibration(_Model):
     int8_gemm: KernelFactor | None = None
     """The engine's W8A8 INT8 GEMM over torch._scaled_mm (the profile's FP8 curve) by M, relative to the level the
     scales above were fitted at. With it, INT8 W8A8 linear layers are timed on the profile's FP8 curve times this
-    table: on Hopper INT8 and FP8 tensor cores share one peak, and vLLM 0.26.0's CUTLASS INT8 kernel is 1.5-1.8x
+    table: on Hopper INT8 and FP8 tensor cores share one peak, and vLLM 0.26.0's CUTLASS INT8 kernel is 1.4-1.8x
     faster than torch._int_mm, the profile's int8 curve (session 17). None: the profile's int8 curve. Measured
     (`benchmarks/fp8_gemm.py`), kept through refits."""
     source: str = ""
