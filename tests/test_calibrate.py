@@ -155,3 +155,19 @@ def test_a_refit_started_from_the_old_calibration_never_ends_worse_on_its_points
     cal = fit_calibration(synthetic, source="synthetic", n_trials=4, version="0.26.0", start=start)
     assert loss(synthetic, cal) <= loss(synthetic, start) + 1e-9
     assert loss(synthetic, start) < 0.01  # TRUE reproduces its own points
+
+
+def test_a_refit_keeps_the_measured_kernel_tables(synthetic):
+    """The engine's measured GEMM tables (fp8_gemm, int8_gemm) are not fitted: a refit carries start's, or the ones
+    passed, through unchanged; a calibration without them gets none."""
+    from serveplan.planner.profiles import KernelFactor
+
+    fp8 = KernelFactor(tokens=(16, 17), factor=(1.0, 1.3), source="fp8 table")
+    int8 = KernelFactor(tokens=(16, 17), factor=(1.0, 1.02), source="int8 table")
+    start = TRUE.model_copy(update={"fp8_gemm": fp8, "int8_gemm": int8})
+    kept = fit_calibration(synthetic, source="synthetic", n_trials=2, version="0.26.0", start=start)
+    assert kept.kernel_tables() == {"fp8_gemm": fp8, "int8_gemm": int8}
+    passed = fit_calibration(synthetic, source="synthetic", n_trials=2, version="0.26.0",
+                             kernel_tables={"int8_gemm": int8})
+    assert passed.kernel_tables() == {"int8_gemm": int8}
+    assert fit_calibration(synthetic, source="synthetic", n_trials=2, version="0.26.0").kernel_tables() == {}
