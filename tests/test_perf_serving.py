@@ -123,6 +123,9 @@ def test_vllms_w4a16_terms_hold_on_hopper_alone():
     assert w4a16_terms(anywhere, "ampere") == w4a16_terms(VLLM, "hopper")
     a100 = _sm("llama-3.1-70b", "a100-80gb-sxm", weight_dtype="gptq")
     assert a100.layer_us == VLLM.step_us_per_layer
+    assert a100.sources["w4a16"].startswith("assumed")  # where each number came from, as the plan says
+    assert _sm("llama-3.1-70b", "h100-sxm", weight_dtype="awq").sources["w4a16"].startswith("measured")
+    assert "w4a16" not in _sm("llama-3.1-70b", "h100-sxm", weight_dtype="fp8").sources
 
 
 @pytest.mark.parametrize("batch", [1, 16, 64])

@@ -196,6 +196,10 @@ class StepModel:
         if self.gemm_table is not None:
             self.sources[table] = (f"measured (the engine's {self.cdtype.upper()} GEMM kernel against the profile's "
                                    "FP8 one by tokens)")
+        if self.w4a16:  # the int4 kernel's terms: solved on this engine's runs, or Marlin's published numbers
+            measured = self.engine.w4a16_source and (not self.engine.w4a16_archs or gpu.arch in self.engine.w4a16_archs)
+            self.sources["w4a16"] = (f"measured ({self.engine.w4a16_source})" if measured
+                                     else "assumed (Marlin's published numbers)")
         if self.calib:
             self.sources["calibration"] = self.calib.describe()
         self._gemm_cache: dict[int, float] = {}

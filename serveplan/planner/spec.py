@@ -399,6 +399,8 @@ class EngineConfig(Frozen):
                                          "GEMM's.")
     w4a16_layer_us: float = Field(default=0.0, ge=0, description="Weight-only int4: more GPU time per layer and "
                                   "step (the int4 kernels' fixed cost per GEMM beyond their bytes).")
+    w4a16_source: str = Field(default="", description="Where the w4a16_* terms were measured, as a plan's Sources "
+                              "line names it; empty: the published Marlin numbers.")
     w4a16_archs: tuple[str, ...] = Field(default=(), description="GPU architectures the w4a16_* terms hold on (the "
                                          "engine's int4 kernel there was measured); on others the published "
                                          "Marlin numbers (these fields' defaults). Empty: every GPU.")
