@@ -153,7 +153,7 @@ FIT_CONFIGS = {("h100-sxm", "llama-3.1-8b", 1, "bf16"), ("h100-sxm", "llama-3.1-
                ("h200", "llama-3.1-8b", 1, "fp8"), ("h200", "llama-3.1-70b", 1, "fp8")}
 
 
-# (gpu, model, tp) whose checkerboard points solve conf/engine/vllm.yaml's MoE terms (--moe-term), with the
+# (gpu, model, tp, weights) whose checkerboard points solve conf/engine/vllm.yaml's MoE terms (--moe-term), with the
 # calibration fixed; they are not in the calibration's fit. Mixtral's grid is FP8 (W8A8), Qwen3-30B-A3B's bf16: the
 # first solves an FP8 MoE layer's time and the fused kernels' efficiency, the second the part without activation
 # quantization (since session 12; session 11 had Qwen3 held out whole).
@@ -163,6 +163,9 @@ NO_MOE_TERMS = {"moe_layer_us": 0.0, "moe_act_quant_us_per_layer": 0.0, "moe_com
 # (gpu, model, tp, weights) whose concurrency-1 checkerboard points solve conf/engine/vllm.yaml's W4A16 terms with the
 # 70B's bursts (benchmarks/w4a16.py, session 17); the rest of the grid is held out.
 W4A16_TERM_CONFIGS = {("h200", "llama-3.1-8b", 1, "gptq")}
+# every configuration some of whose points something was fitted on: its other points are "held-out points", every
+# point of any other configuration "never fitted"
+PART_FITTED_CONFIGS = FIT_CONFIGS | MOE_TERM_CONFIGS | W4A16_TERM_CONFIGS
 
 
 def config_of(o: Observation) -> tuple[str, str, int, str]:
@@ -236,8 +239,7 @@ def print_by_configuration(rows: list[tuple[Observation, dict]]) -> None:
     print("|---|---|---:|---|---|---:|---:|---:|---:|---:|")
     for (gpu, model, tp, w, kv), g in sorted(groups.items()):
         e = errors(g)
-        split = "held-out points" if (gpu, model, tp, w) in FIT_CONFIGS | MOE_TERM_CONFIGS | W4A16_TERM_CONFIGS \
-            else "never fitted"
+        split = "held-out points" if (gpu, model, tp, w) in PART_FITTED_CONFIGS else "never fitted"
         worst = max(v["worst_optimism"] for v in e.values())
         print(f"| {gpu} | {model} | {tp} | {w} / {kv} | {split} | {len(g)} | {e['ttft']['mape']:.1%} | "
               f"{e['tpot']['mape']:.1%} | {e['throughput']['mape']:.1%} | {worst:.2f}x |")
@@ -379,7 +381,7 @@ def main() -> None:
         for gpu in gpus:
             tr = [r for r in fitted if r[0].gpu == gpu and is_fitted(r[0])]
             te = [r for r in fitted if r[0].gpu == gpu and not is_fitted(r[0])]
-            unseen = [r for r in te if config_of(r[0]) not in FIT_CONFIGS | MOE_TERM_CONFIGS | W4A16_TERM_CONFIGS]
+            unseen = [r for r in te if config_of(r[0]) not in PART_FITTED_CONFIGS]
             print(f"\n{gpu}:")
             if tr:
                 print_summary("train", errors(tr))

@@ -30,6 +30,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from serveplan.planner.calibrate import step_model_of  # noqa: E402
 from serveplan.planner.memory import kv_bytes_per_token_per_gpu  # noqa: E402
+from serveplan.planner.perf import StepModel  # noqa: E402
 from serveplan.planner.profiles import find_calibration  # noqa: E402
 
 from open_loop_accuracy import _read  # noqa: E402  (benchmarks/: a committed bench file, gzipped or not)
@@ -79,11 +80,14 @@ def _context(prompt_len: int) -> float:
     return prompt_len + OUTPUT_LEN - LAST_GAPS / 2
 
 
-def model_step(meta: dict, c: int, L: int) -> tuple[float, float, float]:
+def model_step(meta: dict, c: int, L: int, engine: dict | None = None) -> tuple[float, float, float]:
     """The shipped model's decode step (ms) of c sequences at the lockstep's mean context, its attention part (ms)
-    and the bytes that context holds in an FP8 cache (one byte per element)."""
+    and the bytes that context holds in an FP8 cache (one byte per element); engine: terms of the engine
+    configuration to use instead of conf/engine's (benchmarks/w4a16.py solves some that way)."""
     cal = find_calibration("vllm", "0.26.0", meta["gpu"])
     sm = step_model_of(meta, cal, L, OUTPUT_LEN)
+    if engine:
+        sm = StepModel(sm.model, sm.inventory, sm.engine.model_copy(update=engine), sm.cand, sm.profile, sm.calib)
     ctx = c * _context(L)
     fp8_bytes = ctx * kv_bytes_per_token_per_gpu(sm.model, sm.cand.tp, sm.cand.pp, "fp8")
     return sm.step_ms(c, ctx), sm.decode_attention_s(ctx) * 1000, fp8_bytes

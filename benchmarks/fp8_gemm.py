@@ -125,14 +125,18 @@ def int8_kernel_factor(gpu: str, int8_table: list[tuple[int, float, float, float
                      f"M >= {LARGE_M} ({_where(INT8_RUNS[gpu])})")
 
 
-def shipped_tables() -> dict[str, dict[str, KernelFactor]]:
-    """GPU -> {calibration field: table}: what --write puts in the vLLM 0.26.0 calibrations."""
+def shipped_tables(data: dict[str, list[dict]] | None = None,
+                   int8_data: dict[str, list[dict]] | None = None) -> dict[str, dict[str, KernelFactor]]:
+    """GPU -> {calibration field: table}: what --write puts in the vLLM 0.26.0 calibrations, from the rows of RUNS
+    and INT8_RUNS (read here unless given)."""
+    data = data if data is not None else {gpu: read_runs(paths) for gpu, paths in RUNS.items()}
+    int8_data = int8_data if int8_data is not None else {gpu: read(path) for gpu, path in INT8_RUNS.items()}
     out: dict[str, dict[str, KernelFactor]] = {}
-    for gpu, paths in RUNS.items():
-        fp8 = factors(read_runs(paths))
+    for gpu, rows in data.items():
+        fp8 = factors(rows)
         out[gpu] = {"fp8_gemm": kernel_factor(gpu, fp8)}
-        if gpu in INT8_RUNS:
-            out[gpu]["int8_gemm"] = int8_kernel_factor(gpu, factors(read(INT8_RUNS[gpu]), INT8_KERNELS), fp8)
+        if gpu in int8_data:
+            out[gpu]["int8_gemm"] = int8_kernel_factor(gpu, factors(int8_data[gpu], INT8_KERNELS), fp8)
     return out
 
 
@@ -142,11 +146,12 @@ def main() -> int:
                     "calibrations (their fitted terms unchanged)")
     a = ap.parse_args()
     data = {gpu: read_runs(p) for gpu, p in RUNS.items()}
+    int8_data = {gpu: read(p) for gpu, p in INT8_RUNS.items()}
     tables = {gpu: factors(rows) for gpu, rows in data.items()}
     ms = sorted({m for t in tables.values() for m, *_ in t})
     by = {gpu: {m: (f, lo, hi) for m, f, lo, hi in t} for gpu, t in tables.items()}
     us = {gpu: layer_us(rows) for gpu, rows in data.items()}
-    kernels = shipped_tables()
+    kernels = shipped_tables(data, int8_data)
     shipped = {g: dict(zip(k["fp8_gemm"].tokens, k["fp8_gemm"].factor)) for g, k in kernels.items()}
     print("| M | " + " | ".join(f"{g}: CUTLASS / torch (range), table" for g in RUNS) + " | "
           + " | ".join(f"{g}: 70B TP1 layer us, torch / CUTLASS tc / bf16" for g in RUNS) + " |")
@@ -158,7 +163,7 @@ def main() -> int:
                           for k in (PROFILE_KERNEL, "fp8-cutlass-tc", "bf16")) for g in RUNS]
         print(f"| {m:,} | " + " | ".join(cells) + " | " + " | ".join(lay) + " |")
     for gpu, path in INT8_RUNS.items():
-        rows = read(path)
+        rows = int8_data[gpu]
         i8, t = factors(rows, INT8_KERNELS), layer_us(rows)
         table = dict(zip(kernels[gpu]["int8_gemm"].tokens, kernels[gpu]["int8_gemm"].factor))
         print(f"\n{gpu}, INT8 W8A8 ({_where(path)}): vLLM's CUTLASS INT8 over torch._scaled_mm (range over the four "

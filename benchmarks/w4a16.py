@@ -22,6 +22,7 @@ other grid points and its bursts, the 70B's burst of 64, and all four open loops
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -33,9 +34,9 @@ sys.path.insert(0, str(HERE))
 
 import accuracy  # noqa: E402
 import decode_steps  # noqa: E402
+from open_loop_accuracy import _read  # noqa: E402  (a committed bench file, gzipped or not)
 
-from serveplan.planner.calibrate import Observation, predict_observation, step_model_of  # noqa: E402
-from serveplan.planner.perf import StepModel  # noqa: E402
+from serveplan.planner.calibrate import Observation, predict_observation  # noqa: E402
 from serveplan.planner.profiles import find_calibration  # noqa: E402
 
 R = HERE / "gpu" / "results" / "session17"
@@ -56,14 +57,14 @@ def is_fit_point(o) -> bool:  # noqa: ANN001
     return accuracy.is_w4a16_term(o)
 
 
+@functools.lru_cache(maxsize=None)
+def _meta(folder: Path) -> dict:
+    return json.loads((folder / "meta.json").read_text())
+
+
 def burst_step(folder: Path, c: int, L: int, terms: dict) -> float:
     """The model's decode step (ms) of a burst of c prompts of L tokens, with these engine terms."""
-    meta = json.loads((folder / "meta.json").read_text())
-    cal = find_calibration("vllm", "0.26.0", meta["gpu"])
-    sm = step_model_of(meta, cal, L, decode_steps.OUTPUT_LEN)
-    sm = StepModel(sm.model, sm.inventory, sm.engine.model_copy(update=terms), sm.cand, sm.profile, sm.calib)
-    ctx = c * (L + decode_steps.OUTPUT_LEN - decode_steps.LAST_GAPS / 2)
-    return sm.step_ms(c, ctx)
+    return decode_steps.model_step(_meta(folder), c, L, engine=terms)[0]
 
 
 def bursts() -> list[tuple[str, int, int, float]]:
@@ -74,12 +75,9 @@ def bursts() -> list[tuple[str, int, int, float]]:
 def burst_observation(name: str, c: int, L: int):  # noqa: ANN201
     """A burst as a closed-loop point (C prompts of L tokens at once, OUTPUT_LEN out each): its mean TTFT is how fast
     the server takes prompts in, C x L tokens in chunks of max_num_batched_tokens."""
-    import gzip
-
     folder = BURSTS[name]
-    meta = json.loads((folder / "meta.json").read_text())
-    with gzip.open(folder / f"burst-c{c}-l{L}.json.gz", "rt") as f:
-        reqs = [r for r in json.load(f)["requests"] if r.get("ok")]
+    meta = _meta(folder)
+    reqs = [r for r in _read(folder / f"burst-c{c}-l{L}.json.gz")["requests"] if r.get("ok")]
     return Observation(label=f"{name}-burst", shape="burst", model=meta["model"], gpu=meta["gpu"], tp=meta["tp"],
                        weight_dtype=meta["weight_dtype"], kv_cache_dtype=meta["kv_cache_dtype"],
                        max_num_seqs=meta["max_num_seqs"], max_num_batched_tokens=meta["max_num_batched_tokens"],
