@@ -46,10 +46,16 @@ BNB_COMPUTE_PENALTY = 1.15  # EngineConfig.w4a16_compute_penalty's default (Marl
 BNB_BANDWIDTH_PENALTY = 1.05  # ... and w4a16_bandwidth_penalty's
 
 
+def engine_w4a16_holds(engine: EngineConfig, arch: str) -> bool:
+    """Whether the engine's own W4A16 terms hold on a GPU of this architecture (w4a16_archs; vLLM's Machete kernel
+    runs on Hopper alone, Marlin elsewhere)."""
+    return not engine.w4a16_archs or arch in engine.w4a16_archs
+
+
 def w4a16_terms(engine: EngineConfig, arch: str) -> dict[str, float]:
-    """The engine's W4A16 terms on a GPU of this architecture: its own where they were measured (w4a16_archs; vLLM's
-    Machete kernel runs on Hopper alone, Marlin elsewhere), the published Marlin numbers (the defaults) on others."""
-    if engine.w4a16_archs and arch not in engine.w4a16_archs:
+    """The engine's W4A16 terms on a GPU of this architecture: its own where they hold, the published Marlin numbers
+    (the defaults) on others."""
+    if not engine_w4a16_holds(engine, arch):
         return {k: EngineConfig.model_fields[k].default for k in W4A16_TERMS}
     return {k: getattr(engine, k) for k in W4A16_TERMS}
 
@@ -75,7 +81,7 @@ def compute_dtype(weight_dtype: str, inventory: Inventory) -> str:
 
 
 def weight_only(weight_dtype: str, inventory: Inventory) -> bool:
-    return weight_dtype in ("awq", "gptq", "bnb-nf4") or (
+    return weight_dtype in (*W4A16_DTYPES, "bnb-nf4") or (
         weight_dtype in ("fp8", "int8") and compute_dtype(weight_dtype, inventory) == "bf16")
 
 
@@ -197,7 +203,7 @@ class StepModel:
             self.sources[table] = (f"measured (the engine's {self.cdtype.upper()} GEMM kernel against the profile's "
                                    "FP8 one by tokens)")
         if self.w4a16:  # the int4 kernel's terms: solved on this engine's runs, or Marlin's published numbers
-            measured = self.engine.w4a16_source and (not self.engine.w4a16_archs or gpu.arch in self.engine.w4a16_archs)
+            measured = self.engine.w4a16_source and engine_w4a16_holds(self.engine, gpu.arch)
             self.sources["w4a16"] = (f"measured ({self.engine.w4a16_source})" if measured
                                      else "assumed (Marlin's published numbers)")
         if self.calib:

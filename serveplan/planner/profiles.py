@@ -59,19 +59,22 @@ class Curve(_Model):
     y: tuple[float, ...]
 
     def at(self, x: float) -> tuple[float, Literal["measured", "interpolated", "extrapolated"]]:
-        xs, ys = self.x, self.y
-        if len(xs) == 1:
-            return ys[0], ("measured" if x == xs[0] else "extrapolated")
-        if x <= xs[0]:
-            return ys[0], ("measured" if x == xs[0] else "extrapolated")
-        if x >= xs[-1]:
-            return ys[-1], ("measured" if x == xs[-1] else "extrapolated")
-        i = bisect.bisect_left(xs, x)
-        if xs[i] == x:
-            return ys[i], "measured"
-        x0, x1 = math.log(xs[i - 1]), math.log(xs[i])
-        t = (math.log(x) - x0) / (x1 - x0)
-        return ys[i - 1] + t * (ys[i] - ys[i - 1]), "interpolated"
+        return _interpolate(self.x, self.y, x, log_x=True)
+
+
+def _interpolate(xs: tuple[float, ...], ys: tuple[float, ...], x: float, *,
+                 log_x: bool) -> tuple[float, Literal["measured", "interpolated", "extrapolated"]]:
+    """y at x from points at increasing xs: the nearest end's y outside them, linear in log(x) or in x between."""
+    if len(xs) == 1 or x <= xs[0]:
+        return ys[0], ("measured" if x == xs[0] else "extrapolated")
+    if x >= xs[-1]:
+        return ys[-1], ("measured" if x == xs[-1] else "extrapolated")
+    i = bisect.bisect_left(xs, x)
+    if xs[i] == x:
+        return ys[i], "measured"
+    x0, x1, xv = (math.log(xs[i - 1]), math.log(xs[i]), math.log(x)) if log_x else (xs[i - 1], xs[i], x)
+    t = (xv - x0) / (x1 - x0)
+    return ys[i - 1] + t * (ys[i] - ys[i - 1]), "interpolated"
 
 
 def _curve(d: dict, xkey: str, ykey: str) -> Curve:
@@ -207,21 +210,12 @@ class KernelFactor(_Model):
         return self
 
     def at(self, m: float) -> float:
-        xs, ys = self.tokens, self.factor
-        if m <= xs[0]:
-            return ys[0]
-        if m >= xs[-1]:
-            return ys[-1]
-        i = bisect.bisect_left(xs, m)
-        if xs[i] == m:
-            return ys[i]
-        t = (m - xs[i - 1]) / (xs[i] - xs[i - 1])
-        return ys[i - 1] + t * (ys[i] - ys[i - 1])
+        return _interpolate(self.tokens, self.factor, m, log_x=False)[0]
 
 
 class Calibration(_Model):
-    """Engine-level terms fitted from benchmarks of a real engine on one GPU type (and, in fp8_gemm, its FP8 GEMM
-    kernel measured against the profile's)."""
+    """Engine-level terms fitted from benchmarks of a real engine on one GPU type (and, in fp8_gemm and int8_gemm,
+    its W8A8 GEMM kernels measured against the profile's)."""
 
     engine: str
     engine_version: str
