@@ -162,10 +162,12 @@ MOE_W8A8_CONFIG = ("h200", "mixtral-8x7b", 1, "fp8")
 NO_MOE_TERMS = {"moe_layer_us": 0.0, "moe_act_quant_us_per_layer": 0.0, "moe_compute_efficiency": 1.0}  # before them
 # (gpu, model, tp, weights) whose concurrency-1 checkerboard points solve conf/engine/vllm.yaml's W4A16 terms with the
 # 70B's bursts (benchmarks/w4a16.py, session 17); the rest of the grid is held out.
-W4A16_TERM_CONFIGS = {("h200", "llama-3.1-8b", 1, "gptq")}
+W4A16_TERM_CONFIGS = {("h200", "llama-3.1-8b", 1, "gptq"), ("h200", "llama-3.1-8b", 1, "awq")}
+# ... and whose bursts solve them with those points: their grids (the 70B AWQ's, session 18) are held-out points
+W4A16_BURST_CONFIGS = {("h200", "llama-3.1-70b", 1, "gptq"), ("h200", "llama-3.1-70b", 1, "awq")}
 # every configuration some of whose points something was fitted on: its other points are "held-out points", every
 # point of any other configuration "never fitted"
-PART_FITTED_CONFIGS = FIT_CONFIGS | MOE_TERM_CONFIGS | W4A16_TERM_CONFIGS
+PART_FITTED_CONFIGS = FIT_CONFIGS | MOE_TERM_CONFIGS | W4A16_TERM_CONFIGS | W4A16_BURST_CONFIGS
 
 
 def config_of(o: Observation) -> tuple[str, str, int, str]:

@@ -34,10 +34,13 @@ from serveplan.planner.profiles import KernelFactor, find_calibration  # noqa: E
 
 R = HERE / "gpu" / "results"
 # Per GPU, the runs whose rows make its table; a later run adds only the M the earlier ones lack (session 17's fine
-# grid between 129 and 1,023 on another H200 host agreed with session 16b's within 0.04 at the seven M both timed).
+# grid between 129 and 1,023 on another H200 host agreed with session 16b's within 0.04 at the seven M both timed;
+# session 18's 17 more M between 1,025 and 8,191, a third host, within 0.03 at 2,048-8,192 and 0.08 at 1,024).
 RUNS = {"h100-sxm": (R / "session16" / "gemm.jsonl.gz",),
-        "h200": (R / "session16b" / "gemm.jsonl.gz", R / "session17" / "gemm-fine.jsonl.gz")}
-INT8_RUNS = {"h200": R / "session17" / "gemm-int8.jsonl.gz"}  # vLLM's CUTLASS INT8 GEMM, torch._scaled_mm beside it
+        "h200": (R / "session16b" / "gemm.jsonl.gz", R / "session17" / "gemm-fine.jsonl.gz",
+                 R / "session18" / "gemm-coarse.jsonl.gz")}
+# vLLM's CUTLASS INT8 GEMM, torch._scaled_mm beside it
+INT8_RUNS = {"h200": (R / "session17" / "gemm-int8.jsonl.gz", R / "session18" / "gemm-coarse.jsonl.gz")}
 INT8_KERNELS = ("int8-cutlass-tc",)  # compressed-tensors W8A8 INT8: per-token x per-channel scales
 SETS = (("llama-70b", 1), ("llama-70b", 2), ("llama-8b", 1), ("qwen-32b", 1))
 ENGINE_KERNELS = ("fp8-cutlass-t", "fp8-cutlass-tc")  # per-tensor; per-token x per-channel (compressed-tensors)
@@ -130,7 +133,7 @@ def shipped_tables(data: dict[str, list[dict]] | None = None,
     """GPU -> {calibration field: table}: what --write puts in the vLLM 0.26.0 calibrations, from the rows of RUNS
     and INT8_RUNS (read here unless given)."""
     data = data if data is not None else {gpu: read_runs(paths) for gpu, paths in RUNS.items()}
-    int8_data = int8_data if int8_data is not None else {gpu: read(path) for gpu, path in INT8_RUNS.items()}
+    int8_data = int8_data if int8_data is not None else {gpu: read_runs(paths) for gpu, paths in INT8_RUNS.items()}
     out: dict[str, dict[str, KernelFactor]] = {}
     for gpu, rows in data.items():
         fp8 = factors(rows)
@@ -146,7 +149,7 @@ def main() -> int:
                     "calibrations (their fitted terms unchanged)")
     a = ap.parse_args()
     data = {gpu: read_runs(p) for gpu, p in RUNS.items()}
-    int8_data = {gpu: read(p) for gpu, p in INT8_RUNS.items()}
+    int8_data = {gpu: read_runs(p) for gpu, p in INT8_RUNS.items()}
     tables = {gpu: factors(rows) for gpu, rows in data.items()}
     ms = sorted({m for t in tables.values() for m, *_ in t})
     by = {gpu: {m: (f, lo, hi) for m, f, lo, hi in t} for gpu, t in tables.items()}

@@ -16,7 +16,13 @@ bursts of 16-64, least squares on relative error (the step is linear in each). T
 70B's bursts' mean TTFT (C x 1,024 prompt tokens taken in 8,192-token chunks), the others fixed. Held out: the 8B's
 other grid points and its bursts, the 70B's burst of 64, and all four open loops (`open_loop_accuracy.py`).
 
+Session 18 served the same two models as AWQ checkpoints (asymmetric, zero points: what `serveplan quantize` writes
+for AWQ), on another host: Machete's zero-point variant decodes 2-8% slower and takes prompts in 13-20% faster. The
+same solve on those runs (`--checkpoint awq`) gives conf/engine/vllm.yaml's w4a16_zero_point; held out there: the
+8B's other grid points and bursts and the 70B's whole grid (accuracy.py), and the open loops.
+
     python benchmarks/w4a16.py          # solve, and print every point with the shipped terms and the solution
+    python benchmarks/w4a16.py --checkpoint awq
 """
 
 from __future__ import annotations
@@ -39,17 +45,26 @@ from open_loop_accuracy import _read  # noqa: E402  (a committed bench file, gzi
 from serveplan.planner.calibrate import Observation, predict_observation  # noqa: E402
 from serveplan.planner.profiles import find_calibration  # noqa: E402
 
-R = HERE / "gpu" / "results" / "session17"
-GRID_8B = R / "G4" / "grid.jsonl"
-BURSTS = {"8B": R / "G4", "70B": R / "G70"}
+R = HERE / "gpu" / "results"
+# per checkpoint kind: the 8B's grid and both models' bursts. GPTQ-style (symmetric) from session 17, AWQ (asymmetric:
+# zero points) from session 18, on another host; the 8B rows of each are its own server's.
+CHECKPOINTS = {
+    "gptq": {"grid": R / "session17" / "G4" / "grid.jsonl",
+             "bursts": {"8B": R / "session17" / "G4", "70B": R / "session17" / "G70"}},
+    "awq": {"grid": R / "session18" / "A8" / "grid.jsonl",
+            "bursts": {"8B": R / "session18" / "A8", "70B": R / "session18" / "A70"}},
+}
 FIT_BURSTS = {("70B", 16), ("70B", 32), ("70B", 64)}  # the 70B's bursts: the split by size, the growth by batch
 DECODE_TERMS = {"w4a16_layer_us": 10.0, "w4a16_bandwidth_penalty": 0.5, "w4a16_overlap": -0.5}  # term: its step
+# int4 weights dequantized into bf16 MMAs never outrun the bf16 GEMM: the compute penalty is at least 1 (unbounded,
+# the AWQ 70B's bursts solve it at 0.95; tests/test_perf_serving.py holds W4A16 prompts no faster than bf16)
+COMPUTE_PENALTY_RANGE = (1.0, 3.0)
 BEFORE = {"w4a16_layer_us": 0.0, "w4a16_bandwidth_penalty": 1.05, "w4a16_compute_penalty": 1.15,
           "w4a16_overlap": 1.0}  # session 16's (Marlin's published numbers, a dense GEMM's overlap)
 
 
-def grid_points() -> list:
-    return accuracy.load_points([GRID_8B])
+def grid_points(kind: str = "gptq") -> list:
+    return accuracy.load_points([CHECKPOINTS[kind]["grid"]])
 
 
 def is_fit_point(o) -> bool:  # noqa: ANN001
@@ -62,20 +77,27 @@ def _meta(folder: Path) -> dict:
     return json.loads((folder / "meta.json").read_text())
 
 
+def _as_engine(terms: dict) -> dict:
+    """The terms as the engine's, for either checkpoint kind: without the shipped zero-point set, which would
+    otherwise replace them on an AWQ server."""
+    return {**terms, "w4a16_zero_point": {}}
+
+
 def burst_step(folder: Path, c: int, L: int, terms: dict) -> float:
     """The model's decode step (ms) of a burst of c prompts of L tokens, with these engine terms."""
-    return decode_steps.model_step(_meta(folder), c, L, engine=terms)[0]
+    return decode_steps.model_step(_meta(folder), c, L, engine=_as_engine(terms))[0]
 
 
-def bursts() -> list[tuple[str, int, int, float]]:
+def bursts(kind: str = "gptq") -> list[tuple[str, int, int, float]]:
     """[(model, c, L, measured decode step ms)] of both servers."""
-    return [(name, c, L, step) for name, folder in BURSTS.items() for c, L, step, _ in decode_steps.bursts(folder)]
+    return [(name, c, L, step) for name, folder in CHECKPOINTS[kind]["bursts"].items()
+            for c, L, step, _ in decode_steps.bursts(folder)]
 
 
-def burst_observation(name: str, c: int, L: int):  # noqa: ANN201
+def burst_observation(kind: str, name: str, c: int, L: int):  # noqa: ANN201
     """A burst as a closed-loop point (C prompts of L tokens at once, OUTPUT_LEN out each): its mean TTFT is how fast
     the server takes prompts in, C x L tokens in chunks of max_num_batched_tokens."""
-    folder = BURSTS[name]
+    folder = CHECKPOINTS[kind]["bursts"][name]
     meta = _meta(folder)
     reqs = [r for r in _read(folder / f"burst-c{c}-l{L}.json.gz")["requests"] if r.get("ok")]
     return Observation(label=f"{name}-burst", shape="burst", model=meta["model"], gpu=meta["gpu"], tp=meta["tp"],
@@ -88,26 +110,26 @@ def burst_observation(name: str, c: int, L: int):  # noqa: ANN201
 
 def _predict(o, terms: dict) -> dict:  # noqa: ANN001
     cal = find_calibration("vllm", "0.26.0", o.gpu)
-    return predict_observation(o, cal, engine=terms)
+    return predict_observation(o, cal, engine=_as_engine(terms))
 
 
-def _decode_rows(terms: dict, points: list, steps: list) -> list[tuple[float, float]]:
+def _decode_rows(kind: str, terms: dict, points: list, steps: list) -> list[tuple[float, float]]:
     """(predicted, measured) of the decode fit's rows: concurrency-1 TPOT, then the fitted bursts."""
     rows = [(_predict(o, terms)["tpot_ms"], o.tpot_ms) for o in points]
-    rows += [(burst_step(BURSTS[n], c, L, terms), m) for n, c, L, m in steps]
+    rows += [(burst_step(CHECKPOINTS[kind]["bursts"][n], c, L, terms), m) for n, c, L, m in steps]
     return rows
 
 
-def solve_decode(base: dict, points: list, steps: list) -> dict:
+def solve_decode(kind: str, base: dict, points: list, steps: list) -> dict:
     """w4a16_layer_us, w4a16_bandwidth_penalty and w4a16_overlap by least squares on relative error; the step is
     linear in each (the rate of its math fixed), so one evaluation at the base and one per term give the system."""
     import numpy as np
 
     at = dict(base)
-    y0 = _decode_rows(at, points, steps)
+    y0 = _decode_rows(kind, at, points, steps)
     cols = []
     for k, d in DECODE_TERMS.items():
-        y1 = _decode_rows({**at, k: at[k] + d}, points, steps)
+        y1 = _decode_rows(kind, {**at, k: at[k] + d}, points, steps)
         cols.append([(b[0] - a[0]) / d for a, b in zip(y0, y1)])
     meas = np.array([m for _, m in y0])
     a = np.array(cols).T / meas[:, None]
@@ -122,7 +144,7 @@ def solve_compute(base: dict, points: list) -> dict:
         return sum(math.log(_predict(o, {**base, "w4a16_compute_penalty": x})["ttft_ms"] / o.ttft_ms) ** 2
                    for o in points)
 
-    lo, hi, g = 0.5, 3.0, (math.sqrt(5) - 1) / 2
+    lo, hi, g = COMPUTE_PENALTY_RANGE[0], COMPUTE_PENALTY_RANGE[1], (math.sqrt(5) - 1) / 2
     c, d = hi - g * (hi - lo), lo + g * (hi - lo)
     for _ in range(30):
         if loss(c) < loss(d):
@@ -134,19 +156,19 @@ def solve_compute(base: dict, points: list) -> dict:
     return {**base, "w4a16_compute_penalty": round((lo + hi) / 2, 2)}
 
 
-def solve() -> dict:
-    pts = [o for o in grid_points() if is_fit_point(o)]
-    steps = [b for b in bursts() if (b[0], b[1]) in FIT_BURSTS]
-    terms = solve_decode(BEFORE, pts, steps)
-    terms = solve_compute(terms, [burst_observation(n, c, L) for n, c, L, _ in steps])
-    return solve_decode(terms, pts, steps)  # the decode terms again, with the prompts' rate settled
+def solve(kind: str = "gptq") -> dict:
+    pts = [o for o in grid_points(kind) if is_fit_point(o)]
+    steps = [b for b in bursts(kind) if (b[0], b[1]) in FIT_BURSTS]
+    terms = solve_decode(kind, BEFORE, pts, steps)
+    terms = solve_compute(terms, [burst_observation(kind, n, c, L) for n, c, L, _ in steps])
+    return solve_decode(kind, terms, pts, steps)  # the decode terms again, with the prompts' rate settled
 
 
-def report(terms: dict, label: str) -> None:
+def report(terms: dict, label: str, kind: str = "gptq") -> None:
     print(f"\n{label}: " + ", ".join(f"{k} {v:g}" for k, v in terms.items()))
     print("| point | split | TTFT meas / model (ms) | TPOT meas / model (ms) |")
     print("|---|---|---:|---:|")
-    for o in grid_points():
+    for o in grid_points(kind):
         p = _predict(o, terms)
         split = "fit" if is_fit_point(o) else "held out"
         print(f"| 8B {o.shape} x{o.concurrency} | {split} | {o.ttft_ms:.1f} / {p['ttft_ms']:.1f} "
@@ -154,9 +176,9 @@ def report(terms: dict, label: str) -> None:
               f"({p['tpot_ms'] / o.tpot_ms - 1:+.0%}) |")
     print("\n| burst | split | decode step meas / model (ms) | mean TTFT meas / model (ms) |")
     print("|---|---|---:|---:|")
-    for n, c, L, m in bursts():
-        p = burst_step(BURSTS[n], c, L, terms)
-        o = burst_observation(n, c, L)
+    for n, c, L, m in bursts(kind):
+        p = burst_step(CHECKPOINTS[kind]["bursts"][n], c, L, terms)
+        o = burst_observation(kind, n, c, L)
         t = _predict(o, terms)["ttft_ms"]
         split = "fit" if (n, c) in FIT_BURSTS else "held out"
         print(f"| {n} x{c} at {L:,} | {split} | {m:.2f} / {p:.2f} ({p / m - 1:+.0%}) | {o.ttft_ms:,.0f} / {t:,.0f} "
@@ -165,9 +187,11 @@ def report(terms: dict, label: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.parse_args()
-    report(BEFORE, "Before (the assumed Marlin terms)")
-    report(solve(), "Solved")
+    ap.add_argument("--checkpoint", choices=sorted(CHECKPOINTS), default="gptq",
+                    help="gptq: symmetric (session 17), awq: asymmetric, zero points (session 18)")
+    kind = ap.parse_args().checkpoint
+    report(BEFORE, "Before (the assumed Marlin terms)", kind)
+    report(solve(kind), "Solved", kind)
     return 0
 
 

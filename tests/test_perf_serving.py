@@ -163,6 +163,35 @@ def test_the_shipped_w4a16_terms_are_what_w4a16_py_solves():
     assert VLLM.w4a16_bandwidth_penalty > 1.05 and VLLM.w4a16_layer_us > 0  # slower than the published Marlin
 
 
+def test_the_shipped_awq_terms_are_what_w4a16_py_solves_on_the_awq_runs():
+    """conf/engine/vllm.yaml's w4a16_zero_point is benchmarks/w4a16.py --checkpoint awq's solution from the committed
+    session-18 runs, with its compute penalty held at 1 or more (no faster than bf16 on prompts)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import w4a16
+
+    solved = w4a16.solve("awq")
+    assert VLLM.w4a16_zero_point == pytest.approx(solved, abs=0.011)
+    assert solved["w4a16_compute_penalty"] >= 1.0
+
+
+def test_awq_takes_its_zero_point_terms_and_gptq_the_symmetric_ones():
+    """An AWQ checkpoint (zero points) runs on w4a16_zero_point where the engine's terms hold, a GPTQ one on the
+    symmetric terms; off Hopper both keep the published Marlin numbers. An unknown term is refused by name."""
+    from serveplan.planner.perf import W4A16_TERMS, w4a16_terms
+
+    sym = {k: getattr(VLLM, k) for k in W4A16_TERMS}
+    assert w4a16_terms(VLLM, "hopper", "gptq") == sym
+    assert w4a16_terms(VLLM, "hopper", "awq") == {**sym, **VLLM.w4a16_zero_point} != sym
+    assert w4a16_terms(VLLM, "ampere", "awq") == w4a16_terms(VLLM, "ampere", "gptq")
+    awq, gptq = (_sm("llama-3.1-70b", "h100-sxm", weight_dtype=w) for w in ("awq", "gptq"))
+    assert awq.w4 != gptq.w4 and awq.step_ms(16, 16 * 1000) != gptq.step_ms(16, 16 * 1000)
+    with pytest.raises(ValueError, match="unknown term.*w4a16_speed.*valid: w4a16_layer_us"):
+        VLLM.model_validate({**VLLM.model_dump(), "w4a16_zero_point": {"w4a16_speed": 2.0}})
+
+
 def test_tp2_decode_faster_than_tp1_for_70b_fp8_on_h100():
     tp1 = _sm("llama-3.1-70b", "h100-sxm", 2, tp=1, weight_dtype="fp8")
     tp2 = _sm("llama-3.1-70b", "h100-sxm", 2, tp=2, weight_dtype="fp8")

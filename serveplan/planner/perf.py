@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from serveplan.planner.catalog import quant_method
 from serveplan.planner.memory import kv_bytes_per_token_per_gpu, kv_heads_per_gpu, linear_params_per_gpu_per_layer
 from serveplan.planner.profiles import KERNEL_TABLES, Calibration, HardwareProfile
-from serveplan.planner.spec import Candidate, EngineConfig, Inventory, ModelSpec
+from serveplan.planner.spec import W4A16_TERM_NAMES, Candidate, EngineConfig, Inventory, ModelSpec
 
 # Weight-only int4 (AWQ, GPTQ): how its kernels fall short of a bf16 GEMM's rate and bandwidth, and their fixed cost
 # per layer, are engine terms (EngineConfig.w4a16_*; vLLM's solved on its Machete kernel, session 17).
 W4A16_DTYPES = ("awq", "gptq")
-W4A16_TERMS = ("w4a16_layer_us", "w4a16_bandwidth_penalty", "w4a16_compute_penalty", "w4a16_overlap")
+W4A16_TERMS = W4A16_TERM_NAMES
+ZERO_POINT_DTYPES = ("awq",)  # asymmetric int4 weights (serveplan quantize writes AWQ as W4A16_ASYM)
 
 # Below this many tokens a linear layer is memory-bound: its time is weight bytes / bandwidth, and the
 # profile's GEMM curve is used only for the compute-bound side (its small-M points are isolated kernels,
@@ -52,12 +53,13 @@ def engine_w4a16_holds(engine: EngineConfig, arch: str) -> bool:
     return not engine.w4a16_archs or arch in engine.w4a16_archs
 
 
-def w4a16_terms(engine: EngineConfig, arch: str) -> dict[str, float]:
-    """The engine's W4A16 terms on a GPU of this architecture: its own where they hold, the published Marlin numbers
-    (the defaults) on others."""
+def w4a16_terms(engine: EngineConfig, arch: str, weight_dtype: str = "gptq") -> dict[str, float]:
+    """The engine's W4A16 terms on a GPU of this architecture: its own where they hold (an AWQ checkpoint's zero-point
+    variant where measured apart: engine.w4a16_zero_point), the published Marlin numbers (the defaults) on others."""
     if not engine_w4a16_holds(engine, arch):
         return {k: EngineConfig.model_fields[k].default for k in W4A16_TERMS}
-    return {k: getattr(engine, k) for k in W4A16_TERMS}
+    own = {k: getattr(engine, k) for k in W4A16_TERMS}
+    return {**own, **engine.w4a16_zero_point} if weight_dtype in ZERO_POINT_DTYPES else own
 
 
 def cudagraph_tokens(engine: EngineConfig, cand: Candidate) -> int:
@@ -155,7 +157,7 @@ class StepModel:
         # fp8 on a GPU without fp8 tensor cores is weight-only (W8A16): no activations to quantize
         self.w8a8 = c.weight_dtype in W8A8_DTYPES and not self.weight_only
         self.w4a16 = c.weight_dtype in W4A16_DTYPES
-        self.w4 = w4a16_terms(self.engine, gpu.arch)
+        self.w4 = w4a16_terms(self.engine, gpu.arch, c.weight_dtype)
         self.layer_us = self.engine.step_us_per_layer + (self.engine.act_quant_us_per_layer if self.w8a8 else 0.0) \
             + (self.w4["w4a16_layer_us"] if self.w4a16 else 0.0)
         # the engine's own W8A8 GEMM kernel against the profile's FP8 one, by M (measured, in the calibration); an

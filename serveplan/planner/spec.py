@@ -30,6 +30,9 @@ VLLM_GPU_MEMORY_UTILIZATION = 0.92
 what conf/engine/vllm.yaml says (a test keeps them equal); plans take the value from the engine's conf."""
 
 
+# The engine's weight-only int4 terms (EngineConfig.w4a16_*), which w4a16_zero_point may set apart for AWQ
+W4A16_TERM_NAMES = ("w4a16_layer_us", "w4a16_bandwidth_penalty", "w4a16_compute_penalty", "w4a16_overlap")
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -408,6 +411,11 @@ class EngineConfig(Frozen):
                                  "of a linear layer's weight reads and its math the int4 kernels hide under the "
                                  "longer (1: all, as a dense GEMM: the step is the longer; 0: none, their sum). The "
                                  "kernels dequantize in their main loop, so a decode batch's math adds to its reads.")
+    w4a16_zero_point: dict[str, float] = Field(default_factory=dict, description="Weight-only int4 checkpoints "
+                                               "with zero points (AWQ's asymmetric weights), where they were measured "
+                                               "apart: w4a16_* terms in place of those above (vLLM's Machete runs "
+                                               "them as another kernel variant). Empty: the same terms as symmetric "
+                                               "(GPTQ-style) checkpoints.")
     fp8_kv_convert_gbs: float = Field(default=0.0, ge=0, description="Decode attention over an FP8 KV cache "
                                       "converts every FP8 element it reads, at this rate (GB of FP8 elements per "
                                       "second, the GPU's compute, not its memory): time beside the read. 0: the "
@@ -457,6 +465,14 @@ class EngineConfig(Frozen):
                                "it vLLM sizes the cache by profiling, and on a first boot (empty torch.compile "
                                "cache) it counts the compiler's temporaries as activation memory: 1.6 GiB less KV "
                                "cache for Llama-3.1-70B on one GPU, until a restart (vLLM issue #54122).")
+
+    @model_validator(mode="after")
+    def _zero_point_terms_known(self) -> "EngineConfig":
+        unknown = sorted(set(self.w4a16_zero_point) - set(W4A16_TERM_NAMES))
+        if unknown:
+            raise ValueError(f"w4a16_zero_point: unknown term(s) {', '.join(unknown)}; valid: "
+                             f"{', '.join(W4A16_TERM_NAMES)}")
+        return self
 
     @model_validator(mode="before")
     @classmethod
