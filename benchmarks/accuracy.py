@@ -247,6 +247,22 @@ def print_by_configuration(rows: list[tuple[Observation, dict]]) -> None:
               f"{e['tpot']['mape']:.1%} | {e['throughput']['mape']:.1%} | {worst:.2f}x |")
 
 
+def by_server(paths: list[Path]) -> list[tuple[str, int, dict, float]]:
+    """Each grid file alone, with the shipped calibrations, every point (fitted or not): (server, points, errors, mean
+    signed TTFT error). load_points merges a server that re-ran an earlier one's configuration into its points; this
+    keeps them apart, so two hosts' runs of one configuration (session 5's 8B FP8 and session 18's F8) compare."""
+    out = []
+    for p in paths:
+        obs = load_points([p])
+        if not obs:
+            continue
+        rows = [(o, predict_observation(o, find_calibration("vllm", "0.26.0", o.gpu))) for o in obs]
+        signed = statistics.fmean(r["ttft_ms"] / o.ttft_ms - 1 for o, r in rows)
+        out.append((f"{p.parent.parent.name}/{p.parent.name}" if p.parent.name != "results" else p.name,
+                    len(rows), errors(rows), signed))
+    return out
+
+
 def layer_term(obs: list[Observation]) -> dict[str, float]:
     """conf/engine/vllm.yaml's per-layer step terms, solved from the training points alone: concurrency-1
     balanced TPOT of every fitted configuration (one token per step: the step is the weight bytes over the
@@ -333,7 +349,15 @@ def main() -> None:
                     "terms from the training points and print them")
     ap.add_argument("--moe-term", action="store_true", help="only solve conf/engine/vllm.yaml's MoE terms from the "
                     "MoE configurations' checkerboard points (the shipped calibration fixed) and print them")
+    ap.add_argument("--by-server", action="store_true", help="only report each grid file alone, with the shipped "
+                    "calibrations (a re-run of a configuration apart from the run it repeats)")
     a = ap.parse_args()
+    if a.by_server:
+        print("| server | points | TTFT (signed) | TPOT | throughput |\n|---|---:|---:|---:|---:|")
+        for name, n, e, signed in by_server(a.results):
+            print(f"| {name} | {n} | {e['ttft']['mape']:.1%} ({signed:+.1%}) | {e['tpot']['mape']:.1%} | "
+                  f"{e['throughput']['mape']:.1%} |")
+        return
     obs = [o for o in load_points(a.results) if a.gpu in (None, o.gpu)]
     if a.layer_term:
         layer_term(obs)

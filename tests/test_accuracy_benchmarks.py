@@ -541,3 +541,16 @@ def test_the_h100_fit_sees_short_prompts_alone():
             "h100-sxm", "llama-3.1-8b", "fp8", "fp8", 1)
         assert 15 < o.ttft_ms < 60 and 2 < o.tpot_ms < 10 and o.num_prompts == 6 and o.output_len == 16
         assert o.shape == "alone"  # not a grid shape: the fit adds them by name, the grid's split is unchanged
+
+
+def test_by_server_keeps_a_rerun_apart_from_the_run_it_repeats():
+    # session 18's F8 re-ran session 5's FP8 8B configuration on another host: load_points merges it into session 5's
+    # points, --by-server reports each file alone (its own point count and errors)
+    r = accuracy.HERE / "gpu" / "results"
+    s5, f8 = r / "session5" / "8b-fp8" / "grid.jsonl", r / "session18" / "F8" / "grid.jsonl"
+    assert len(accuracy.load_points([s5, f8])) == len(accuracy.load_points([s5]))  # merged: more repeats, no new points
+    rows = {name: (n, e, signed) for name, n, e, signed in accuracy.by_server([s5, f8])}
+    assert set(rows) == {"session5/8b-fp8", "session18/F8"}
+    assert rows["session5/8b-fp8"][0] == 14 and rows["session18/F8"][0] == 11
+    # the calibration was fitted on session 5's host: the other host's prompts came sooner than it predicts
+    assert rows["session18/F8"][2] > rows["session5/8b-fp8"][2] + 0.1
