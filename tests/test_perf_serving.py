@@ -190,6 +190,8 @@ def test_awq_takes_its_zero_point_terms_and_gptq_the_symmetric_ones():
     assert awq.w4 != gptq.w4 and awq.step_ms(16, 16 * 1000) != gptq.step_ms(16, 16 * 1000)
     with pytest.raises(ValueError, match="unknown term.*w4a16_speed.*valid: w4a16_layer_us"):
         VLLM.model_validate({**VLLM.model_dump(), "w4a16_zero_point": {"w4a16_speed": 2.0}})
+    with pytest.raises(ValueError, match=r"w4a16_zero_point\.w4a16_overlap: Input should be less than or equal to 1"):
+        VLLM.model_validate({**VLLM.model_dump(), "w4a16_zero_point": {"w4a16_overlap": 1.5}})
 
 
 def test_tp2_decode_faster_than_tp1_for_70b_fp8_on_h100():

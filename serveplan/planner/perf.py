@@ -22,7 +22,7 @@ from serveplan.planner.spec import W4A16_TERM_NAMES, Candidate, EngineConfig, In
 # Weight-only int4 (AWQ, GPTQ): how its kernels fall short of a bf16 GEMM's rate and bandwidth, and their fixed cost
 # per layer, are engine terms (EngineConfig.w4a16_*; vLLM's solved on its Machete kernel, session 17).
 W4A16_DTYPES = ("awq", "gptq")
-W4A16_TERMS = W4A16_TERM_NAMES
+W4A16_TERMS = W4A16_TERM_NAMES  # the engine's W4A16 terms (EngineConfig checks w4a16_zero_point's keys against them)
 ZERO_POINT_DTYPES = ("awq",)  # asymmetric int4 weights (serveplan quantize writes AWQ as W4A16_ASYM)
 
 # Below this many tokens a linear layer is memory-bound: its time is weight bytes / bandwidth, and the

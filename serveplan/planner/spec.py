@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 WeightDtype = Literal["bf16", "fp16", "fp8", "int8", "awq", "gptq", "bnb-nf4"]
 """Weight precision: bf16/fp16 unquantized; fp8 (W8A8 where the tensor cores have FP8, else weight-only);
@@ -32,6 +32,7 @@ what conf/engine/vllm.yaml says (a test keeps them equal); plans take the value 
 
 # The engine's weight-only int4 terms (EngineConfig.w4a16_*), which w4a16_zero_point may set apart for AWQ
 W4A16_TERM_NAMES = ("w4a16_layer_us", "w4a16_bandwidth_penalty", "w4a16_compute_penalty", "w4a16_overlap")
+
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -468,10 +469,16 @@ class EngineConfig(Frozen):
 
     @model_validator(mode="after")
     def _zero_point_terms_known(self) -> "EngineConfig":
+        """Its keys are w4a16_* terms, and its values within the bounds those fields hold the symmetric ones to."""
         unknown = sorted(set(self.w4a16_zero_point) - set(W4A16_TERM_NAMES))
         if unknown:
             raise ValueError(f"w4a16_zero_point: unknown term(s) {', '.join(unknown)}; valid: "
                              f"{', '.join(W4A16_TERM_NAMES)}")
+        for k, v in self.w4a16_zero_point.items():  # the same field's bounds, checked by the field itself
+            try:
+                type(self).__pydantic_validator__.validate_assignment(self.model_construct(), k, v)
+            except ValidationError as e:
+                raise ValueError(f"w4a16_zero_point.{k}: {e.errors()[0]['msg']} (got {v})") from None
         return self
 
     @model_validator(mode="before")
