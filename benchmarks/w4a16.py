@@ -52,7 +52,8 @@ CHECKPOINTS = {
     "gptq": {"grid": R / "session17" / "G4" / "grid.jsonl",
              "bursts": {"8B": R / "session17" / "G4", "70B": R / "session17" / "G70"}},
     "awq": {"grid": R / "session18" / "A8" / "grid.jsonl",
-            "bursts": {"8B": R / "session18" / "A8", "70B": R / "session18" / "A70"}},
+            "bursts": {"8B": R / "session18" / "A8", "70B": R / "session18" / "A70"},
+            "held_out_grids": {"70B": R / "session18" / "A70" / "grid.jsonl"}},  # shown, never solved on
 }
 FIT_BURSTS = {("70B", 16), ("70B", 32), ("70B", 64)}  # the 70B's bursts: the split by size, the growth by batch
 DECODE_TERMS = {"w4a16_layer_us": 10.0, "w4a16_bandwidth_penalty": 0.5, "w4a16_overlap": -0.5}  # term: its step
@@ -65,6 +66,12 @@ BEFORE = {"w4a16_layer_us": 0.0, "w4a16_bandwidth_penalty": 1.05, "w4a16_compute
 
 def grid_points(kind: str = "gptq") -> list:
     return accuracy.load_points([CHECKPOINTS[kind]["grid"]])
+
+
+def held_out_grid_points(kind: str) -> list[tuple[str, object]]:
+    """[(model, point)] of the other grids of this checkpoint kind: every point held out (the AWQ 70B's, session 18)."""
+    return [(name, o) for name, path in CHECKPOINTS[kind].get("held_out_grids", {}).items()
+            for o in accuracy.load_points([path])]
 
 
 def is_fit_point(o) -> bool:  # noqa: ANN001
@@ -168,10 +175,10 @@ def report(terms: dict, label: str, kind: str = "gptq") -> None:
     print(f"\n{label}: " + ", ".join(f"{k} {v:g}" for k, v in terms.items()))
     print("| point | split | TTFT meas / model (ms) | TPOT meas / model (ms) |")
     print("|---|---|---:|---:|")
-    for o in grid_points(kind):
+    for name, o in [("8B", o) for o in grid_points(kind)] + held_out_grid_points(kind):
         p = _predict(o, terms)
         split = "fit" if is_fit_point(o) else "held out"
-        print(f"| 8B {o.shape} x{o.concurrency} | {split} | {o.ttft_ms:.1f} / {p['ttft_ms']:.1f} "
+        print(f"| {name} {o.shape} x{o.concurrency} | {split} | {o.ttft_ms:.1f} / {p['ttft_ms']:.1f} "
               f"({p['ttft_ms'] / o.ttft_ms - 1:+.0%}) | {o.tpot_ms:.2f} / {p['tpot_ms']:.2f} "
               f"({p['tpot_ms'] / o.tpot_ms - 1:+.0%}) |")
     print("\n| burst | split | decode step meas / model (ms) | mean TTFT meas / model (ms) |")
