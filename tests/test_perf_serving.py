@@ -355,9 +355,10 @@ def test_the_engines_fp8_gemm_factor_slows_only_fp8_linear_layers_at_its_m():
 
 
 def test_the_shipped_kernel_tables_are_what_sessions_16_and_17_measured():
-    """The calibrations' fp8_gemm (both GPUs) and int8_gemm (the H200) are benchmarks/fp8_gemm.py's tables from the
-    committed microbenchmarks; vLLM's CUTLASS kernels are slower than torch._scaled_mm just past M = 64 and 128 (FP8
-    also past 16), most on the H200, and its INT8 kernel is faster than the FP8 level where compute-bound."""
+    """The calibrations' fp8_gemm (both GPUs) and int8_gemm (the H200's, carried to the H100) are
+    benchmarks/fp8_gemm.py's tables from the committed microbenchmarks; vLLM's CUTLASS kernels are slower than
+    torch._scaled_mm just past M = 64 and 128 (FP8 also past 16), most on the H200, and its INT8 kernel is faster
+    than the FP8 level where compute-bound."""
     import sys
     from pathlib import Path
 
@@ -380,6 +381,17 @@ def test_the_shipped_kernel_tables_are_what_sessions_16_and_17_measured():
     assert h200[24] > h100[24] > 1.0
     int8 = tables["h200"]["int8_gemm"]
     assert all(int8.at(m) < 1.0 for m in (1024, 2048, 4096))
+    # the H100 carries the H200's INT8 table (not measured on it: the same SM90 kernel), and says so
+    carried = tables["h100-sxm"]["int8_gemm"]
+    assert (carried.tokens, carried.factor) == (int8.tokens, int8.factor)
+    assert carried.measured_on == "h200" and int8.measured_on == "" and tables["h100-sxm"]["fp8_gemm"].measured_on == ""
+    def int8_source(gpu: str) -> str:
+        sm = StepModel(_model("llama-3.1-70b"), _inv(gpu, 2), VLLM, Candidate(tp=2, weight_dtype="int8"),
+                       _datasheet(gpu), find_calibration("vllm", "0.26.0", gpu))
+        return sm.sources["int8_gemm"]
+
+    assert int8_source("h100-sxm").startswith("measured on h200, applied to this hopper GPU")
+    assert int8_source("h200").startswith("measured (")
 
 
 def test_an_int8_table_times_int8_layers_on_the_fp8_curve():

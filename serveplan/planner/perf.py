@@ -202,7 +202,9 @@ class StepModel:
             if self.fp8_kv_seq_bps:  # the wait for a batch's longest context (bursts of unequal prompts)
                 self.sources["fp8_kv"] += "; unequal contexts measured (70B and 8B FP8, H200)"
         if self.gemm_table is not None:
-            self.sources[table] = (f"measured (the engine's {self.cdtype.upper()} GEMM kernel against the profile's "
+            where = (f"measured on {self.gemm_table.measured_on}, applied to this {gpu.arch} GPU"
+                     if self.gemm_table.measured_on else "measured")
+            self.sources[table] = (f"{where} (the engine's {self.cdtype.upper()} GEMM kernel against the profile's "
                                    "FP8 one by tokens)")
         if self.w4a16:  # the int4 kernel's terms: solved on this engine's runs, or Marlin's published numbers
             measured = self.engine.w4a16_source and engine_w4a16_holds(self.engine, gpu.arch)

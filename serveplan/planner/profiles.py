@@ -197,6 +197,9 @@ class KernelFactor(_Model):
     tokens: tuple[int, ...]
     factor: tuple[float, ...]
     source: str = ""
+    measured_on: str = ""
+    """The GPU the table was measured on where that is not the calibration's own (a table carried to a GPU of the same
+    architecture, whose kernels were not timed on it); empty: measured on the calibration's GPU."""
 
     @model_validator(mode="after")
     def _a_table(self) -> "KernelFactor":
