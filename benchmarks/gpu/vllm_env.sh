@@ -8,6 +8,9 @@
 # at once; tar what it wrote to $OUT at the end of every polling call.
 # Carrying the chunks took under a minute of device time on one machine and ~11 minutes on another (session 13): start
 # staging only with ~20 device minutes left, and check lease.budget_left_s after the first chunk call.
+# Session 18: eight chunk calls took ~45 device seconds after a ~35 s machine start. When the lease's budget runs
+# out, `run` cuts the call at what is left (limit_s) and returns only what is under $OUT: a script near the end of
+# the budget writes its results there directly (session18c.sh: S18C=$OUT/s18c).
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 if [ ! -f /tmp/vsite/env.sh ]; then
   cp .vch-tools/SHA256SUMS /tmp/vch/ && bash .vch-tools/assemble.sh /tmp/vch > /tmp/assemble.log 2>&1 \
