@@ -11,11 +11,10 @@ beyond (1.01 and 0.97): the calibrations' bandwidth and compute scales, fitted o
 1-64, prompt chunks of thousands of tokens), already hold the kernel's rate there, and the table adds how it departs
 from the profile's kernel in between.
 Nothing here is fitted: every decode burst and open loop stays held out.
-
-    python benchmarks/fp8_gemm.py            # the factor by M on both GPUs, and the 70B's layer time
 The H100 carries the H200's INT8 table (INT8_CARRIED, `measured_on: h200`; no H100 was lent to time it): its own
 int8 curve, torch._int_mm, is far slower than vLLM's INT8 kernel.
 
+    python benchmarks/fp8_gemm.py            # the factor by M on both GPUs, and the 70B's layer time
     python benchmarks/fp8_gemm.py --write    # put the factors in serveplan/profiles/calibration/vllm-0.26.0/
 """
 

@@ -95,16 +95,15 @@ def burst_step(folder: Path, c: int, L: int, terms: dict) -> float:
     return decode_steps.model_step(_meta(folder), c, L, engine=_as_engine(terms))[0]
 
 
-def bursts(kind: str = "gptq") -> list[tuple[str, int, int, float]]:
-    """[(model, c, L, measured decode step ms)] of both servers."""
-    return [(name, c, L, step) for name, folder in CHECKPOINTS[kind]["bursts"].items()
+def bursts(kind: str = "gptq") -> list[tuple[str, Path, int, int, float]]:
+    """[(model, its server's folder, c, L, measured decode step ms)] of both servers."""
+    return [(name, folder, c, L, step) for name, folder in CHECKPOINTS[kind]["bursts"].items()
             for c, L, step, _ in decode_steps.bursts(folder)]
 
 
-def burst_observation(kind: str, name: str, c: int, L: int):  # noqa: ANN201
+def burst_observation(name: str, folder: Path, c: int, L: int):  # noqa: ANN201
     """A burst as a closed-loop point (C prompts of L tokens at once, OUTPUT_LEN out each): its mean TTFT is how fast
     the server takes prompts in, C x L tokens in chunks of max_num_batched_tokens."""
-    folder = CHECKPOINTS[kind]["bursts"][name]
     meta = _meta(folder)
     reqs = [r for r in _read(folder / f"burst-c{c}-l{L}.json.gz")["requests"] if r.get("ok")]
     return Observation(label=f"{name}-burst", shape="burst", model=meta["model"], gpu=meta["gpu"], tp=meta["tp"],
@@ -120,23 +119,23 @@ def _predict(o, terms: dict) -> dict:  # noqa: ANN001
     return predict_observation(o, cal, engine=_as_engine(terms))
 
 
-def _decode_rows(kind: str, terms: dict, points: list, steps: list) -> list[tuple[float, float]]:
+def _decode_rows(terms: dict, points: list, steps: list) -> list[tuple[float, float]]:
     """(predicted, measured) of the decode fit's rows: concurrency-1 TPOT, then the fitted bursts."""
     rows = [(_predict(o, terms)["tpot_ms"], o.tpot_ms) for o in points]
-    rows += [(burst_step(CHECKPOINTS[kind]["bursts"][n], c, L, terms), m) for n, c, L, m in steps]
+    rows += [(burst_step(folder, c, L, terms), m) for _, folder, c, L, m in steps]
     return rows
 
 
-def solve_decode(kind: str, base: dict, points: list, steps: list) -> dict:
+def solve_decode(base: dict, points: list, steps: list) -> dict:
     """w4a16_layer_us, w4a16_bandwidth_penalty and w4a16_overlap by least squares on relative error; the step is
     linear in each (the rate of its math fixed), so one evaluation at the base and one per term give the system."""
     import numpy as np
 
     at = dict(base)
-    y0 = _decode_rows(kind, at, points, steps)
+    y0 = _decode_rows(at, points, steps)
     cols = []
     for k, d in DECODE_TERMS.items():
-        y1 = _decode_rows(kind, {**at, k: at[k] + d}, points, steps)
+        y1 = _decode_rows({**at, k: at[k] + d}, points, steps)
         cols.append([(b[0] - a[0]) / d for a, b in zip(y0, y1)])
     meas = np.array([m for _, m in y0])
     a = np.array(cols).T / meas[:, None]
@@ -165,10 +164,10 @@ def solve_compute(base: dict, points: list) -> dict:
 
 def solve(kind: str = "gptq") -> dict:
     pts = [o for o in grid_points(kind) if is_fit_point(o)]
-    steps = [b for b in bursts(kind) if (b[0], b[1]) in FIT_BURSTS]
-    terms = solve_decode(kind, BEFORE, pts, steps)
-    terms = solve_compute(terms, [burst_observation(kind, n, c, L) for n, c, L, _ in steps])
-    return solve_decode(kind, terms, pts, steps)  # the decode terms again, with the prompts' rate settled
+    steps = [b for b in bursts(kind) if (b[0], b[2]) in FIT_BURSTS]  # (model, concurrency)
+    terms = solve_decode(BEFORE, pts, steps)
+    terms = solve_compute(terms, [burst_observation(n, folder, c, L) for n, folder, c, L, _ in steps])
+    return solve_decode(terms, pts, steps)  # the decode terms again, with the prompts' rate settled
 
 
 def report(terms: dict, label: str, kind: str = "gptq") -> None:
@@ -183,9 +182,9 @@ def report(terms: dict, label: str, kind: str = "gptq") -> None:
               f"({p['tpot_ms'] / o.tpot_ms - 1:+.0%}) |")
     print("\n| burst | split | decode step meas / model (ms) | mean TTFT meas / model (ms) |")
     print("|---|---|---:|---:|")
-    for n, c, L, m in bursts(kind):
-        p = burst_step(CHECKPOINTS[kind]["bursts"][n], c, L, terms)
-        o = burst_observation(kind, n, c, L)
+    for n, folder, c, L, m in bursts(kind):
+        p = burst_step(folder, c, L, terms)
+        o = burst_observation(n, folder, c, L)
         t = _predict(o, terms)["ttft_ms"]
         split = "fit" if (n, c) in FIT_BURSTS else "held out"
         print(f"| {n} x{c} at {L:,} | {split} | {m:.2f} / {p:.2f} ({p / m - 1:+.0%}) | {o.ttft_ms:,.0f} / {t:,.0f} "
