@@ -113,11 +113,12 @@ def test_awq_speeds_decode_but_not_prefill(gpu):
 def test_vllms_w4a16_terms_hold_on_hopper_alone():
     """vLLM runs W4A16 through Machete on Hopper (the terms measured there, session 17) and Marlin elsewhere (the
     published numbers, the fields' defaults); an engine without w4a16_archs keeps its terms everywhere."""
-    from serveplan.planner.perf import W4A16_TERMS, w4a16_terms
+    from serveplan.planner.perf import w4a16_terms
+    from serveplan.planner.spec import W4A16_TERM_NAMES
 
-    defaults = {k: EngineConfig.model_fields[k].default for k in W4A16_TERMS}
+    defaults = {k: EngineConfig.model_fields[k].default for k in W4A16_TERM_NAMES}
     assert VLLM.w4a16_archs == ("hopper",)
-    assert w4a16_terms(VLLM, "hopper") == {k: getattr(VLLM, k) for k in W4A16_TERMS} != defaults
+    assert w4a16_terms(VLLM, "hopper") == {k: getattr(VLLM, k) for k in W4A16_TERM_NAMES} != defaults
     assert w4a16_terms(VLLM, "ampere") == defaults
     anywhere = VLLM.model_copy(update={"w4a16_archs": ()})
     assert w4a16_terms(anywhere, "ampere") == w4a16_terms(VLLM, "hopper")
@@ -180,9 +181,10 @@ def test_the_shipped_awq_terms_are_what_w4a16_py_solves_on_the_awq_runs():
 def test_awq_takes_its_zero_point_terms_and_gptq_the_symmetric_ones():
     """An AWQ checkpoint (zero points) runs on w4a16_zero_point where the engine's terms hold, a GPTQ one on the
     symmetric terms; off Hopper both keep the published Marlin numbers. An unknown term is refused by name."""
-    from serveplan.planner.perf import W4A16_TERMS, w4a16_terms
+    from serveplan.planner.perf import w4a16_terms
+    from serveplan.planner.spec import W4A16_TERM_NAMES
 
-    sym = {k: getattr(VLLM, k) for k in W4A16_TERMS}
+    sym = {k: getattr(VLLM, k) for k in W4A16_TERM_NAMES}
     assert w4a16_terms(VLLM, "hopper", "gptq") == sym
     assert w4a16_terms(VLLM, "hopper", "awq") == {**sym, **VLLM.w4a16_zero_point} != sym
     assert w4a16_terms(VLLM, "ampere", "awq") == w4a16_terms(VLLM, "ampere", "gptq")

@@ -22,7 +22,6 @@ from serveplan.planner.spec import W4A16_TERM_NAMES, Candidate, EngineConfig, In
 # Weight-only int4 (AWQ, GPTQ): how its kernels fall short of a bf16 GEMM's rate and bandwidth, and their fixed cost
 # per layer, are engine terms (EngineConfig.w4a16_*; vLLM's solved on its Machete kernel, session 17).
 W4A16_DTYPES = ("awq", "gptq")
-W4A16_TERMS = W4A16_TERM_NAMES  # the engine's W4A16 terms (EngineConfig checks w4a16_zero_point's keys against them)
 ZERO_POINT_DTYPES = ("awq",)  # asymmetric int4 weights (serveplan quantize writes AWQ as W4A16_ASYM)
 
 # Below this many tokens a linear layer is memory-bound: its time is weight bytes / bandwidth, and the
@@ -57,8 +56,8 @@ def w4a16_terms(engine: EngineConfig, arch: str, weight_dtype: str = "gptq") -> 
     """The engine's W4A16 terms on a GPU of this architecture: its own where they hold (an AWQ checkpoint's zero-point
     variant where measured apart: engine.w4a16_zero_point), the published Marlin numbers (the defaults) on others."""
     if not engine_w4a16_holds(engine, arch):
-        return {k: EngineConfig.model_fields[k].default for k in W4A16_TERMS}
-    own = {k: getattr(engine, k) for k in W4A16_TERMS}
+        return {k: EngineConfig.model_fields[k].default for k in W4A16_TERM_NAMES}
+    own = {k: getattr(engine, k) for k in W4A16_TERM_NAMES}
     return {**own, **engine.w4a16_zero_point} if weight_dtype in ZERO_POINT_DTYPES else own
 
 
