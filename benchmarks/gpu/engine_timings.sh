@@ -94,3 +94,23 @@ verify_on() {  # tag gpu port plan-folder model-folder verify-args...: `servepla
     "$plan"/logs/*.log 2>/dev/null | cut -c1-300 | head -40 > "$S/$tag/memory-lines.txt"
   cp "$plan"/run.json "$S/$tag/" 2>/dev/null
 }
+served() {  # tag dev port model format weight-dtype kv-dtype "rates" "c1-lengths" ["meta-extra-json"]: one dummy-weight
+  # server on GPU dev: the kernel lines vLLM logs, chat at each rate, bursts of 16/32/64 at 1,024 tokens, prompts alone
+  # at each length, then the closed grid while SECONDS < GRID_BY (default: always). Sessions 17-18 copied this loop
+  # into each script (quantized, served); session 19 on take it from here.
+  local tag=$1 dev=$2 port=$3 model=$4 fmt=$5 wd=$6 kv=$7 rates=$8 lens=$9 meta_extra=${10:-} m tok r c extra=
+  m=$(model_folder "/tmp/models-$dev" "$model" "$fmt"); tok=$(tokenizer_folder "$m")
+  [ "$kv" = fp8 ] && extra="--kv-cache-dtype fp8"
+  export DEV=$dev PORT=$port
+  # shellcheck disable=SC2086
+  if SERVE_ENV=VLLM_CACHE_ROOT=/tmp/vcache-$tag serve "$tag" "$m" "$tok" "$(meta_of "$model" "$wd" "$kv" "$meta_extra")" $extra; then
+    grep -h -iE "Selected|Using .*Kernel|machete|marlin|awq|gptq" "$S/$tag/server.log" | cut -c1-250 | sort | uniq -c > "$S/$tag/kernels.txt"
+    for r in $rates; do load "$tag" "chat-$r" "$tok" "$r"; done
+    for c in 16 32 64; do burst "$tag" "$tok" "$c" 1024; done
+    # shellcheck disable=SC2086
+    [ -n "$lens" ] && c1_sweep "$tag" "$tok" $lens
+    if [ "$SECONDS" -lt "${GRID_BY:-999999}" ]; then grid "$tag" "$tok"; else echo "$tag grid skipped at $SECONDS s" >> "$S/times.txt"; fi
+  fi
+  stop "$tag"
+  unset DEV PORT
+}
