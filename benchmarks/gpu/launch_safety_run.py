@@ -48,7 +48,12 @@ def quant_config(fmt: str) -> dict | None:
     if fmt == "awq":
         return {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"}
     if fmt == "gptq":
-        return {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": False, "sym": True}
+        # modules_in_block_to_quantize as AutoGPTQ writes it: without it vLLM 0.26.0 reads the checkpoint's safetensors
+        # to find the quantized layers, a dummy-weights folder has none, and every layer runs bf16 (session 19's P8)
+        return {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": False, "sym": True,
+                "modules_in_block_to_quantize": [["self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj"],
+                                                 ["self_attn.o_proj"], ["mlp.up_proj", "mlp.gate_proj"],
+                                                 ["mlp.down_proj"]]}
     method = fmt.removeprefix("ct-")
     g = dict(_CT[method])
     form = g.pop("format")
