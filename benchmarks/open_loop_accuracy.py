@@ -103,8 +103,8 @@ DEFAULTS_RUNS = [
 # Session 18 (session18.sh, two H200s): A8 = the 8B AWQ (W4A16 with zero points) at 8 and 15 req/s, A70 = the 70B AWQ
 # at 1.5 and 3, F8 = session 5's 8B FP8 + FP8 KV again at 8 and 18, on the host of A8 (held out, as the rest).
 # Session 19 (session19.sh, two H200s): the published checkpoint formats the plans name. M8 / M70 = the 8B at 8 and 15
-# req/s and the 70B at 1.5 and 3 as AutoAWQ folders (vLLM's awq_marlin path); P8 = an AutoGPTQ 8B folder that vLLM
-# served unquantized (its meta.json says why), so it reads as the 8B bf16 on this host.
+# req/s and the 70B at 1.5 and 3 as AutoAWQ folders (vLLM 0.26.0's auto_awq, on Machete); P8 = an AutoGPTQ 8B folder
+# that vLLM served unquantized (its meta.json says why), so it reads as the 8B bf16 on this host.
 SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "session 6", {"D"}),
             (R / "session7", "session 7", set()), (R / "session8", "session 8", set()),
             (R / "session9", "session 9", set()), (R / "session11", "session 11", set()),

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Issue 14, session 19, on two H200s (H100s were not lent again). The plans name published checkpoints
-# (serveplan/conf/checkpoints.yaml): for AWQ the hugging-quants AutoAWQ ones (vLLM converts them to awq_marlin), for
-# GPTQ the AutoGPTQ ones (gptq_marlin). Sessions 17-18 served only the compressed-tensors forms that `serveplan
+# (serveplan/conf/checkpoints.yaml): for AWQ the hugging-quants AutoAWQ ones (vLLM 0.26.0's auto_awq), for GPTQ the
+# AutoGPTQ ones (auto_gptq). Sessions 17-18 served only the compressed-tensors forms that `serveplan
 # quantize` writes (Machete); session 18c saw the AutoAWQ 8B load and log its kernel, then the lease ended.
 #   M70 (GPU 0): Llama-3.1-70B in the AutoAWQ format (4 bits, group 128, zero points), TP=1: the answer
 #        `plan --model llama-70b --gpus 1xH100` gives. Chat at 1.5 and 3 req/s, bursts, the grid (as A70 in session 18).
 #   M8 then P8 (GPU 1): Llama-3.1-8B AutoAWQ, then AutoGPTQ (4 bits, group 128, symmetric, no act-order): chat at 8
-#        and 15 req/s, bursts, prompts alone at 128/2,048/8,192, the grid (as A8 and G4).
+#        and 15 req/s, bursts, prompts alone at 128/2,048/8,192, the grid (as A8 and G4). P8 ran unquantized: its
+#        folder then had no modules_in_block_to_quantize, and with dummy weights vLLM found no quantized layer.
 # Dummy weights, session 5's flags, bf16 KV. Nothing here is fitted: every point is held out.
 # setsid nohup bash benchmarks/gpu/session19.sh > /tmp/s19.log 2>&1 < /dev/null &   # then poll $S/ALL_DONE
 set -u
