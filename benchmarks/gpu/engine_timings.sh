@@ -97,7 +97,7 @@ verify_on() {  # tag gpu port plan-folder model-folder verify-args...: `servepla
 served() {  # tag dev port model format weight-dtype kv-dtype "rates" "c1-lengths" ["meta-extra-json"]: one dummy-weight
   # server on GPU dev: the kernel lines vLLM logs, chat at each rate, bursts of 16/32/64 at 1,024 tokens, prompts alone
   # at each length, then the closed grid while SECONDS < GRID_BY (default: always). Sessions 17-18 copied this loop
-  # into each script (quantized, served); session 19 on take it from here.
+  # into each script (quantized, served); from session 19 on, the scripts call this one.
   local tag=$1 dev=$2 port=$3 model=$4 fmt=$5 wd=$6 kv=$7 rates=$8 lens=$9 meta_extra=${10:-} m tok r c extra=
   m=$(model_folder "/tmp/models-$dev" "$model" "$fmt"); tok=$(tokenizer_folder "$m")
   [ "$kv" = fp8 ] && extra="--kv-cache-dtype fp8"
