@@ -45,7 +45,8 @@ SERVERS = [R / "session10" / s for s in ("D8F", "D8A", "D70F", "D70A")] + \
     [R / "session16" / s for s in ("B20F", "B20A")] + [R / "session16c" / "H20F"] + \
     [R / "session17" / s for s in ("Q8", "I70", "Q32", "G4", "G70")] + \
     [R / "session18" / s for s in ("A8", "A70", "F8")] + \
-    [R / "session19" / s for s in ("M8", "M70", "P8")] + [R / "session19b" / "M70T2"]
+    [R / "session19" / s for s in ("M8", "M70", "P8")] + [R / "session19b" / "M70T2"] + \
+    [R / "session20" / s for s in ("K70", "Q8", "Q70")]
 # session 11: Qwen3-30B-A3B FP8, the 70B FP8 by batch; session 12: the 70B at TP=2, and at TP=1 at batches 64-256;
 # session 13: Qwen3 FP8 with a bf16 router, the 32B bf16 (each burst twice, -r1/-r2) (all held out); session 15b: the
 # 70B FP8 and the 8B FP8, FP8 KV, at 1,024-token prompts (their bursts of unequal prompts, hburst-*, solve
