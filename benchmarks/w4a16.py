@@ -21,6 +21,10 @@ for AWQ), on another host: Machete's zero-point variant decodes 2-8% slower and 
 same solve on those runs (`--checkpoint awq`) gives conf/engine/vllm.yaml's w4a16_zero_point; held out there: the
 8B's other grid points and bursts and the 70B's whole grid (accuracy.py), and the open loops.
 
+Session 20: the kernels' math counts 16 tokens at least (Machete's smallest tile; serveplan.planner.perf's
+W4A16_MIN_TOKENS), so a batch of 1-16 dequantizes and multiplies each weight tile alike; both solves were run again
+with it on the same points (the held-out 70B AWQ grids' TPOT at one client had read 8-13% optimistic).
+
     python benchmarks/w4a16.py          # solve, and print every point with the shipped terms and the solution
     python benchmarks/w4a16.py --checkpoint awq
 """

@@ -44,12 +44,14 @@ def test_every_committed_grid_point_is_read_with_its_configuration(grid_points):
     # session 8: the 70B at TP 4 (11); session 11: Qwen3-30B-A3B (11); session 12: the 70B at TP 2, bf16 KV (11);
     # session 17: the 8B INT8 and W4A16, the 70B and 32B INT8 (11 each); session 18: the 8B and 70B AWQ (11 each;
     # its 8B FP8, INT8 and W4A16 reruns are more repeats of sessions 5 and 17's points); session 19: the 8B bf16 (11;
-    # an AutoGPTQ folder vLLM ran unquantized; its AutoAWQ 8B and 70B are more repeats of session 18's AWQ points)
+    # an AutoGPTQ folder vLLM ran unquantized; its AutoAWQ 8B and 70B are more repeats of session 18's AWQ points);
+    # session 20: the AutoAWQ 70B with an FP8 KV cache (11; its AutoGPTQ 8B repeats session 17's W4A16 points)
     assert {("h200", "llama-3.1-8b", 1, "int8"), ("h200", "llama-3.1-8b", 1, "gptq"),
             ("h200", "llama-3.1-70b", 1, "int8"), ("h200", "qwen2.5-32b", 1, "int8"),
             ("h200", "llama-3.1-8b", 1, "awq"), ("h200", "llama-3.1-70b", 1, "awq"),
             ("h200", "llama-3.1-8b", 1, "bf16")} <= by_config
-    assert len(grid_points) == 24 + 3 * 14 + 8 + 14 + 2 * 11 + 6 + 11 + 11 + 11 + 4 * 11 + 2 * 11 + 11
+    assert any(o.weight_dtype == "awq" and o.kv_cache_dtype == "fp8" for o in grid_points)  # session 20's K70
+    assert len(grid_points) == 24 + 3 * 14 + 8 + 14 + 2 * 11 + 6 + 11 + 11 + 11 + 4 * 11 + 2 * 11 + 11 + 11
 
 
 def test_a_label_two_sessions_share_is_kept_apart(grid_points):

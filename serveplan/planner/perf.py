@@ -42,6 +42,10 @@ PP_BUBBLE_PER_STAGE = 0.08  # norms, rotary, activation, residual: reads + write
 # dequantized bf16 copy (4 bytes per weight), slower than bf16 itself; and the GEMM runs at the bf16 rate with
 # the dequantize kernel's launch and the weight-only penalty on top (W4A16's, assumed). Not measured on a GPU.
 # The dequantize pass runs before the GEMM, not overlapped with it: its time is added, not max()-ed.
+# Weight-only int4 kernels tile the tokens at 16 at least (vLLM's Machete: a 128x16 or 256x16 tile for M = 1-16; Marlin
+# likewise): below 16 tokens each weight tile is dequantized and multiplied as for 16, so the un-hidden part of the
+# kernel's math (w4a16_overlap) stops shrinking there.
+W4A16_MIN_TOKENS = 16
 BNB_COMPUTE_PENALTY = 1.15  # EngineConfig.w4a16_compute_penalty's default (Marlin's published ~3.8x at batch 1-16)
 BNB_BANDWIDTH_PENALTY = 1.05  # ... and w4a16_bandwidth_penalty's
 
@@ -333,7 +337,8 @@ class StepModel:
             t_lin = self._moe_linear_s(tokens, t_int)
         else:
             read = self._weight_read_bytes(tokens)
-            math_s, read_s = self.flops_per_token * tokens / self._gemm_rate(t_int), read / self.bw
+            math_tokens = max(tokens, W4A16_MIN_TOKENS) if self.w4a16 else tokens
+            math_s, read_s = self.flops_per_token * math_tokens / self._gemm_rate(t_int), read / self.bw
             t_lin = max(math_s, read_s)
             if self.w4a16:  # int4 kernels dequantize in their main loop: part of the shorter side is not hidden
                 t_lin += (1.0 - self.w4["w4a16_overlap"]) * min(math_s, read_s)
