@@ -100,6 +100,16 @@ def test_more_decode_seqs_never_lower_step_time_measured_profile():
     assert worst >= 0.99, times  # allow 1% measurement-style noise, not a systematic dip
 
 
+@pytest.mark.parametrize("dtype", ["awq", "gptq"])
+def test_an_int4_decode_step_never_shortens_with_more_sequences(dtype):
+    """On Hopper (vLLM's measured W4A16 terms, the math of 16 tokens at least) as on every GPU: one more sequence in
+    the batch never makes the step shorter, across the smallest tile's edge at 16."""
+    sm = _sm("llama-3.1-70b", "h100-sxm", weight_dtype=dtype)
+    times = [sm.step_ms(b, b * 1024) for b in range(1, 65)]
+    assert all(b >= a for a, b in zip(times, times[1:])), times
+    assert times[15] - times[0] < times[63] - times[15]  # below the tile the batch adds only its attention
+
+
 @pytest.mark.parametrize("gpu", ["h100-sxm", "a100-80gb-sxm", "l4"])
 def test_awq_speeds_decode_but_not_prefill(gpu):
     awq = _sm("llama-3.1-8b", gpu, weight_dtype="awq")
