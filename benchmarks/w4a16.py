@@ -25,6 +25,9 @@ Session 20: the kernels' math counts 16 tokens at least (Machete's smallest tile
 W4A16_MIN_TOKENS), so a batch of 1-16 dequantizes and multiplies each weight tile alike; both solves were run again
 with it on the same points (the held-out 70B AWQ grids' TPOT at one client had read 8-13% optimistic).
 
+The published AutoGPTQ / AutoAWQ servers of sessions 19-20 (the AWQ 70B with an FP8 KV cache and at TP=2 among them)
+are printed below each solve as held-out rows.
+
     python benchmarks/w4a16.py          # solve, and print every point with the shipped terms and the solution
     python benchmarks/w4a16.py --checkpoint awq
 """
@@ -59,6 +62,15 @@ CHECKPOINTS = {
             "bursts": {"8B": R / "session18" / "A8", "70B": R / "session18" / "A70"},
             "held_out_grids": {"70B": R / "session18" / "A70" / "grid.jsonl"}},  # shown, never solved on
 }
+# Servers of the published formats and other layouts (sessions 19-20), shown beside each solve and never solved on:
+# their grids and their bursts' decode steps and mean TTFT.
+CHECKPOINTS["gptq"]["held_out_grids"] = {"8B AutoGPTQ": R / "session20" / "Q8" / "grid.jsonl"}
+CHECKPOINTS["gptq"]["held_out_bursts"] = {"8B AutoGPTQ": R / "session20" / "Q8", "70B AutoGPTQ": R / "session20" / "Q70"}
+CHECKPOINTS["awq"]["held_out_grids"].update({"70B AutoAWQ": R / "session19" / "M70" / "grid.jsonl",
+                                             "70B AutoAWQ FP8-KV": R / "session20" / "K70" / "grid.jsonl"})
+CHECKPOINTS["awq"]["held_out_bursts"] = {"8B AutoAWQ": R / "session19" / "M8", "70B AutoAWQ": R / "session19" / "M70",
+                                         "70B AutoAWQ FP8-KV": R / "session20" / "K70",
+                                         "70B AutoAWQ TP=2": R / "session19b" / "M70T2"}
 FIT_BURSTS = {("70B", 16), ("70B", 32), ("70B", 64)}  # the 70B's bursts: the split by size, the growth by batch
 DECODE_TERMS = {"w4a16_layer_us": 10.0, "w4a16_bandwidth_penalty": 0.5, "w4a16_overlap": -0.5}  # term: its step
 # int4 weights dequantized into bf16 MMAs never outrun the bf16 GEMM: the compute penalty is at least 1 (unbounded,
@@ -102,6 +114,12 @@ def burst_step(folder: Path, c: int, L: int, terms: dict) -> float:
 def bursts(kind: str = "gptq") -> list[tuple[str, Path, int, int, float]]:
     """[(model, its server's folder, c, L, measured decode step ms)] of both servers."""
     return [(name, folder, c, L, step) for name, folder in CHECKPOINTS[kind]["bursts"].items()
+            for c, L, step, _ in decode_steps.bursts(folder)]
+
+
+def held_out_bursts(kind: str) -> list[tuple[str, Path, int, int, float]]:
+    """bursts() of the servers this checkpoint kind's solve never sees (CHECKPOINTS[kind]["held_out_bursts"])."""
+    return [(name, folder, c, L, step) for name, folder in CHECKPOINTS[kind].get("held_out_bursts", {}).items()
             for c, L, step, _ in decode_steps.bursts(folder)]
 
 
@@ -178,15 +196,16 @@ def report(terms: dict, label: str, kind: str = "gptq") -> None:
     print(f"\n{label}: " + ", ".join(f"{k} {v:g}" for k, v in terms.items()))
     print("| point | split | TTFT meas / model (ms) | TPOT meas / model (ms) |")
     print("|---|---|---:|---:|")
-    for name, o in [("8B", o) for o in grid_points(kind)] + held_out_grid_points(kind):
+    for name, o, solved_on in [("8B", o, True) for o in grid_points(kind)] + \
+            [(name, o, False) for name, o in held_out_grid_points(kind)]:
         p = _predict(o, terms)
-        split = "fit" if is_fit_point(o) else "held out"
+        split = "fit" if solved_on and is_fit_point(o) else "held out"
         print(f"| {name} {o.shape} x{o.concurrency} | {split} | {o.ttft_ms:.1f} / {p['ttft_ms']:.1f} "
               f"({p['ttft_ms'] / o.ttft_ms - 1:+.0%}) | {o.tpot_ms:.2f} / {p['tpot_ms']:.2f} "
               f"({p['tpot_ms'] / o.tpot_ms - 1:+.0%}) |")
     print("\n| burst | split | decode step meas / model (ms) | mean TTFT meas / model (ms) |")
     print("|---|---|---:|---:|")
-    for n, folder, c, L, m in bursts(kind):
+    for n, folder, c, L, m in bursts(kind) + held_out_bursts(kind):
         p = burst_step(folder, c, L, terms)
         o = burst_observation(n, folder, c, L)
         t = _predict(o, terms)["ttft_ms"]

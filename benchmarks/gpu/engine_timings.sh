@@ -1,4 +1,4 @@
-# Sourced by the session-6 to 19 GPU scripts (after vllm_env.sh): vLLM servers with per-request engine timings
+# Sourced by the session-6 to 20 GPU scripts (after vllm_env.sh): vLLM servers with per-request engine timings
 # (--enable-per-request-metrics, which `serveplan bench` records), and the loads they put on them. Needs S (the
 # results folder). DEV (CUDA_VISIBLE_DEVICES, default 0), PORT (default 8000), TP (meta_of's tp, default 1) and
 # SERVE_ENV (extra VAR=value for the server) may be set per call: `DEV=1 PORT=8001 serve ...`.
