@@ -35,6 +35,10 @@ ELEMENTWISE_BYTES_PER_TOKEN_PER_HIDDEN = 24
 # Pipeline bubbles: micro-batches of unequal size and stage imbalance idle some stages (vLLM runs pp
 # virtual engines); each extra stage costs this share of the step.
 PP_BUBBLE_PER_STAGE = 0.08  # norms, rotary, activation, residual: reads + writes per layer
+# Weight-only int4 kernels tile the tokens at 16 at least (vLLM's Machete: a 128x16 or 256x16 tile for M = 1-16; Marlin
+# likewise): below 16 tokens each weight tile is dequantized and multiplied as for 16, so the un-hidden part of the
+# kernel's math (w4a16_overlap) stops shrinking there.
+W4A16_MIN_TOKENS = 16
 # bitsandbytes NF4 (vLLM 0.26 `--quantization bitsandbytes`, TGI `--quantize bitsandbytes-nf4`): both call
 # bitsandbytes' matmul_4bit, which for one token runs its gemv_4bit kernel on the packed weights and for more
 # than one dequantizes the whole weight to bf16 and runs a bf16 GEMM. So one token reads the 4-bit bytes (at
@@ -42,10 +46,6 @@ PP_BUBBLE_PER_STAGE = 0.08  # norms, rotary, activation, residual: reads + write
 # dequantized bf16 copy (4 bytes per weight), slower than bf16 itself; and the GEMM runs at the bf16 rate with
 # the dequantize kernel's launch and the weight-only penalty on top (W4A16's, assumed). Not measured on a GPU.
 # The dequantize pass runs before the GEMM, not overlapped with it: its time is added, not max()-ed.
-# Weight-only int4 kernels tile the tokens at 16 at least (vLLM's Machete: a 128x16 or 256x16 tile for M = 1-16; Marlin
-# likewise): below 16 tokens each weight tile is dequantized and multiplied as for 16, so the un-hidden part of the
-# kernel's math (w4a16_overlap) stops shrinking there.
-W4A16_MIN_TOKENS = 16
 BNB_COMPUTE_PENALTY = 1.15  # EngineConfig.w4a16_compute_penalty's default (Marlin's published ~3.8x at batch 1-16)
 BNB_BANDWIDTH_PENALTY = 1.05  # ... and w4a16_bandwidth_penalty's
 
