@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from serveplan.planner.calibrate import Observation, fit_calibration, predict_observation  # noqa: E402
-from serveplan.planner.profiles import Calibration, find_calibration  # noqa: E402
+from serveplan.planner.profiles import Calibration, HeldOutAccuracy, find_calibration  # noqa: E402
 
 import open_loop_accuracy  # noqa: E402  (benchmarks/: the open loops the H200 fit also takes)
 
@@ -211,6 +211,14 @@ def errors(rows: list[tuple[Observation, dict]]) -> dict:
     return out
 
 
+def held_out_accuracy(rows: list[tuple[Observation, dict]]) -> HeldOutAccuracy:
+    """A calibration's `held_out`: its mean errors on these (held-out) points, and the worst optimism of any."""
+    e = errors(rows)
+    return HeldOutAccuracy(points=len(rows), ttft=round(e["ttft"]["mape"], 4), tpot=round(e["tpot"]["mape"], 4),
+                           throughput=round(e["throughput"]["mape"], 4),
+                           worst_optimism=round(max(v["worst_optimism"] for v in e.values()), 3))
+
+
 def print_table(rows: list[tuple[Observation, dict]], title: str) -> None:
     print(f"\n{title}")
     print(f"{'gpu':8} {'config':12} {'shape':9} {'conc':>4} | {'TTFT meas':>9} {'pred':>8} {'err':>6} | {'TPOT meas':>9} "
@@ -341,6 +349,8 @@ def main() -> None:
     ap.add_argument("--gpu", help="only this GPU's points (h100-sxm, h200)")
     ap.add_argument("--fit", action="store_true", help="fit a calibration per GPU on its training split")
     ap.add_argument("--write-calibration", action="store_true")
+    ap.add_argument("--write-held-out", action="store_true", help="with --shipped: put each GPU's held-out error in "
+                    "its shipped calibration (`held_out`, which a plan's Profile line quotes)")
     ap.add_argument("--shipped", action="store_true", help="report the shipped calibrations on the split, as --fit "
                     "reports its own (no refit)")
     ap.add_argument("--plot", type=Path)
@@ -422,10 +432,11 @@ def main() -> None:
                                          else None}
         print_by_configuration(fitted)
         report["uncalibrated"]["held_out"] = errors([r for r in base if not is_fitted(r[0])])
-        if a.write_calibration:
+        if a.write_calibration or a.write_held_out:
             from serveplan.planner.calibrate import write_calibration
-            for cal in cals.values():
-                print("wrote", write_calibration(cal))
+            for gpu, cal in cals.items():
+                te = [r for r in fitted if r[0].gpu == gpu and not is_fitted(r[0])]
+                print("wrote", write_calibration(cal.model_copy(update={"held_out": held_out_accuracy(te)})))
     if a.json:
         rows = [{"point": o.model_dump(), "uncalibrated": b} for o, b in base]
         if fitted is not None:

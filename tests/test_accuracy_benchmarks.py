@@ -103,6 +103,17 @@ def test_held_out_configurations_are_predicted_with_the_shipped_calibration(grid
             assert math.isfinite(p[key]) and p[key] > 0
 
 
+@pytest.mark.parametrize("gpu", ["h100-sxm", "h200"])
+def test_the_shipped_held_out_accuracy_is_what_the_committed_grids_give_now(grid_points, gpu):
+    """A plan quotes its calibration's held-out error (Calibration.held_out): it must be what the shipped model gives
+    on the committed held-out points today, not what it gave before a change (`accuracy.py --shipped
+    --write-held-out` writes it)."""
+    cal = find_calibration("vllm", "0.26.0", gpu)
+    rows = [(o, predict_observation(o, cal)) for o in grid_points if o.gpu == gpu and not accuracy.is_fitted(o)]
+    assert cal.held_out == accuracy.held_out_accuracy(rows)
+    assert cal.held_out.points == len(rows) > 10 and cal.held_out.worst_optimism < 1.3  # issue 14's bound
+
+
 def test_open_loop_rows_cover_every_usable_session5_and_session6_run():
     rows = ola.observations()
     labels = [label for label, _, _ in rows]

@@ -273,8 +273,14 @@ def test_default_vllm_plans_say_the_calibration_is_0_26s(monkeypatch, tmp_path):
     req = build_request(model="llama-8b", gpus="1xH100", overrides=["search.n_trials=10"])
     est = estimate(req, Candidate(max_model_len=4096))
     assert est.predictions.sources["overhead"] == "calibrated"
-    note = f"{shipped} (measured on vLLM 0.26.0, applied to 0.33.0)"
+    # ... and how far its terms were from the runs they were not fitted on (benchmarks/accuracy.py --write-held-out)
+    held_out = find_calibration("vllm", "0.26.0", "h100-sxm").held_out
+    assert held_out.points > 0 and held_out.worst_optimism > 1
+    accuracy = f"; {held_out.describe('vllm', '0.26.0')}"
+    assert accuracy.startswith(f"; on {held_out.points} held-out vLLM 0.26.0 closed-loop points TTFT was ")
+    note = f"{shipped} (measured on vLLM 0.26.0, applied to 0.33.0){accuracy}"
     assert est.predictions.sources["calibration"] == note
-    assert plan(req).profile["calibration"] == note
+    planned = plan(req).profile
+    assert planned["calibration"] == note and planned["calibration_held_out"] == held_out.model_dump()
     old = build_request(model="llama-8b", gpus="1xH100", overrides=["engine.version=0.26.0"])
-    assert estimate(old, Candidate(max_model_len=4096)).predictions.sources["calibration"] == shipped
+    assert estimate(old, Candidate(max_model_len=4096)).predictions.sources["calibration"] == shipped + accuracy

@@ -32,6 +32,8 @@ def plan(req: PlanRequest, *, profile: HardwareProfile | None = None,
     prof = {"gpu": scorer.profile.gpu, "kind": scorer.profile.kind, "path": scorer.profile.path}
     if scorer.calibration:
         prof["calibration"] = scorer.calibration.describe()
+        if scorer.calibration.held_out:  # the same numbers the line quotes, for a machine reading plan.json
+            prof["calibration_held_out"] = scorer.calibration.held_out.model_dump()
     return Plan(request=req, ranked=tuple(final), pareto=tuple(pareto), why=reason,
                 profile=prof, stats=stats)
 

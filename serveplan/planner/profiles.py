@@ -216,6 +216,26 @@ class KernelFactor(_Model):
         return _interpolate(self.tokens, self.factor, m, log_x=False)[0]
 
 
+class HeldOutAccuracy(_Model):
+    """How far the calibrated model was from measured runs it was not fitted on, as `benchmarks/accuracy.py --shipped
+    --write-held-out` last found them: mean absolute relative error of mean TTFT, TPOT and output tokens/s over the
+    held-out closed-loop points of this GPU, and the worst optimism of any of them (predicted latency too low or
+    throughput too high, as a ratio)."""
+
+    points: int = Field(gt=0)
+    ttft: float = Field(ge=0)
+    tpot: float = Field(ge=0)
+    throughput: float = Field(ge=0)
+    worst_optimism: float = Field(gt=0)
+    reference: str = "docs/accuracy.md"
+
+    def describe(self, engine: str, engine_version: str) -> str:
+        name = ENGINE_DISPLAY.get(engine, engine)
+        return (f"on {self.points} held-out {name} {engine_version} closed-loop points TTFT was {self.ttft:.0%} off on average, TPOT "
+                f"{self.tpot:.0%}, tokens/s {self.throughput:.0%}, at worst {self.worst_optimism:.2f}x optimistic "
+                f"({self.reference})")
+
+
 class Calibration(_Model):
     """Engine-level terms fitted from benchmarks of a real engine on one GPU type (and, in fp8_gemm and int8_gemm,
     its W8A8 GEMM kernels measured against the profile's)."""
@@ -250,6 +270,9 @@ class Calibration(_Model):
     (`benchmarks/fp8_gemm.py`), kept through refits."""
     source: str = ""
     fit: dict = Field(default_factory=dict)
+    held_out: HeldOutAccuracy | None = None
+    """The terms' error on measured points they were not fitted on; None where nobody measured it (a `plan
+    calibrate` refit on a user's own runs)."""
     path: str = ""
     applied_to: str = ""
     """The engine version the terms stand in for when none was measured at it (find_calibration's fallback to an
@@ -262,6 +285,8 @@ class Calibration(_Model):
         if self.applied_to and self.applied_to != self.engine_version:
             name = ENGINE_DISPLAY.get(self.engine, self.engine)
             where += f" (measured on {name} {self.engine_version}, applied to {self.applied_to})"
+        if self.held_out:
+            where += f"; {self.held_out.describe(self.engine, self.engine_version)}"
         return where
 
     def kernel_tables(self) -> dict[str, KernelFactor]:
