@@ -211,12 +211,17 @@ def errors(rows: list[tuple[Observation, dict]]) -> dict:
     return out
 
 
-def held_out_accuracy(rows: list[tuple[Observation, dict]]) -> HeldOutAccuracy:
-    """A calibration's `held_out`: its mean errors on these (held-out) points, and the worst optimism of any."""
+CLOSED_LOOP_FIELDS = ("points", "ttft", "tpot", "throughput", "worst_optimism")  # HeldOutAccuracy's part written here
+
+
+def held_out_accuracy(rows: list[tuple[Observation, dict]], keep: HeldOutAccuracy | None = None) -> HeldOutAccuracy:
+    """A calibration's `held_out`: its mean errors on these (held-out) closed-loop points and the worst optimism of
+    any, with the open-loop part of `keep` (open_loop_accuracy.py --write-held-out writes that)."""
     e = errors(rows)
-    return HeldOutAccuracy(points=len(rows), ttft=round(e["ttft"]["mape"], 4), tpot=round(e["tpot"]["mape"], 4),
-                           throughput=round(e["throughput"]["mape"], 4),
-                           worst_optimism=round(max(v["worst_optimism"] for v in e.values()), 3))
+    closed = {"points": len(rows), "ttft": round(e["ttft"]["mape"], 4), "tpot": round(e["tpot"]["mape"], 4),
+              "throughput": round(e["throughput"]["mape"], 4),
+              "worst_optimism": round(max(v["worst_optimism"] for v in e.values()), 3)}
+    return keep.model_copy(update=closed) if keep else HeldOutAccuracy(**closed)
 
 
 def print_table(rows: list[tuple[Observation, dict]], title: str) -> None:
@@ -436,7 +441,8 @@ def main() -> None:
             from serveplan.planner.calibrate import write_calibration
             for gpu, cal in cals.items():
                 te = [r for r in fitted if r[0].gpu == gpu and not is_fitted(r[0])]
-                print("wrote", write_calibration(cal.model_copy(update={"held_out": held_out_accuracy(te)})))
+                held_out = held_out_accuracy(te, keep=cal.held_out if a.shipped else None)
+                print("wrote", write_calibration(cal.model_copy(update={"held_out": held_out})))
     if a.json:
         rows = [{"point": o.model_dump(), "uncalibrated": b} for o, b in base]
         if fitted is not None:

@@ -572,14 +572,26 @@ def print_by_load(errors_by_load: list[tuple[float, float, float]]) -> None:
                   f"{sum(t for t, _ in band) / n:+.0%} | {sum(abs(p) for _, p in band) / n:.0%} |")
 
 
+def open_loop_held_out(errors: dict[str, list[float]], seeds: int) -> dict:
+    """The open-loop part of a calibration's held_out (serveplan.planner.profiles.HeldOutAccuracy) from one GPU's
+    held-out rows' relative errors by metric."""
+    def mape(key: str) -> float:
+        return round(sum(abs(e) for e in errors[key]) / len(errors[key]), 4)
+
+    return {"open_loop_runs": len(errors["ttft_ms"]), "open_loop_ttft_p50": mape("ttft_ms"),
+            "open_loop_ttft_p99": mape("ttft_p99_ms"), "open_loop_tpot": mape("tpot_ms"), "open_loop_seeds": seeds}
+
+
 def table(rows: list[tuple[str, bool, Observation]], cal_for, markdown: bool, fitted: bool,  # noqa: ANN001
-          seeds: int = 1, by_load: bool = False) -> None:
+          seeds: int = 1, by_load: bool = False) -> dict[str, dict[str, list[float]]]:
+    """Print every row predicted against measured; return the held-out rows' relative errors by GPU and metric."""
     names = [n for n, _ in METRICS]
     shipped_fit = {label for label, _, _, _ in _bench_runs(SHIPPED_FIT)}
     if markdown:
         print("| point | split | " + " | ".join(f"{n} pred / meas" for n in names) + " | worst optimism |")
         print("|---|---|" + "---:|" * (len(names) + 1))
     held_out_errors: dict[str, list[float]] = {key: [] for _, key in METRICS}
+    by_gpu: dict[str, dict[str, list[float]]] = {}
     p99_inside = []  # with several seeds: is the measured TTFT P99 inside the seeds' range?
     errors_by_load: list[tuple[float, float, float]] = []  # by_load: (load, TTFT P50 error, TPOT error) held out
     for label, fit, o in rows:
@@ -599,6 +611,7 @@ def table(rows: list[tuple[str, bool, Observation]], cal_for, markdown: bool, fi
             cells.append(cell)
             if split == "held out":
                 held_out_errors[key].append(p / m - 1)
+                by_gpu.setdefault(o.gpu, {k: [] for _, k in METRICS})[key].append(p / m - 1)
                 if seeds > 1 and key == "ttft_p99_ms":
                     p99_inside.append(p99_range[0] <= m <= p99_range[1])
             if key != "throughput_tok_s" and p > 0:
@@ -624,6 +637,7 @@ def table(rows: list[tuple[str, bool, Observation]], cal_for, markdown: bool, fi
         print(f"excluded: {label}: {EXCLUDED_ROWS[label]}")
     if by_load:
         print_by_load(errors_by_load)
+    return by_gpu
 
 
 def main() -> int:
@@ -651,6 +665,8 @@ def main() -> int:
     ap.add_argument("--repeats", action="store_true",
                     help="the experiments run on more than one server (sessions, hosts, replicas): their spread "
                          "against the prediction")
+    ap.add_argument("--write-held-out", action="store_true", help="without --fit: put each GPU's held-out open-loop "
+                    "error (the medians of --seeds simulations per run) in its shipped calibration's held_out")
     ap.add_argument("--write-calibration", action="store_true",
                     help="with --fit: write it to serveplan/profiles/calibration/vllm-0.26.0/h200.yaml")
     a = ap.parse_args()
@@ -720,7 +736,16 @@ def main() -> int:
         return find_calibration(o.engine, "0.26.0", o.gpu)
 
     if not a.fit:
-        table(rows, shipped, a.markdown, fitted=False, seeds=a.seeds, by_load=a.by_load)
+        by_gpu = table(rows, shipped, a.markdown, fitted=False, seeds=a.seeds, by_load=a.by_load)
+        if a.write_held_out:  # beside the closed-loop part accuracy.py --write-held-out writes
+            for gpu, errs in sorted(by_gpu.items()):
+                cal = find_calibration("vllm", "0.26.0", gpu)
+                if cal is None or cal.held_out is None:
+                    print(f"{gpu}: no shipped calibration with a closed-loop held_out (accuracy.py --shipped "
+                          f"--write-held-out first); its open loops are not written")
+                    continue
+                held_out = cal.held_out.model_copy(update=open_loop_held_out(errs, a.seeds))
+                print("wrote", write_calibration(cal.model_copy(update={"held_out": held_out})))
         return 0
     train = [o for _, fit, o in rows if fit]
     cal = fit_calibration(train, source="benchmarks/open_loop_accuracy.py --fit: open-loop H200 runs of 8B "

@@ -110,8 +110,25 @@ def test_the_shipped_held_out_accuracy_is_what_the_committed_grids_give_now(grid
     --write-held-out` writes it)."""
     cal = find_calibration("vllm", "0.26.0", gpu)
     rows = [(o, predict_observation(o, cal)) for o in grid_points if o.gpu == gpu and not accuracy.is_fitted(o)]
-    assert cal.held_out == accuracy.held_out_accuracy(rows)
+    now = accuracy.held_out_accuracy(rows)
+    assert {k: getattr(cal.held_out, k) for k in accuracy.CLOSED_LOOP_FIELDS} == \
+        {k: getattr(now, k) for k in accuracy.CLOSED_LOOP_FIELDS}
     assert cal.held_out.points == len(rows) > 10 and cal.held_out.worst_optimism < 1.3  # issue 14's bound
+
+
+def test_the_shipped_open_loop_held_out_accuracy_is_what_the_committed_runs_give_now(capsys):
+    """... and its open-loop part (open_loop_accuracy.py --seeds N --write-held-out): every held-out open loop of each
+    GPU re-predicted with the same number of simulations gives the same mean errors."""
+    cals = {g: find_calibration("vllm", "0.26.0", g) for g in ("h100-sxm", "h200")}
+    seeds = {cal.held_out.open_loop_seeds for cal in cals.values()}
+    assert len(seeds) == 1 and seeds.pop() >= 5  # the medians of five simulations, as docs/accuracy.md reports
+    by_gpu = ola.table(ola.observations(), lambda o: cals[o.gpu], markdown=True, fitted=False,
+                       seeds=cals["h200"].held_out.open_loop_seeds)
+    assert "held-out rows, mean |error|" in capsys.readouterr().out
+    for gpu, cal in cals.items():
+        now = ola.open_loop_held_out(by_gpu[gpu], cal.held_out.open_loop_seeds)
+        assert {k: getattr(cal.held_out, k) for k in now} == now
+    assert cals["h200"].held_out.open_loop_runs > 50
 
 
 def test_open_loop_rows_cover_every_usable_session5_and_session6_run():

@@ -227,13 +227,25 @@ class HeldOutAccuracy(_Model):
     tpot: float = Field(ge=0)
     throughput: float = Field(ge=0)
     worst_optimism: float = Field(gt=0)
+    open_loop_runs: int = Field(default=0, ge=0)
+    """Held-out open-loop runs (Poisson arrivals, as a plan's default traffic): their mean absolute error of TTFT P50
+    and P99 and of mean TPOT, each run predicted as the median of open_loop_seeds simulations
+    (`benchmarks/open_loop_accuracy.py --seeds N --write-held-out`); 0: none measured on this GPU."""
+    open_loop_ttft_p50: float = Field(default=0.0, ge=0)
+    open_loop_ttft_p99: float = Field(default=0.0, ge=0)
+    open_loop_tpot: float = Field(default=0.0, ge=0)
+    open_loop_seeds: int = Field(default=0, ge=0)
     reference: str = "docs/accuracy.md"
 
     def describe(self, engine: str, engine_version: str) -> str:
         name = ENGINE_DISPLAY.get(engine, engine)
-        return (f"on {self.points} held-out {name} {engine_version} closed-loop points TTFT was {self.ttft:.0%} off on average, TPOT "
-                f"{self.tpot:.0%}, tokens/s {self.throughput:.0%}, at worst {self.worst_optimism:.2f}x optimistic "
-                f"({self.reference})")
+        text = (f"on {self.points} held-out {name} {engine_version} closed-loop points TTFT was {self.ttft:.0%} off "
+                f"on average, TPOT {self.tpot:.0%}, tokens/s {self.throughput:.0%}, at worst "
+                f"{self.worst_optimism:.2f}x optimistic")
+        if self.open_loop_runs:
+            text += (f"; on {self.open_loop_runs} held-out open-loop runs TTFT P50 was {self.open_loop_ttft_p50:.0%} "
+                     f"off, P99 {self.open_loop_ttft_p99:.0%}, TPOT {self.open_loop_tpot:.0%}")
+        return f"{text} ({self.reference})"
 
 
 class Calibration(_Model):
