@@ -317,6 +317,30 @@ def test_quantized_winner_needs_checkpoint(plan_dir):
     assert "--quantization" not in rec.replicas[0].argv
 
 
+def test_a_gptq_folder_vllm_cannot_read_its_layers_from_is_refused(plan_dir, tmp_path):
+    """vLLM finds an AutoGPTQ checkpoint's quantized layers in modules_in_block_to_quantize or, without it, in the
+    safetensors' dtypes: a folder with neither would run the planned GPTQ configuration unquantized. The launch says
+    so before starting anything; either one makes the folder servable."""
+    import json
+
+    from serveplan.launcher.launch import launch_plan
+
+    d = plan_dir(weight_dtype="gptq")
+    folder = tmp_path / "llama-gptq"
+    folder.mkdir()
+    q = {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": False, "sym": True}
+    (folder / "config.json").write_text(json.dumps({"quantization_config": q}))
+    with pytest.raises(LaunchError, match="modules_in_block_to_quantize") as e:
+        launch_plan(d, model=str(folder), dry_run=True, base_port=free_base_port(1))
+    assert "serve them all unquantized" in str(e.value) and not (d / "run.json").exists()
+    (folder / "model.safetensors").write_bytes(b"")  # the layers' dtypes are there
+    assert launch_plan(d, model=str(folder), dry_run=True, base_port=free_base_port(1)).status == "dry-run"
+    (folder / "model.safetensors").unlink()
+    q["modules_in_block_to_quantize"] = [["self_attn.q_proj"], ["mlp.down_proj"]]  # as AutoGPTQ writes it
+    (folder / "config.json").write_text(json.dumps({"quantization_config": q}))
+    assert launch_plan(d, model=str(folder), dry_run=True, base_port=free_base_port(1)).status == "dry-run"
+
+
 def test_detach_then_stop_run(plan_dir):
     from serveplan.launcher.launch import launch_plan, stop_run
     from serveplan.launcher.record import read_run

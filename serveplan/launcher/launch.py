@@ -53,6 +53,7 @@ def _resolve_checkpoint(plan: Plan, model: str | None, plan_dir: Path, notes: li
     cfg, req = plan.winner.config, plan.request
     if model is not None:
         ckpt = user_checkpoint(model, cfg.weight_dtype, req.model)
+        _check_gptq_folder(ckpt, cfg.engine)
         notes.append(f"weights: {ckpt.describe()}")
         return ckpt
     ckpt = served_checkpoint(cfg, req)
@@ -68,10 +69,24 @@ def _resolve_checkpoint(plan: Plan, model: str | None, plan_dir: Path, notes: li
             raise LaunchError(how)
         notes.append(how)
         return ckpt.model_copy(update={"id": str(local)})
+    _check_gptq_folder(ckpt, cfg.engine)
     notes.append(f"weights: {ckpt.describe()}")
     if ckpt.engine_quantizes and not req.inventory.gpu.has_fp8_tensor_cores:
         notes.append(f"{req.inventory.gpu.display_name} has no FP8 tensor cores, so it runs weight-only FP8.")
     return ckpt
+
+
+def _check_gptq_folder(ckpt: Checkpoint, engine: str) -> None:
+    """Refuse a local AutoGPTQ folder in which vLLM would find no quantized layer: it would serve the plan's GPTQ
+    configuration unquantized (dummy weights) or fail to load (real .bin weights)."""
+    from serveplan.planner.checkpoints import gptq_layers_unfindable
+
+    if engine == "vllm" and ckpt.format == "gptq" and gptq_layers_unfindable(ckpt.id):
+        raise LaunchError(f"The GPTQ checkpoint {ckpt.id} has no *.safetensors and its quantization_config lists no "
+                          f"modules_in_block_to_quantize, so vLLM cannot tell which layers are quantized and would "
+                          f"serve them all unquantized; add modules_in_block_to_quantize (AutoGPTQ writes it, e.g. "
+                          f'[["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], ["self_attn.o_proj"], '
+                          f'["mlp.gate_proj", "mlp.up_proj"], ["mlp.down_proj"]]) or serve the safetensors checkpoint.')
 
 
 def _prepare(plan_dir: Path, *, model: str | None, force: bool, base_port: int, dry_run: bool,

@@ -101,6 +101,21 @@ def detect_format(path: str | Path) -> tuple[str | None, str]:
     return None, "auto"
 
 
+def gptq_layers_unfindable(path: str | Path) -> bool:
+    """A local AutoGPTQ folder in which vLLM cannot tell which layers are quantized: its quantization_config lists no
+    modules_in_block_to_quantize and it holds no *.safetensors. vLLM (0.26.0's AutoGPTQConfig.maybe_update_config)
+    reads the quantized layers from the safetensors' dtypes when the list is absent; with none it quantizes no layer,
+    so dummy weights run in bf16 (session 19) and real .bin weights do not load into the bf16 layers."""
+    folder = Path(path).expanduser()
+    try:
+        q = json.loads((folder / "config.json").read_text()).get("quantization_config") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    if str(q.get("quant_method", "")).lower() != "gptq" or q.get("modules_in_block_to_quantize"):
+        return False
+    return not any(folder.glob("*.safetensors"))
+
+
 def _compressed_tensors_method(q: dict) -> str | None:
     for group in (q.get("config_groups") or {}).values():
         w = (group or {}).get("weights") or {}
