@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from serveplan.planner.calibrate import Observation, fit_calibration, predict_observation  # noqa: E402
-from serveplan.planner.profiles import Calibration, HeldOutAccuracy, find_calibration  # noqa: E402
+from serveplan.planner.profiles import Calibration, HeldOutAccuracy, find_calibration, layout_name  # noqa: E402
 
 import open_loop_accuracy  # noqa: E402  (benchmarks/: the open loops the H200 fit also takes)
 
@@ -211,7 +211,8 @@ def errors(rows: list[tuple[Observation, dict]]) -> dict:
     return out
 
 
-CLOSED_LOOP_FIELDS = ("points", "ttft", "tpot", "throughput", "worst_optimism")  # HeldOutAccuracy's part written here
+CLOSED_LOOP_FIELDS = ("points", "ttft", "tpot", "throughput", "worst_optimism", "layouts")  # HeldOutAccuracy's part
+# written here (open_loop_accuracy.py writes the rest)
 
 
 def held_out_accuracy(rows: list[tuple[Observation, dict]], keep: HeldOutAccuracy | None = None) -> HeldOutAccuracy:
@@ -220,7 +221,8 @@ def held_out_accuracy(rows: list[tuple[Observation, dict]], keep: HeldOutAccurac
     e = errors(rows)
     closed = {"points": len(rows), "ttft": round(e["ttft"]["mape"], 4), "tpot": round(e["tpot"]["mape"], 4),
               "throughput": round(e["throughput"]["mape"], 4),
-              "worst_optimism": round(max(v["worst_optimism"] for v in e.values()), 3)}
+              "worst_optimism": round(max(v["worst_optimism"] for v in e.values()), 3),
+              "layouts": tuple(sorted({layout_name(o.tp, o.weight_dtype, o.pp) for o, _ in rows}))}
     return keep.model_copy(update=closed) if keep else HeldOutAccuracy(**closed)
 
 

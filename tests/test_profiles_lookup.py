@@ -284,3 +284,28 @@ def test_default_vllm_plans_say_the_calibration_is_0_26s(monkeypatch, tmp_path):
     assert planned["calibration"] == note and planned["calibration_held_out"] == held_out.model_dump()
     old = build_request(model="llama-8b", gpus="1xH100", overrides=["engine.version=0.26.0"])
     assert estimate(old, Candidate(max_model_len=4096)).predictions.sources["calibration"] == shipped + accuracy
+
+
+def test_a_plan_says_when_its_winner_is_no_layout_the_held_out_error_covers():
+    """The held-out error a plan quotes was measured on some layouts and precisions (HeldOutAccuracy.layouts); a
+    winner of another kind gets one sentence saying so, a covered one (or a calibration without layouts) none."""
+    from conftest import make_plan
+
+    from serveplan.planner.profiles import HeldOutAccuracy, layout_name
+    from serveplan.planner.report import uncovered_layout
+
+    held = HeldOutAccuracy(points=12, ttft=0.1, tpot=0.03, throughput=0.02, worst_optimism=1.2,
+                           layouts=("TP1 bf16", "TP1 fp8"))
+    assert layout_name(2, "fp8") == "TP2 fp8" and layout_name(1, "fp8", pp=2) == "TP1 PP2 fp8"
+    assert held.covers(1, "fp8") and not held.covers(2, "fp8") and not held.covers(1, "fp8", pp=2)
+
+    def with_held(plan, h):  # noqa: ANN001, ANN202
+        return plan.model_copy(update={"profile": {"gpu": "h100-sxm", "calibration_held_out": h}})
+
+    tp2 = make_plan(tp=2, weight_dtype="fp8")
+    sentence = uncovered_layout(with_held(tp2, held.model_dump()))
+    assert sentence == ("The held-out runs on h100-sxm cover TP1 bf16, TP1 fp8; none ran TP2 fp8, so the error above "
+                        "was not measured on the winner's kind of configuration.")
+    assert uncovered_layout(with_held(make_plan(tp=1, weight_dtype="fp8"), held.model_dump())) is None
+    assert uncovered_layout(with_held(tp2, held.model_copy(update={"layouts": ()}).model_dump())) is None
+    assert uncovered_layout(tp2.model_copy(update={"profile": {"gpu": "h100-sxm"}})) is None

@@ -216,6 +216,12 @@ class KernelFactor(_Model):
         return _interpolate(self.tokens, self.factor, m, log_x=False)[0]
 
 
+def layout_name(tp: int, weight_dtype: str, pp: int = 1) -> str:
+    """How HeldOutAccuracy.layouts names a configuration: its tensor- (and pipeline-) parallel sizes and weight
+    precision."""
+    return f"TP{tp}{f' PP{pp}' if pp > 1 else ''} {weight_dtype}"
+
+
 class HeldOutAccuracy(_Model):
     """How far the calibrated model was from measured runs it was not fitted on, as `benchmarks/accuracy.py --shipped
     --write-held-out` last found them: mean absolute relative error of mean TTFT, TPOT and output tokens/s over the
@@ -235,7 +241,13 @@ class HeldOutAccuracy(_Model):
     open_loop_ttft_p99: float = Field(default=0.0, ge=0)
     open_loop_tpot: float = Field(default=0.0, ge=0)
     open_loop_seeds: int = Field(default=0, ge=0)
+    layouts: tuple[str, ...] = ()
+    """The layouts and weight precisions among the held-out closed-loop points ("TP2 fp8"): a plan whose winner is
+    none of them says the numbers were not measured on its kind of configuration."""
     reference: str = "docs/accuracy.md"
+
+    def covers(self, tp: int, weight_dtype: str, pp: int = 1) -> bool:
+        return not self.layouts or layout_name(tp, weight_dtype, pp) in self.layouts
 
     def describe(self, engine: str, engine_version: str) -> str:
         name = ENGINE_DISPLAY.get(engine, engine)

@@ -125,9 +125,27 @@ def render_plan(plan: Plan, console) -> None:  # noqa: ANN001 (rich Console, imp
     console.print(f"Profile: {prof.get('kind')} ({prof.get('path')}){cal}. Search: {st.sampler}, "
                   f"{st.trials:,} of {st.memory_feasible:,} candidates that fit in memory examined "
                   f"({st.examined_fraction:.0%}; {st.space_size:,} in the space) in {st.seconds:.2f} s.")
+    uncovered = uncovered_layout(plan)
+    if uncovered:
+        console.print(uncovered)
     if not plan.ranked[0].meets_slo:
         console.print(f"[bold red]No candidate meets the SLO[/] (closest: {'; '.join(plan.winner.violations)}). "
                       f"Relax the SLO, lower the load, or add GPUs.")
+
+
+def uncovered_layout(plan: Plan) -> str | None:
+    """A sentence when the winner's layout and weight precision are none of those the calibration's held-out error
+    was measured on (plan.profile's calibration_held_out), so that error does not vouch for it."""
+    from serveplan.planner.profiles import HeldOutAccuracy, layout_name
+
+    if not plan.profile.get("calibration_held_out"):
+        return None
+    held, c = HeldOutAccuracy.model_validate(plan.profile["calibration_held_out"]), plan.winner.config
+    if held.covers(c.tp, c.weight_dtype, c.pp):
+        return None
+    return (f"The held-out runs on {plan.profile.get('gpu')} cover {', '.join(held.layouts)}; none ran "
+            f"{layout_name(c.tp, c.weight_dtype, c.pp)}, so the error above was not measured on the winner's kind of "
+            f"configuration.")
 
 
 def catalog_rows(what: str) -> tuple[list[str], list[list]]:
