@@ -140,6 +140,18 @@ def test_estimate_prints_predictions(runs):
     assert "16.1 GB" in out  # llama-3.1-8b bf16 weights
 
 
+def test_estimate_says_when_no_held_out_run_had_its_layout(runs, capsys):
+    """The H100 calibration's held-out runs are TP1 bf16 and fp8: a TP2 estimate there says its error was not
+    measured on that kind of configuration; the TP1 bf16 one of `runs` does not."""
+    from serveplan.cli import main
+
+    assert "none ran" not in runs["estimate"].stdout
+    assert main(["estimate", "--model", "llama-70b", "--gpus", "2xH100", "--tp", "2", "--weights", "fp8"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "none ran TP2 fp8, so the error above was not measured on this kind of configuration" in out
+    assert "held-out vLLM 0.26.0 closed-loop points" in out  # the error it speaks of, on the Sources line
+
+
 def test_estimate_takes_the_cudagraph_capture_size(capsys):
     from serveplan.cli import main
 

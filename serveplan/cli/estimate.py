@@ -103,7 +103,7 @@ def main(argv: list[str]) -> int:
     add_workload_flags(p)
     a = p.parse_args(flags)
 
-    from serveplan.planner.estimate import estimate
+    from serveplan.planner.estimate import Scorer, estimate
     from serveplan.planner.report import candidate_doc, render_estimate
 
     req = workload_request(a, overrides)
@@ -112,5 +112,6 @@ def main(argv: list[str]) -> int:
     if a.json:
         print(json.dumps(candidate_doc(est), indent=1))
         return 0 if est.memory.fits else 2
-    render_estimate(est, req, _console())
+    cal = Scorer(req).calibration  # the one estimate used: its held-out error, and what that was measured on
+    render_estimate(est, req, _console(), held_out=cal.held_out if cal else None)
     return 0 if est.memory.fits else 2

@@ -136,15 +136,21 @@ def render_plan(plan: Plan, console) -> None:  # noqa: ANN001 (rich Console, imp
 def uncovered_layout(plan: Plan) -> str | None:
     """A sentence when the winner's layout and weight precision are none of those the calibration's held-out error
     was measured on (plan.profile's calibration_held_out), so that error does not vouch for it."""
-    from serveplan.planner.profiles import HeldOutAccuracy, layout_name
+    from serveplan.planner.profiles import HeldOutAccuracy
 
-    if not plan.profile.get("calibration_held_out"):
+    held = plan.profile.get("calibration_held_out")
+    return layout_not_held_out(HeldOutAccuracy.model_validate(held) if held else None, plan.profile.get("gpu"),
+                               plan.winner.config, "the winner's")
+
+
+def layout_not_held_out(held, gpu: str | None, c, whose: str) -> str | None:  # noqa: ANN001 (HeldOutAccuracy, Candidate)
+    """The sentence of uncovered_layout for configuration c (None when held covers it or says nothing)."""
+    from serveplan.planner.profiles import layout_name
+
+    if held is None or held.covers(c.tp, c.weight_dtype, c.pp):
         return None
-    held, c = HeldOutAccuracy.model_validate(plan.profile["calibration_held_out"]), plan.winner.config
-    if held.covers(c.tp, c.weight_dtype, c.pp):
-        return None
-    return (f"The held-out runs on {plan.profile.get('gpu')} cover {', '.join(held.layouts)}; none ran "
-            f"{layout_name(c.tp, c.weight_dtype, c.pp)}, so the error above was not measured on the winner's kind of "
+    return (f"The held-out runs on {gpu} cover {', '.join(held.layouts)}; none ran "
+            f"{layout_name(c.tp, c.weight_dtype, c.pp)}, so the error above was not measured on {whose} kind of "
             f"configuration.")
 
 
@@ -227,8 +233,9 @@ def sizing_sentence(plan: Plan) -> str:
             f"more." if c.replicas >= need else f"{head} ({spare:.2f} req/s to spare).")
 
 
-def render_estimate(est: Estimate, req, console) -> None:  # noqa: ANN001 (PlanRequest, rich Console)
-    """`plan estimate`'s report of one fixed configuration: memory, latency percentiles, throughput, sources."""
+def render_estimate(est: Estimate, req, console, held_out=None) -> None:  # noqa: ANN001 (PlanRequest, rich Console)
+    """`plan estimate`'s report of one fixed configuration: memory, latency percentiles, throughput, sources; with
+    the calibration's held_out, whether its error was measured on this kind of configuration."""
     m, cand = est.memory, est.config
     console.print(f"[bold]{req.model.name}[/] on {req.inventory.describe()}, {cand.label()}")
     if cand.checkpoint is not None:
@@ -256,6 +263,9 @@ def render_estimate(est: Estimate, req, console) -> None:  # noqa: ANN001 (PlanR
         console.print(f"Load: {req.traffic.rate_rps:.2f} req/s, {req.traffic.rate_rps / pr.max_rps:.0%} of the most "
                       f"this deployment serves ({pr.max_rps:.2f} req/s).")
     console.print(f"Sources: {', '.join(f'{k}={v}' for k, v in pr.sources.items())}")
+    uncovered = layout_not_held_out(held_out, req.inventory.gpu.name, cand, "this")
+    if uncovered:
+        console.print(uncovered)
     if est.violations:
         console.print(f"[yellow]SLO missed:[/] {'; '.join(est.violations)}")
     from serveplan.planner.decision import kv_pressure, load_pressure
