@@ -55,22 +55,22 @@ from serveplan.planner.profiles import find_calibration  # noqa: E402
 R = HERE / "gpu" / "results"
 # per checkpoint kind: the 8B's grid and both models' bursts. GPTQ-style (symmetric) from session 17, AWQ (asymmetric:
 # zero points) from session 18, on another host; the 8B rows of each are its own server's.
+# held_out_*: servers shown beside each solve and never solved on (their grids, and their bursts' decode steps and mean
+# TTFT): the AWQ 70B's own grid (session 18), and the published formats and other layouts of sessions 19-20.
 CHECKPOINTS = {
     "gptq": {"grid": R / "session17" / "G4" / "grid.jsonl",
-             "bursts": {"8B": R / "session17" / "G4", "70B": R / "session17" / "G70"}},
+             "bursts": {"8B": R / "session17" / "G4", "70B": R / "session17" / "G70"},
+             "held_out_grids": {"8B AutoGPTQ": R / "session20" / "Q8" / "grid.jsonl"},
+             "held_out_bursts": {"8B AutoGPTQ": R / "session20" / "Q8", "70B AutoGPTQ": R / "session20" / "Q70"}},
     "awq": {"grid": R / "session18" / "A8" / "grid.jsonl",
             "bursts": {"8B": R / "session18" / "A8", "70B": R / "session18" / "A70"},
-            "held_out_grids": {"70B": R / "session18" / "A70" / "grid.jsonl"}},  # shown, never solved on
+            "held_out_grids": {"70B": R / "session18" / "A70" / "grid.jsonl",
+                               "70B AutoAWQ": R / "session19" / "M70" / "grid.jsonl",
+                               "70B AutoAWQ FP8-KV": R / "session20" / "K70" / "grid.jsonl"},
+            "held_out_bursts": {"8B AutoAWQ": R / "session19" / "M8", "70B AutoAWQ": R / "session19" / "M70",
+                                "70B AutoAWQ FP8-KV": R / "session20" / "K70",
+                                "70B AutoAWQ TP=2": R / "session19b" / "M70T2"}},
 }
-# Servers of the published formats and other layouts (sessions 19-20), shown beside each solve and never solved on:
-# their grids and their bursts' decode steps and mean TTFT.
-CHECKPOINTS["gptq"]["held_out_grids"] = {"8B AutoGPTQ": R / "session20" / "Q8" / "grid.jsonl"}
-CHECKPOINTS["gptq"]["held_out_bursts"] = {"8B AutoGPTQ": R / "session20" / "Q8", "70B AutoGPTQ": R / "session20" / "Q70"}
-CHECKPOINTS["awq"]["held_out_grids"].update({"70B AutoAWQ": R / "session19" / "M70" / "grid.jsonl",
-                                             "70B AutoAWQ FP8-KV": R / "session20" / "K70" / "grid.jsonl"})
-CHECKPOINTS["awq"]["held_out_bursts"] = {"8B AutoAWQ": R / "session19" / "M8", "70B AutoAWQ": R / "session19" / "M70",
-                                         "70B AutoAWQ FP8-KV": R / "session20" / "K70",
-                                         "70B AutoAWQ TP=2": R / "session19b" / "M70T2"}
 FIT_BURSTS = {("70B", 16), ("70B", 32), ("70B", 64)}  # the 70B's bursts: the split by size, the growth by batch
 DECODE_TERMS = {"w4a16_layer_us": 10.0, "w4a16_bandwidth_penalty": 0.5, "w4a16_overlap": -0.5}  # term: its step
 # int4 weights dequantized into bf16 MMAs never outrun the bf16 GEMM: the compute penalty is at least 1 (unbounded,
