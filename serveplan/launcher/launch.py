@@ -53,7 +53,6 @@ def _resolve_checkpoint(plan: Plan, model: str | None, plan_dir: Path, notes: li
     cfg, req = plan.winner.config, plan.request
     if model is not None:
         ckpt = user_checkpoint(model, cfg.weight_dtype, req.model)
-        _check_gptq_folder(ckpt, cfg.engine)
         notes.append(f"weights: {ckpt.describe()}")
         return ckpt
     ckpt = served_checkpoint(cfg, req)
@@ -69,7 +68,6 @@ def _resolve_checkpoint(plan: Plan, model: str | None, plan_dir: Path, notes: li
             raise LaunchError(how)
         notes.append(how)
         return ckpt.model_copy(update={"id": str(local)})
-    _check_gptq_folder(ckpt, cfg.engine)
     notes.append(f"weights: {ckpt.describe()}")
     if ckpt.engine_quantizes and not req.inventory.gpu.has_fp8_tensor_cores:
         notes.append(f"{req.inventory.gpu.display_name} has no FP8 tensor cores, so it runs weight-only FP8.")
@@ -108,6 +106,7 @@ def _prepare(plan_dir: Path, *, model: str | None, force: bool, base_port: int, 
     warnings = check_gpus(plan, force=force or dry_run)
     notes.extend(f"GPU check ({'dry run' if dry_run else 'forced'}): {w}" for w in warnings)
     ckpt = _resolve_checkpoint(plan, model, plan_dir, notes, dry_run)
+    _check_gptq_folder(ckpt, cfg.engine)
     dep = Deployment.of(plan, ckpt, base_port)  # the one replica renderer, shared with the launch files
     cfg, adapter = dep.candidate, dep.adapter
     resolved, served = ckpt.id, dep.served_model_name
