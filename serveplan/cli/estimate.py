@@ -103,15 +103,16 @@ def main(argv: list[str]) -> int:
     add_workload_flags(p)
     a = p.parse_args(flags)
 
-    from serveplan.planner.estimate import Scorer, estimate
+    from serveplan.planner.estimate import Scorer
     from serveplan.planner.report import candidate_doc, render_estimate
 
     req = workload_request(a, overrides)
     cand = build_candidate(req, {f: getattr(a, f) for f in knobs})
-    est = estimate(req, cand)
+    scorer = Scorer(req)  # estimate()'s body, the scorer kept: its calibration's held-out error is reported below
+    est = scorer.score(cand, simulated=True)
     if a.json:
         print(json.dumps(candidate_doc(est), indent=1))
         return 0 if est.memory.fits else 2
-    cal = Scorer(req).calibration  # the one estimate used: its held-out error, and what that was measured on
+    cal = scorer.calibration
     render_estimate(est, req, _console(), held_out=cal.held_out if cal else None)
     return 0 if est.memory.fits else 2
