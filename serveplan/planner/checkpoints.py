@@ -77,15 +77,20 @@ def local_quantized_path(model: ModelSpec, weight_dtype: str) -> str:
     return f"checkpoints/{model.name}-{QUANTIZE_METHOD[weight_dtype]}"
 
 
+def _folder_config(path: str | Path) -> dict | None:
+    """A local checkpoint folder's config.json, or None when there is none to read (an HF id, say)."""
+    try:
+        cfg = json.loads((Path(path).expanduser() / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return cfg if isinstance(cfg, dict) else None
+
+
 def detect_format(path: str | Path) -> tuple[str | None, str]:
     """(weight method, format) a local checkpoint folder declares in its config.json; (None, 'hf') when it
     declares no quantization, (None, 'auto') when it cannot be read (an HF id, say)."""
-    cfg_file = Path(path).expanduser() / "config.json"
-    try:
-        cfg = json.loads(cfg_file.read_text())
-    except (OSError, ValueError):
-        return None, "auto"
-    if not isinstance(cfg, dict):
+    cfg = _folder_config(path)
+    if cfg is None:
         return None, "auto"
     q = cfg.get("quantization_config")
     if not isinstance(q, dict):
@@ -106,14 +111,11 @@ def gptq_layers_unfindable(path: str | Path) -> bool:
     modules_in_block_to_quantize and it holds no *.safetensors. vLLM (0.26.0's AutoGPTQConfig.maybe_update_config)
     reads the quantized layers from the safetensors' dtypes when the list is absent; with none it quantizes no layer,
     so dummy weights run in bf16 (session 19) and real .bin weights do not load into the bf16 layers."""
-    folder = Path(path).expanduser()
-    try:
-        q = json.loads((folder / "config.json").read_text()).get("quantization_config") or {}
-    except (OSError, ValueError, AttributeError):
+    q = (_folder_config(path) or {}).get("quantization_config")
+    if not isinstance(q, dict) or str(q.get("quant_method", "")).lower() != "gptq" \
+            or q.get("modules_in_block_to_quantize"):
         return False
-    if str(q.get("quant_method", "")).lower() != "gptq" or q.get("modules_in_block_to_quantize"):
-        return False
-    return not any(folder.glob("*.safetensors"))
+    return not any(Path(path).expanduser().glob("*.safetensors"))
 
 
 def _compressed_tensors_method(q: dict) -> str | None:
