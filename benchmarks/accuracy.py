@@ -421,9 +421,10 @@ def main() -> None:
         which = "fit" if a.fit else "shipped calibration"
         print_table(fitted, f"Calibrated (each GPU its own {which}); * = training point")
         report["calibrated"] = {}
+        held_out_rows: dict[str, list] = {}  # per GPU: its held-out points and their predictions
         for gpu in gpus:
             tr = [r for r in fitted if r[0].gpu == gpu and is_fitted(r[0])]
-            te = [r for r in fitted if r[0].gpu == gpu and not is_fitted(r[0])]
+            te = held_out_rows[gpu] = [r for r in fitted if r[0].gpu == gpu and not is_fitted(r[0])]
             unseen = [r for r in te if config_of(r[0]) not in PART_FITTED_CONFIGS]
             print(f"\n{gpu}:")
             if tr:
@@ -442,8 +443,7 @@ def main() -> None:
         if a.write_calibration or a.write_held_out:
             from serveplan.planner.calibrate import write_calibration
             for gpu, cal in cals.items():
-                te = [r for r in fitted if r[0].gpu == gpu and not is_fitted(r[0])]
-                held_out = held_out_accuracy(te, keep=cal.held_out if a.shipped else None)
+                held_out = held_out_accuracy(held_out_rows[gpu], keep=cal.held_out if a.shipped else None)
                 print("wrote", write_calibration(cal.model_copy(update={"held_out": held_out})))
     if a.json:
         rows = [{"point": o.model_dump(), "uncalibrated": b} for o, b in base]
