@@ -174,6 +174,20 @@ def test_start_rules():
     assert start_problems(m, Candidate(tp=2, max_num_seqs=64, max_num_batched_tokens=2048, max_model_len=2048)) == []
 
 
+def test_float16_with_fp8_kv_refused_on_hopper_vllm():
+    """vLLM 0.26.0 on an H200 stopped at start with --dtype float16 and an FP8 KV cache (session 21): the planner
+    never offers the pair there, says why when asked to estimate it, and keeps it where the rule does not apply."""
+    fp16_fp8 = Candidate(weight_dtype="fp16", kv_cache_dtype="fp8", max_model_len=2048)
+    for engine, gpus, refused in (("vllm", "1xH100", True), ("vllm", "1xA100", False), ("sglang", "1xH100", False)):
+        r = _req(gpus=gpus, engine=engine)
+        problems = start_problems(r.model, fp16_fp8, r.engine.name, r.inventory.gpu)
+        assert any("FlashAttention 3" in p for p in problems) is refused, (engine, gpus)
+        mem = memory_breakdown(r.model, r.inventory.gpu, r.engine, fp16_fp8, r.traffic)
+        assert ("FlashAttention 3" in (mem.reason or "")) is refused
+    r = _req()
+    assert start_problems(r.model, fp16_fp8.model_copy(update={"weight_dtype": "bf16"}), "vllm", r.inventory.gpu) == []
+
+
 def test_online_quantization_load_peak():
     """Llama-2-13B in bf16 (26 GB) does not fit an L4: vLLM quantizes layer by layer while loading (measured),
     so its online FP8 loads; SGLang's load is assumed to hold the bf16 weights and is refused."""

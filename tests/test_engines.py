@@ -223,6 +223,9 @@ vllm:time_to_first_token_seconds_bucket{le="0.001",model_name="llama"} 0.0
         for i in (2, 3, 4):
             assert "--quantization" not in render_all(adapter, CANDIDATES[i], req)[0].argv
         assert flag_value(render_all(adapter, CANDIDATES[5], req)[0].argv, "--dtype") == "float16"
+        # AWQ/GPTQ activations in bf16: float16 with an FP8 KV cache stops FlashAttention 3 at start (session 21).
+        for i in (2, 3):
+            assert flag_value(render_all(adapter, CANDIDATES[i], req)[0].argv, "--dtype") == "bfloat16"
         assert "--distributed-executor-backend" not in a
 
     def test_multinode_uses_ray(self, adapter):

@@ -85,7 +85,7 @@ def build_candidate(req, knobs: dict, what: str = "this configuration"):  # noqa
         err = e.errors()[0]
         raise ConfigError(f"Invalid configuration{'' if what == 'this configuration' else ' ' + what}: "
                           f"{'.'.join(map(str, err['loc']))}: {err['msg']} (got {err.get('input')!r}).") from None
-    problems = start_problems(req.model, cand)
+    problems = start_problems(req.model, cand, req.engine.name, req.inventory.gpu)
     if problems:
         raise ConfigError(f"The engine would refuse {what}: {'; '.join(problems)}.")
     if cand.total_gpus > req.inventory.total_gpus:

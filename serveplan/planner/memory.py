@@ -104,9 +104,16 @@ def load_peak_bytes(model: ModelSpec, cand: Candidate, engine: str) -> float:
     return weight_bytes_per_gpu(model, cand.tp, cand.pp, "bf16")
 
 
-def start_problems(model: ModelSpec, cand: Candidate) -> list[str]:
-    """Configuration rules the engines check at start, independent of memory."""
+def start_problems(model: ModelSpec, cand: Candidate, engine: str | None = None,
+                   gpu: GPUSpec | None = None) -> list[str]:
+    """Configuration rules the engines check at start, independent of memory (with the engine and GPU: theirs too)."""
     out = []
+    if (engine == "vllm" and gpu is not None and gpu.arch == "hopper" and cand.weight_dtype == "fp16"
+            and cand.kv_cache_dtype == "fp8"):
+        # FlashAttention 3 quantizes the queries to FP8 over an FP8 cache and then needs a bf16 output: vLLM 0.26.0
+        # stopped at its first forward pass with --dtype float16 (session 21, docs/launch-safety.md)
+        out.append("vLLM's FlashAttention 3 on Hopper cannot pair float16 activations with an FP8 KV cache (it "
+                   "needs a bf16 output); use bf16 weights or kv_cache_dtype auto")
     if not model.shards_at(cand.tp):
         out.append(f"TP{cand.tp} does not divide the {model.num_attention_heads} attention / "
                    f"{model.num_kv_heads} KV heads")
@@ -144,7 +151,7 @@ def memory_breakdown(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig, cand:
     seq_tokens = traffic.input_len.mean + traffic.output_len.mean
     max_seqs = int(kv_tokens // seq_tokens) if seq_tokens > 0 else 0
 
-    reason = "; ".join(start_problems(model, cand))
+    reason = "; ".join(start_problems(model, cand, engine.name, gpu))
     load_peak = load_peak_bytes(model, cand, engine.name)
     if reason:
         pass

@@ -16,8 +16,11 @@ from serveplan.render.engines.base import (ReplicaLaunch, cuda_visible_devices, 
 from serveplan.planner.spec import Candidate, PlanRequest
 
 VERSION = "0.5.23"
+# AWQ and GPTQ in bf16, as for vLLM (render/engines/vllm.py): Marlin takes bf16 activations on SM 8.0+, and
+# FlashAttention 3 over an FP8 cache needs a bf16 output (measured in vLLM 0.26.0; SGLang's FA3 backend is the same
+# kernel family, not run here).
 _DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp8": "bfloat16", "int8": "bfloat16",
-          "awq": "float16", "gptq": "float16"}
+          "awq": "bfloat16", "gptq": "bfloat16"}
 _KV = {"auto": "auto", "fp8": "fp8_e4m3"}
 _METRICS = {
     "kv_cache_usage": ("sglang:token_usage",),

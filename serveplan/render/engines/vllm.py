@@ -26,8 +26,11 @@ from serveplan.planner.memory import pinned_kv_cache_bytes
 from serveplan.planner.spec import Candidate, PlanRequest
 
 VERSION = "0.33.0"  # the default (conf/engine/vllm.yaml): the newest with a schema; 0.26.0 is the one measured
+# AWQ and GPTQ run in bf16 too: on the catalog's GPUs (SM 8.0+) vLLM serves them on Marlin/Machete, which take bf16
+# activations. float16 cannot start with an FP8 KV cache: FlashAttention 3 quantizes the queries to FP8 and then
+# requires a bf16 output ("For FP8 input, output must have dtype BF16"; session 21, the 1xH100 AWQ + FP8 KV plan).
 _DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp8": "bfloat16", "int8": "bfloat16",
-          "awq": "float16", "gptq": "float16", "bnb-nf4": "bfloat16"}
+          "awq": "bfloat16", "gptq": "bfloat16", "bnb-nf4": "bfloat16"}
 _QUANTIZATION = {"bnb-nf4": "bitsandbytes"}  # load-time methods whose --quantization value differs
 _METRICS = {
     "kv_cache_usage": ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
