@@ -58,7 +58,17 @@ VERIFY_RUNS = [
     # published-format folder (L1) and at 3 req/s from a bf16 folder that vLLM quantizes while loading (L2)
     ("H100 70B fp8 chat 2 req/s (plan, published FP8)", R / "session9/L1/verify.json", False),
     ("H100 70B fp8 chat 3 req/s (plan, online FP8)", R / "session9/L2/verify.json", False),
+    # session 21 (session21.sh, session21b.sh): the planner's quantized answers through `serveplan verify`, the plans in
+    # benchmarks/gpu/plans/session21: the 70B and 8B INT8 plans for one H200 at their planned 2 req/s and at 4 and
+    # 20, and the 1xH100 AutoAWQ + FP8 KV plan, run with --force on an H200 (its KV cache pinned at the H100 plan's)
+    ("H200 70B int8 chat 2 req/s (plan)", R / "session21/V70I/verify.json", False),
+    ("H200 70B int8 chat 4 req/s (plan)", R / "session21/V70I4/verify.json", False),
+    ("H200 8B int8 chat 2 req/s (plan)", R / "session21/V8I/verify.json", False),
+    ("H200 8B int8 chat 20 req/s (plan)", R / "session21/V8I20/verify.json", False),
+    ("H200 70B awq kv:fp8 chat 2 req/s (1xH100 plan)", R / "session21/V70A/verify.json", False),
 ]
+# Runs whose plan named another GPU than the one they ran on (verify --force): predicted for the GPU that ran them
+RAN_ON = {"H200 70B awq kv:fp8 chat 2 req/s (1xH100 plan)": "h200"}
 # Rows shown but left out of the held-out figures, and why: their traffic file does not say what the server was sent
 EXCLUDED_ROWS = {
     "H100 8B fp8 rag 2 req/s, prefix cached": "a load-generator bug of the time made every prompt alike, so vLLM's "
@@ -174,7 +184,8 @@ def observations() -> list[tuple[str, bool, Observation]]:
         bench = _bench_of(path, doc)
         served = served_tok_s(bench["requests"]) if bench else None
         out.append((label, fit, Observation(
-            label=label, model=req["model"]["name"], gpu=req["inventory"]["gpu"]["name"], engine=c["engine"],
+            label=label, model=req["model"]["name"], gpu=RAN_ON.get(label, req["inventory"]["gpu"]["name"]),
+            engine=c["engine"],
             tp=c["tp"], pp=c["pp"], replicas=c["replicas"], weight_dtype=c["weight_dtype"],
             kv_cache_dtype=c["kv_cache_dtype"], max_num_seqs=c["max_num_seqs"],
             max_num_batched_tokens=c["max_num_batched_tokens"], chunked_prefill=c["chunked_prefill"],

@@ -71,10 +71,12 @@ grid() {  # tag tokenizer: the closed grid (vllm_grid.py) against the server on 
     --in-process --meta "$(cat "$S/$tag/meta.json")" > "$S/$tag/grid.txt" 2>&1
   echo "$tag grid rc=$? in $((SECONDS - t2)) s" >> "$S/times.txt"
 }
-peak_mib() {  # gpu-index out-file: the most memory nvidia-smi sees used on that GPU, every 0.5 s, until killed
+peak_mib() {  # gpu-index(es) out-file: the most memory nvidia-smi sees used on one of those GPUs, every 0.5 s, until
+  # killed ("0,1": the larger of the two; session 21c's TP2 verify_on compared two lines as one number)
   local peak=0 used
   while sleep 0.5; do
-    used=$(nvidia-smi -i "$1" --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null) || continue
+    used=$(nvidia-smi -i "$1" --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | sort -n | tail -1) \
+      || continue
     [ "${used:-0}" -gt "$peak" ] && { peak=$used; echo "$peak" > "$2"; }
   done
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepared in session 20 (not run yet): the planner's current quantized answers, launched by `serveplan verify` itself
+# Prepared in session 20, run in session 21 (results/session21, docs/launch-safety.md): the planner's current quantized answers, launched by `serveplan verify` itself
 # (the plan's own flags, KV cache pinned, its traffic), predicted against measured. Every GPU run so far served these
 # precisions with `vllm serve` and session 5's flags (engine_timings.sh); only FP8 plans went through the launcher.
 # The plans were made here (the GPU machine has no optuna) with the machine's vLLM:

@@ -15,7 +15,7 @@ llm_config = LLMConfig(**{'model_loading_config': {'model_id': 'meta-llama/Llama
                    'max_model_len': 16384,
                    'gpu_memory_utilization': 0.92,
                    'kv_cache_memory_bytes': 37465620480,
-                   'dtype': 'float16',
+                   'dtype': 'bfloat16',
                    'kv_cache_dtype': 'fp8',
                    'enable_chunked_prefill': True,
                    'enable_prefix_caching': True},
