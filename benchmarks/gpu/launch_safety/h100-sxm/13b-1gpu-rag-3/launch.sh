@@ -17,7 +17,7 @@ trap 'stop; exit 130' INT
 trap 'stop; exit 143' TERM
 
 # replica 0: GPUs 0, port 8000
-env CUDA_VISIBLE_DEVICES=0 setsid vllm serve TheBloke/Llama-2-13B-chat-AWQ --tensor-parallel-size 1 --pipeline-parallel-size 1 --max-num-seqs 64 --max-num-batched-tokens 2048 --max-model-len 4096 --gpu-memory-utilization 0.92 --kv-cache-memory-bytes 70398771200 --dtype float16 --kv-cache-dtype fp8 --enable-chunked-prefill --enable-prefix-caching --host 0.0.0.0 --port 8000 --served-model-name meta-llama/Llama-2-13b-chat-hf > replica-0.log 2>&1 &
+env CUDA_VISIBLE_DEVICES=0 setsid vllm serve TheBloke/Llama-2-13B-chat-AWQ --tensor-parallel-size 1 --pipeline-parallel-size 1 --max-num-seqs 64 --max-num-batched-tokens 2048 --max-model-len 4096 --gpu-memory-utilization 0.92 --kv-cache-memory-bytes 70248038400 --dtype bfloat16 --kv-cache-dtype fp8 --enable-chunked-prefill --enable-prefix-caching --host 0.0.0.0 --port 8000 --served-model-name meta-llama/Llama-2-13b-chat-hf > replica-0.log 2>&1 &
 pids+=("$!")
 echo "replica 0 (pid $!) on port 8000, log: replica-0.log"
 
