@@ -67,7 +67,8 @@ VERIFY_RUNS = [
     ("H200 8B int8 chat 20 req/s (plan)", R / "session21/V8I20/verify.json", False),
     ("H200 70B awq kv:fp8 chat 2 req/s (1xH100 plan)", R / "session21/V70A/verify.json", False),
 ]
-# Runs whose plan named another GPU than the one they ran on (verify --force): predicted for the GPU that ran them
+# Runs whose plan named another GPU than the one they ran on (verify --force): predicted for the GPU that ran them.
+# verify.json records it since session 21 (ran_on_gpu); the session-21 run came before.
 RAN_ON = {"H200 70B awq kv:fp8 chat 2 req/s (1xH100 plan)": "h200"}
 # Rows shown but left out of the held-out figures, and why: their traffic file does not say what the server was sent
 EXCLUDED_ROWS = {
@@ -184,7 +185,7 @@ def observations() -> list[tuple[str, bool, Observation]]:
         bench = _bench_of(path, doc)
         served = served_tok_s(bench["requests"]) if bench else None
         out.append((label, fit, Observation(
-            label=label, model=req["model"]["name"], gpu=RAN_ON.get(label, req["inventory"]["gpu"]["name"]),
+            label=label, model=req["model"]["name"], gpu=RAN_ON.get(label) or doc.get("ran_on_gpu") or req["inventory"]["gpu"]["name"],
             engine=c["engine"],
             tp=c["tp"], pp=c["pp"], replicas=c["replicas"], weight_dtype=c["weight_dtype"],
             kv_cache_dtype=c["kv_cache_dtype"], max_num_seqs=c["max_num_seqs"],

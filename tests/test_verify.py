@@ -97,6 +97,37 @@ def test_verify_end_to_end(plan_dir):
     assert next(c for c in doc["comparison"] if c["metric"] == "output_tok_s")["replayed"] is None
 
 
+def test_forced_run_on_another_gpu_is_predicted_for_that_gpu(plan_dir, fake_env):
+    """A --force run of an H100 plan on H200s (session 21 ran the 1xH100 plan that way): the prediction is
+    re-estimated for the H200 with the plan's configuration, and the document and table say where it ran."""
+    from rich.console import Console
+
+    from serveplan.bench.verify import verify_plan
+    from serveplan.planner.catalog import gpu_spec
+    from serveplan.planner.estimate import estimate
+    from serveplan.planner.result import load_plan
+
+    fake_env.setenv("SERVEPLAN_FAKE_GPUS", ",".join(["NVIDIA H200"] * 2))
+    with pytest.raises(LaunchError, match="made for H100"):
+        verify_plan(plan_dir, num_requests=4, base_port=free_port(), health_timeout_s=15, grace_s=3, progress=False,
+                    console=Console(file=open(os.devnull, "w")))
+    out = plan_dir / "forced.json"
+    res = verify_plan(plan_dir, force=True, num_requests=6, base_port=free_base_port(2), health_timeout_s=15,
+                      grace_s=3, progress=False, output=out, console=Console(file=open(os.devnull, "w")))
+    doc = json.loads(out.read_text())
+    assert doc["gpu"] == "h100-sxm" and doc["ran_on_gpu"] == "h200" and doc["prediction_source"] == "re-estimated"
+    plan = load_plan(plan_dir)
+    on_h200 = plan.request.model_copy(update={"inventory": plan.request.inventory.model_copy(
+        update={"gpu": gpu_spec("h200")})})
+    again = estimate(on_h200, plan.winner.config)
+    assert doc["predicted"]["tpot_ms"]["mean"] == pytest.approx(again.predictions.tpot_ms.mean)
+    # the H200's 4.8 TB/s against the H100's 3.35: the same configuration decodes faster there
+    assert doc["predicted"]["tpot_ms"]["mean"] < plan.winner.predictions.tpot_ms.mean
+    assert any("this ran on (--force)" in n for n in doc["notes"])
+    engines_gone(doc["run"])
+    assert res.ran_on_gpu == "h200"
+
+
 def test_load_override_re_estimates(plan_dir):
     from rich.console import Console
 

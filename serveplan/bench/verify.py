@@ -6,7 +6,9 @@ replica endpoint with the plan's own traffic at the planned operating point, pri
 table and writes DIR/verify.json (atomically; the full bench result, every token gap included, goes to
 DIR/verify-bench.json). `--rate` / `--concurrency` run at another load; the prediction is then re-estimated
 for that load (estimate() on the plan's request with the new traffic and the winner's configuration) so that
-predicted and measured always refer to the same load.
+predicted and measured always refer to the same load. A `--force` run on other GPUs than the plan's (all of one
+catalog type) is re-estimated the same way for the GPU it runs on (ran_on_gpu), its configuration and pinned KV cache
+the plan's.
 
 verify.json (schema_version 1), the input calibration reads:
 
@@ -15,13 +17,14 @@ verify.json (schema_version 1), the input calibration reads:
     created_at          ISO time the file was written
     plan_dir, plan_file where the plan came from
     engine, engine_version, gpu (catalog name), gpu_display, model (catalog name), model_hf_id,
+    ran_on_gpu          the catalog GPU a --force run ran on where it is not the plan's (else null)
     served_model       what was served (checkpoint path or HF id) and the name requests used
     candidate          the winner's label; config: the winner's Candidate (tp, pp, replicas, dtypes, limits)
     num_gpus           GPUs of the whole deployment
     request            the plan's PlanRequest (model, inventory, traffic, slo, search, engine), as planned
     traffic            the Traffic actually benchmarked (the plan's, or with the overridden load)
     load               {mode: open|closed, rate_rps, concurrency, source: plan|override}
-    prediction_source  "plan" (the plan's own winner), "re-estimated" (another load) or "estimated" (the plan
+    prediction_source  "plan" (the plan's own winner), "re-estimated" (another load or GPU) or "estimated" (the plan
                        carried no predictions), or null when no prediction could be made (prediction_error)
     predicted          the planner's Predictions for that load (ttft_ms/tpot_ms/e2e_ms: {p50, p90, p99, mean},
                        throughput_tok_s, requests_per_s, …; the whole deployment), or null
@@ -105,6 +108,8 @@ class VerifyResult(BaseModel):
     engine_version: str
     gpu: str
     gpu_display: str
+    ran_on_gpu: str | None = Field(default=None, description="The catalog GPU a --force run ran on, where it is not "
+                                   "the plan's: the prediction is then re-estimated for it.")
     model: str
     model_hf_id: str | None = None
     served_model: str | None = None
@@ -284,8 +289,31 @@ def _operating_point(traffic, rate_rps: float | None, concurrency: int | None): 
                           f"(got {err.get('input')!r}).") from None
 
 
+def _forced_onto(plan, force: bool) -> str | None:  # noqa: ANN001
+    """The catalog GPU a forced launch will run on, where it is not the plan's (all visible GPUs alike), else None."""
+    if not force:
+        return None
+    from serveplan.launcher.gpus import visible_gpus
+    from serveplan.planner.catalog import gpu_for_device, gpu_matches
+
+    names = set(visible_gpus())
+    if len(names) != 1 or gpu_matches(plan.request.inventory.gpu, next(iter(names))):
+        return None
+    return gpu_for_device(next(iter(names)))
+
+
+def _on_gpu(plan, gpu_option: str):  # noqa: ANN001, ANN202
+    """The plan as if its request had named gpu_option: the same configuration, predicted on that GPU's profile and
+    calibration (the launch still pins the plan's KV cache)."""
+    from serveplan.planner.catalog import gpu_spec
+
+    inv = plan.request.inventory.model_copy(update={"gpu": gpu_spec(gpu_option)})
+    return plan.model_copy(update={"request": plan.request.model_copy(update={"inventory": inv})})
+
+
 def _predict(plan, traffic, overridden: bool, notes: list[str]):  # noqa: ANN001, ANN202
-    """(Predictions or None, source, error) for the load that will be benchmarked."""
+    """(Predictions or None, source, error) for the load that will be benchmarked (overridden: another load or
+    another GPU than the plan's winner was predicted for)."""
     from serveplan.planner.estimate import estimate
 
     winner = plan.winner
@@ -347,7 +375,12 @@ def verify_plan(plan_dir: str | Path, *, model: str | None = None, num_requests:
     req, winner = plan.request, plan.winner
     notes: list[str] = []
     traffic, overridden = _operating_point(req.traffic, rate_rps, concurrency)
-    predictions, source, pred_err = _predict(plan, traffic, overridden, notes)
+    ran_on = _forced_onto(plan, force)
+    predicted_plan = plan if ran_on is None else _on_gpu(plan, ran_on)
+    if ran_on is not None:  # a --force run on another GPU: predict what that GPU does with the plan's configuration
+        notes.append(f"predicted for the {predicted_plan.request.inventory.gpu.display_name} this ran on (--force); "
+                     f"the plan is for {req.inventory.gpu.display_name}, and its KV cache is the plan's")
+    predictions, source, pred_err = _predict(predicted_plan, traffic, overridden or ran_on is not None, notes)
     load = _load_of(traffic, overridden)
     console.print(f"verify {winner.config.label()} ({req.engine.name} {req.engine.version}, "
                   f"{req.inventory.gpu.display_name}) at "
@@ -372,7 +405,7 @@ def verify_plan(plan_dir: str | Path, *, model: str | None = None, num_requests:
     s = bench.summary
     measured = s.model_dump(mode="json")
     predicted = predictions.model_dump(mode="json") if predictions is not None else None
-    replayed = replayed_latencies(plan, traffic, bench.requests) if predictions is not None else None
+    replayed = replayed_latencies(predicted_plan, traffic, bench.requests) if predictions is not None else None
     rows = [{"url": r.url, "input_len": r.input_len, "output_len": r.output_len, "prompt_tokens": r.prompt_tokens,
              "output_tokens": r.output_tokens, "ttft_ms": r.ttft_ms, "tpot_ms": r.tpot_ms, "e2e_ms": r.e2e_ms,
              "ok": r.ok, "error_kind": r.error_kind, "size_class": r.size_class}
@@ -380,7 +413,7 @@ def verify_plan(plan_dir: str | Path, *, model: str | None = None, num_requests:
     result = VerifyResult(
         created_at=_now(), plan_dir=str(pdir), plan_file=str(plan_file), engine=req.engine.name,
         engine_version=req.engine.version, gpu=req.inventory.gpu.name, gpu_display=req.inventory.gpu.display_name,
-        model=req.model.name, model_hf_id=req.model.hf_id, served_model=rec.served_model_name,
+        ran_on_gpu=ran_on, model=req.model.name, model_hf_id=req.model.hf_id, served_model=rec.served_model_name,
         candidate=winner.config.label(), config=winner.config.model_dump(mode="json"),
         num_gpus=winner.config.total_gpus, request=req.model_dump(mode="json"),
         traffic=traffic.model_dump(mode="json"), load=load, prediction_source=source, prediction_error=pred_err,
@@ -411,7 +444,8 @@ def render_verify(result: VerifyResult, console=None) -> None:  # noqa: ANN001
     console = console or Console()
     ld = result.load
     load = f"{ld.rate_rps:g} req/s" if ld.mode == "open" else f"concurrency {ld.concurrency}"
-    t = Table(title=f"verify {result.candidate} on {result.gpu_display} ({result.engine} {result.engine_version}), "
+    on = result.gpu_display if result.ran_on_gpu is None else f"{result.ran_on_gpu} (planned for {result.gpu_display})"
+    t = Table(title=f"verify {result.candidate} on {on} ({result.engine} {result.engine_version}), "
                     f"{load}{'  [bold red]INTERRUPTED[/]' if result.interrupted else ''}", title_justify="left")
     t.add_column("metric")
     t.add_column(f"predicted ({result.prediction_source or 'none'})", justify="right")
