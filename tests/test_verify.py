@@ -81,6 +81,7 @@ def test_verify_end_to_end(plan_dir):
     # The fake engine waits FAKE_ENGINE_TTFT_MS before the first token.
     assert TTFT_MS <= doc["measured"]["ttft_ms"]["p50"] < TTFT_MS * 1.5 + 20
     assert doc["completed"] == 10 and doc["failed"] == 0 and doc["errors"] == {}
+    assert any(n.startswith("10 requests: each P99 is about the slowest 1 of them") for n in doc["notes"])
     assert len(doc["requests"]) == 10 and len(doc["measured_per_url"]) == 2
     assert doc["run"]["status"] == "stopped" and [r["exit_code"] for r in doc["run"]["replicas"]] == [0, 0]
     assert (plan_dir / doc["bench_file"]).is_file()
