@@ -82,6 +82,14 @@ def test_verify_end_to_end(plan_dir):
     assert TTFT_MS <= doc["measured"]["ttft_ms"]["p50"] < TTFT_MS * 1.5 + 20
     assert doc["completed"] == 10 and doc["failed"] == 0 and doc["errors"] == {}
     assert any(n.startswith("10 requests: each P99 is about the slowest 1 of them") for n in doc["notes"])
+    # each latency's range over simulated runs of ten requests: a P99 of ten moves far more than a P50 of ten does
+    rng = {c["metric"]: c["sample_range"] for c in doc["comparison"]}
+    for key in ("ttft_ms.p50", "ttft_ms.p99", "tpot_ms.p99", "e2e_ms.p99"):
+        lo, hi = rng[key]
+        assert 0 < lo <= hi, key
+    assert rng["e2e_ms.p99"][1] > rng["e2e_ms.p99"][0]  # output lengths drawn again move the slowest request
+    assert rng["output_tok_s"] is None and rng["requests_per_s"] is None
+    assert f"[{rng['ttft_ms.p99'][0]:,.0f}-{rng['ttft_ms.p99'][1]:,.0f}]" in p.stdout
     assert len(doc["requests"]) == 10 and len(doc["measured_per_url"]) == 2
     assert doc["run"]["status"] == "stopped" and [r["exit_code"] for r in doc["run"]["replicas"]] == [0, 0]
     assert (plan_dir / doc["bench_file"]).is_file()
@@ -200,3 +208,21 @@ def test_sigterm_during_bench_stops_engines(plan_dir):
     engines_gone(run)
     doc = json.loads((plan_dir / "verify.json").read_text())
     assert doc["interrupted"] is True and doc["completed"] >= 1
+
+
+def test_sample_range_of_a_short_run(plan_dir):
+    """Simulated runs of the measured size (five seeds), chat-like lognormal prompts: a median's spread shrinks as the
+    run grows, and a short run's P99 sits below a long run's (its slowest request is a lower quantile): why a
+    124-request verify's P99 is compared with runs of 124, not with the plan's long-run figure."""
+    from serveplan.bench.verify import sample_ranges
+    from serveplan.planner.result import load_plan
+    from serveplan.planner.spec import LengthDist
+
+    plan = load_plan(plan_dir)
+    chat = plan.request.traffic.model_copy(update={"rate_rps": 1.0, "input_len": LengthDist(
+        kind="lognormal", mean=1024, std=900, min=16, max=8192)})
+    short, long_ = sample_ranges(plan, chat, 20), sample_ranges(plan, chat, 2000)
+    width = lambda r, k: r[k][1] - r[k][0]  # noqa: E731
+    assert width(short, "ttft_ms.p50") > width(long_, "ttft_ms.p50") >= 0
+    assert short["ttft_ms.p99"][1] < long_["ttft_ms.p99"][0]
+    assert sample_ranges(plan, chat, 0) is None
