@@ -207,15 +207,11 @@ SAMPLE_SEEDS = 5
 _RANGED = [k for k, _ in COMPARED if k.startswith(("ttft_ms.", "tpot_ms.", "e2e_ms."))]
 
 
-def sample_ranges(plan, traffic, n_requests: int, seeds: int = SAMPLE_SEEDS) -> dict[str, tuple[float, float]] | None:  # noqa: ANN001
-    """Each latency percentile's (min, max) over `seeds` simulations of a run of n_requests requests (the whole
-    deployment's, split over the replicas), lengths and arrivals drawn again each time; None where the plan cannot
-    be simulated."""
+def _winner_model(plan, traffic):  # noqa: ANN001, ANN202
+    """(request with this traffic, the winner's configuration, its step model, its memory), or None where the model
+    cannot run it (an unknown GPU or engine term, a configuration that does not fit)."""
     from serveplan.planner.estimate import Scorer
-    from serveplan.planner.simulation import simulate
 
-    if n_requests <= 0 or seeds < 2:
-        return None
     req = plan.request.model_copy(update={"traffic": traffic})
     cand = plan.winner.config
     try:
@@ -223,8 +219,21 @@ def sample_ranges(plan, traffic, n_requests: int, seeds: int = SAMPLE_SEEDS) -> 
         sm, mem = scorer.step_model(cand), scorer.memory(cand)
     except ServeplanError:
         return None
-    if not mem.fits:
+    return (req, cand, sm, mem) if mem.fits else None
+
+
+def sample_ranges(plan, traffic, n_requests: int, seeds: int = SAMPLE_SEEDS) -> dict[str, tuple[float, float]] | None:  # noqa: ANN001
+    """Each latency percentile's (min, max) over `seeds` simulations of a run of n_requests requests (the whole
+    deployment's, split over the replicas), lengths and arrivals drawn again each time; None where the plan cannot
+    be simulated."""
+    from serveplan.planner.simulation import simulate
+
+    if n_requests <= 0 or seeds < 2:
         return None
+    model = _winner_model(plan, traffic)
+    if model is None:
+        return None
+    req, cand, sm, mem = model
     runs = [simulate(sm, cand, mem, traffic, req.slo, req.inventory,
                      n_requests=max(1, round(n_requests / cand.replicas)), seed=s, kv_block=req.engine.kv_block_size,
                      with_capacity=False, closed_loop="run").model_dump(mode="json") for s in range(seeds)]
@@ -239,22 +248,14 @@ def sample_ranges(plan, traffic, n_requests: int, seeds: int = SAMPLE_SEEDS) -> 
 def replayed_latencies(plan, traffic, requests) -> dict | None:  # noqa: ANN001
     """The plan's winner replayed on the requests a bench sent (simulation.replay, each replica's own arrival times
     and lengths): {ttft_ms, tpot_ms, e2e_ms: {p50, p90, p99, mean}}, or None without any request or prediction."""
-    from serveplan.planner.estimate import Scorer
     from serveplan.planner.serving import percentiles
     from serveplan.planner.simulation import replay_replicas
 
     trace = [(r.url, r.start_s, r.input_len, r.output_len) for r in requests if r.ok and not r.cancelled]
-    if not trace:
+    model = _winner_model(plan, traffic) if trace else None
+    if model is None:
         return None
-    req = plan.request.model_copy(update={"traffic": traffic})
-    cand = plan.winner.config
-    try:
-        scorer = Scorer(req)
-        sm, mem = scorer.step_model(cand), scorer.memory(cand)
-    except ServeplanError:
-        return None
-    if not mem.fits:
-        return None
+    req, cand, sm, mem = model
     out = replay_replicas(sm, cand, mem, trace, kv_block=req.engine.kv_block_size)
     return {"ttft_ms": percentiles([x.ttft_ms for x in out]).model_dump(),
             "tpot_ms": percentiles([x.tpot_ms for x in out if x.tpot_ms > 0]).model_dump(),
