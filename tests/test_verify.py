@@ -90,6 +90,10 @@ def test_verify_end_to_end(plan_dir):
     assert rng["e2e_ms.p99"][1] > rng["e2e_ms.p99"][0]  # output lengths drawn again move the slowest request
     assert rng["output_tok_s"] is None and rng["requests_per_s"] is None
     assert f"[{rng['ttft_ms.p99'][0]:,.0f}-{rng['ttft_ms.p99'][1]:,.0f}]" in p.stdout
+    # the fake engine's fixed 80 ms first token against the model's H100 8B: outside every drawn run, and said so
+    p99 = next(c for c in doc["comparison"] if c["metric"] == "ttft_ms.p99")
+    assert p99["measured"] > rng["ttft_ms.p99"][1]
+    assert any(n.startswith("TTFT P99 measured") and "outside" in n for n in doc["notes"])
     assert len(doc["requests"]) == 10 and len(doc["measured_per_url"]) == 2
     assert doc["run"]["status"] == "stopped" and [r["exit_code"] for r in doc["run"]["replicas"]] == [0, 0]
     assert (plan_dir / doc["bench_file"]).is_file()
@@ -226,3 +230,14 @@ def test_sample_range_of_a_short_run(plan_dir):
     assert width(short, "ttft_ms.p50") > width(long_, "ttft_ms.p50") >= 0
     assert short["ttft_ms.p99"][1] < long_["ttft_ms.p99"][0]
     assert sample_ranges(plan, chat, 0) is None
+
+
+def test_outside_sample_range_notes_only_misses():
+    from serveplan.bench.verify import Comparison, outside_sample_range
+
+    inside = Comparison(metric="ttft_ms.p99", predicted=1457.0, measured=1200.0, sample_range=(1121.0, 1830.0))
+    below = inside.model_copy(update={"measured": 769.1})
+    p50 = Comparison(metric="ttft_ms.p50", predicted=300.0, measured=100.0, sample_range=(290.0, 310.0))
+    assert outside_sample_range([inside, p50]) == []
+    (note,) = outside_sample_range([below, p50])
+    assert note.startswith("TTFT P99 measured 769.1 ms lies outside the 1,121-1,830 ms")

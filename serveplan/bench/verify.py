@@ -207,6 +207,20 @@ SAMPLE_SEEDS = 5
 _RANGED = [k for k, _ in COMPARED if k.startswith(("ttft_ms.", "tpot_ms.", "e2e_ms."))]
 
 
+def outside_sample_range(comparison: list[Comparison]) -> list[str]:
+    """A note for each TTFT / TPOT P99 measured outside its sample range: no run of this size the model drew came out
+    that way, so the gap is the model's (or the traffic's: see the replayed column), not the sample's."""
+    out = []
+    for c in comparison:
+        if c.metric in ("ttft_ms.p99", "tpot_ms.p99") and c.sample_range and c.measured is not None:
+            lo, hi = c.sample_range
+            if not lo <= c.measured <= hi:
+                name = "TTFT" if c.metric.startswith("ttft") else "TPOT"
+                out.append(f"{name} P99 measured {c.measured:,.1f} ms lies outside the {lo:,.0f}-{hi:,.0f} ms "
+                           f"that {SAMPLE_SEEDS} simulated runs of this size gave: not the sample's spread")
+    return out
+
+
 def _winner_model(plan, traffic):  # noqa: ANN001, ANN202
     """(request with this traffic, the winner's configuration, its step model, its memory), or None where the model
     cannot run it (an unknown GPU or engine term, a configuration that does not fit)."""
@@ -464,6 +478,8 @@ def verify_plan(plan_dir: str | Path, *, model: str | None = None, num_requests:
     predicted = predictions.model_dump(mode="json") if predictions is not None else None
     replayed = replayed_latencies(predicted_plan, traffic, bench.requests) if predictions is not None else None
     ranges = sample_ranges(predicted_plan, traffic, s.completed) if predictions is not None else None
+    comparison = compare(predicted, measured, replayed, ranges)
+    notes.extend(outside_sample_range(comparison))
     rows = [{"url": r.url, "input_len": r.input_len, "output_len": r.output_len, "prompt_tokens": r.prompt_tokens,
              "output_tokens": r.output_tokens, "ttft_ms": r.ttft_ms, "tpot_ms": r.tpot_ms, "e2e_ms": r.e2e_ms,
              "ok": r.ok, "error_kind": r.error_kind, "size_class": r.size_class}
@@ -478,7 +494,7 @@ def verify_plan(plan_dir: str | Path, *, model: str | None = None, num_requests:
         predicted=predicted, replayed=replayed, measured=measured,
         measured_per_url={u: x.model_dump(mode="json") for u, x in bench.per_url.items()},
         classes=[c.model_dump(mode="json") for c in bench.classes],
-        comparison=compare(predicted, measured, replayed, ranges),
+        comparison=comparison,
         completed=s.completed, failed=s.failed, errors=dict(s.errors), interrupted=bench.interrupted,
         requests=rows, bench_file=bench_out.name, bench_args=bench.args.model_dump(mode="json"),
         run=rec.model_dump(mode="json"), notes=notes)
