@@ -216,7 +216,8 @@ def outside_sample_range(comparison: list[Comparison]) -> list[str]:
             lo, hi = c.sample_range
             if not lo <= c.measured <= hi:
                 name = "TTFT" if c.metric.startswith("ttft") else "TPOT"
-                out.append(f"{name} P99 measured {c.measured:,.1f} ms lies outside the {lo:,.0f}-{hi:,.0f} ms "
+                d = 0 if lo >= 100 else 1
+                out.append(f"{name} P99 measured {c.measured:,.1f} ms lies outside the {lo:,.{d}f}-{hi:,.{d}f} ms "
                            f"that {SAMPLE_SEEDS} simulated runs of this size gave: not the sample's spread")
     return out
 
@@ -447,8 +448,9 @@ def verify_plan(plan_dir: str | Path, *, model: str | None = None, num_requests:
                      f"the plan is for {req.inventory.gpu.display_name}, and its KV cache is the plan's")
     predictions, source, pred_err = _predict(predicted_plan, traffic, overridden or ran_on is not None, notes)
     load = _load_of(traffic, overridden)
-    console.print(f"verify {winner.config.label()} ({req.engine.name} {req.engine.version}, "
-                  f"{req.inventory.gpu.display_name}) at "
+    on = req.inventory.gpu.display_name if ran_on is None else \
+        f"{predicted_plan.request.inventory.gpu.display_name}, planned for {req.inventory.gpu.display_name}"
+    console.print(f"verify {winner.config.label()} ({req.engine.name} {req.engine.version}, {on}) at "
                   + (f"{load.rate_rps:g} req/s" if load.mode == "open" else f"concurrency {load.concurrency}")
                   + f" ({'override' if overridden else 'the planned load'})", highlight=False, markup=False)
 
@@ -505,6 +507,16 @@ def verify_plan(plan_dir: str | Path, *, model: str | None = None, num_requests:
 
 
 # ---------------------------------------------------------------------------------------------- printing
+def _display_name(gpu_option: str) -> str:
+    """A catalog GPU's name as the vendor writes it (the option name where the catalog no longer has it)."""
+    from serveplan.planner.catalog import gpu_spec
+
+    try:
+        return gpu_spec(gpu_option).display_name
+    except KeyError:  # a verify.json from another serveplan may name a GPU this catalog lacks
+        return gpu_option
+
+
 def _fmt(v: float | None, digits: int = 1) -> str:
     return "-" if v is None else f"{v:,.{digits}f}"
 
@@ -518,7 +530,8 @@ def render_verify(result: VerifyResult, console=None) -> None:  # noqa: ANN001
     console = console or Console()
     ld = result.load
     load = f"{ld.rate_rps:g} req/s" if ld.mode == "open" else f"concurrency {ld.concurrency}"
-    on = result.gpu_display if result.ran_on_gpu is None else f"{result.ran_on_gpu} (planned for {result.gpu_display})"
+    on = result.gpu_display if result.ran_on_gpu is None else \
+        f"{_display_name(result.ran_on_gpu)} (planned for {result.gpu_display})"
     t = Table(title=f"verify {result.candidate} on {on} ({result.engine} {result.engine_version}), "
                     f"{load}{'  [bold red]INTERRUPTED[/]' if result.interrupted else ''}", title_justify="left")
     t.add_column("metric")
@@ -538,7 +551,8 @@ def render_verify(result: VerifyResult, console=None) -> None:  # noqa: ANN001
             err = f"[{style}]{c.rel_error * 100:+.0f}%[/]"
         pred = _fmt(c.predicted, digits)
         if c.sample_range is not None and c.metric.endswith(("p90", "p99")):  # where a finite sample moves it
-            pred += f" [{_fmt(c.sample_range[0], 0)}-{_fmt(c.sample_range[1], 0)}]"
+            d = 0 if c.sample_range[0] >= 100 else digits
+            pred += f" [{_fmt(c.sample_range[0], d)}-{_fmt(c.sample_range[1], d)}]"
         t.add_row(labels.get(c.metric, c.metric), pred, _fmt(c.measured, digits), err,
                   *([_fmt(c.replayed, digits)] if replayed else []))
     console.print(t)
