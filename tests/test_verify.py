@@ -231,7 +231,7 @@ def test_sample_range_of_a_short_run(plan_dir):
     width = lambda r, k: r[k][1] - r[k][0]  # noqa: E731
     assert width(short, "ttft_ms.p50") > width(long_, "ttft_ms.p50") >= 0
     assert short["ttft_ms.p99"][1] < long_["ttft_ms.p99"][0]
-    assert sample_ranges(plan, chat, 0) is None
+    assert sample_ranges(plan, chat, 0) is None and sample_ranges(plan, chat, 10**6) is None
 
 
 def test_outside_sample_range_notes_only_misses():

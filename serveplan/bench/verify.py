@@ -204,6 +204,7 @@ def compare(predicted: dict | None, measured: dict, replayed: dict | None = None
 # its few slowest: session 21's 124-request run of the 70B AWQ plan read its TTFT P99 89% below the prediction and 3%
 # from the model replayed on the same requests; five draws of that run's size spanned 1,121-1,830 ms.
 SAMPLE_SEEDS = 5
+SAMPLE_MAX_REQUESTS = 20_000  # past this a run's percentiles barely move with its sample: no ranges, no simulations
 _RANGED = [k for k, _ in COMPARED if k.startswith(("ttft_ms.", "tpot_ms.", "e2e_ms."))]
 
 
@@ -243,7 +244,7 @@ def sample_ranges(plan, traffic, n_requests: int, seeds: int = SAMPLE_SEEDS) -> 
     be simulated."""
     from serveplan.planner.simulation import simulate
 
-    if n_requests <= 0 or seeds < 2:
+    if n_requests <= 0 or n_requests > SAMPLE_MAX_REQUESTS or seeds < 2:
         return None
     model = _winner_model(plan, traffic)
     if model is None:
