@@ -185,8 +185,8 @@ def observations() -> list[tuple[str, bool, Observation]]:
         bench = _bench_of(path, doc)
         served = served_tok_s(bench["requests"]) if bench else None
         out.append((label, fit, Observation(
-            label=label, model=req["model"]["name"], gpu=RAN_ON.get(label) or doc.get("ran_on_gpu") or req["inventory"]["gpu"]["name"],
-            engine=c["engine"],
+            label=label, model=req["model"]["name"], engine=c["engine"],
+            gpu=RAN_ON.get(label) or doc.get("ran_on_gpu") or req["inventory"]["gpu"]["name"],
             tp=c["tp"], pp=c["pp"], replicas=c["replicas"], weight_dtype=c["weight_dtype"],
             kv_cache_dtype=c["kv_cache_dtype"], max_num_seqs=c["max_num_seqs"],
             max_num_batched_tokens=c["max_num_batched_tokens"], chunked_prefill=c["chunked_prefill"],
@@ -483,16 +483,15 @@ def replay_run(o: Observation, requests: list[dict], cal) -> dict:  # noqa: ANN0
 VERIFY_LABELS = {label for label, _, _ in VERIFY_RUNS}
 
 
-def verify_runs_line(errs: dict[str, list[float]], labels: list[str], how: str) -> str:
-    """The mean |error| of the `verify` runs alone among the rows summarised (the issue's open-loop targets name
+def verify_runs_line(errs: dict[str, list[float]], how: str) -> str:
+    """The mean |error| of the `verify` runs alone (their relative errors by metric; the issue's open-loop targets name
     them): TTFT P50 and P99, and how many are within 20% / 30%."""
-    pick = [i for i, label in enumerate(labels) if label in VERIFY_LABELS]
-    p50 = [abs(errs["ttft_ms"][i]) for i in pick]
-    p99 = [abs(errs["ttft_p99_ms"][i]) for i in pick]
-    if not pick:
+    p50 = [abs(e) for e in errs["ttft_ms"]]
+    p99 = [abs(e) for e in errs["ttft_p99_ms"]]
+    if not p50 or not p99:
         return f"verify runs ({how}): none"
     return (f"verify runs ({how}), mean |error|: TTFT P50 {sum(p50) / len(p50):.0%}, TTFT P99 {sum(p99) / len(p99):.0%}"
-            f" ({len(pick)} runs); within 20% on P50: {sum(e <= 0.2 for e in p50)}, within 30% on P99: "
+            f" ({len(p50)} runs); within 20% on P50: {sum(e <= 0.2 for e in p50)}, within 30% on P99: "
             f"{sum(e <= 0.3 for e in p99)}")
 
 
@@ -503,7 +502,7 @@ def replay_table() -> None:
     names = ("TTFT P50", "TTFT P99", "TPOT mean")
     keys = ("ttft_ms", "ttft_p99_ms", "tpot_ms")
     errs: dict[str, list[float]] = {k: [] for k in keys}
-    labels: list[str] = []  # the label of each replayed run, in errs' order
+    verify_errs: dict[str, list[float]] = {k: [] for k in keys}  # the same, of the `verify` runs alone
     parts = []  # runs with vLLM's engine timings: where TTFT went, measured and replayed
     print("| run | " + " | ".join(f"{n} replay / meas" for n in names) + " |\n|---|" + "---:|" * len(names))
     for label, fit, o in observations():
@@ -515,8 +514,9 @@ def replay_table() -> None:
         for k in keys:
             m = getattr(o, k)
             errs[k].append(pred[k] / m - 1)
+            if label in VERIFY_LABELS:
+                verify_errs[k].append(pred[k] / m - 1)
             cells.append(f"{pred[k]:,.1f} / {m:,.1f} ({(pred[k] / m - 1) * 100:+.0f}%)")
-        labels.append(label)
         print(f"| {label} | " + " | ".join(cells) + " |")
         timed = [r for r in requests if r.get("ok") and r.get("server_prefill_ms") is not None]
         if timed:
@@ -525,7 +525,7 @@ def replay_table() -> None:
     print("\nreplayed held-out runs, mean |error|: " + ", ".join(
         f"{n} {sum(abs(e) for e in errs[k]) / max(len(errs[k]), 1):.0%}" for n, k in zip(names, keys))
         + f" ({len(errs['ttft_ms'])} runs); within 20% on TTFT P50: {sum(abs(e) <= 0.2 for e in errs['ttft_ms'])}")
-    print(verify_runs_line(errs, labels, "replayed"))
+    print(verify_runs_line(verify_errs, "replayed"))
     # vLLM's engine timings split TTFT at the moment the scheduler first takes a request: before it (the API server,
     # waiting for the engine's loop to pick the request up, the engine's queue) and from it to the first token. The
     # replay's split is at the start of the step that first schedules it.
@@ -622,7 +622,7 @@ def table(rows: list[tuple[str, bool, Observation]], cal_for, markdown: bool, fi
         print("| point | split | " + " | ".join(f"{n} pred / meas" for n in names) + " | worst optimism |")
         print("|---|---|" + "---:|" * (len(names) + 1))
     held_out_errors: dict[str, list[float]] = {key: [] for _, key in METRICS}
-    held_out_labels: list[str] = []  # the label of each held-out row, in held_out_errors' order (every metric has one)
+    verify_errors: dict[str, list[float]] = {key: [] for _, key in METRICS}  # the same, of the `verify` runs alone
     by_gpu: dict[str, dict[str, list[float]]] = {}
     p99_inside = []  # with several seeds: is the measured TTFT P99 inside the seeds' range?
     errors_by_load: list[tuple[float, float, float]] = []  # by_load: (load, TTFT P50 error, TPOT error) held out
@@ -643,13 +643,13 @@ def table(rows: list[tuple[str, bool, Observation]], cal_for, markdown: bool, fi
             cells.append(cell)
             if split == "held out":
                 held_out_errors[key].append(p / m - 1)
+                if label in VERIFY_LABELS:
+                    verify_errors[key].append(p / m - 1)
                 by_gpu.setdefault(o.gpu, {k: [] for _, k in METRICS})[key].append(p / m - 1)
                 if seeds > 1 and key == "ttft_p99_ms":
                     p99_inside.append(p99_range[0] <= m <= p99_range[1])
             if key != "throughput_tok_s" and p > 0:
                 worst = max(worst, m / p)
-        if split == "held out":
-            held_out_labels.append(label)
         if by_load and split == "held out":
             errors_by_load.append((load_of(o, cal_for(o)), pred["ttft_ms"] / o.ttft_ms - 1,
                                    pred["tpot_ms"] / o.tpot_ms - 1))
@@ -663,8 +663,7 @@ def table(rows: list[tuple[str, bool, Observation]], cal_for, markdown: bool, fi
         for n, key in METRICS) + f" ({len(held_out_errors['ttft_ms'])} rows); within the issue's bounds: "
         f"TTFT P50 (20%) {sum(abs(e) <= 0.2 for e in held_out_errors['ttft_ms'])}, "
         f"TTFT P99 (30%) {sum(abs(e) <= 0.3 for e in held_out_errors['ttft_p99_ms'])}")
-    if len(held_out_labels) == len(held_out_errors["ttft_ms"]) == len(held_out_errors["ttft_p99_ms"]):
-        print(verify_runs_line(held_out_errors, held_out_labels, "the plan's sampled traffic"))
+    print(verify_runs_line(verify_errors, "the plan's sampled traffic"))
     if seeds > 1:
         print(f"medians of {seeds} simulations per row; the measured TTFT P99 lies inside the simulations' range "
               f"[in brackets] on {sum(p99_inside)} of {len(p99_inside)} held-out rows")

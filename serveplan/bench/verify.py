@@ -157,12 +157,6 @@ class VerifyResult(BaseModel):
         return next(c for c in self.comparison if c.metric == metric)
 
 
-# Below this many requests a P99 is its one to nine slowest requests: verify says so beside the table. Session 21's
-# 124-request run of the 70B AWQ plan read its TTFT P99 89% below the prediction's and 3% from the model replayed on
-# the same requests: the sample's longest prompts, not the model.
-P99_FEW_REQUESTS = 1000
-
-
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
 
@@ -205,6 +199,7 @@ def compare(predicted: dict | None, measured: dict, replayed: dict | None = None
 # from the model replayed on the same requests; five draws of that run's size spanned 1,121-1,830 ms.
 SAMPLE_SEEDS = 5
 SAMPLE_MAX_REQUESTS = 20_000  # past this a run's percentiles barely move with its sample: no ranges, no simulations
+P99_FEW_REQUESTS = 1000  # below this a P99 is the run's one to nine slowest requests: verify says so in a note
 _RANGED = [k for k, _ in COMPARED if k.startswith(("ttft_ms.", "tpot_ms.", "e2e_ms."))]
 
 
@@ -217,10 +212,15 @@ def outside_sample_range(comparison: list[Comparison]) -> list[str]:
             lo, hi = c.sample_range
             if not lo <= c.measured <= hi:
                 name = "TTFT" if c.metric.startswith("ttft") else "TPOT"
-                d = 0 if lo >= 100 else 1
-                out.append(f"{name} P99 measured {c.measured:,.1f} ms lies outside the {lo:,.{d}f}-{hi:,.{d}f} ms "
+                out.append(f"{name} P99 measured {c.measured:,.1f} ms lies outside the {_fmt_range(lo, hi)} ms "
                            f"that {SAMPLE_SEEDS} simulated runs of this size gave: not the sample's spread")
     return out
+
+
+def _fmt_range(lo: float, hi: float) -> str:
+    """A latency range in whole ms from 100 ms on, in tenths below."""
+    d = 0 if lo >= 100 else 1
+    return f"{lo:,.{d}f}-{hi:,.{d}f}"
 
 
 def _winner_model(plan, traffic):  # noqa: ANN001, ANN202
@@ -364,9 +364,10 @@ def _forced_onto(plan, force: bool) -> str | None:  # noqa: ANN001
     from serveplan.planner.catalog import gpu_for_device, gpu_matches
 
     names = set(visible_gpus())
-    if len(names) != 1 or gpu_matches(plan.request.inventory.gpu, next(iter(names))):
+    if len(names) != 1:
         return None
-    return gpu_for_device(next(iter(names)))
+    (name,) = names
+    return None if gpu_matches(plan.request.inventory.gpu, name) else gpu_for_device(name)
 
 
 def _on_gpu(plan, gpu_option: str):  # noqa: ANN001, ANN202
@@ -552,8 +553,7 @@ def render_verify(result: VerifyResult, console=None) -> None:  # noqa: ANN001
             err = f"[{style}]{c.rel_error * 100:+.0f}%[/]"
         pred = _fmt(c.predicted, digits)
         if c.sample_range is not None and c.metric.endswith(("p90", "p99")):  # where a finite sample moves it
-            d = 0 if c.sample_range[0] >= 100 else digits
-            pred += f" [{_fmt(c.sample_range[0], d)}-{_fmt(c.sample_range[1], d)}]"
+            pred += f" [{_fmt_range(*c.sample_range)}]"
         t.add_row(labels.get(c.metric, c.metric), pred, _fmt(c.measured, digits), err,
                   *([_fmt(c.replayed, digits)] if replayed else []))
     console.print(t)
