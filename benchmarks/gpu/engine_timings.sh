@@ -84,11 +84,17 @@ verify_on() {  # tag gpu port plan-folder model-folder verify-args...: `servepla
   # GPU (a copy of the plan in $S/tag/plan), nvidia-smi's peak memory on that GPU beside it, the memory lines of the
   # engine's log and run.json kept
   local tag=$1 dev=$2 port=$3 src=$4 folder=$5 t1=$SECONDS; shift 5
-  local plan=$S/$tag/plan
+  # VERIFY_S: seconds of load (60 unless set; session 22's long runs). A non-llama folder's tokenizer/ goes to the
+  # server (bin/vllm's VLLM_TOKENIZER) and to the load generator alike.
+  local plan=$S/$tag/plan tok secs=${VERIFY_S:-60}
+  tok=$(tokenizer_folder "$folder")
   mkdir -p "$S/$tag" && cp -r "$src" "$plan"
   peak_mib "$dev" "$S/$tag/peak_mib.txt" & local sampler=$!
-  CUDA_VISIBLE_DEVICES=$dev timeout 560 python3 -m serveplan.cli verify "$plan" --model "$folder" --port "$port" \
-    --duration 60 --no-progress --health-timeout 420 -o "$S/$tag/verify.json" "$@" > "$S/$tag/verify.txt" 2>&1
+  if [ "$tok" != "$folder" ]; then export VLLM_TOKENIZER=$tok; set -- --tokenizer "$tok" "$@"; fi
+  CUDA_VISIBLE_DEVICES=$dev timeout $((500 + secs)) python3 -m serveplan.cli verify "$plan" --model "$folder" \
+    --port "$port" --duration "$secs" --no-progress --health-timeout 420 -o "$S/$tag/verify.json" "$@" \
+    > "$S/$tag/verify.txt" 2>&1
+  unset VLLM_TOKENIZER
   echo "$tag verify rc=$? in $((SECONDS - t1)) s (at $SECONDS s)" >> "$S/times.txt"
   CUDA_VISIBLE_DEVICES=$dev python3 -m serveplan.cli stop "$plan" > /dev/null 2>&1
   kill "$sampler" 2>/dev/null

@@ -59,9 +59,11 @@ def quant_config(fmt: str) -> dict | None:
     form = g.pop("format")
     # MoE routers stay bf16, as in published compressed-tensors MoE checkpoints (llm-compressor's "re:.*mlp.gate$"):
     # vLLM builds Qwen3-MoE's router with the quantization config, and a dummy FP8 router is ~98% zeros (session 12).
-    # Dense models have no module of that name (gate_proj is not matched).
+    # Dense models have no module of that name (gate_proj is not matched); Mixtral's router is block_sparse_moe.gate
+    # (RedHat's published Mixtral W8A8 ignores it so).
     return {"quant_method": "compressed-tensors", "format": form, "quantization_status": "compressed",
-            "config_groups": {"group_0": {"targets": ["Linear"], **g}}, "ignore": ["lm_head", "re:.*mlp.gate$"]}
+            "config_groups": {"group_0": {"targets": ["Linear"], **g}},
+            "ignore": ["lm_head", "re:.*mlp.gate$", "re:.*block_sparse_moe.gate$"]}
 
 
 def make_folder(base: Path, model: str, fmt: str) -> Path:
