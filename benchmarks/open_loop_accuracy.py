@@ -66,6 +66,13 @@ VERIFY_RUNS = [
     ("H200 8B int8 chat 2 req/s (plan)", R / "session21/V8I/verify.json", False),
     ("H200 8B int8 chat 20 req/s (plan)", R / "session21/V8I20/verify.json", False),
     ("H200 70B awq kv:fp8 chat 2 req/s (1xH100 plan)", R / "session21/V70A/verify.json", False),
+    # session 22 (session22b.sh, four H200s): longer runs (4-10 min, 615-2,480 requests) of plans for other models and
+    # traffic, benchmarks/gpu/plans/session22, and session 21's 2xA100 plan (70B TP2 INT8) with --force. The Mixtral
+    # run is what showed INT8 experts' slow kernel; the term it led to is solved on session 22c's bursts, not on it
+    ("H200 70B int8 kv:fp8 TP2 chat 2 req/s (2xA100 plan)", R / "session22/V70T2L/verify.json.gz", False),
+    ("H200 32B int8 kv:fp8 summarize 1 req/s (plan)", R / "session22/VQ32S/verify.json", False),
+    ("H200 Mixtral int8 kv:fp8 chat 8 req/s (plan)", R / "session22/VMX8/verify.json.gz", False),
+    ("H200 14B int8 kv:fp8 rag 5 req/s (plan)", R / "session22/VQ14R5/verify.json.gz", False),
 ]
 # Runs whose plan named another GPU than the one they ran on (verify --force): predicted for the GPU that ran them.
 # verify.json records it since session 21 (ran_on_gpu); the session-21 run came before.

@@ -268,6 +268,26 @@ def test_moe_terms_cost_moe_models_only():
     assert step(moe, slow, 1, 500) == pytest.approx(step(moe, plain, 1, 500))
 
 
+def test_int8_experts_take_prompts_slower_and_decode_alike():
+    """moe_int8_compute_penalty slows the compute-bound expert GEMMs of INT8 W8A8 MoE weights only: an INT8 MoE prompt
+    step is slower than FP8's, a one-token decode step (memory-bound) is not; FP8 and bf16 MoE and dense INT8 models
+    are unaffected, and a larger penalty never makes a prompt faster."""
+    moe, dense = _model("mixtral-8x7b"), _model("llama-3.1-8b")
+    prompt = (0, 0, 4096, 4096 * 2048, 1)
+
+    def step(m, penalty, dtype, *args):  # noqa: ANN001, ANN202
+        e = VLLM.model_copy(update={"moe_int8_compute_penalty": penalty})
+        return StepModel(m, _inv("h200"), e, Candidate(weight_dtype=dtype), _datasheet("h200")).step_ms(*args)
+
+    assert step(moe, 3.0, "int8", *prompt) > 1.5 * step(moe, 1.0, "int8", *prompt)
+    assert step(moe, 3.0, "int8", 1, 500) == pytest.approx(step(moe, 1.0, "int8", 1, 500))
+    for dtype in ("fp8", "bf16"):
+        assert step(moe, 3.0, dtype, *prompt) == pytest.approx(step(moe, 1.0, dtype, *prompt))
+    assert step(dense, 3.0, "int8", *prompt) == pytest.approx(step(dense, 1.0, "int8", *prompt))
+    times = [step(moe, p, "int8", *prompt) for p in (1.0, 1.5, 2.5, 3.6, 6.0)]
+    assert times == sorted(times)
+
+
 def test_moe_activation_quantization_costs_w8a8_weights_only():
     """moe_act_quant_us_per_layer is paid per MoE layer and step by weights that quantize their activations (FP8 on
     a GPU with FP8 tensor cores): not by bf16 weights, not by FP8 run weight-only (an A100), not by dense models."""

@@ -392,6 +392,10 @@ class EngineConfig(Frozen):
                                               "quantize their activations (fp8, int8: W8A8): more GPU time per MoE "
                                               "layer and step (quantizing the experts' inputs, the quantized "
                                               "grouped GEMMs' set-up).")
+    moe_int8_compute_penalty: float = Field(default=1.0, ge=1, le=10, description="MoE models with INT8 W8A8 "
+                                            "weights: their fused expert GEMMs take prompt chunks this many times "
+                                            "slower than FP8's (vLLM 0.26.0 runs them in its Triton kernel with no "
+                                            "tuned configuration).")
     moe_compute_efficiency: float = Field(default=1.0, gt=0, le=2, description="MoE models: the share of the "
                                           "profile's GEMM rate the fused expert kernels reach when "
                                           "compute-bound (prompt chunks).")
