@@ -77,7 +77,9 @@ peak_mib() {  # gpu-index(es) out-file: the most memory nvidia-smi sees used on 
   while sleep 0.5; do
     used=$(nvidia-smi -i "$1" --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | sort -n | tail -1) \
       || continue
-    [ "${used:-0}" -gt "$peak" ] && { peak=$used; echo "$peak" > "$2"; }
+    # each new peak also with its time (session 22: peaks 1.5-6.0 GiB above the plan's total, and whether
+    # they came at start-up or under load could not be told from the one number)
+    [ "${used:-0}" -gt "$peak" ] && { peak=$used; echo "$peak" > "$2"; echo "$(date +%s) $peak" >> "$2.timeline"; }
   done
 }
 verify_on() {  # tag gpu port plan-folder model-folder verify-args...: `serveplan verify` of a committed plan on one
