@@ -21,7 +21,7 @@ OPEN_LOOP_HORIZON_S = 30.0  # seconds of arrivals an open loop is simulated for,
 OPEN_LOOP_MAX_REQUESTS = 1500  # ... up to this many requests (simulation time grows with it)
 
 
-@dataclass
+@dataclass(eq=False)  # by identity: _retire's list.remove compared every field of each request before it
 class _Req:
     arrival: float
     prompt: int
