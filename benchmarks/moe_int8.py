@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import decode_steps  # noqa: E402
-import w4a16  # noqa: E402  (burst_observation: a burst as a closed-loop point)
+import w4a16  # noqa: E402  (burst_observation: a burst as a closed-loop point; golden_section)
 
 from serveplan.planner.calibrate import predict_observation  # noqa: E402
 from serveplan.planner.profiles import find_calibration  # noqa: E402
@@ -60,16 +60,7 @@ def solve() -> float:
             total += math.log((pi / pf) / (mi / mf)) ** 2
         return total
 
-    lo, hi, g = PENALTY_RANGE[0], PENALTY_RANGE[1], (math.sqrt(5) - 1) / 2
-    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
-    for _ in range(40):
-        if loss(a) < loss(b):
-            hi, b = b, a
-            a = hi - g * (hi - lo)
-        else:
-            lo, a = a, b
-            b = lo + g * (hi - lo)
-    return round((lo + hi) / 2, 2)
+    return round(w4a16.golden_section(loss, *PENALTY_RANGE, steps=40), 2)
 
 
 def report(penalty: float | None, label: str) -> None:

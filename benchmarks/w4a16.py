@@ -39,6 +39,7 @@ import functools
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -166,22 +167,27 @@ def solve_decode(base: dict, points: list, steps: list) -> dict:
     return {**at, **{k: round(at[k] + float(x), 2) for k, x in zip(DECODE_TERMS, delta)}}
 
 
-def solve_compute(base: dict, points: list) -> dict:
-    """w4a16_compute_penalty by golden-section search on the squared log error of the points' mean TTFT."""
-    def loss(x: float) -> float:
-        return sum(math.log(_predict(o, {**base, "w4a16_compute_penalty": x})["ttft_ms"] / o.ttft_ms) ** 2
-                   for o in points)
-
-    lo, hi, g = COMPUTE_PENALTY_RANGE[0], COMPUTE_PENALTY_RANGE[1], (math.sqrt(5) - 1) / 2
+def golden_section(loss: Callable[[float], float], lo: float, hi: float, steps: int = 30) -> float:
+    """The x in [lo, hi] where a one-minimum loss is least, by golden-section search (benchmarks/moe_int8.py too)."""
+    g = (math.sqrt(5) - 1) / 2
     c, d = hi - g * (hi - lo), lo + g * (hi - lo)
-    for _ in range(30):
+    for _ in range(steps):
         if loss(c) < loss(d):
             hi, d = d, c
             c = hi - g * (hi - lo)
         else:
             lo, c = c, d
             d = lo + g * (hi - lo)
-    return {**base, "w4a16_compute_penalty": round((lo + hi) / 2, 2)}
+    return (lo + hi) / 2
+
+
+def solve_compute(base: dict, points: list) -> dict:
+    """w4a16_compute_penalty by golden-section search on the squared log error of the points' mean TTFT."""
+    def loss(x: float) -> float:
+        return sum(math.log(_predict(o, {**base, "w4a16_compute_penalty": x})["ttft_ms"] / o.ttft_ms) ** 2
+                   for o in points)
+
+    return {**base, "w4a16_compute_penalty": round(golden_section(loss, *COMPUTE_PENALTY_RANGE), 2)}
 
 
 def solve(kind: str = "gptq") -> dict:
