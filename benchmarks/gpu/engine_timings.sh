@@ -2,7 +2,9 @@
 # (--enable-per-request-metrics, which `serveplan bench` records), and the loads they put on them. Needs S (the
 # results folder). DEV (CUDA_VISIBLE_DEVICES, default 0), PORT (default 8000), TP (meta_of's tp, default 1) and
 # SERVE_ENV (extra VAR=value for the server) may be set per call: `DEV=1 PORT=8001 serve ...`.
-FLAGS="--max-num-seqs 256 --max-num-batched-tokens 8192 --max-model-len 10240
+# MAX_BATCHED and MAX_LEN (set before sourcing) change the server's batching; FLAGS and meta_of both read them.
+MAX_BATCHED=${MAX_BATCHED:-8192}; MAX_LEN=${MAX_LEN:-10240}
+FLAGS="--max-num-seqs 256 --max-num-batched-tokens $MAX_BATCHED --max-model-len $MAX_LEN
        --gpu-memory-utilization 0.92 --no-enable-prefix-caching --enable-per-request-metrics"
 serve() {  # tag model-folder tokenizer-folder meta-json extra-flags...
   local tag=$1 m=$2 tok=$3 meta=$4; shift 4
@@ -62,7 +64,7 @@ burst() {  # tag tokenizer concurrency prompt-len: C prompts at once, 256 tokens
     traffic.output_len.kind=fixed traffic.output_len.mean=256 traffic.output_len.max=256
 }
 meta_of() {  # model weight-dtype kv-dtype [extra json fields]
-  echo "{\"model\": \"$1\", \"gpu\": \"$gpu\", \"tp\": ${TP:-1}, \"weight_dtype\": \"$2\", \"kv_cache_dtype\": \"$3\", \"max_num_seqs\": 256, \"max_num_batched_tokens\": 8192, \"max_model_len\": 10240, \"gpu_memory_utilization\": 0.92${4:+, $4}}"
+  echo "{\"model\": \"$1\", \"gpu\": \"$gpu\", \"tp\": ${TP:-1}, \"weight_dtype\": \"$2\", \"kv_cache_dtype\": \"$3\", \"max_num_seqs\": 256, \"max_num_batched_tokens\": $MAX_BATCHED, \"max_model_len\": $MAX_LEN, \"gpu_memory_utilization\": 0.92${4:+, $4}}"
 }
 grid() {  # tag tokenizer: the closed grid (vllm_grid.py) against the server on PORT, with the tag's meta.json
   local tag=$1 tok=$2 t2=$SECONDS

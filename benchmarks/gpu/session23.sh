@@ -16,16 +16,15 @@ S=${S23:-/tmp/s23}; mkdir -p "$S"
 source benchmarks/gpu/vllm_env.sh
 export PYTHONUNBUFFERED=1
 gpu=$(gpu_kind "$S/nvidia-smi.txt")
+MAX_BATCHED=16384; MAX_LEN=32768   # the plan's batching, for prompts up to 27k tokens (engine_timings.sh reads them)
 source benchmarks/gpu/engine_timings.sh
-FLAGS="--max-num-seqs 256 --max-num-batched-tokens 16384 --max-model-len 32768"
 sburst() {  # tag tokenizer concurrency: C prompts at once of the summarize preset's lengths, 256 tokens out
   bench "$1" "sburst-c$3-l6000" "$2" --traffic summarize --concurrency "$3" --num-requests "$3" \
     traffic.output_len.kind=fixed traffic.output_len.mean=256 traffic.output_len.max=256
 }
 m=$(model_folder /tmp/s23-models qwen2.5-32b ct-int8); tok=$(tokenizer_folder "$m")
-# meta_of's fixed batching keys, then this server's (json.loads keeps the last of a repeated key)
-meta=$(meta_of qwen2.5-32b int8 fp8 '"max_num_batched_tokens": 16384, "max_model_len": 32768')
-if SERVE_ENV=VLLM_CACHE_ROOT=/tmp/vcache-s23 DEV=0 PORT=8000 serve U32 "$m" "$tok" "$meta" --kv-cache-dtype fp8; then
+if SERVE_ENV=VLLM_CACHE_ROOT=/tmp/vcache-s23 DEV=0 PORT=8000 serve U32 "$m" "$tok" "$(meta_of qwen2.5-32b int8 fp8)" \
+    --kv-cache-dtype fp8; then
   for c in 8 10 12 16; do PORT=8000 burst U32 "$tok" "$c" 6000; PORT=8000 sburst U32 "$tok" "$c"; done
 fi
 stop U32
