@@ -10,7 +10,7 @@
 # and session 21's 2xA100 plan (the README's first answer: 70B TP2 INT8 + FP8 KV), --force on two H200s, which session
 # 21c cut after 61 requests.
 # Four H200s: GPUs 0-1 the TP2 plan, GPU 2 the 32B, GPU 3 Mixtral then the 14B. Two: GPU 0 the 32B then the 14B,
-# GPU 1 Mixtral then the TP2 plan is skipped. Dummy weights of each plan's checkpoint format. Nothing is fitted.
+# GPU 1 Mixtral; the TP2 plan is skipped. Dummy weights of each plan's checkpoint format. Nothing is fitted.
 #   setsid nohup bash benchmarks/gpu/session22b.sh > /tmp/s22b.log 2>&1 < /dev/null &   # poll $S/ALL_DONE, tar $S
 set -u
 S=${S22B:-/tmp/s22b}; mkdir -p "$S"
