@@ -97,6 +97,8 @@ def make_folder(base: Path, model: str, fmt: str) -> Path:
         cfg.update(num_local_experts=m["num_experts"], num_experts_per_tok=m["experts_per_token"],
                    sliding_window=None, router_aux_loss_coef=0.02, rope_theta=1e6)
     q = quant_config(fmt)
+    if q and moe and fmt == "awq":  # AutoAWQ leaves MoE routers in bf16 (its modules_to_not_convert = ["gate"])
+        q["modules_to_not_convert"] = ["gate"]
     if q:
         cfg["quantization_config"] = q
     out.mkdir(parents=True, exist_ok=True)
@@ -238,12 +240,15 @@ def main() -> None:
     ap.add_argument("--load-tests", action="store_true")
     ap.add_argument("--emulate", default="70b-1gpu-fp8,70b-2gpu-chat",
                     help="on an H200: also run these questions' H100 plans at the H100's memory budget")
+    ap.add_argument("--gpus", default="", help="comma-separated GPU indices to use (default: all), leaving the rest "
+                    "to another script on the same machine")
     a = ap.parse_args()
     name = gpu_name()
     gpu = "h200" if "H200" in name else "h100-sxm"
     ngpus = len(subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout.strip().splitlines())
     manifest = json.loads((a.dir / "manifest.json").read_text())
-    jobs = [j for j in manifest if j["gpu"] == gpu and j["gpus"] <= ngpus]
+    usable = len(a.gpus.split(",")) if a.gpus else ngpus
+    jobs = [j for j in manifest if j["gpu"] == gpu and j["gpus"] <= usable]
     if gpu == "h200":  # the 80 GB questions too: H100 plans at the H100's budget (0.92 x 79.18 GiB)
         total = float(subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
                                      capture_output=True, text=True).stdout.split()[0]) / 1024
@@ -257,7 +262,7 @@ def main() -> None:
                                                                          f"{j['question']}#{j['rank']}")))
     print(f"{name} x{ngpus}: {len(jobs)} launches", flush=True)
     a.models.mkdir(parents=True, exist_ok=True)
-    free = list(range(ngpus))
+    free = [int(g) for g in a.gpus.split(",")] if a.gpus else list(range(ngpus))
     threads: list[threading.Thread] = []
     port = 8100
     pending: list = [("load", "70b-online-fp8", "llama-3.1-70b"), ("load", "mixtral-online-fp8", "mixtral-8x7b")] \

@@ -19,7 +19,8 @@ ONLY=8b-1gpu-chat#1,13b-1gpu-rag#1,13b-1gpu-rag#3,mistral-7b-1gpu-chat#2,qwen2.5
 [ "$n_gpus" -gt 1 ] && ONLY=$ONLY,8b-2gpu-summarize#1   # Mixtral plans FP8 since session 22 (INT8 experts are slow)
 t0=$SECONDS
 PATH=$PWD/benchmarks/gpu/bin:$PATH python3 benchmarks/gpu/launch_safety_run.py benchmarks/gpu/launch_safety \
-  "$S/results.jsonl" --only "$ONLY" --emulate 13b-1gpu-rag,qwen2.5-32b-1gpu-rag > "$S/launch_safety.log" 2>&1
+  "$S/results.jsonl" --only "$ONLY" --emulate 13b-1gpu-rag,qwen2.5-32b-1gpu-rag ${LS_GPUS:+--gpus "$LS_GPUS"} \
+  > "$S/launch_safety.log" 2>&1
 echo "launch safety rc=$? in $((SECONDS - t0)) s" >> "$S/times.txt"
 if [ "$gpu" = h100-sxm ]; then
   t0=$SECONDS
