@@ -8,6 +8,7 @@
 #   setsid nohup bash benchmarks/gpu/session23x4.sh > /tmp/s23x4.log 2>&1 < /dev/null &   # poll /tmp/s23/ALL_DONE
 set -u
 R=${S23X4:-/tmp/s23}; mkdir -p "$R"
+source benchmarks/gpu/vllm_env.sh   # assemble vLLM once here: three scripts sourcing it at once would race
 S23=$R/q32 bash benchmarks/gpu/session23.sh > "$R/q32.log" 2>&1 &
 DEV_AWQ=1 S23B=$R/mxa bash benchmarks/gpu/session23b.sh > "$R/mxa.log" 2>&1 &
 LS_GPUS=2,3 S22=$R/ls bash benchmarks/gpu/session22.sh > "$R/ls.log" 2>&1 &
