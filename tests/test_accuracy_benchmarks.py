@@ -589,16 +589,34 @@ def test_by_server_keeps_a_rerun_apart_from_the_run_it_repeats():
 
 
 def test_the_shipped_int8_moe_penalty_is_the_mixtral_pair_solution_and_qwen3_is_held_out():
-    # conf/engine/vllm.yaml's moe_int8_compute_penalty is what benchmarks/moe_int8.py solves on Mixtral INT8 against
+    # conf/engine/vllm.yaml's moe_int8_compute_penalty is what benchmarks/moe_quant.py solves on Mixtral INT8 against
     # FP8 (session 22c, one host), bursts of 32 and 64; Qwen3-30B-A3B INT8's bursts are not solved on, and the term
     # moves their TTFT from ~44% optimistic to within 20%
-    import moe_int8
+    import moe_quant
     from serveplan.planner import catalog
 
     engine = catalog.catalog_doc("engine", "vllm")
-    assert moe_int8.FIT == ("Mixtral INT8", "Mixtral FP8") and "Qwen3-30B-A3B INT8" not in moe_int8.FIT
-    assert moe_int8.solve() == pytest.approx(engine["moe_int8_compute_penalty"], abs=0.05)
+    term = moe_quant.TERMS["int8"]
+    assert term.fit == ("Mixtral INT8", "Mixtral FP8") and "Qwen3-30B-A3B INT8" not in term.fit
+    assert moe_quant.solve("int8") == pytest.approx(engine["moe_int8_compute_penalty"], abs=0.05)
     for c in (32, 64):
-        measured, before = moe_int8._ttft("Qwen3-30B-A3B INT8", c, 1.0)
-        _, shipped = moe_int8._ttft("Qwen3-30B-A3B INT8", c, None)
+        measured, before = moe_quant._ttft(term, "Qwen3-30B-A3B INT8", c, 1.0)
+        _, shipped = moe_quant._ttft(term, "Qwen3-30B-A3B INT8", c, None)
         assert before / measured < 0.7 and abs(shipped / measured - 1) < 0.2
+
+
+def test_the_shipped_int4_moe_penalty_is_the_mixtral_awq_pair_solution_and_the_other_host_is_held_out():
+    # moe_w4a16_compute_penalty is what moe_quant.py solves on Mixtral AWQ against FP8 (session 23c, one host); the
+    # same AWQ server on session 23b's host is not solved on, and the term moves its bursts' TTFT from ~36% optimistic
+    # to within 15%
+    import moe_quant
+    from serveplan.planner import catalog
+
+    engine = catalog.catalog_doc("engine", "vllm")
+    term = moe_quant.TERMS["w4a16"]
+    assert "Mixtral AWQ (b)" not in term.fit
+    assert moe_quant.solve("w4a16") == pytest.approx(engine["moe_w4a16_compute_penalty"], abs=0.05)
+    for c in (16, 32, 64):
+        measured, before = moe_quant._ttft(term, "Mixtral AWQ (b)", c, 1.0)
+        _, shipped = moe_quant._ttft(term, "Mixtral AWQ (b)", c, None)
+        assert before / measured < 0.7 and abs(shipped / measured - 1) < 0.15

@@ -288,6 +288,30 @@ def test_int8_experts_take_prompts_slower_and_decode_alike():
     assert times == sorted(times)
 
 
+def test_int4_experts_take_prompts_slower_on_hopper_only():
+    """moe_w4a16_compute_penalty slows the compute-bound expert GEMMs of AWQ / GPTQ MoE weights where the engine's own
+    W4A16 terms hold (Hopper): a prompt step is slower, a one-token decode step is not, INT8 and FP8 MoE and dense
+    AWQ models are unaffected, an A100 keeps the published Marlin numbers, and a larger penalty never makes a prompt
+    faster."""
+    moe, dense = _model("mixtral-8x7b"), _model("llama-3.1-8b")
+    prompt = (0, 0, 4096, 4096 * 2048, 1)
+
+    def step(m, penalty, dtype, *args, gpu="h200"):  # noqa: ANN001, ANN202
+        e = VLLM.model_copy(update={"moe_w4a16_compute_penalty": penalty})
+        return StepModel(m, _inv(gpu), e, Candidate(weight_dtype=dtype), _datasheet(gpu)).step_ms(*args)
+
+    for dtype in ("awq", "gptq"):
+        assert step(moe, 2.0, dtype, *prompt) > 1.3 * step(moe, 1.0, dtype, *prompt)
+        assert step(moe, 2.0, dtype, 1, 500) == pytest.approx(step(moe, 1.0, dtype, 1, 500))
+        assert step(moe, 2.0, dtype, *prompt, gpu="a100-80gb-sxm") == \
+            pytest.approx(step(moe, 1.0, dtype, *prompt, gpu="a100-80gb-sxm"))
+    for dtype in ("int8", "fp8", "bf16"):
+        assert step(moe, 2.0, dtype, *prompt) == pytest.approx(step(moe, 1.0, dtype, *prompt))
+    assert step(dense, 2.0, "awq", *prompt) == pytest.approx(step(dense, 1.0, "awq", *prompt))
+    times = [step(moe, p, "awq", *prompt) for p in (1.0, 1.5, 1.9, 3.0, 6.0)]
+    assert times == sorted(times)
+
+
 def test_moe_activation_quantization_costs_w8a8_weights_only():
     """moe_act_quant_us_per_layer is paid per MoE layer and step by weights that quantize their activations (FP8 on
     a GPU with FP8 tensor cores): not by bf16 weights, not by FP8 run weight-only (an A100), not by dense models."""

@@ -170,9 +170,13 @@ class StepModel:
         self.gemm_table = getattr(self.calib, table) if self.calib and self.w8a8 and table else None
         self.gemm_curve = "fp8" if self.cdtype == "int8" and self.gemm_table is not None else self.cdtype
         self.moe_layer_us = self.engine.moe_layer_us + (self.engine.moe_act_quant_us_per_layer if self.w8a8 else 0.0)
-        # INT8 experts run a slower fused kernel than FP8's (engine.moe_int8_compute_penalty; benchmarks/moe_int8.py)
-        self.moe_compute_penalty = self.engine.moe_int8_compute_penalty \
-            if m.is_moe and self.w8a8 and c.weight_dtype == "int8" else 1.0
+        # INT8 and int4 experts run slower fused kernels than the dense terms give them: INT8's against FP8's, int4's
+        # (Marlin WNA16 MoE) against the dense W4A16 GEMMs' rate (engine.moe_*_compute_penalty; benchmarks/moe_quant.py)
+        self.moe_compute_penalty = 1.0
+        if m.is_moe and self.w8a8 and c.weight_dtype == "int8":
+            self.moe_compute_penalty = self.engine.moe_int8_compute_penalty
+        elif m.is_moe and self.w4a16:  # one of the W4A16 terms: 1 where the published Marlin numbers stand in
+            self.moe_compute_penalty = self.w4["moe_w4a16_compute_penalty"]
         self.frontend_ms_per_ktok_s = self.engine.frontend_ms_per_ktok_s
         # Interconnect: TP stays inside a node (the search keeps it there); PP may cross nodes.
         self.link_bw = gpu.intra_node_bw_gbs * 1e9 * 0.7
@@ -202,8 +206,10 @@ class StepModel:
             # and Qwen3-30B-A3B bf16)
             measured = self.moe_layer_us or self.engine.moe_compute_efficiency != 1.0
             self.sources["moe"] = "measured (Mixtral-8x7B FP8, Qwen3-30B-A3B bf16; H200)" if measured else "none"
-            if self.moe_compute_penalty != 1.0:  # the INT8 experts' kernel against FP8's
-                self.sources["moe"] += "; INT8 experts' prompt rate measured (Mixtral-8x7B INT8 against FP8; H200)"
+            if self.moe_compute_penalty != 1.0:  # the quantized experts' kernel against FP8's
+                kind = "INT8" if c.weight_dtype == "int8" else "int4"
+                self.sources["moe"] += (f"; {kind} experts' prompt rate measured (Mixtral-8x7B {kind} against FP8; "
+                                        "H200)")
         if c.kv_cache_dtype == "fp8":  # converting the FP8 cache beside reading it (conf/engine/<engine>.yaml)
             self.sources["fp8_kv"] = ("measured (8B, FP8 against bf16 KV, H200)" if self.fp8_kv_convert_bps
                                       else "bytes only")

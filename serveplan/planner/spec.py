@@ -31,7 +31,8 @@ what conf/engine/vllm.yaml says (a test keeps them equal); plans take the value 
 
 
 # The engine's weight-only int4 terms (EngineConfig.w4a16_*), which w4a16_zero_point may set apart for AWQ
-W4A16_TERM_NAMES = ("w4a16_layer_us", "w4a16_bandwidth_penalty", "w4a16_compute_penalty", "w4a16_overlap")
+W4A16_TERM_NAMES = ("w4a16_layer_us", "w4a16_bandwidth_penalty", "w4a16_compute_penalty", "w4a16_overlap",
+                    "moe_w4a16_compute_penalty")
 
 
 class Frozen(BaseModel):
@@ -396,6 +397,11 @@ class EngineConfig(Frozen):
                                             "weights: their fused expert GEMMs take prompt chunks this many times "
                                             "slower than FP8's (vLLM 0.26.0 runs them in its Triton kernel with no "
                                             "tuned configuration).")
+    moe_w4a16_compute_penalty: float = Field(default=1.0, ge=1, le=10, description="MoE models with weight-only "
+                                             "int4 weights (AWQ, GPTQ): their fused expert GEMMs take prompt chunks "
+                                             "this many times slower than the dense W4A16 terms say (vLLM 0.26.0's "
+                                             "Marlin WNA16 MoE kernel against Machete's dense GEMMs: like those "
+                                             "terms, it holds on w4a16_archs only).")
     moe_compute_efficiency: float = Field(default=1.0, gt=0, le=2, description="MoE models: the share of the "
                                           "profile's GEMM rate the fused expert kernels reach when "
                                           "compute-bound (prompt chunks).")
