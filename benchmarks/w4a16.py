@@ -168,7 +168,7 @@ def solve_decode(base: dict, points: list, steps: list) -> dict:
 
 
 def golden_section(loss: Callable[[float], float], lo: float, hi: float, steps: int = 30) -> float:
-    """The x in [lo, hi] where a one-minimum loss is least, by golden-section search (benchmarks/moe_int8.py too)."""
+    """The x in [lo, hi] where a one-minimum loss is least, by golden-section search (benchmarks/moe_quant.py too)."""
     g = (math.sqrt(5) - 1) / 2
     c, d = hi - g * (hi - lo), lo + g * (hi - lo)
     for _ in range(steps):
