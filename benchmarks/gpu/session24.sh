@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Prepared in session 23, not run yet. Issue 14 / launch safety: vLLM's activation peak by batched tokens and model.
+#   Session 23's Qwen2.5-32B INT8 plan at an H100's budget (2,048 batched tokens) got 2.9% fewer KV tokens than planned:
+#   vLLM's "peak activation" was 1.49 GiB where the plan counts 0.61 GB (activation_gb_per_1k_tokens, linear, no
+#   floor); at 8,192 tokens it was 1.77 GiB against a planned 2.46 GB. Mistral-7B read 0.89 GiB at 8,192 and 1.78 at
+#   16,384 (linear through zero). Four models x three batch budgets, each a dummy-weight server with vLLM's own memory
+#   profiling (nothing pinned), engine_timings.sh's flags otherwise; vLLM's memory lines are kept (server.log) and one
+#   line per server goes to $S/activation.tsv. Afterwards: fit the activation term's floor and slope by model on some
+#   models, report the others (and the launch-safety rows with peak_activation_gib) as held out.
+#   On an H100 kind this runs first: session22.sh (the launch-safety INT8 / AWQ set on real 80 GB cards, the INT8 GEMM).
+#   setsid nohup bash benchmarks/gpu/session24.sh > /tmp/s24.log 2>&1 < /dev/null &   # poll $S/ALL_DONE, tar $S
+set -u
+S=${S24:-/tmp/s24}; mkdir -p "$S"
+source benchmarks/gpu/vllm_env.sh
+export PYTHONUNBUFFERED=1
+gpu=$(gpu_kind "$S/nvidia-smi.txt")
+n_gpus=$(wc -l < "$S/nvidia-smi.txt")
+if [ "$gpu" = h100-sxm ]; then S22=$S/s22 bash benchmarks/gpu/session22.sh > "$S/s22.log" 2>&1; fi
+PROBES=(llama-3.1-8b:fp8:fp8 qwen2.5-32b:ct-int8:int8 mistral-7b:fp8:fp8 mixtral-8x7b:fp8:fp8)  # model:folder:weights
+TOKENS=(2048 8192 16384)
+probe() {  # dev port model folder-format weight-dtype tokens: one server, its memory lines, stopped
+  local dev=$1 port=$2 model=$3 fmt=$4 wd=$5 tokens=$6 tag m tok
+  tag="act-$model-$tokens"
+  m=$(model_folder "/tmp/s24-models-$dev" "$model" "$fmt"); tok=$(tokenizer_folder "$m")
+  (
+    MAX_BATCHED=$tokens; MAX_LEN=16384
+    source benchmarks/gpu/engine_timings.sh
+    DEV=$dev PORT=$port SERVE_ENV=VLLM_CACHE_ROOT=/tmp/vcache-$dev serve "$tag" "$m" "$tok" "$(meta_of "$model" "$wd" auto)"
+    stop "$tag"
+  )
+  local act w kv
+  act=$(grep -oE "[0-9.]+ GiB for peak activation" "$S/$tag/server.log" | head -1 | cut -d' ' -f1)
+  w=$(grep -oE "Model loading took [0-9.]+ GiB" "$S/$tag/server.log" | head -1 | awk '{print $4}')
+  kv=$(grep -oE "GPU KV cache size: [0-9,]+ tokens" "$S/$tag/server.log" | head -1 | awk '{print $5}')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$gpu" "$model" "$fmt" "$tokens" "${act:-}" "${w:-}" "${kv:-}" >> "$S/activation.tsv"
+}
+lane() {  # dev: every n_gpus-th probe from dev on, one after another
+  local dev=$1 i=0 p t model fmt wd
+  for p in "${PROBES[@]}"; do for t in "${TOKENS[@]}"; do
+    IFS=: read -r model fmt wd <<< "$p"
+    if [ $((i % n_gpus)) -eq "$dev" ]; then probe "$dev" $((8000 + dev)) "$model" "$fmt" "$wd" "$t"; fi
+    i=$((i + 1))
+  done; done
+}
+printf 'gpu\tmodel\tformat\tbatched_tokens\tpeak_activation_gib\tweights_gib\tkv_tokens\n' > "$S/activation.tsv"
+for d in $(seq 0 $((n_gpus - 1))); do lane "$d" & done
+wait
+touch "$S/ALL_DONE"
