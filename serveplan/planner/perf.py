@@ -206,9 +206,9 @@ class StepModel:
             # and Qwen3-30B-A3B bf16)
             measured = self.moe_layer_us or self.engine.moe_compute_efficiency != 1.0
             self.sources["moe"] = "measured (Mixtral-8x7B FP8, Qwen3-30B-A3B bf16; H200)" if measured else "none"
-            if self.moe_compute_penalty != 1.0:  # the quantized experts' kernel against FP8's
-                kind = "INT8" if c.weight_dtype == "int8" else "int4"
-                self.sources["moe"] += (f"; {kind} experts' prompt rate measured (Mixtral-8x7B {kind} against FP8; "
+            if self.moe_compute_penalty != 1.0:  # the quantized experts' fused kernel, measured against FP8's
+                kind, served = ("INT8", "INT8") if c.weight_dtype == "int8" else ("int4", "AWQ")
+                self.sources["moe"] += (f"; {kind} experts' prompt rate measured (Mixtral-8x7B {served} against FP8; "
                                         "H200)")
         if c.kv_cache_dtype == "fp8":  # converting the FP8 cache beside reading it (conf/engine/<engine>.yaml)
             self.sources["fp8_kv"] = ("measured (8B, FP8 against bf16 KV, H200)" if self.fp8_kv_convert_bps
