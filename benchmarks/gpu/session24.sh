@@ -7,6 +7,7 @@
 #   profiling (nothing pinned), engine_timings.sh's flags otherwise; vLLM's memory lines are kept (server.log) and one
 #   line per server goes to $S/activation.tsv. Afterwards: fit the activation term's floor and slope by model on some
 #   models, report the others (and the launch-safety rows with peak_activation_gib) as held out.
+#   Beside them, on the last GPU: the same 4-layer Qwen2.5-32B shape from random safetensors and from dummy weights.
 #   On an H100 kind this runs first: session22.sh (the launch-safety INT8 / AWQ set on real 80 GB cards, the INT8 GEMM).
 #   setsid nohup bash benchmarks/gpu/session24.sh > /tmp/s24.log 2>&1 < /dev/null &   # poll $S/ALL_DONE, tar $S
 set -u
@@ -42,7 +43,38 @@ lane() {  # dev: every n_gpus-th probe from dev on, one after another
     i=$((i + 1))
   done; done
 }
+real_vs_dummy() {  # dev port: a Qwen2.5-32B cut to 4 layers (the same vocab x hidden LM head and embedding), bf16,
+  # served at 2,048 batched tokens from random safetensors (random_weights.py) and from --load-format dummy: is the
+  # ~1.5 GiB activation floor a dummy-weights artifact? One line each in $S/real_vs_dummy.tsv.
+  local dev=$1 port=$2 m tok how
+  m=$(model_folder "/tmp/s24-real" qwen2.5-32b hf)
+  python3 -c "
+import json, sys; p = sys.argv[1] + '/config.json'; c = json.load(open(p)); c['num_hidden_layers'] = 4
+json.dump(c, open(p, 'w'), indent=1)" "$m"
+  tok=$(tokenizer_folder "$m")
+  CUDA_VISIBLE_DEVICES=$dev python3 benchmarks/gpu/random_weights.py "$m" > "$S/random_weights.log" 2>&1
+  for how in dummy auto; do
+    (
+      MAX_BATCHED=2048; MAX_LEN=16384
+      source benchmarks/gpu/engine_timings.sh
+      # engine_timings.sh's bin/vllm wrapper adds --load-format dummy unless VLLM_LOAD_FORMAT says otherwise
+      DEV=$dev PORT=$port SERVE_ENV="VLLM_CACHE_ROOT=/tmp/vcache-real VLLM_LOAD_FORMAT=$how" \
+        serve "real-$how" "$m" "$tok" "$(meta_of qwen2.5-32b bf16 auto '"num_layers": 4')"
+      stop "real-$how"
+    )
+    printf '%s\t%s\t%s\n' "$how" "$(grep -oE "[0-9.]+ GiB for peak activation" "$S/real-$how/server.log" | head -1)" \
+      "$(grep -oE "Loading weights took [0-9.]+ seconds|Model loading took [0-9.]+ GiB" "$S/real-$how/server.log" | tr '\n' ' ')" \
+      >> "$S/real_vs_dummy.tsv"
+  done
+}
 printf 'gpu\tmodel\tformat\tbatched_tokens\tpeak_activation_gib\tweights_gib\tkv_tokens\n' > "$S/activation.tsv"
-for d in $(seq 0 $((n_gpus - 1))); do lane "$d" & done
+if [ "$n_gpus" -gt 1 ]; then
+  real_vs_dummy $((n_gpus - 1)) 8100 &
+  n_gpus=$((n_gpus - 1))   # the lanes share the others
+  for d in $(seq 0 $((n_gpus - 1))); do lane "$d" & done
+else
+  real_vs_dummy 0 8100
+  lane 0
+fi
 wait
 touch "$S/ALL_DONE"
