@@ -8,7 +8,9 @@
 #   line per server goes to $S/activation.tsv. Afterwards: fit the activation term's floor and slope by model on some
 #   models, report the others (and the launch-safety rows with peak_activation_gib) as held out.
 #   Beside them, on the last GPU: the same 4-layer Qwen2.5-32B shape from random safetensors and from dummy weights.
-#   On an H100 kind this runs first: session22.sh (the launch-safety INT8 / AWQ set on real 80 GB cards, the INT8 GEMM).
+#   On an H100 kind it runs instead: session22.sh (the launch-safety INT8 / AWQ set on real 80 GB cards, the INT8 GEMM),
+#   then Mixtral INT8, AWQ and FP8 side by side (bursts of 16-64 x 1,024: the two quantized-experts terms, measured on
+#   H200s only, on an H100; `benchmarks/moe_quant.py` with these servers as held-out rows).
 #   setsid nohup bash benchmarks/gpu/session24.sh > /tmp/s24.log 2>&1 < /dev/null &   # poll $S/ALL_DONE, tar $S
 set -u
 S=${S24:-/tmp/s24}; mkdir -p "$S"
@@ -16,7 +18,23 @@ source benchmarks/gpu/vllm_env.sh
 export PYTHONUNBUFFERED=1
 gpu=$(gpu_kind "$S/nvidia-smi.txt")
 n_gpus=$(wc -l < "$S/nvidia-smi.txt")
-if [ "$gpu" = h100-sxm ]; then S22=$S/s22 bash benchmarks/gpu/session22.sh > "$S/s22.log" 2>&1; fi
+if [ "$gpu" = h100-sxm ]; then
+  S22=$S/s22 bash benchmarks/gpu/session22.sh > "$S/s22.log" 2>&1
+  source benchmarks/gpu/engine_timings.sh
+  GRID_BY=0
+  if [ "$n_gpus" -ge 3 ]; then
+    served HXI 0 8000 mixtral-8x7b ct-int8 int8 fp8 "" "" &
+    served HXA 1 8001 mixtral-8x7b awq awq fp8 "" "" &
+    served HXF 2 8002 mixtral-8x7b fp8 fp8 fp8 "" ""
+    wait
+  else
+    for spec in HXF:fp8:fp8 HXI:ct-int8:int8 HXA:awq:awq; do
+      IFS=: read -r tag fmt wd <<< "$spec"; served "$tag" 0 8000 mixtral-8x7b "$fmt" "$wd" fp8 "" ""
+    done
+  fi
+  touch "$S/ALL_DONE"
+  exit 0
+fi
 PROBES=(llama-3.1-8b:fp8:fp8 qwen2.5-32b:ct-int8:int8 mistral-7b:fp8:fp8 mixtral-8x7b:fp8:fp8)  # model:folder:weights
 TOKENS=(2048 8192 16384)
 probe() {  # dev port model folder-format weight-dtype tokens: one server, its memory lines, stopped
