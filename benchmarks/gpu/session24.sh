@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prepared in session 23, not run yet. Issue 14 / launch safety: vLLM's activation peak by batched tokens and model.
 #   Session 23's Qwen2.5-32B INT8 plan at an H100's budget (2,048 batched tokens) got 2.9% fewer KV tokens than planned:
-#   vLLM's "peak activation" was 1.49 GiB where the plan counts 0.61 GB (activation_gb_per_1k_tokens, linear, no
-#   floor); at 8,192 tokens it was 1.77 GiB against a planned 2.46 GB. Mistral-7B read 0.89 GiB at 8,192 and 1.78 at
+#   vLLM's "peak activation" was 1.49 GiB where the plan counts 0.61 GB (memory.activation_bytes: per batched
+#   token plus the sampler's logits, no floor); at 8,192 tokens it was 1.77 GiB against a planned 2.46 GB. Mistral-7B read 0.89 GiB at 8,192 and 1.78 at
 #   16,384 (linear through zero). Four models x three batch budgets, each a dummy-weight server with vLLM's own memory
 #   profiling (nothing pinned), engine_timings.sh's flags otherwise; vLLM's memory lines are kept (server.log) and one
 #   line per server goes to $S/activation.tsv. Afterwards: fit the activation term's floor and slope by model on some
