@@ -642,6 +642,14 @@ def test_every_prediction_carries_sources(base_req, simulated):
                 cand=CAND.model_copy(update={"kv_cache_dtype": "fp8"}))
     assert fp8.sources["fp8_kv"].startswith("measured")  # vllm.yaml carries the measured conversion rate
     assert "unequal contexts measured" in fp8.sources["fp8_kv"]  # and the wait for the longest context
+    # a simulation says how many requests its percentiles come from, and more arrive at a higher rate
+    if simulated:
+        def n_of(pred):  # noqa: ANN001, ANN202
+            return int(pred.sources["percentiles"].split()[0].replace(",", ""))
+        busy = _pred(base_req, fixed(1000, 200, rate_rps=20.0), simulated=True)
+        assert 0 < n_of(p) < n_of(busy)
+    else:
+        assert "percentiles" not in p.sources
 
 
 def test_slo_attainment_follows_limits(base_req):

@@ -468,4 +468,12 @@ def _summary(sm: StepModel, cand: Candidate, inventory: Inventory, slo: SLO, loa
     dec_step = (busy / len(decode_steps) * 1000) if decode_steps else 0.0
     preds = finish_predictions(sm, cand, inventory, slo, ttft, tpot, e2e, rps, mean_out, mean_in, avg_b, saturated,
                     dec_step, "simulated", capacity)
-    return preds.model_copy(update={"burst_ttft_ms": burst}) if burst is not None else preds
+    # how many requests the percentiles come from: at light load a P99 is a sample's one or two slowest, below what a
+    # long run sees (docs/accuracy.md, "The plan's own P99 at light load")
+    n = len(sample)
+    sources = {**preds.sources, "percentiles": f"{n:,} simulated requests per replica (P99: about the slowest "
+                                               f"{max(1, round(n / 100))})"}
+    update: dict = {"sources": sources}
+    if burst is not None:
+        update["burst_ttft_ms"] = burst
+    return preds.model_copy(update=update)
