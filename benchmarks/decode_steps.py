@@ -10,6 +10,8 @@ the shipped model's step for the same batch and context (calibrated), with the m
 
     python benchmarks/decode_steps.py                 # table (markdown)
     python benchmarks/decode_steps.py --fp8-kv-term   # solve conf/engine/vllm.yaml's fp8_kv_convert_gbs
+    python benchmarks/decode_steps.py --seq-term      # unequal against equal bursts, fp8_kv_seq_gbs solved (session 15)
+    python benchmarks/decode_steps.py --small-batches # session 23's small batches, with and without the threshold
 
 The term is solved on the H200 8B pair alone (FP8 and bf16 KV on the same weights, batches of 32 and 64: at 128
 sequences the API server streams fewer tokens per second than the GPU makes, and its gaps are the front end's); the
@@ -137,24 +139,32 @@ def fp8_kv_term(table: list[dict]) -> float:
     return _rate_gbs(convert_ms, nbytes)
 
 
-def unequal_pairs() -> list[dict]:
-    """Per SEQ_SERVERS server and batch: the burst of equal 1,024-token prompts against the burst of the chat
-    preset's lengths (hburst), measured and modelled. `spread_bytes` is what the longest context holds beyond the
-    mean, per KV head ((longest - mean) x bytes per token / KV heads per GPU: the bytes fp8_kv_seq_gbs reads)."""
+SMALL_BATCH_SERVERS = [R / "session23" / "U32"]  # session 23: Qwen2.5-32B INT8 + FP8 KV, 8-16 prompts of ~6,000 tokens,
+# equal (burst-) against the summarize preset's lengths (sburst-): below fp8_kv_unsplit_from or not (--small-batches)
+
+
+def unequal_pairs(servers: list[Path] | None = None, prefix: str = "hburst") -> list[dict]:
+    """Per server (SEQ_SERVERS by default) and batch: the burst of equal prompts against the burst of a preset's
+    lengths (files `{prefix}-cC-lL`, L the equal burst's length), measured and modelled. `spread_bytes` is what the
+    longest context holds beyond the mean, per KV head ((longest - mean) x bytes per token / KV heads per GPU: the
+    bytes fp8_kv_seq_gbs reads). `model_unsplit` is the model's step with the wait at every batch size
+    (fp8_kv_unsplit_from 0)."""
     out = []
-    for folder in SEQ_SERVERS:
+    for folder in SEQ_SERVERS if servers is None else servers:
         if not (folder / "meta.json").exists():
             continue
         meta = json.loads((folder / "meta.json").read_text())
         cal = find_calibration("vllm", "0.26.0", meta["gpu"])
-        for path in sorted(folder.glob("hburst-c*-l*.json*"), key=lambda p: int(re.findall(r"\d+", p.name)[0])):
-            c, L = map(int, re.match(r"hburst-c(\d+)-l(\d+)", path.name).groups())
+        for path in sorted(folder.glob(f"{prefix}-c*-l*.json*"), key=lambda p: int(re.findall(r"\d+", p.name)[0])):
+            c, L = map(int, re.match(rf"{prefix}-c(\d+)-l(\d+)", path.name).groups())
             equal = next(folder.glob(f"burst-c{c}-l{L}.json*"), None)
             if equal is None:
                 continue
             m_equal, _, _ = _lockstep(equal)
             m_unequal, _, lens = _lockstep(path)
             sm = step_model_of(meta, cal, round(statistics.mean(lens)), OUTPUT_LEN)
+            unsplit = StepModel(sm.model, sm.inventory, sm.engine.model_copy(update={"fp8_kv_unsplit_from": 0.0}),
+                                sm.cand, sm.profile, sm.calib)
             ctx = sum(_context(x) for x in lens)
             longest = _context(max(lens))
             out.append({"server": f"{folder.parent.name}/{folder.name}", "model": meta["model"], "c": c,
@@ -162,6 +172,7 @@ def unequal_pairs() -> list[dict]:
                         "equal": m_equal, "unequal": m_unequal, "longest": max(lens), "mean": statistics.mean(lens),
                         "model_equal": step_model_of(meta, cal, L, OUTPUT_LEN).step_ms(c, c * _context(L)),
                         "model_mean": sm.step_ms(c, ctx), "model_unequal": sm.step_ms(c, ctx, longest_ctx=longest),
+                        "model_unsplit": unsplit.step_ms(c, ctx, longest_ctx=longest), "kv_heads": sm.kv_heads,
                         "spread_bytes": (longest - ctx / c) * sm.kv_bytes_per_token / sm.kv_heads})
     return out
 
@@ -181,7 +192,19 @@ def main() -> int:
     ap.add_argument("--fp8-kv-term", action="store_true", help="solve fp8_kv_convert_gbs from the H200 8B pair")
     ap.add_argument("--seq-term", action="store_true", help="bursts of unequal against equal prompts (session 15b) "
                     "and fp8_kv_seq_gbs solved from them")
+    ap.add_argument("--small-batches", action="store_true", help="session 23's bursts of 8-16 equal against "
+                    "unequal long prompts (Qwen2.5-32B, FP8 KV), with and without fp8_kv_unsplit_from")
     a = ap.parse_args()
+    if a.small_batches:
+        pairs = unequal_pairs(SMALL_BATCH_SERVERS, "sburst")
+        print("| server | batch (x KV heads) | longest / mean prompt | equal, meas | model, equal | unequal, meas | "
+              "model, unequal (shipped) | model, unequal, no threshold |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+        for p in pairs:
+            print(f"| {p['server']} | {p['c']} ({p['c'] * p['kv_heads']:g}) | {p['longest']:,} / {p['mean']:,.0f} | "
+                  f"{p['equal']:.2f} | {p['model_equal']:.2f} | {p['unequal']:.2f} | "
+                  f"{p['model_unequal']:.2f} ({p['model_unequal'] / p['unequal'] - 1:+.0%}) | "
+                  f"{p['model_unsplit']:.2f} ({p['model_unsplit'] / p['unequal'] - 1:+.0%}) |")
+        return 0
     if a.seq_term:
         pairs = unequal_pairs()
         if not pairs:

@@ -620,3 +620,18 @@ def test_the_shipped_int4_moe_penalty_is_the_mixtral_awq_pair_solution_and_the_o
         measured, before = moe_quant._ttft(term, "Mixtral AWQ (b)", c, 1.0)
         _, shipped = moe_quant._ttft(term, "Mixtral AWQ (b)", c, None)
         assert before / measured < 0.7 and abs(shipped / measured - 1) < 0.15
+
+
+def test_small_batch_unequal_bursts_read_and_the_threshold_applies_below_106_only():
+    # session 23's Qwen2.5-32B bursts (decode_steps.py --small-batches): equal and unequal pairs at 8-16 sequences;
+    # the model with and without fp8_kv_unsplit_from differs below 106 sequences x KV heads and agrees above it
+    import decode_steps
+
+    pairs = decode_steps.unequal_pairs(decode_steps.SMALL_BATCH_SERVERS, "sburst")
+    assert [p["c"] for p in pairs] == [8, 10, 12, 16]
+    for p in pairs:
+        assert p["longest"] > p["mean"] and p["unequal"] > 0 and p["equal"] > 0
+        if p["c"] * p["kv_heads"] < 106:
+            assert p["model_unsplit"] > p["model_unequal"]
+        else:
+            assert p["model_unsplit"] == pytest.approx(p["model_unequal"])

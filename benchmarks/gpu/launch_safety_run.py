@@ -269,7 +269,6 @@ def main() -> None:
     print(f"{name} x{ngpus}: {len(jobs)} launches", flush=True)
     a.models.mkdir(parents=True, exist_ok=True)
     free = [int(g) for g in a.gpus.split(",")] if a.gpus else list(range(ngpus))
-    threads: list[threading.Thread] = []
     port = 8100
     pending: list = [("load", "70b-online-fp8", "llama-3.1-70b"), ("load", "mixtral-online-fp8", "mixtral-8x7b")] \
         if a.load_tests else []
