@@ -67,6 +67,9 @@ def test_finalists_carry_capacity_in_the_table_and_json(readme_plan):
     out = io.StringIO()
     render_plan(readme_plan, Console(file=out, width=250))
     assert "req/s at SLO" in out.getvalue() and "Sizing:" in out.getvalue()
+    # the winner's percentiles say how many simulated requests they come from, as its sources do
+    n = readme_plan.winner.predictions.sources["percentiles"]
+    assert f"Percentiles at the offered load: {n}." in " ".join(out.getvalue().split())
 
 
 def test_winner_has_the_most_capacity_per_gpu_among_slo_meeting_finalists(readme_plan):

@@ -107,6 +107,9 @@ def render_plan(plan: Plan, console) -> None:  # noqa: ANN001 (rich Console, imp
     console.print(t)
     console.print("served in SLO: req/s within every target at the offered load; at SLO: the most traffic "
                   "each carries with the SLO still met, and what a million output tokens costs there.")
+    n = plan.winner.predictions.sources.get("percentiles") if plan.winner.predictions else None
+    if n:  # a light load's P99 is a short sample's slowest request or two (docs/accuracy.md)
+        console.print(f"Percentiles at the offered load: {n}.")
     if plan.pareto:
         _render_pareto(plan, console)
     console.print(f"[bold]Why:[/] {plan.why}")
