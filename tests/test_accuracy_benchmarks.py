@@ -635,3 +635,17 @@ def test_small_batch_unequal_bursts_read_and_the_threshold_applies_below_106_onl
             assert p["model_unsplit"] > p["model_unequal"]
         else:
             assert p["model_unsplit"] == pytest.approx(p["model_unequal"])
+
+
+def test_activation_peaks_reads_the_committed_logs_and_launches():
+    # benchmarks/activation_peaks.py: every server log with vLLM's peak-activation line maps to a catalog model (a
+    # make_folder name, a cut-layer copy included), and the launch-safety rows carry their batch budget
+    import activation_peaks
+
+    assert activation_peaks._catalog_model("llama-3.1-70b-ct-fp8-l20") == "llama-3.1-70b"
+    assert activation_peaks._catalog_model("qwen2.5-32b") == "qwen2.5-32b"
+    assert activation_peaks._catalog_model("m8b") is None
+    logs, launches = activation_peaks.peaks(), activation_peaks.launch_peaks()
+    assert len(logs) >= 50 and len(launches) >= 4
+    assert all(r["peak_gib"] > 0 and r["tokens"] >= 2048 for r in logs + launches)
+    assert any(r["model"] == "qwen2.5-32b" and r["tokens"] == 2048 for r in launches)
