@@ -5,7 +5,8 @@
 #   token plus the sampler's logits, no floor); at 8,192 tokens it was 1.77 GiB against a planned 2.46 GB. Mistral-7B read 0.89 GiB at 8,192 and 1.78 at
 #   16,384 (linear through zero). Four models x three batch budgets, each a dummy-weight server with vLLM's own memory
 #   profiling (nothing pinned), engine_timings.sh's flags otherwise; vLLM's memory lines are kept (server.log) and one
-#   line per server goes to $S/activation.tsv. Afterwards: fit the activation term's floor and slope by model on some
+#   line per server goes to $S/activation.tsv; committed under results/session24, `python benchmarks/activation_peaks.py`
+#   reads their logs with the rest. Afterwards: fit the activation term's floor and slope by model on some
 #   models, report the others (and the launch-safety rows with peak_activation_gib) as held out.
 #   Beside them, on the last GPU: the same 4-layer Qwen2.5-32B shape from random safetensors and from dummy weights.
 #   On an H100 kind it runs instead: session22.sh (the launch-safety INT8 / AWQ set on real 80 GB cards, the INT8 GEMM),
