@@ -85,6 +85,11 @@ def _context(prompt_len: int) -> float:
     return prompt_len + OUTPUT_LEN - LAST_GAPS / 2
 
 
+def _with_engine(sm: StepModel, engine: dict) -> StepModel:
+    """The same step model with these engine terms in place of conf/engine's."""
+    return StepModel(sm.model, sm.inventory, sm.engine.model_copy(update=engine), sm.cand, sm.profile, sm.calib)
+
+
 def model_step(meta: dict, c: int, L: int, engine: dict | None = None) -> tuple[float, float, float]:
     """The shipped model's decode step (ms) of c sequences at the lockstep's mean context, its attention part (ms)
     and the bytes that context holds in an FP8 cache (one byte per element); engine: terms of the engine
@@ -92,7 +97,7 @@ def model_step(meta: dict, c: int, L: int, engine: dict | None = None) -> tuple[
     cal = find_calibration("vllm", "0.26.0", meta["gpu"])
     sm = step_model_of(meta, cal, L, OUTPUT_LEN)
     if engine:
-        sm = StepModel(sm.model, sm.inventory, sm.engine.model_copy(update=engine), sm.cand, sm.profile, sm.calib)
+        sm = _with_engine(sm, engine)
     ctx = c * _context(L)
     fp8_bytes = ctx * kv_bytes_per_token_per_gpu(sm.model, sm.cand.tp, sm.cand.pp, "fp8")
     return sm.step_ms(c, ctx), sm.decode_attention_s(ctx) * 1000, fp8_bytes
@@ -163,8 +168,7 @@ def unequal_pairs(servers: list[Path] | None = None, prefix: str = "hburst") -> 
             m_equal, _, _ = _lockstep(equal)
             m_unequal, _, lens = _lockstep(path)
             sm = step_model_of(meta, cal, round(statistics.mean(lens)), OUTPUT_LEN)
-            unsplit = StepModel(sm.model, sm.inventory, sm.engine.model_copy(update={"fp8_kv_unsplit_from": 0.0}),
-                                sm.cand, sm.profile, sm.calib)
+            unsplit = _with_engine(sm, {"fp8_kv_unsplit_from": 0.0})
             ctx = sum(_context(x) for x in lens)
             longest = _context(max(lens))
             out.append({"server": f"{folder.parent.name}/{folder.name}", "model": meta["model"], "c": c,
