@@ -14,6 +14,7 @@ vocab x hidden bf16 matrix (the size the small-budget floor is close to). Every 
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import sys
 from collections import defaultdict
@@ -70,8 +71,6 @@ def peaks() -> list[dict]:
 def launch_peaks() -> list[dict]:
     """The same from the launch-safety results (launch_safety_run.py's JSON lines: vLLM's line read from the
     replica's log on the GPU machine), for the candidates whose KV cache vLLM sized itself."""
-    import json
-
     rows = []
     for path in sorted(R.rglob("*.jsonl")):
         for line in path.read_text().splitlines():

@@ -26,14 +26,6 @@ t0=$SECONDS
 python3 benchmarks/gpu/fp8_gemm_by_m.py --out "$S/gemm.jsonl" > "$S/gemm.log" 2>&1
 echo "A rc=$? in $((SECONDS - t0)) s" >> "$S/times.txt"
 
-cut_layers() {  # folder layers -> a copy of the folder with num_hidden_layers set
-  local out="$1-l$2"
-  cp -r "$1" "$out"
-  python3 -c "
-import json, sys; p = sys.argv[1] + '/config.json'; c = json.load(open(p)); c['num_hidden_layers'] = int(sys.argv[2])
-json.dump(c, open(p, 'w'), indent=1)" "$out" "$2"
-  echo "$out"
-}
 mf=$(cut_layers "$(model_folder /tmp/s16-models llama-3.1-70b ct-fp8)" 20); tokf=$(tokenizer_folder "$mf")
 ma=$(cut_layers "$(model_folder /tmp/s16-models llama-3.1-70b hf)" 20); toka=$(tokenizer_folder "$ma")
 for spec in "B20F:$mf:$tokf:fp8:fp8" "B20A:$ma:$toka:bf16:auto"; do

@@ -11,10 +11,7 @@ source benchmarks/gpu/vllm_env.sh
 export PYTHONUNBUFFERED=1
 gpu=$(gpu_kind "$S/nvidia-smi.txt")
 source benchmarks/gpu/engine_timings.sh
-mf=/tmp/s16-models/llama-3.1-70b-ct-fp8-l20
-d=$(model_folder /tmp/s16-models llama-3.1-70b ct-fp8)
-cp -r "$d" "$mf"
-python3 -c "import json,sys; p=sys.argv[1]+\"/config.json\"; c=json.load(open(p)); c[\"num_hidden_layers\"]=20; json.dump(c,open(p,\"w\"),indent=1)" "$mf"
+mf=$(cut_layers "$(model_folder /tmp/s16-models llama-3.1-70b ct-fp8)" 20)   # /tmp/s16-models/llama-3.1-70b-ct-fp8-l20
 tok=$(tokenizer_folder "$mf")
 if SERVE_ENV=VLLM_CACHE_ROOT=/tmp/vcache-h serve H20F "$mf" "$tok" "$(meta_of llama-3.1-70b fp8 fp8 "\"num_layers\": 20")" \
     --kv-cache-dtype fp8; then

@@ -66,10 +66,7 @@ real_vs_dummy() {  # dev port: a Qwen2.5-32B cut to 4 layers (the same vocab x h
   # served at 2,048 batched tokens from random safetensors (random_weights.py) and from --load-format dummy: is the
   # ~1.5 GiB activation floor a dummy-weights artifact? One line each in $S/real_vs_dummy.tsv.
   local dev=$1 port=$2 m tok how
-  m=$(model_folder "/tmp/s24-real" qwen2.5-32b hf)
-  python3 -c "
-import json, sys; p = sys.argv[1] + '/config.json'; c = json.load(open(p)); c['num_hidden_layers'] = 4
-json.dump(c, open(p, 'w'), indent=1)" "$m"
+  m=$(cut_layers "$(model_folder "/tmp/s24-real" qwen2.5-32b hf)" 4)
   tok=$(tokenizer_folder "$m")
   CUDA_VISIBLE_DEVICES=$dev python3 benchmarks/gpu/random_weights.py "$m" > "$S/random_weights.log" 2>&1
   for how in dummy auto; do

@@ -44,6 +44,14 @@ from pathlib import Path
 from launch_safety_run import tokenizer_of
 print(tokenizer_of(Path('$1')))"
 }
+cut_layers() {  # FOLDER LAYERS -> a copy of the folder (FOLDER-lLAYERS) with num_hidden_layers set (sessions 16, 24)
+  local out="$1-l$2"
+  cp -r "$1" "$out"
+  python3 -c "
+import json, sys; p = sys.argv[1] + '/config.json'; c = json.load(open(p)); c['num_hidden_layers'] = int(sys.argv[2])
+json.dump(c, open(p, 'w'), indent=1)" "$out" "$2"
+  echo "$out"
+}
 wait_health() {  # PORT SECONDS: 0 once /health answers, 1 if it never did
   for _ in $(seq 1 "$2"); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0; sleep 1; done; return 1
 }
