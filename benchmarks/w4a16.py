@@ -124,6 +124,7 @@ def held_out_bursts(kind: str) -> list[tuple[str, Path, int, int, float]]:
             for c, L, step, _ in decode_steps.bursts(folder)]
 
 
+@functools.lru_cache(maxsize=None)  # moe_quant.py's search asks for the same bursts at every step: read each file once
 def burst_observation(name: str, folder: Path, c: int, L: int):  # noqa: ANN201
     """A burst as a closed-loop point (C prompts of L tokens at once, OUTPUT_LEN out each): its mean TTFT is how fast
     the server takes prompts in, C x L tokens in chunks of max_num_batched_tokens."""
