@@ -157,10 +157,10 @@ def run_one(job: dict, gpus: list[int], port: int, models: Path, results: Path) 
     try:
         folder = make_folder(models, job["model"], job["dummy_format"])
         env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(map(str, gpus)), PYTHONUNBUFFERED="1")
-        engine_args, extra = [], []
-        if tokenizer_of(folder) != folder:  # the synthetic vocabulary under a llama config (make_folder says why):
+        engine_args, extra, tokenizer = [], [], tokenizer_of(folder)
+        if tokenizer != folder:  # the synthetic vocabulary under a llama config (make_folder says why):
             # under qwen2's tokenizer class the smoke prompt encoded to nothing and vLLM refused it (sessions 3, 23)
-            engine_args.append(f"--tokenizer {tokenizer_of(folder)}")
+            engine_args.append(f"--tokenizer {tokenizer}")
         if job.get("emulate_util"):  # an 80 GB card's budget on a bigger one: same util x total, same KV
             extra = ["--force"]
             engine_args.append(f"--gpu-memory-utilization {job['emulate_util']:.4f}")
