@@ -22,6 +22,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE / "gpu"))
+
+from launch_safety_run import log_memory  # noqa: E402  (the memory lines of a vLLM log, as the launches read them)
 
 from serveplan.planner import catalog  # noqa: E402
 from serveplan.planner.memory import activation_bytes  # noqa: E402
@@ -53,10 +56,10 @@ def peaks() -> list[dict]:
         if not LOG_NAME.search(path.name) or not path.is_file():
             continue
         text = _text(path)
-        act = re.findall(r"([\d.]+) GiB for peak activation", text)
+        act = log_memory(text)["peak_activation_gib"]
         model = re.findall(r"model='([^']+)'", text)
         tokens = re.findall(r"max_num_batched_tokens[=:'\" ]+(\d+)", text)
-        if not act or not model or not tokens:
+        if act is None or not model or not tokens:
             continue
         name = _catalog_model(model[0].rstrip("/").split("/")[-1])
         if name is None:
@@ -64,7 +67,7 @@ def peaks() -> list[dict]:
         seqs = re.findall(r"max_num_seqs[=:'\" ]+(\d+)", text)
         tp = re.findall(r"tensor_parallel_size=(\d+)", text)
         rows.append({"log": str(path.relative_to(R)), "model": name, "tp": int(tp[0]) if tp else 1,
-                     "tokens": int(tokens[0]), "seqs": int(seqs[0]) if seqs else 256, "peak_gib": float(act[0])})
+                     "tokens": int(tokens[0]), "seqs": int(seqs[0]) if seqs else 256, "peak_gib": act})
     return rows
 
 

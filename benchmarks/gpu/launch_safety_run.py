@@ -134,7 +134,11 @@ def tokenizer_of(folder: Path) -> Path:
 
 
 def read_log(log: Path) -> dict:
-    text = log.read_text(errors="replace") if log.exists() else ""
+    return log_memory(log.read_text(errors="replace") if log.exists() else "")
+
+
+def log_memory(text: str) -> dict:
+    """What a vLLM log says of memory: weights loaded, KV tokens and GiB, peak activation; and its last error line."""
     loads = [float(x) for x in re.findall(r"Model loading took ([\d.]+) GiB", text)]
     kv = re.findall(r"GPU KV cache size: ([\d,]+) tokens", text)
     avail = re.findall(r"Available KV cache memory: ([\d.]+) GiB", text)
