@@ -8,7 +8,7 @@
 #   line per server goes to $S/activation.tsv; committed under results/session24, `python benchmarks/activation_peaks.py`
 #   reads their logs with the rest. Afterwards: fit the activation term's floor and slope by model on some
 #   models, report the others (and the launch-safety rows with peak_activation_gib) as held out.
-#   Beside them, on the last GPU: the same 4-layer Qwen2.5-32B shape from random safetensors and from dummy weights.
+#   Beside them, on the last GPU: the 8B FP8 plan's "req/s at SLO" checked (capacity_check), then the same 4-layer Qwen2.5-32B shape from random safetensors and from dummy weights.
 #   On an H100 kind it runs instead: session22.sh (the launch-safety INT8 / AWQ set on real 80 GB cards, the INT8 GEMM),
 #   then Mixtral INT8, AWQ and FP8 side by side (bursts of 16-64 x 1,024: the two quantized-experts terms, measured on
 #   H200s only, on an H100; `benchmarks/moe_quant.py` with these servers as held-out rows).
@@ -36,8 +36,12 @@ if [ "$gpu" = h100-sxm ]; then
   touch "$S/ALL_DONE"
   exit 0
 fi
-PROBES=(llama-3.1-8b:fp8:fp8 qwen2.5-32b:ct-int8:int8 mistral-7b:fp8:fp8 mixtral-8x7b:fp8:fp8)  # model:folder:weights
-TOKENS=(2048 8192 16384)
+# model:folder:weights:tokens. 62 committed servers already give a peak at 8,192 tokens for most of these (and Qwen2.5-32B
+# at 2,048, 8,192 and 16,384, Mistral-7B at 8,192 and 16,384); these add the other budgets, and Qwen2.5-7B, a shape with
+# no peak yet, at two.
+PROBES=(llama-3.1-8b:fp8:fp8:2048 llama-3.1-8b:fp8:fp8:16384 qwen2.5-14b:hf:bf16:2048 qwen2.5-14b:hf:bf16:16384
+        qwen3-30b-a3b:hf:bf16:2048 qwen3-30b-a3b:hf:bf16:16384 mixtral-8x7b:fp8:fp8:2048 mixtral-8x7b:fp8:fp8:16384
+        mistral-7b:fp8:fp8:2048 qwen2.5-32b:ct-int8:int8:4096 qwen2.5-7b:hf:bf16:2048 qwen2.5-7b:hf:bf16:8192)
 probe() {  # dev port model folder-format weight-dtype tokens: one server, its memory lines, stopped
   local dev=$1 port=$2 model=$3 fmt=$4 wd=$5 tokens=$6 tag m tok
   tag="act-$model-$tokens"
@@ -56,11 +60,27 @@ probe() {  # dev port model folder-format weight-dtype tokens: one server, its m
 }
 lane() {  # dev: every n_gpus-th probe from dev on, one after another
   local dev=$1 i=0 p t model fmt wd
-  for p in "${PROBES[@]}"; do for t in "${TOKENS[@]}"; do
-    IFS=: read -r model fmt wd <<< "$p"
+  for p in "${PROBES[@]}"; do
+    IFS=: read -r model fmt wd t <<< "$p"
     if [ $((i % n_gpus)) -eq "$dev" ]; then probe "$dev" $((8000 + dev)) "$model" "$fmt" "$wd" "$t"; fi
     i=$((i + 1))
-  done; done
+  done
+}
+capacity_check() {  # dev port: the 8B FP8 plan for one H200 (chat, SLO TTFT P99 <= 2 s, TPOT P99 <= 100 ms; the planner's
+  # runner-up, seqs 512 / 8,192 tokens chunked, max_model_len 16,384) served with its flags and loaded with the chat
+  # preset at 24, 27 and 30 req/s for 90 s each: where does the SLO stop holding, against the plan's "req/s at SLO"?
+  local dev=$1 port=$2 m tok r
+  m=$(model_folder "/tmp/s24-cap" llama-3.1-8b fp8); tok=$(tokenizer_folder "$m")
+  (
+    MAX_BATCHED=8192; MAX_LEN=16384
+    source benchmarks/gpu/engine_timings.sh
+    export DEV=$dev PORT=$port
+    if SERVE_ENV=VLLM_CACHE_ROOT=/tmp/vcache-cap serve CAP "$m" "$tok" \
+        "$(meta_of llama-3.1-8b fp8 auto '"max_num_seqs": 512')" --max-num-seqs 512; then
+      for r in 24 27 30; do load CAP "chat-$r" "$tok" "$r" --duration 90; done
+    fi
+    stop CAP
+  )
 }
 real_vs_dummy() {  # dev port: a Qwen2.5-32B cut to 4 layers (the same vocab x hidden LM head and embedding), bf16,
   # served at 2,048 batched tokens from random safetensors (random_weights.py) and from --load-format dummy: is the
@@ -85,10 +105,11 @@ real_vs_dummy() {  # dev port: a Qwen2.5-32B cut to 4 layers (the same vocab x h
 }
 printf 'gpu\tmodel\tformat\tbatched_tokens\tpeak_activation_gib\tweights_gib\tkv_tokens\n' > "$S/activation.tsv"
 if [ "$n_gpus" -gt 1 ]; then
-  real_vs_dummy $((n_gpus - 1)) 8100 &
+  { capacity_check $((n_gpus - 1)) 8200; real_vs_dummy $((n_gpus - 1)) 8100; } &
   n_gpus=$((n_gpus - 1))   # the lanes share the others
   for d in $(seq 0 $((n_gpus - 1))); do lane "$d" & done
 else
+  capacity_check 0 8200
   real_vs_dummy 0 8100
   lane 0
 fi
