@@ -5,8 +5,13 @@ activation" (with its own memory profiling, i.e. not where a plan pins the cache
 `memory.activation_bytes`: the MLP's and hidden states per batched token, plus the sampler's logits. Session 23's
 Qwen2.5-32B at 2,048 batched tokens read 1.49 GiB against a planned 0.61 GB, and its KV cache came out 2.9% short.
 This prints, per model, tensor parallelism and batch budget, what the logs read, what the plan counts, and one
-vocab x hidden bf16 matrix (the size the small-budget floor is close to). Every committed server ran dummy weights;
-`benchmarks/gpu/session24.sh` (prepared) also loads random safetensors, to tell whether the floor is theirs.
+vocab x hidden bf16 matrix (the size the small-budget floor is close to), apart by how the weights were loaded.
+
+Session 24 (`benchmarks/gpu/session24.sh`) decided where the floor comes from: the same 4-layer Qwen2.5-32B at 2,048
+tokens read 1.49 GiB with `--load-format dummy` and 0.41 GiB from random safetensors. The floor is dummy weights'
+(one vocab x hidden bf16 matrix for every model from Mistral-7B to Qwen2.5-32B at small budgets); every other committed
+server ran dummy weights, so the launch-safety harness's KV cache at small budgets is short by it, a real checkpoint's
+is not.
 
     python benchmarks/activation_peaks.py
 """
@@ -66,8 +71,10 @@ def peaks() -> list[dict]:
             continue
         seqs = re.findall(r"max_num_seqs[=:'\" ]+(\d+)", text)
         tp = re.findall(r"tensor_parallel_size=(\d+)", text)
+        load = re.findall(r"load_format=(\w+)", text)
         rows.append({"log": str(path.relative_to(R)), "model": name, "tp": int(tp[0]) if tp else 1,
-                     "tokens": int(tokens[0]), "seqs": int(seqs[0]) if seqs else 256, "peak_gib": act})
+                     "tokens": int(tokens[0]), "seqs": int(seqs[0]) if seqs else 256, "peak_gib": act,
+                     "weights": "loaded" if load and load[0] != "dummy" else "dummy"})
     return rows
 
 
@@ -89,24 +96,25 @@ def launch_peaks() -> list[dict]:
                 continue
             rows.append({"log": str(path.relative_to(R)), "model": r["model"], "tp": r.get("tp", 1),
                          "tokens": int(tokens.group(1)), "seqs": int(seqs.group(1)),
-                         "peak_gib": float(r["peak_activation_gib"])})
+                         "peak_gib": float(r["peak_activation_gib"]), "weights": "dummy"})
     return rows
 
 
 def main() -> int:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in peaks() + launch_peaks():
-        groups[(r["model"], r["tp"], r["tokens"], r["seqs"])].append(r)
-    print("| model | TP | batched tokens | seqs | servers | vLLM's peak (GiB) | plan (GiB) | vocab x hidden bf16 (GiB) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for (model, tp, tokens, seqs), rows in sorted(groups.items()):
+        groups[(r["model"], r["tp"], r["tokens"], r["seqs"], r["weights"])].append(r)
+    print("| model | TP | batched tokens | seqs | weights | servers | vLLM's peak (GiB) | plan (GiB) | "
+          "vocab x hidden bf16 (GiB) |")
+    print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
+    for (model, tp, tokens, seqs, weights), rows in sorted(groups.items()):
         spec = ModelSpec(**catalog.catalog_doc("model", model))
         plan = activation_bytes(spec, Candidate(tp=tp, max_num_batched_tokens=tokens, max_num_seqs=seqs,
                                                 chunked_prefill=True)) / GIB
         lm_head = spec.vocab_size * spec.hidden_size * 2 / tp / GIB
         got = sorted({r["peak_gib"] for r in rows})
         read = f"{got[0]:.2f}" if len(got) == 1 else f"{got[0]:.2f}-{got[-1]:.2f}"
-        print(f"| {model} | {tp} | {tokens:,} | {seqs} | {len(rows)} | {read} | {plan:.2f} | {lm_head:.2f} |")
+        print(f"| {model} | {tp} | {tokens:,} | {seqs} | {weights} | {len(rows)} | {read} | {plan:.2f} | {lm_head:.2f} |")
     return 0
 
 

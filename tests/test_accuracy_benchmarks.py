@@ -649,3 +649,8 @@ def test_activation_peaks_reads_the_committed_logs_and_launches():
     assert len(logs) >= 50 and len(launches) >= 4
     assert all(r["peak_gib"] > 0 and r["tokens"] >= 2048 for r in logs + launches)
     assert any(r["model"] == "qwen2.5-32b" and r["tokens"] == 2048 for r in launches)
+    # session 24: the one server that loaded weights (random safetensors) is told apart from its dummy-weight twin,
+    # and reads below it (the small-budget floor is dummy weights')
+    loaded = [r for r in logs if r["weights"] == "loaded"]
+    twin = [r for r in logs if r["weights"] == "dummy" and "real-dummy" in r["log"]]
+    assert len(loaded) == 1 and len(twin) == 1 and loaded[0]["peak_gib"] < twin[0]["peak_gib"]

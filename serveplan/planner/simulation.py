@@ -47,7 +47,8 @@ def _sample_lengths(traffic: Traffic, n: int, rng: random.Random) -> list[tuple[
 def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traffic, slo: SLO,
              inventory: Inventory, *, n_requests: int | None = None, seed: int = 0,
              max_decode_tokens: int = 25_000, kv_block: int = 16, with_capacity: bool = True,
-             analytic_capacity: float | None = None, closed_loop: str = "steady") -> Predictions:
+             analytic_capacity: float | None = None, closed_loop: str = "steady",
+             replica_capacity_rps: float | None = None) -> Predictions:
     """Step-level simulation of one replica under its share of the traffic: arrivals, then vLLM's scheduler
     step by step, then the summary. with_capacity: an open loop near or past saturation also simulates the
     replica's capacity (replica_capacity), where its served rate levels off; further below it, the capacity
@@ -55,7 +56,9 @@ def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
     is what was served. closed_loop: "steady" predicts a long run with every client busy (the first wave,
     all clients arriving at once, is reported apart as burst_ttft_ms; the final drain is left out); "run" predicts
     the finite run as a `vllm bench serve --max-concurrency C --num-prompts N` measures it, wave and drain
-    included (what calibration is fitted on)."""
+    included (what calibration is fitted on). replica_capacity_rps: one replica's capacity where the caller already
+    has it (capacity.capacity_at_slo simulates many rates of one candidate): an open loop is then saturated when its
+    waits keep growing or its rate reaches it, as with_capacity decides, without simulating it again."""
     rng = random.Random(seed)
     load = replica_load(traffic, cand.replicas)
     e_out = traffic.output_len.mean
@@ -82,7 +85,9 @@ def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
                       kv_block=kv_block)
     sim.run()
     capacity: Callable[[], float] | None = None
-    if with_capacity:  # simulated only if _summary needs it (an open loop near or past saturation)
+    if replica_capacity_rps is not None:
+        capacity = lambda: replica_capacity_rps  # noqa: E731
+    elif with_capacity:  # simulated only if _summary needs it (an open loop near or past saturation)
         capacity = lambda: replica_capacity(sm, cand, mem, traffic, seed=seed, kv_block=kv_block)  # noqa: E731
     return _summary(sm, cand, inventory, slo, load, sim.done, sim.decode_steps, capacity, analytic_capacity,
                     steady_after=sim.last_issue if closed_loop == "steady" else None)
