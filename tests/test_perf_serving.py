@@ -18,7 +18,7 @@ from serveplan.planner.estimate import Scorer, estimate
 from serveplan.planner.perf import StepModel, compute_dtype, weight_only
 from serveplan.planner.profiles import SHIPPED_PROFILES, load_profile_file, parse_profile
 from serveplan.planner.serving import analytic
-from serveplan.planner.simulation import simulate
+from serveplan.planner.simulation import REPORTED_HORIZON_S, simulate
 from serveplan.planner.spec import SLO, Candidate, EngineConfig, LengthDist, Traffic
 
 VLLM = EngineConfig(**catalog.catalog_doc("engine", "vllm"))
@@ -620,7 +620,9 @@ def test_direct_serving_calls_match_estimate(base_req):
     mem = sc.memory(CAND)
     sm = sc.step_model(CAND)
     ana, lam_sat = analytic(sm, CAND, mem, req.traffic, req.slo, req.inventory)
-    sim = simulate(sm, CAND, mem, req.traffic, req.slo, req.inventory, seed=0, analytic_capacity=lam_sat)
+    # estimate() takes the sample a plan's finalists take (simulation.REPORTED_HORIZON_S), not the search's
+    sim = simulate(sm, CAND, mem, req.traffic, req.slo, req.inventory, seed=0, analytic_capacity=lam_sat,
+                   horizon_s=REPORTED_HORIZON_S)
     assert lam_sat > 4.0  # 4 req/s is well within one H100's capacity for an 8B model
     assert sim == estimate(req, CAND).predictions
     assert ana == estimate(req, CAND, simulated=False).predictions

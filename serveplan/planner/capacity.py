@@ -18,7 +18,7 @@ import math
 from serveplan.planner.estimate import Scorer
 from serveplan.planner.result import Estimate, Predictions
 from serveplan.planner.serving import analytic
-from serveplan.planner.simulation import replica_capacity, simulate
+from serveplan.planner.simulation import REPORTED_HORIZON_S, replica_capacity, simulate
 from serveplan.planner.spec import SLO, Candidate, PlanRequest
 
 BISECTION_STEPS = 14
@@ -61,6 +61,10 @@ def capacity_at_slo(scorer: Scorer, est: Estimate, *, seed: int = 0) -> Estimate
     req, p = scorer.req, est.predictions
     if p is None or req.traffic.is_closed_loop or not est.memory.fits:
         return est
+    if p.sources.get("serving") == "simulated":  # the finalist's offered load too, on the same longer sample
+        est = scorer.score(est.config, simulated=True, seed=seed, horizon_s=REPORTED_HORIZON_S)
+        p = est.predictions
+        assert p is not None
     cand, mem = est.config, est.memory
     sm = scorer.step_model(cand)
     # The most it serves: the simulated replica capacity where it is below the estimate's (at a light offered load
@@ -78,7 +82,7 @@ def capacity_at_slo(scorer: Scorer, est: Estimate, *, seed: int = 0) -> Estimate
             # under Poisson arrivals and long-tailed outputs, and read alone it rated 8B FP8 + FP8 KV on an H200 at
             # 15 req/s within the SLO where 20 met it with a TTFT P99 of 0.2 s against 2 s.
             q = simulate(sm, cand, mem, tr, req.slo, req.inventory, seed=seed, kv_block=req.engine.kv_block_size,
-                         replica_capacity_rps=top / cand.replicas)
+                         replica_capacity_rps=top / cand.replicas, horizon_s=REPORTED_HORIZON_S)
         else:
             q, _ = analytic(sm, cand, mem, tr, req.slo, req.inventory)
         return math.inf if q.saturated else slo_margin(q, req.slo)

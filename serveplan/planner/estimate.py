@@ -14,7 +14,7 @@ from serveplan.planner.perf import StepModel, cudagraph_tokens
 from serveplan.planner.profiles import Calibration, HardwareProfile, find_calibration, find_profile
 from serveplan.planner.result import Estimate, MemoryBreakdown, Predictions
 from serveplan.planner.serving import analytic
-from serveplan.planner.simulation import simulate
+from serveplan.planner.simulation import OPEN_LOOP_HORIZON_S, REPORTED_HORIZON_S, simulate
 from serveplan.planner.space import Structure
 from serveplan.planner.spec import Candidate, PlanRequest
 
@@ -100,7 +100,8 @@ class Scorer:
         base = p.goodput_rps / gpus + 0.01 * capacity_rps * cand.replicas / gpus
         return base * (1 - QUALITY_PENALTY_PER_PCT * q)
 
-    def score(self, cand: Candidate, *, simulated: bool = False, seed: int = 0) -> Estimate:
+    def score(self, cand: Candidate, *, simulated: bool = False, seed: int = 0,
+              horizon_s: float = OPEN_LOOP_HORIZON_S) -> Estimate:
         if cand.checkpoint is None:  # a candidate built by hand (estimate, calibrate): say what it serves
             ckpt = checkpoint_for(self.req.model, cand.weight_dtype, cand.engine)
             cand = cand.model_copy(update={"checkpoint": ckpt})
@@ -114,7 +115,7 @@ class Scorer:
         preds, cap = analytic(sm, cand, mem, r.traffic, r.slo, r.inventory)
         if simulated:
             preds = simulate(sm, cand, mem, r.traffic, r.slo, r.inventory, seed=seed,
-                             kv_block=r.engine.kv_block_size, analytic_capacity=cap)
+                             kv_block=r.engine.kv_block_size, analytic_capacity=cap, horizon_s=horizon_s)
         return Estimate(config=cand, memory=mem, predictions=preds, violations=self.violations(cand, preds),
                         quality_cost=q, score=self._score(cand, preds, cap))
 
@@ -128,5 +129,6 @@ def rank(estimates: list[Estimate]) -> list[Estimate]:
 
 def estimate(req: PlanRequest, cand: Candidate, *, simulated: bool = True, seed: int = 0,
              profile: HardwareProfile | None = None, calibration: Calibration | None = None) -> Estimate:
-    """Predictions for one fixed configuration under the request's traffic (the `estimate` command)."""
-    return Scorer(req, profile, calibration).score(cand, simulated=simulated, seed=seed)
+    """Predictions for one fixed configuration under the request's traffic (the `estimate` command), on the sample a
+    plan's finalists take (REPORTED_HORIZON_S)."""
+    return Scorer(req, profile, calibration).score(cand, simulated=simulated, seed=seed, horizon_s=REPORTED_HORIZON_S)
