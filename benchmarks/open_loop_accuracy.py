@@ -129,7 +129,8 @@ DEFAULTS_RUNS = [
 # Session 23 (session23b.sh, one of four H200s): MXA = Mixtral-8x7B as an AutoAWQ folder with an FP8 KV cache (vLLM
 # 0.26.0's Marlin WNA16 MoE experts; the first W4A16 MoE server) at 4 and 10 req/s.
 # Session 24 (session24.sh, one of four H200s): CAP = the 8B FP8 plan for one H200 (seqs 512, 8,192 tokens chunked,
-# max_model_len 16,384) at 24, 27 and 30 req/s for 90 s each, around the plan's "req/s at SLO" (docs/accuracy.md).
+# max_model_len 16,384) at 24, 27 and 30 req/s for 90 s each, around the plan's "req/s at SLO" (docs/accuracy.md);
+# session24c.sh's CS = the same server on another host at 12, 20 and 25 req/s, its engine steps scraped (--steps).
 SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "session 6", {"D"}),
             (R / "session7", "session 7", set()), (R / "session8", "session 8", set()),
             (R / "session9", "session 9", set()), (R / "session11", "session 11", set()),
@@ -138,7 +139,7 @@ SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "sessi
             (R / "session15", "session 15", set()), (R / "session17", "session 17", set()),
             (R / "session18", "session 18", set()), (R / "session19", "session 19", set()),
             (R / "session20", "session 20", set()), (R / "session23", "session 23", set()),
-            (R / "session24", "session 24", set())]
+            (R / "session24", "session 24", set()), (R / "session24c", "session 24", set())]
 # The open loops the shipped H200 calibration is fitted on, beside the grids' training points (benchmarks/accuracy.py
 # --fit): session 6's 8B server alone on its host. Their engine timings also gave conf/engine/vllm.yaml's
 # tokenize_us_per_token (the concurrency-1 sweep) and frontend_ms_per_ktok_s (the open loops). Every other row is
