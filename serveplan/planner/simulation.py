@@ -19,11 +19,11 @@ from serveplan.planner.spec import SLO, Candidate, Inventory, Traffic
 
 OPEN_LOOP_HORIZON_S = 30.0  # seconds of arrivals an open loop is simulated for, at least (the search's leaders)
 # ... and what a prediction the user reads takes (the plan's finalists and their capacity at the SLO, `plan
-# estimate`): its P99 comes from ~4x as many requests. A percentile of a small sample of a long-tailed latency is
-# low on average as well as noisy: at 30 s the README's winner read 1.7-3.25 req/s within the SLO over six seeds
-# (mean 2.5), at 120 s 1.92-2.53 (2.1), at 480 s 1.62-2.25 (2.0). On the 24 long unsaturated open loops measured,
-# the 120-s P99 was the closer one (within 30% on 19 against 15; optimistic on 14 against 19:
-# `python benchmarks/p99_horizon.py`).
+# estimate`): its P99 comes from 8x as many requests. A percentile of a small sample of a long-tailed latency is low
+# on average as well as noisy: over eight seeds the README's winner read 1.70-3.25 req/s within the SLO at 30 s (mean
+# 2.67), 1.77-2.53 at 120 s (2.09), 1.39-2.36 at 240 s (2.00), 1.62-2.25 at 480 s (2.02). On the 29 long unsaturated
+# open loops measured, 30 s was within 30% on 17 and optimistic on 24; 120 s 22 and 18; 240 s 21 and 16
+# (`python benchmarks/p99_horizon.py --horizon H`; docs/accuracy.md, session 24).
 REPORTED_HORIZON_S = 240.0
 OPEN_LOOP_MAX_REQUESTS = 1500  # ... up to this many requests (simulation time grows with it)
 
@@ -67,7 +67,7 @@ def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
     has it (capacity.capacity_at_slo simulates many rates of one candidate): an open loop is then saturated when its
     waits keep growing or its rate reaches it, as with_capacity decides, without simulating it again. horizon_s:
     the seconds of arrivals an open loop is simulated for at least (a longer one gives its tail percentiles more
-    requests: capacity.CAPACITY_HORIZON_S)."""
+    requests: REPORTED_HORIZON_S)."""
     rng = random.Random(seed)
     load = replica_load(traffic, cand.replicas)
     e_out = traffic.output_len.mean
