@@ -273,3 +273,20 @@ def test_refine_narrows_its_bracket_to_the_tolerance(zero):
     assert capacity.BRACKET_TOLERANCE <= 0.05
     assert margin(got) <= 0 and got >= zero / 1.05 - 1e-9  # three simulations alone stopped at 0.875x here
     assert len(calls) - 1 <= capacity.MAX_SIM_POINTS
+
+
+def test_the_plans_table_and_plan_estimate_read_the_same_sample(readme_plan):
+    # What the user reads takes one sample (simulation.REPORTED_HORIZON_S of arrivals): the plan's winner at the
+    # offered load and `plan estimate` of the same configuration give the same percentiles, from that many seconds of
+    # arrivals per replica; the search's leaders take the shorter OPEN_LOOP_HORIZON_S.
+    from serveplan.planner.estimate import estimate
+    from serveplan.planner.simulation import OPEN_LOOP_HORIZON_S, REPORTED_HORIZON_S
+
+    assert REPORTED_HORIZON_S > OPEN_LOOP_HORIZON_S
+    req, win = readme_plan.request, readme_plan.ranked[0]
+    alone = estimate(req, win.config, seed=req.search.seed).predictions
+    p = win.predictions
+    assert (alone.ttft_ms, alone.tpot_ms, alone.e2e_ms) == (p.ttft_ms, p.tpot_ms, p.e2e_ms)
+    per_replica = req.traffic.rate_rps / win.config.replicas
+    n = int(p.sources["percentiles"].split()[0].replace(",", ""))
+    assert n >= 0.9 * min(1500, round(per_replica * REPORTED_HORIZON_S))  # less the 10% warm-up the summary skips
