@@ -169,8 +169,9 @@ def load_pressure(req: PlanRequest, w: Estimate) -> str | None:
         return None
     return (f"This rate is {load:.0%} of the most the deployment serves ({p.max_rps:.2f} req/s), above the "
             f"{limit:.0%} the planner keeps (search.headroom {req.search.headroom:g}): latency rises steeply this "
-            f"close to capacity, and for held-out runs at 85-100% of their predicted capacity the predicted median "
-            f"TTFT was 33% below the measured one on average (docs/accuracy.md, \"Open loop by load\").")
+            f"close to capacity, and on the 12 held-out runs at 85-100% of their predicted capacity the predicted "
+            f"median TTFT was 19% off and mean TPOT 49% (from 2x too slow on an 8B, whose simulated batch grows with "
+            f"a 10% step error, to 30% too fast on a 70B; docs/accuracy.md, \"Open loop by load\").")
 
 
 def why(req: PlanRequest, ranked: list[Estimate], alternatives: list[Estimate] | None = None) -> str:
