@@ -88,6 +88,29 @@ def make_plans(out: Path) -> None:
     print(f"wrote {len(manifest)} plan folders and {out / 'manifest.json'}")
 
 
+def dummy_floor_kv_tokens(r: dict) -> int | None:
+    """The KV tokens the plan gives a launch of dummy weights whose KV cache vLLM sizes itself: vLLM's activation
+    peak under `--load-format dummy` has a floor of one vocab x hidden bf16 matrix (per TP rank) that loaded weights do
+    not have (docs/launch-safety.md, session 24: 1.49 GiB dummy, 0.41 GiB loaded, same shape); where the plan's own
+    activation term is below it, the difference comes out of the cache. None for a pinned cache."""
+    import re
+
+    from serveplan.planner import catalog
+    from serveplan.planner.memory import activation_bytes
+    from serveplan.planner.spec import Candidate, ModelSpec
+
+    tokens, seqs = re.search(r"tokens=(\d+)", r["candidate"]), re.search(r"seqs=(\d+)", r["candidate"])
+    if r.get("pinned_kv") or not tokens or not seqs or not r.get("predicted_kv_tokens"):
+        return None
+    spec = ModelSpec(**catalog.catalog_doc("model", r["model"]))
+    tp = r.get("tp", 1)
+    cand = Candidate(tp=tp, max_num_batched_tokens=int(tokens.group(1)), max_num_seqs=int(seqs.group(1)),
+                     chunked_prefill="no-chunk" not in r["candidate"])
+    short = max(0.0, spec.vocab_size * spec.hidden_size * 2 / tp - activation_bytes(spec, cand))
+    bytes_per_token = r["predicted_kv_gib"] * 2**30 / r["predicted_kv_tokens"]
+    return r["predicted_kv_tokens"] - round(short / bytes_per_token)
+
+
 def report(results: Path) -> None:
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
     print("| card | question | # | candidate | checkpoint (dummy folder) | healthy | weights GiB vLLM / plan | "
@@ -114,6 +137,13 @@ def report(results: Path) -> None:
               f"{f'{kv:,}' if kv else '-'} / {pkv:,} | {f'{(pkv - kv) / kv:+.1%}' if kv else '-'} | "
               f"{r.get('start_s', '-')} |")
     print(f"\nhealthy {ok}/{n}; KV tokens within 3% of vLLM's: {within}/{n_kv}")
+    for r in rows:  # vLLM sized the cache: the plan again with the dummy-weights activation floor
+        floor_kv = dummy_floor_kv_tokens(r) if "question" in r and r.get("kv_tokens") else None
+        if floor_kv is not None and floor_kv != r["predicted_kv_tokens"]:
+            kv = r["kv_tokens"]
+            print(f"- {r['question']} `{r['candidate']}`: with dummy weights' activation floor the plan gives "
+                  f"{floor_kv:,} KV tokens ({(floor_kv - kv) / kv:+.1%} against vLLM's {kv:,}; "
+                  f"{(r['predicted_kv_tokens'] - kv) / kv:+.1%} without it)")
     for r in rows:
         if "peak_used_mib" in r:
             print(f"- online FP8 load, {r['load_test']}: peak {r['peak_used_mib'] / 1024:.1f} GiB while loading; "
