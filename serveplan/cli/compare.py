@@ -102,7 +102,8 @@ def main(argv: list[str]) -> int:
     scorer = Scorer(req)
     items = []
     for lb in labels:
-        est = scorer.score(cands[lb], simulated=True)
+        # an open loop's is simulated by capacity_at_slo (on the reported sample); a closed loop's here
+        est = scorer.score(cands[lb], simulated=req.traffic.is_closed_loop)
         if not est.memory.fits:
             raise ConfigError(f"Configuration {lb} ({getattr(a, lb.lower())}: {est.config.label()}) does not fit: "
                               f"{est.memory.reason.rstrip('.')}.")

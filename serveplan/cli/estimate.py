@@ -105,12 +105,11 @@ def main(argv: list[str]) -> int:
 
     from serveplan.planner.estimate import Scorer
     from serveplan.planner.report import candidate_doc, render_estimate
-    from serveplan.planner.simulation import REPORTED_HORIZON_S
 
     req = workload_request(a, overrides)
     cand = build_candidate(req, {f: getattr(a, f) for f in knobs})
     scorer = Scorer(req)  # estimate()'s body, the scorer kept: its calibration's held-out error is reported below
-    est = scorer.score(cand, simulated=True, horizon_s=REPORTED_HORIZON_S)  # the sample a plan's finalists take
+    est = scorer.reported(cand)  # the sample a plan's finalists take
     if a.json:
         print(json.dumps(candidate_doc(est), indent=1))
         return 0 if est.memory.fits else 2

@@ -56,15 +56,16 @@ def slo_margin(p: Predictions, slo: SLO) -> float:
 
 
 def capacity_at_slo(scorer: Scorer, est: Estimate, *, seed: int = 0) -> Estimate:
-    """est with predictions.capacity_rps / capacity_tok_s_per_gpu / cost_per_1m_tokens_at_capacity filled.
-    Open-loop traffic only: a closed loop has a fixed concurrency, not an arrival rate to raise."""
-    req, p = scorer.req, est.predictions
-    if p is None or req.traffic.is_closed_loop or not est.memory.fits:
+    """est, simulated again at the offered load on the sample the user reads (Scorer.reported), with
+    predictions.capacity_rps / capacity_tok_s_per_gpu / cost_per_1m_tokens_at_capacity filled: est may be the
+    search's (analytic or a shorter simulation); only its configuration is taken. Open-loop traffic only: a closed
+    loop has a fixed concurrency, not an arrival rate to raise (est comes back as it is)."""
+    req = scorer.req
+    if est.predictions is None or req.traffic.is_closed_loop or not est.memory.fits:
         return est
-    if p.sources.get("serving") == "simulated":  # the finalist's offered load too, on the same longer sample
-        est = scorer.score(est.config, simulated=True, seed=seed, horizon_s=REPORTED_HORIZON_S)
-        p = est.predictions
-        assert p is not None
+    est = scorer.reported(est.config, seed=seed)
+    p = est.predictions
+    assert p is not None
     cand, mem = est.config, est.memory
     sm = scorer.step_model(cand)
     # The most it serves: the simulated replica capacity where it is below the estimate's (at a light offered load
@@ -96,8 +97,8 @@ def capacity_at_slo(scorer: Scorer, est: Estimate, *, seed: int = 0) -> Estimate
         for _ in range(BISECTION_STEPS):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if margin(mid, simulated=False) <= 0 else (lo, mid)
-        known = {}  # the offered load's own simulation, when the estimate has one: a point already paid for
-        if p.sources.get("serving") == "simulated" and req.traffic.rate_rps:
+        known = {}  # the offered load's own simulation (Scorer.reported): a point already paid for
+        if req.traffic.rate_rps:
             known[req.traffic.rate_rps] = math.inf if p.saturated else slo_margin(p, req.slo)
         rate = _refine(lambda r: margin(r, simulated=True), lo, top, known)
     mean_out = req.traffic.output_len.mean

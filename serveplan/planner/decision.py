@@ -103,8 +103,7 @@ def _with_headroom(req: PlanRequest, scorer, pool: list[Estimate], final: list[E
               and e.predictions.max_rps >= asked]  # the mean-field ceiling: capacity within the SLO is below it
     likely.sort(key=lambda e: -e.predictions.max_rps)  # type: ignore[union-attr]  # the most capacity first
     seed = req.search.seed
-    extra = [capacity_at_slo(scorer, scorer.score(e.config, simulated=True, seed=seed), seed=seed)
-             for e in diverse(likely, HEADROOM_TRIES)]
+    extra = [capacity_at_slo(scorer, e, seed=seed) for e in diverse(likely, HEADROOM_TRIES)]  # it simulates them
     keep = [e for e in extra if has_headroom(req, e)]
     return keep + final  # ranked and cut to k by the caller
 

@@ -119,6 +119,12 @@ class Scorer:
         return Estimate(config=cand, memory=mem, predictions=preds, violations=self.violations(cand, preds),
                         quality_cost=q, score=self._score(cand, preds, cap))
 
+    def reported(self, cand: Candidate, *, seed: int = 0) -> Estimate:
+        """score, simulated on the sample a prediction the user reads takes (REPORTED_HORIZON_S of arrivals: a plan's
+        finalists and their capacity at the SLO, `plan estimate`, a fleet's assigned plans); the search's leaders
+        take the shorter OPEN_LOOP_HORIZON_S."""
+        return self.score(cand, simulated=True, seed=seed, horizon_s=REPORTED_HORIZON_S)
+
 
 def rank(estimates: list[Estimate]) -> list[Estimate]:
     """SLO-meeting candidates first (by score), then the rest by SLO attainment and score."""
@@ -130,5 +136,6 @@ def rank(estimates: list[Estimate]) -> list[Estimate]:
 def estimate(req: PlanRequest, cand: Candidate, *, simulated: bool = True, seed: int = 0,
              profile: HardwareProfile | None = None, calibration: Calibration | None = None) -> Estimate:
     """Predictions for one fixed configuration under the request's traffic (the `estimate` command), on the sample a
-    plan's finalists take (REPORTED_HORIZON_S)."""
-    return Scorer(req, profile, calibration).score(cand, simulated=simulated, seed=seed, horizon_s=REPORTED_HORIZON_S)
+    plan's finalists take (Scorer.reported)."""
+    scorer = Scorer(req, profile, calibration)
+    return scorer.reported(cand, seed=seed) if simulated else scorer.score(cand, seed=seed)

@@ -404,7 +404,6 @@ def _assigned_plan(base: Plan, opt: Option, pool: Pool, replicas: int, rate: flo
     """The chosen configuration with `replicas` replicas on the GPUs assigned, scored at the offered load."""
     from serveplan.planner.config import request_from_dict
     from serveplan.planner.estimate import Scorer
-    from serveplan.planner.simulation import REPORTED_HORIZON_S
 
     assert opt.estimate is not None
     total = replicas * opt.gpus_per_replica
@@ -416,8 +415,7 @@ def _assigned_plan(base: Plan, opt: Option, pool: Pool, replicas: int, rate: flo
     req = request_from_dict(doc)
     cand = opt.estimate.config.model_copy(update={"replicas": replicas})
     scorer = Scorer(req)
-    # the sample a plan's finalists take
-    est = scorer.score(cand, simulated=True, seed=req.search.seed, horizon_s=REPORTED_HORIZON_S)
+    est = scorer.reported(cand, seed=req.search.seed)  # the sample a plan's finalists take
     assert est.predictions is not None
     preds = est.predictions.model_copy(update={"capacity_rps": opt.capacity_rps * replicas,
                                                "sources": {**est.predictions.sources,
