@@ -54,6 +54,22 @@ def _catalog_model(folder_name: str) -> str | None:
     return None
 
 
+def budget_of(candidate: str) -> tuple[int, int] | None:
+    """(batched tokens, max sequences) from a candidate's label (`... seqs=512 tokens=8192 chunked`); None without."""
+    tokens, seqs = re.search(r"tokens=(\d+)", candidate), re.search(r"seqs=(\d+)", candidate)
+    return (int(tokens.group(1)), int(seqs.group(1))) if tokens and seqs else None
+
+
+def plan_and_dummy_floor(model: str, tp: int, tokens: int, seqs: int, chunked: bool = True,
+                         max_model_len: int | None = None) -> tuple[float, float]:
+    """Bytes per GPU: the plan's activation term (memory.activation_bytes) for a catalog model at this budget, and
+    dummy weights' floor under vLLM's peak (one vocab x hidden bf16 matrix per TP rank; session 24)."""
+    spec = ModelSpec(**catalog.catalog_doc("model", model))
+    extra = {"max_model_len": max_model_len} if max_model_len else {}
+    cand = Candidate(tp=tp, max_num_batched_tokens=tokens, max_num_seqs=seqs, chunked_prefill=chunked, **extra)
+    return activation_bytes(spec, cand), spec.vocab_size * spec.hidden_size * 2 / tp
+
+
 def peaks() -> list[dict]:
     """One row per server log with a peak activation line: its model, TP, batch budget, seqs and the peak (GiB)."""
     rows = []
@@ -91,12 +107,12 @@ def launch_peaks() -> list[dict]:
             if not isinstance(r, dict) or not r.get("peak_activation_gib") or "candidate" not in r:
                 continue
             c = r["candidate"]
-            tokens, seqs = re.search(r"tokens=(\d+)", c), re.search(r"seqs=(\d+)", c)
-            if not tokens or not seqs:
+            b = budget_of(c)
+            if b is None:
                 continue
             rows.append({"log": str(path.relative_to(R)), "model": r["model"], "tp": r.get("tp", 1),
-                         "tokens": int(tokens.group(1)), "seqs": int(seqs.group(1)),
-                         "peak_gib": float(r["peak_activation_gib"]), "weights": "dummy"})
+                         "tokens": b[0], "seqs": b[1], "peak_gib": float(r["peak_activation_gib"]),
+                         "weights": "dummy"})
     return rows
 
 
@@ -108,10 +124,7 @@ def main() -> int:
           "vocab x hidden bf16 (GiB) |")
     print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
     for (model, tp, tokens, seqs, weights), rows in sorted(groups.items()):
-        spec = ModelSpec(**catalog.catalog_doc("model", model))
-        plan = activation_bytes(spec, Candidate(tp=tp, max_num_batched_tokens=tokens, max_num_seqs=seqs,
-                                                chunked_prefill=True)) / GIB
-        lm_head = spec.vocab_size * spec.hidden_size * 2 / tp / GIB
+        plan, lm_head = (b / GIB for b in plan_and_dummy_floor(model, tp, tokens, seqs))
         got = sorted({r["peak_gib"] for r in rows})
         read = f"{got[0]:.2f}" if len(got) == 1 else f"{got[0]:.2f}-{got[-1]:.2f}"
         print(f"| {model} | {tp} | {tokens:,} | {seqs} | {weights} | {len(rows)} | {read} | {plan:.2f} | {lm_head:.2f} |")

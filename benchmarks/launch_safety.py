@@ -93,22 +93,15 @@ def dummy_floor_kv_tokens(r: dict) -> int | None:
     peak under `--load-format dummy` has a floor of one vocab x hidden bf16 matrix (per TP rank) that loaded weights do
     not have (docs/launch-safety.md, session 24: 1.49 GiB dummy, 0.41 GiB loaded, same shape); where the plan's own
     activation term is below it, the difference comes out of the cache. None for a pinned cache."""
-    import re
+    from activation_peaks import budget_of, plan_and_dummy_floor  # benchmarks/, beside this script
 
-    from serveplan.planner import catalog
-    from serveplan.planner.memory import activation_bytes
-    from serveplan.planner.spec import Candidate, ModelSpec
-
-    tokens, seqs = re.search(r"tokens=(\d+)", r["candidate"]), re.search(r"seqs=(\d+)", r["candidate"])
-    if r.get("pinned_kv") or not tokens or not seqs or not r.get("predicted_kv_tokens"):
+    b = budget_of(r["candidate"])
+    if r.get("pinned_kv") or b is None or not r.get("predicted_kv_tokens"):
         return None
-    spec = ModelSpec(**catalog.catalog_doc("model", r["model"]))
-    tp = r.get("tp", 1)
-    cand = Candidate(tp=tp, max_num_batched_tokens=int(tokens.group(1)), max_num_seqs=int(seqs.group(1)),
-                     chunked_prefill="no-chunk" not in r["candidate"])
-    short = max(0.0, spec.vocab_size * spec.hidden_size * 2 / tp - activation_bytes(spec, cand))
+    plan, floor = plan_and_dummy_floor(r["model"], r.get("tp", 1), *b, chunked="no-chunk" not in r["candidate"],
+                                       max_model_len=r.get("max_model_len"))
     bytes_per_token = r["predicted_kv_gib"] * 2**30 / r["predicted_kv_tokens"]
-    return r["predicted_kv_tokens"] - round(short / bytes_per_token)
+    return r["predicted_kv_tokens"] - round(max(0.0, floor - plan) / bytes_per_token)
 
 
 def report(results: Path) -> None:
