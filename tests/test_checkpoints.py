@@ -17,6 +17,7 @@ from serveplan.planner.catalog import options
 from serveplan.planner.config import build_request
 from serveplan.planner.memory import memory_breakdown, start_problems
 from serveplan.planner.spec import Candidate, Checkpoint
+from serveplan.render.engines.base import get_adapter
 
 METHODS = ("fp8", "int8", "awq", "gptq")
 FORMATS = {"compressed-tensors", "fp8", "awq", "gptq", "modelopt"}
@@ -228,6 +229,26 @@ def test_tp_without_multicast_turns_off_what_needs_it():
     assert cc == {"pass_config": {"fuse_allreduce_rms": False}} and ad.validate(x.argv) == []
     one = ad.render(Candidate(tp=1, weight_dtype="fp8", checkpoint=ck), r, replica=0, gpus=[0], port=8000)
     assert "--compilation-config" not in one.argv and set(one.env) == {"CUDA_VISIBLE_DEVICES"}
+
+
+@pytest.mark.parametrize("gpus,override,multicast", [
+    ("2xA100", None, False),                               # Ampere's NVSwitch has no multicast
+    ("2xA100", "hardware.nvlink_multicast=true", False),   # asking for it does not give an A100 one
+    ("2xH100", None, True), ("2xH200", None, True),        # Hopper on NVLink: as vLLM would use it
+    ("2xH100", "hardware.nvlink_multicast=false", False),  # nodes where it is off (the lent machines)
+    ("2xH100-PCIe", None, False),
+])
+def test_nvlink_multicast_defaults_to_what_the_gpu_can_have(gpus, override, multicast):
+    r = build_request(model="llama-70b", gpus=gpus, overrides=[override] if override else [])
+    assert r.inventory.nvlink_multicast is multicast
+    x = get_adapter("vllm").render(Candidate(tp=2, weight_dtype="int8" if "A100" in gpus else "fp8",
+                                             checkpoint=checkpoints.checkpoint_for(
+                                                 r.model, "int8" if "A100" in gpus else "fp8", "vllm")),
+                                   r, replica=0, gpus=[0, 1], port=8000)
+    # session 25: the README's 2xA100 answer, started on two H200s without multicast, crashed in the memory
+    # profile with the fusion on; the A100 plan now turns it off, as it must where multicast is absent
+    assert ("--compilation-config" in x.argv) is (not multicast)
+    assert (x.env.get("VLLM_ALLREDUCE_USE_FLASHINFER") == "0") is (not multicast)
 
 
 def test_checkpoint_is_part_of_the_candidate():

@@ -449,3 +449,36 @@ def test_second_launch_of_a_running_plan_is_refused(plan_dir):
     finally:
         stop_run(d, grace_s=3)
     records_gone(rec)
+
+
+def test_a_worker_crash_fails_the_launch_at_once_with_its_cause(fake_env, tmp_path):
+    """vLLM 0.26.0 at TP=2 without NVLink multicast (session 25): a worker fails in the memory profile, the API
+    server stays up and /health never answers. The launch names the worker's exception and the fix, instead of
+    waiting out its health timeout and quoting the last line (a C++ frame)."""
+    from serveplan.render.engines.vllm import VLLMAdapter
+
+    fake_env.setenv("FAKE_ENGINE_MODE", "worker_crash")
+    adapter = VLLMAdapter()
+    proc = spec("replica-0", free_port())
+    proc.crash_patterns, proc.crash_hints = adapter.crash_patterns, adapter.crash_hints
+    sup = make_sup(tmp_path, [proc], health_timeout_s=600)
+    with pytest.raises(LaunchError) as e:
+        sup.start()
+    msg = str(e.value)
+    assert "replica-0 crashed while starting: `RuntimeError: cutlass_gemm_caller" in msg
+    assert "did not become healthy" not in msg
+    assert "hardware.nvlink_multicast=false" in msg
+    assert_all_gone(sup)
+
+
+def test_an_oom_after_a_worker_exception_is_named_as_oom(fake_env, tmp_path):
+    """A worker logs "hit an exception" before its traceback ends in the out-of-memory line: still an OOM."""
+    fake_env.setenv("FAKE_ENGINE_MODE", "oom")  # "EngineCore failed to start." comes before the OOM line
+    from serveplan.render.engines.vllm import VLLMAdapter
+
+    proc = spec("replica-0", free_port())
+    proc.crash_patterns = VLLMAdapter.crash_patterns
+    sup = make_sup(tmp_path, [proc])
+    with pytest.raises(LaunchError, match="ran out of GPU memory while starting"):
+        sup.start()
+    assert_all_gone(sup)

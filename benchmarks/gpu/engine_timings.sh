@@ -98,8 +98,9 @@ verify_on() {  # tag gpu port plan-folder model-folder verify-args...: `servepla
   CUDA_VISIBLE_DEVICES=$dev timeout $((500 + secs)) python3 -m serveplan.cli verify "$plan" --model "$folder" \
     --port "$port" --duration "$secs" --no-progress --health-timeout 420 -o "$S/$tag/verify.json" "$@" \
     > "$S/$tag/verify.txt" 2>&1
+  local rc=$?  # before anything else runs (session 25 logged rc=0 for a verify that failed: unset's status)
   unset VLLM_TOKENIZER
-  echo "$tag verify rc=$? in $((SECONDS - t1)) s (at $SECONDS s)" >> "$S/times.txt"
+  echo "$tag verify rc=$rc in $((SECONDS - t1)) s (at $SECONDS s)" >> "$S/times.txt"
   CUDA_VISIBLE_DEVICES=$dev python3 -m serveplan.cli stop "$plan" > /dev/null 2>&1
   kill "$sampler" 2>/dev/null
   grep -hE "Model loading took|GPU KV cache size|peak activation|Available KV cache|CUDA graph|memory|out of memory|Error" \

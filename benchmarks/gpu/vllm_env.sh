@@ -11,6 +11,8 @@
 # Session 18: eight chunk calls took ~45 device seconds after a ~35 s machine start. When the lease's budget runs
 # out, `run` cuts the call at what is left (limit_s) and returns only what is under $OUT: a script near the end of
 # the budget writes its results there directly (session18c.sh: S18C=$OUT/s18c).
+# Session 25: with the tracked tree at ~12 MB, three ~20 MB chunks a call passed the 64 MiB limit and `run` refused
+# all seven such calls: carry two a call (eleven calls for .vch0-.vch21, then .vch22 .vch23 .vch-tools).
 # Session 19: but `run` brings back only a few files written loose under $OUT (the rest are listed in files_left_out
 # as "(count)", and the next call's $OUT is a new, empty folder): such a script writes under /tmp and tars into
 # $OUT as it goes (session19b.sh lost its open loops that way).

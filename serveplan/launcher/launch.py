@@ -140,6 +140,8 @@ def _prepare(plan_dir: Path, *, model: str | None, force: bool, base_port: int, 
             log=str(plan_dir / "logs" / f"{name}.log")))
         procs.append(ProcSpec(name=name, argv=list(launch.argv), env=env, cwd=plan_dir, port=launch.port,
                               health_url=health, oom_patterns=tuple(adapter.oom_patterns),
+                              crash_patterns=tuple(adapter.crash_patterns),
+                              crash_hints=tuple(adapter.crash_hints),
                               base_url=f"http://{LOCAL_HOST}:{launch.port}", model=served))
         files.append(written)
     if len(replicas) > 1:

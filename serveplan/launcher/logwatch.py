@@ -1,5 +1,5 @@
 """Reading an engine's log: follow the file as it grows, recognise the lines that mean it failed (out of GPU
-memory, port taken), and pick the line that best says what went wrong."""
+memory, port taken, a worker's exception), and pick the line that best says what went wrong."""
 
 from __future__ import annotations
 
@@ -20,20 +20,30 @@ PORT_PATTERNS: tuple[str, ...] = (r"Address already in use", r"\[Errno 98\]")
 _ERRORISH = re.compile(r"(^\s*[\w.]*(Error|Exception|Interrupt)\b.*:)|\bERROR\b|\bFATAL\b|Traceback|"
                        r"\berror\b|\bfailed\b|Killed|Segmentation fault|core dumped", re.IGNORECASE)
 _EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt)\b.*")
+# What an engine puts before each line of a worker's traceback: vLLM's "(Worker_TP0 pid=7853) ERROR 11-29
+# 00:06:03 [multiproc_executor.py:1007] ", SGLang's "[2026-11-29 00:06:03 TP0] ". Without it the exception line
+# is found as in a bare traceback.
+_ENGINE_PREFIX = re.compile(r"^(\([\w.-]+ pid=\d+\)\s*)?((DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+\S+\s+\S+\s+"
+                            r"\[[^\]]*\]\s?)?(\[\d{4}-\d\d-\d\d [\d:]+( [\w ]+)?\]\s?)?")
 
 
 class FailureLines:
-    """Which failure a log line shows: "oom" (the engine's and the spec's own patterns) or "port", else None."""
+    """Which failure a log line shows: "oom" (the engine's and the spec's own patterns), "port", or "crash" (the
+    spec's patterns for an engine process's exception, after which it never serves: vLLM's workers stay up and
+    /health never answers, so without it a launch waits out its whole health timeout), else None."""
 
-    def __init__(self, extra_oom_patterns: Iterable[str] = ()):
+    def __init__(self, extra_oom_patterns: Iterable[str] = (), crash_patterns: Iterable[str] = ()):
         self.oom = [compile_pattern(p) for p in (*DEFAULT_OOM_PATTERNS, *extra_oom_patterns)]
         self.port = [compile_pattern(p) for p in PORT_PATTERNS]
+        self.crash = [compile_pattern(p) for p in crash_patterns]
 
     def kind(self, line: str) -> str | None:
         if any(p.search(line) for p in self.oom):
             return "oom"
         if any(p.search(line) for p in self.port):
             return "port"
+        if any(p.search(line) for p in self.crash):
+            return "crash"
         return None
 
 
@@ -73,8 +83,10 @@ def last_line(tail: Iterable[str]) -> str:
 
 
 def error_line(tail: Iterable[str]) -> str:
-    """The line that best says what went wrong: the last exception line, else the last error-looking one."""
-    lines = [l.strip() for l in tail if l.strip()]
+    """The line that best says what went wrong: the last exception line, else the last error-looking one (each
+    without the engine's log prefix)."""
+    lines = [_ENGINE_PREFIX.sub("", l.strip()).strip() for l in tail]
+    lines = [l for l in lines if l]
     for line in reversed(lines):
         if _EXCEPTION_LINE.match(line):
             return line
@@ -82,3 +94,16 @@ def error_line(tail: Iterable[str]) -> str:
         if _ERRORISH.search(line):
             return line
     return ""
+
+
+def first_exception_after(tail: Iterable[str], marker: str) -> str:
+    """The first exception line at or after the line `marker` (a worker's "hit an exception"): the cause, where
+    the last one is often what tearing the process down raised (session 25's vLLM log ends in a symmetric-memory
+    destructor's error, minutes after the GEMM that failed). Falls back to error_line."""
+    lines = list(tail)
+    start = next((i for i, l in enumerate(lines) if l.strip() == marker.strip()), 0)
+    for raw in lines[start:]:
+        line = _ENGINE_PREFIX.sub("", raw.strip()).strip()
+        if _EXCEPTION_LINE.match(line):
+            return line
+    return error_line(lines)

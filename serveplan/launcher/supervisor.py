@@ -28,7 +28,8 @@ from rich.console import Console
 from rich.text import Text
 
 from serveplan.errors import LaunchError
-from serveplan.launcher.logwatch import FailureLines, error_line, follow_lines, last_line
+from serveplan.launcher.logwatch import (FailureLines, compile_pattern, error_line, first_exception_after,
+                                        follow_lines, last_line)
 from serveplan.launcher.procs import port_free, stop_groups
 
 TAIL_LINES = 200
@@ -45,6 +46,10 @@ class ProcSpec:
     port: int | None = None
     health_url: str | None = None
     oom_patterns: tuple[str, ...] = ()
+    crash_patterns: tuple[str, ...] = ()
+    """Log lines after which the engine never serves (a worker's exception): the launch fails at once."""
+    crash_hints: tuple[tuple[str, str], ...] = ()
+    """(pattern, sentence): a line the log showed that explains a crash, and what to do about it."""
     base_url: str | None = None
     """Server root (http://127.0.0.1:8000) for the smoke completion; none = no smoke request."""
     model: str | None = None
@@ -62,8 +67,10 @@ class ProcState:
     healthy_at: float | None = None
     exit_code: int | None = None
     tail: deque = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
-    failure: tuple[str, str] | None = None  # (kind, line) seen in the log: "oom" | "port"
+    failure: tuple[str, str] | None = None  # (kind, line) seen in the log: "oom" | "port" | "crash"
     follower: threading.Thread | None = None
+    last_line_at: float | None = None  # time.monotonic() of the log's newest line
+    hints: list[str] = field(default_factory=list)  # crash_hints whose pattern a log line matched
 
     @property
     def pid(self) -> int | None:
@@ -248,12 +255,19 @@ class Supervisor:
 
     def _follow(self, st: ProcState) -> None:
         """Echo the log file as it grows; note lines that show a failure."""
-        failures = FailureLines(st.spec.oom_patterns)
+        failures = FailureLines(st.spec.oom_patterns, st.spec.crash_patterns)
+        hints = [(compile_pattern(p), sentence) for p, sentence in st.spec.crash_hints]
         for line, complete in follow_lines(st.log_path, self._followers_stop):
             st.tail.append(line)
-            if complete and st.failure is None:
+            st.last_line_at = time.monotonic()
+            for pattern, sentence in hints:
+                if sentence not in st.hints and pattern.search(line):
+                    st.hints.append(sentence)
+            # a crash may still turn out to be an OOM or a taken port: the worker logs "hit an exception" first
+            # and the exception's own line after its traceback
+            if complete and (st.failure is None or st.failure[0] == "crash"):
                 kind = failures.kind(line)
-                if kind:
+                if kind and (st.failure is None or kind != "crash"):
                     st.failure = (kind, line)
                     self._stop_evt.set()
             self._emit(st.spec.name, line)
@@ -302,6 +316,8 @@ class Supervisor:
 
     def _raise_if_failed(self, st: ProcState, when: str) -> None:
         if st.failure:
+            if st.failure[0] == "crash":
+                self._let_log_settle(st)
             raise LaunchError(self._failure_message(st, when))
         if st.popen is not None and st.popen.poll() is not None:
             st.exit_code = st.popen.returncode
@@ -336,8 +352,21 @@ class Supervisor:
                                       f"got HTTP {r.status_code}: `{detail}`. Full log: {st.log_path}")
 
     # ------------------------------------------------------------------------------------------ messages
+    def _let_log_settle(self, st: ProcState, quiet_s: float = 1.0, most_s: float = 5.0) -> None:
+        """Wait (at most `most_s`) until the log has been quiet for `quiet_s`: the traceback after a worker's
+        "hit an exception" names the cause, and may show it was out of memory after all."""
+        deadline = time.monotonic() + most_s
+        while time.monotonic() < deadline and st.follower is not None and st.follower.is_alive():
+            if st.last_line_at is not None and time.monotonic() - st.last_line_at >= quiet_s:
+                return
+            time.sleep(0.1)
+
     def _failure_message(self, st: ProcState, when: str) -> str:
         kind, line = st.failure  # type: ignore[misc]
+        if kind == "crash":
+            cause = first_exception_after(st.tail, line) or line.strip()
+            hint = "".join(f" {h}" for h in st.hints)
+            return f"{st.spec.name} crashed {when}: `{cause}`.{hint} Full log: {st.log_path}"
         if kind == "oom":
             return (f"{st.spec.name} ran out of GPU memory {when} (the configuration does not fit this GPU as "
                     f"launched: lower max_num_seqs / max_model_len / gpu_memory_utilization, or use the next "

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 WeightDtype = Literal["bf16", "fp16", "fp8", "int8", "awq", "gptq", "bnb-nf4"]
 """Weight precision: bf16/fp16 unquantized; fp8 (W8A8 where the tensor cores have FP8, else weight-only);
@@ -204,9 +205,21 @@ class Inventory(Frozen):
     gpus_per_node: int = Field(default=1, ge=1, le=16, description="GPUs in each machine.")
     inter_node_bw_gbs: float = Field(default=50.0, gt=0, description="Per-node network bandwidth, GB/s "
                                      "(50 = 400 Gb/s InfiniBand / RoCE).")
-    nvlink_multicast: bool = Field(default=True, description="NVLink multicast (NVLS) is usable on the nodes. "
-                                   "false: the artifacts turn off what needs it (vLLM's FlashInfer all-reduce "
-                                   "fusion, which crashes TP>1 without it, NCCL NVLS, symmetric memory).")
+    nvlink_multicast: bool | None = Field(default=None, validate_default=True, description=(
+        "NVLink multicast (NVLS) is usable on the nodes. Unset: what the GPU can have (Hopper or later on NVLink; "
+        "an A100's NVSwitch has none); true on a GPU without it is read as false. false: the artifacts turn off "
+        "what needs it (vLLM's FlashInfer all-reduce fusion, which crashes TP>1 without it, NCCL NVLS, symmetric "
+        "memory)."))
+
+    @field_validator("nvlink_multicast")
+    @classmethod
+    def _multicast_as_the_gpu_allows(cls, value: bool | None, info: ValidationInfo) -> bool:
+        # Session 25: a TP2 INT8 plan for 2x A100 rendered with multicast on crashed in vLLM's memory profile on
+        # two H200s without it (FlashInfer's mnnvl all-reduce, then a CUTLASS TMA error). An A100 never has it, so
+        # its plans now carry the off switches (no-ops on Ampere, where vLLM does not pick that fusion).
+        gpu = info.data.get("gpu")
+        capable = gpu is not None and gpu.arch in ("hopper", "blackwell") and gpu.interconnect == "nvlink"
+        return capable if value is None else (value and capable)
 
     @property
     def total_gpus(self) -> int:

@@ -20,7 +20,9 @@ Behaviour comes from the environment, so a rendered argv stays unchanged:
     FAKE_ENGINE_ITL_PER_SEQ_MS   extra delay per running sequence, to make throughput saturate (default 0)
     FAKE_ENGINE_STARTUP_S        delay before /health answers 200 (default 0.2)
     FAKE_ENGINE_MAX_CONCURRENCY  running-request cap beyond which requests wait (default: --max-num-seqs)
-    FAKE_ENGINE_MODE             normal | crash | hang | oom | ignore_sigterm | fail_requests
+    FAKE_ENGINE_MODE             normal | crash | hang | oom | ignore_sigterm | fail_requests | worker_crash
+                                 (worker_crash: a TP worker's exception in the memory profile, then the API
+                                 server stays up and /health never answers, as vLLM 0.26.0 did in session 25)
     FAKE_ENGINE_CRASH_AFTER_S    crash mode: become healthy, then crash this many seconds later
                                  (unset: crash at the end of startup, never healthy)
     FAKE_ENGINE_LIFETIME_S       exit by itself after this many seconds (0 = never); a safety net for tests

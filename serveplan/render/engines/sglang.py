@@ -41,6 +41,9 @@ class SGLangAdapter:
         r"Not enough memory\. Please try to increase --mem-fraction-static",
         r"CUDA error: out of memory",
     )
+    # SGLang's scheduler logs this, then takes the server down (its exit is caught anyway; the line names the cause)
+    crash_patterns = (r"Scheduler hit an exception",)
+    crash_hints: tuple[tuple[str, str], ...] = ()
 
     @property
     def schema(self) -> dict:

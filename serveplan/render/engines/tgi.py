@@ -61,6 +61,8 @@ class TGIAdapter:
         r"Not enough memory to handle `max_total_tokens=\d+`",
         r"CUDA error: out of memory",
     )
+    crash_patterns: tuple[str, ...] = ()  # its processes exit on a fatal error, which the supervisor sees
+    crash_hints: tuple[tuple[str, str], ...] = ()
 
     @property
     def schema(self) -> dict:

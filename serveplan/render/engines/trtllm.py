@@ -55,6 +55,8 @@ class TRTLLMAdapter:
         r"cudaErrorMemoryAllocation",
         r"\[TensorRT-LLM\]\[ERROR\].*[Oo]ut of memory",
     )
+    crash_patterns: tuple[str, ...] = ()  # its processes exit on a fatal error, which the supervisor sees
+    crash_hints: tuple[tuple[str, str], ...] = ()
 
     @property
     def schema(self) -> dict:

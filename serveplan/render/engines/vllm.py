@@ -88,6 +88,20 @@ class VLLMAdapter:
         r"KV cache is needed, which is larger than the available KV cache memory",
         r"CUDA error: out of memory",
     )
+    # A worker's exception: vLLM's API server stays up with its workers spinning (they may ignore SIGTERM) and
+    # /health never answers, so a launch would wait out its whole health timeout (session 25: 7 minutes).
+    crash_patterns = (
+        r"WorkerProc hit an exception",
+        r"EngineCore failed to start",
+        r"Engine core initialization failed",
+        r"EngineCore encountered a fatal error",
+    )
+    crash_hints = (
+        (r"flashinfer allreduce backend: mnnvl",
+         "vLLM picked FlashInfer's mnnvl all-reduce, which needs NVLink multicast (session 25: a TP2 INT8 launch on "
+         "two H200s without it failed in its memory profile); where the nodes lack it, plan again with "
+         "hardware.nvlink_multicast=false, which turns that fusion and NCCL NVLS off."),
+    )
 
     def __init__(self, version: str = VERSION):
         self.schema = load_schema(self.name, version)  # a version with no schema: ConfigError naming those with one

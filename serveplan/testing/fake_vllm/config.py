@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-MODES = ("normal", "crash", "hang", "oom", "ignore_sigterm", "fail_requests")
+MODES = ("normal", "crash", "hang", "oom", "ignore_sigterm", "fail_requests", "worker_crash")
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The fake engine as a process: bind the port, start up (or fail to) with vLLM's log lines, serve until
-SIGTERM/SIGINT, shut down as uvicorn does. FAKE_ENGINE_MODE picks the failure: crash, hang, oom,
+SIGTERM/SIGINT, shut down as uvicorn does. FAKE_ENGINE_MODE picks the failure: crash, hang, oom, worker_crash,
 ignore_sigterm (fail_requests is the API's)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 
 from .config import Args, Behaviour
 from .openai_api import Server
-from .vllm_log import OOM_LINE, VERSION, log, traceback_lines, uvicorn
+from .vllm_log import OOM_LINE, VERSION, log, traceback_lines, uvicorn, worker_crash_lines
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -93,6 +93,9 @@ async def serve(args: Args, beh: Behaviour) -> int:
         await asyncio.sleep(beh.startup_s)
         if beh.mode == "hang":
             log("Waiting for 1 local, 0 remote core engine proc(s) to start.", where="utils.py:853")
+            await asyncio.Event().wait()
+        if beh.mode == "worker_crash":
+            worker_crash_lines(pid)
             await asyncio.Event().wait()
         if beh.mode == "crash" and beh.crash_after_s is None:
             await crash()
