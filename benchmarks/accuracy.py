@@ -350,12 +350,27 @@ def moe_term(obs: list[Observation]) -> dict[str, float]:
     return best
 
 
+def parse_bounds(specs: list[str]) -> dict[str, tuple[float, float]]:
+    """--bound TERM=LOW:HIGH values as fit_calibration's bounds."""
+    out = {}
+    for spec in specs:
+        name, _, rng = spec.partition("=")
+        lo, _, hi = rng.partition(":")
+        try:
+            out[name.strip()] = (float(lo), float(hi))
+        except ValueError:
+            raise SystemExit(f"--bound {spec!r}: expected TERM=LOW:HIGH, e.g. prefill_seq_overhead_ms=0:0.3") from None
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", nargs="*", type=Path, default=committed_grids())
     ap.add_argument("--gpu", help="only this GPU's points (h100-sxm, h200)")
     ap.add_argument("--fit", action="store_true", help="fit a calibration per GPU on its training split")
     ap.add_argument("--write-calibration", action="store_true")
+    ap.add_argument("--bound", action="append", default=[], metavar="TERM=LOW:HIGH",
+                    help="with --fit: hold a fitted term within LOW..HIGH (repeatable), to try a step model")
     ap.add_argument("--write-held-out", action="store_true", help="with --shipped: put each GPU's held-out error in "
                     "its shipped calibration (`held_out`, which a plan's Profile line quotes)")
     ap.add_argument("--shipped", action="store_true", help="report the shipped calibrations on the split, as --fit "
@@ -408,6 +423,7 @@ def main() -> None:
                 also += f" and {len(alone)} short prompts alone ({named})"
             cal = fit_calibration(train + open_loops + alone, version="0.26.0",  # the version the grid ran
                                   start=find_calibration("vllm", "0.26.0", gpu),  # the one it replaces, tried first
+                                  bounds=parse_bounds(a.bound),
                                   source=f"benchmarks/accuracy.py --fit: closed-loop vLLM 0.26.0 grid on {gpu}, "
                                          f"checkerboard of {', '.join(fits)} ({len(train)} points){also}")
             cals[gpu] = cal

@@ -465,7 +465,7 @@ def test_a_worker_crash_fails_the_launch_at_once_with_its_cause(fake_env, tmp_pa
     with pytest.raises(LaunchError) as e:
         sup.start()
     msg = str(e.value)
-    assert "replica-0 crashed while starting: `RuntimeError: cutlass_gemm_caller" in msg
+    assert "replica-0 crashed while starting (still running: stopped): `RuntimeError: cutlass_gemm_caller" in msg
     assert "did not become healthy" not in msg
     assert "hardware.nvlink_multicast=false" in msg
     assert_all_gone(sup)

@@ -172,7 +172,7 @@ def test_launch_failure_propagates(plan_dir, fake_env):
     from serveplan.bench.verify import verify_plan
 
     fake_env.setenv("FAKE_ENGINE_MODE", "crash")
-    with pytest.raises(LaunchError, match="exited with code 1 while starting"):
+    with pytest.raises(LaunchError, match=r"crashed while starting \(exited with code 1\): `RuntimeError: CUDA error"):
         verify_plan(plan_dir, num_requests=2, base_port=free_port(), health_timeout_s=15, grace_s=3,
                     progress=False, console=None)
     assert not (plan_dir / "verify.json").exists()

@@ -366,7 +366,9 @@ class Supervisor:
         if kind == "crash":
             cause = first_exception_after(st.tail, line) or line.strip()
             hint = "".join(f" {h}" for h in st.hints)
-            return f"{st.spec.name} crashed {when}: `{cause}`.{hint} Full log: {st.log_path}"
+            code = st.popen.poll() if st.popen is not None else None
+            exited = f" (exited with code {code})" if code is not None else " (still running: stopped)"
+            return f"{st.spec.name} crashed {when}{exited}: `{cause}`.{hint} Full log: {st.log_path}"
         if kind == "oom":
             return (f"{st.spec.name} ran out of GPU memory {when} (the configuration does not fit this GPU as "
                     f"launched: lower max_num_seqs / max_model_len / gpu_memory_utilization, or use the next "

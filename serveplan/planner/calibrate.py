@@ -158,12 +158,14 @@ def loss(obs: list[Observation], cal: Calibration | None) -> float:
 
 def fit_calibration(obs: list[Observation], *, source: str, n_trials: int = 120, seed: int = 0,
                     version: str | None = None, start: Calibration | None = None,
-                    kernel_tables: dict[str, KernelFactor] | None = None) -> Calibration:
+                    kernel_tables: dict[str, KernelFactor] | None = None,
+                    bounds: dict[str, tuple[float, float]] | None = None) -> Calibration:
     """Fit step overhead, per-sequence and per-request overheads, the cost of a step beyond the CUDA graphs, the
     front end's streaming ceiling and weight-bandwidth / attention-bandwidth / compute / prefill scales.
     start: a calibration to try first (the one a refit replaces), so that a refit after a change to the step model
     never ends worse on its own points than the old terms would. kernel_tables: the engine's measured W8A8 GEMM
-    tables to keep (Calibration.kernel_tables; not fitted); by default start's."""
+    tables to keep (Calibration.kernel_tables; not fitted); by default start's. bounds: narrower (low, high) for
+    named terms, to try a step model with a term held near a value (`benchmarks/accuracy.py --fit --bound`)."""
     import optuna
 
     if not obs:
@@ -185,6 +187,13 @@ def fit_calibration(obs: list[Observation], *, source: str, n_trials: int = 120,
              "bandwidth_scale": (0.5, 1.3, False), "attention_scale": (0.5, 1.5, False),
              "compute_scale": (0.4, 1.3, False),
              "prefill_scale": (0.3, 1.5, False)}
+    for name, (lo, hi) in (bounds or {}).items():
+        if name not in space or not lo <= hi:
+            from serveplan.errors import ConfigError
+
+            raise ConfigError(f"Cannot bound {name!r} to {lo:g}..{hi:g}: the fitted terms are {', '.join(space)}, "
+                              f"each with low <= high.")
+        space[name] = (lo, hi, space[name][2] and lo > 0)
 
     measured = kernel_tables if kernel_tables is not None else (start.kernel_tables() if start is not None else {})
 
