@@ -66,10 +66,26 @@ def test_a_looser_slo_never_lowers_capacity():
     assert loose_cap >= tight_cap * 0.98, (tight_cap, loose_cap)
 
 
-def test_an_slo_no_idle_deployment_meets_has_zero_capacity():
+def test_an_slo_no_idle_deployment_meets_has_zero_capacity_and_says_what_it_would_take():
     req = build_request(model="llama-70b", gpus="2xA100", overrides=["slo.ttft_p99_ms=1"])
     est = _capacity(req, Candidate(tp=2, weight_dtype="int8", max_model_len=8192))[1]
-    assert est.predictions.capacity_rps == 0.0
+    p = est.predictions
+    assert p.capacity_rps == 0.0
+    # only the missed target, at a light load: more than the 1 ms asked, less than at the offered 2 req/s
+    assert set(p.light_load_ms) == {"ttft_p99"} and 1.0 < p.light_load_ms["ttft_p99"] <= p.ttft_ms.p99
+    # and an SLO that allows it is met at some rate
+    loose = req.model_copy(update={"slo": req.slo.model_copy(update={
+        "ttft_p99_ms": p.light_load_ms["ttft_p99"] * 1.5})})
+    met = _capacity(loose, Candidate(tp=2, weight_dtype="int8", max_model_len=8192))[1].predictions
+    assert met.capacity_rps > 0 and met.light_load_ms is None
+
+
+def test_sizing_says_what_an_unmeetable_slo_would_have_to_allow():
+    p = plan(build_request(model="llama-8b", gpus="1xA10G", overrides=["traffic=rag", "slo.ttft_p99_ms=500"]))
+    s = sizing_sentence(p)
+    at_light = p.winner.predictions.light_load_ms["ttft_p99"]
+    assert at_light > 500
+    assert f"misses the SLO even at light load (TTFT P99 {at_light:,.0f} ms against 500)" in s
 
 
 def test_finalists_carry_capacity_in_the_table_and_json(readme_plan):

@@ -74,6 +74,10 @@ def capacity_at_slo(scorer: Scorer, est: Estimate, *, seed: int = 0) -> Estimate
     top = min(p.max_rps, replica_capacity(sm, cand, mem, req.traffic, seed=seed,
                                           kv_block=req.engine.kv_block_size) * cand.replicas)
 
+    def light(rate: float) -> Predictions:
+        q, _ = analytic(sm, cand, mem, req.traffic.model_copy(update={"rate_rps": rate}), req.slo, req.inventory)
+        return q
+
     def margin(rate: float, simulated: bool) -> float:
         if rate >= top:
             return math.inf  # past what it serves at all
@@ -88,10 +92,15 @@ def capacity_at_slo(scorer: Scorer, est: Estimate, *, seed: int = 0) -> Estimate
             q, _ = analytic(sm, cand, mem, tr, req.slo, req.inventory)
         return math.inf if q.saturated else slo_margin(q, req.slo)
 
+    light_load = None
     if not req.slo.latency_targets():
         rate = top
     elif margin(top * 1e-3, simulated=False) > 0:
-        rate = 0.0  # not even an idle deployment meets it
+        rate = 0.0  # not even an idle deployment meets it: say what the SLO would have to allow
+        q = light(top * 1e-3)
+        light_load = {f"{metric}_{pct}": getattr(q, f"{metric}_ms").at(pct)
+                      for metric, pct, limit in req.slo.latency_targets()
+                      if getattr(q, f"{metric}_ms").at(pct) > limit}
     else:
         lo, hi = top * 1e-3, top
         for _ in range(BISECTION_STEPS):
@@ -106,7 +115,7 @@ def capacity_at_slo(scorer: Scorer, est: Estimate, *, seed: int = 0) -> Estimate
     tok_s = rate * mean_out
     cost = gpus * req.inventory.gpu.price_per_hour_usd / (tok_s * 3600) * 1e6 if tok_s > 0 else None
     preds = p.model_copy(update={"capacity_rps": rate, "capacity_tok_s_per_gpu": tok_s / gpus,
-                                 "cost_per_1m_tokens_at_capacity": cost,
+                                 "cost_per_1m_tokens_at_capacity": cost, "light_load_ms": light_load,
                                  "sources": {**p.sources, "capacity": "simulated around the mean-field bisection"}})
     return est.model_copy(update={"predictions": preds})
 

@@ -209,6 +209,18 @@ def _render_pareto(plan: Plan, console) -> None:  # noqa: ANN001
     console.print(t)
 
 
+def idle_miss_phrase(p, slo) -> str:  # noqa: ANN001 (Predictions, SLO)
+    """Why no arrival rate meets the SLO, and what it would have to allow: "misses the SLO even at light load
+    (TTFT P99 620 ms against 500)"."""
+    missed = p.light_load_ms or {}
+    if not missed:
+        return "meets the SLO at no arrival rate"
+    limits = {f"{metric}_{pct}": limit for metric, pct, limit in slo.latency_targets()}
+    parts = [f"{k.replace('_', ' ').upper()} {v:,.0f} ms" + (f" against {limits[k]:,.0f}" if k in limits else "")
+             for k, v in missed.items()]
+    return f"misses the SLO even at light load ({', '.join(parts)})"
+
+
 def sizing_sentence(plan: Plan) -> str:
     """How many replicas of the winner the offered load needs at its capacity within the SLO."""
     r, w = plan.request, plan.winner
@@ -218,7 +230,7 @@ def sizing_sentence(plan: Plan) -> str:
     c = w.config
     per_replica = p.capacity_rps / c.replicas
     if per_replica <= 0:
-        return f"{c.label()} meets the SLO at no arrival rate: relax the SLO or change the configuration."
+        return f"{c.label()} {idle_miss_phrase(p, r.slo)}: relax the SLO or change the configuration."
     from serveplan.planner.decision import asked_rate
 
     h = r.search.headroom

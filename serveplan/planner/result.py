@@ -72,6 +72,10 @@ class Predictions(_Frozen):
                                                  "capacity_rps.")
     cost_per_1m_tokens_at_capacity: float | None = Field(default=None, description="USD per 1M output tokens "
                                                          "when serving capacity_rps.")
+    light_load_ms: dict[str, float] | None = Field(default=None, description="Where no arrival rate meets the "
+                                                   "SLO: each missed latency target's value at a light load (1/1000 "
+                                                   "of capacity), e.g. {'ttft_p99': 620.0}: the least the SLO would "
+                                                   "have to allow for this configuration.")
     sources: dict[str, str] = Field(default_factory=dict, description="Where each term came from.")
 
 
