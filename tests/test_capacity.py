@@ -86,6 +86,8 @@ def test_sizing_says_what_an_unmeetable_slo_would_have_to_allow():
     at_light = p.winner.predictions.light_load_ms["ttft_p99"]
     assert at_light > 500
     assert f"misses the SLO even at light load (TTFT P99 {at_light:,.0f} ms against 500)" in s
+    doc = plan_json(p)  # --json carries the sentence and the number
+    assert doc["sizing"] == s and doc["candidates"][0]["predictions"]["light_load_ms"]["ttft_p99"] > 500
 
 
 def test_finalists_carry_capacity_in_the_table_and_json(readme_plan):

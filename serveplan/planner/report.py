@@ -60,6 +60,7 @@ def candidate_doc(e: Estimate) -> dict:
             "max_rps": round(p.max_rps, 4), "capacity_rps": _r(p.capacity_rps, 4),
             "capacity_tok_s_per_gpu": _r(p.capacity_tok_s_per_gpu, 2),
             "cost_per_1m_tokens_at_capacity": _r(p.cost_per_1m_tokens_at_capacity, 4),
+            "light_load_ms": {k: _r(v, 1) for k, v in p.light_load_ms.items()} if p.light_load_ms else None,
             "sources": dict(p.sources),
         }
     return doc
@@ -70,8 +71,8 @@ def plan_json(plan: Plan) -> dict:
     return {
         "model": r.model.name, "gpus": r.inventory.describe(), "traffic": r.traffic.name,
         "engine": f"{r.engine.name} {r.engine.version}", "slo": r.slo.model_dump(exclude_none=True),
-        "objective": r.search.objective, "why": plan.why, "profile": plan.profile,
-        "search": plan.stats.model_dump(),
+        "objective": r.search.objective, "why": plan.why, "sizing": sizing_sentence(plan) or None,
+        "profile": plan.profile, "search": plan.stats.model_dump(),
         "candidates": [candidate_doc(e) for e in plan.ranked],
         "pareto": [candidate_doc(e) for e in plan.pareto],
     }
