@@ -17,7 +17,14 @@
 # as "(count)", and the next call's $OUT is a new, empty folder): such a script writes under /tmp and tars into
 # $OUT as it goes (session19b.sh lost its open loops that way).
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+# However the script ends (here on a missing chunk, or later), $S/ALL_DONE appears, so that a polling call stops at
+# once instead of waiting out its loop (session 25 lost 550 device seconds polling a script that had exited).
+[ -n "${S:-}" ] && trap 'touch "$S/ALL_DONE"' EXIT
 if [ ! -f /tmp/vsite/env.sh ]; then
+  # every chunk SHA256SUMS names must be staged: say which are missing rather than fail inside tar
+  missing=$(awk '{print $2}' .vch-tools/SHA256SUMS | while read -r f; do [ -f "/tmp/vch/$f" ] || echo "$f"; done)
+  if [ -n "$missing" ]; then echo "vllm_env.sh: chunks not staged in /tmp/vch: $(echo $missing)" >&2
+    [ -n "${S:-}" ] && echo "chunks missing: $(echo $missing)" >> "$S/times.txt"; exit 1; fi
   cp .vch-tools/SHA256SUMS /tmp/vch/ && bash .vch-tools/assemble.sh /tmp/vch > /tmp/assemble.log 2>&1 \
     || { tail -20 /tmp/assemble.log; exit 1; }
 fi
