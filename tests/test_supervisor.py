@@ -482,3 +482,32 @@ def test_an_oom_after_a_worker_exception_is_named_as_oom(fake_env, tmp_path):
     with pytest.raises(LaunchError, match="ran out of GPU memory while starting"):
         sup.start()
     assert_all_gone(sup)
+
+
+@pytest.mark.parametrize("log,cause,hint", [
+    # session 25: TP2 INT8 on two H200s without NVLink multicast; the API server stayed up
+    ("session25/V70T2B/replica-0.log.gz", "RuntimeError: Worker failed with error 'cutlass_gemm_caller", True),
+    # session 21: an AWQ 70B served in float16, which vLLM's kernel refused in the memory profile
+    ("session21/V70A-float16/replica-0.log.gz", "RuntimeError: For FP16/BF16 input, output must have the same dtype",
+     False),
+])
+def test_real_vllm_crash_logs_fail_the_launch_with_their_cause(tmp_path, log, cause, hint):
+    """Committed vLLM 0.26.0 logs of launches that failed, written by a process that then stays up as vLLM's API
+    server did: the supervisor names the cause well before any health timeout."""
+    from serveplan.render.engines.vllm import VLLMAdapter
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu" / "results" / log
+    writer = ("import gzip, sys, time; sys.stdout.write(gzip.open(sys.argv[1], 'rt').read()); sys.stdout.flush(); "
+              "time.sleep(600)")
+    port = free_port()
+    a = VLLMAdapter()
+    proc = ProcSpec(name="replica-0", argv=[sys.executable, "-c", writer, str(path)], port=port,
+                    health_url=f"http://127.0.0.1:{port}/health", oom_patterns=a.oom_patterns,
+                    crash_patterns=a.crash_patterns, crash_hints=a.crash_hints, bind_host="127.0.0.1")
+    sup = make_sup(tmp_path, [proc], health_timeout_s=600)
+    with pytest.raises(LaunchError) as e:
+        sup.start()
+    msg = str(e.value)
+    assert "replica-0 crashed while starting" in msg and cause in msg
+    assert ("hardware.nvlink_multicast=false" in msg) is hint
+    assert_all_gone(sup)
