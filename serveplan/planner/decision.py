@@ -9,8 +9,10 @@ layout and of other batching, with the numbers that decided it.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 from serveplan.planner.capacity import capacity_at_slo
+from serveplan.planner.parallel import parallel_map
 from serveplan.planner.estimate import QUALITY_PENALTY_PER_PCT
 from serveplan.planner.result import Estimate
 from serveplan.planner.spec import Candidate, PlanRequest
@@ -70,7 +72,7 @@ def final_ranking(req: PlanRequest, scorer, top: list[Estimate], k: int,  # noqa
     their capacity at the SLO, re-ranked for the goodput objective, and the why. pool: every ranked candidate
     of the search (analytic), where one that keeps the headroom is looked for when no finalist does."""
     seed = req.search.seed
-    final = [capacity_at_slo(scorer, e, seed=seed) for e in diverse(top, k)]
+    final = capacities(req, scorer, diverse(top, k))
     if req.search.objective == "goodput_per_gpu":
         final = _with_headroom(req, scorer, pool if pool is not None else top, final, k)
         final.sort(key=lambda e: _final_key(req, e))
@@ -84,6 +86,12 @@ def final_ranking(req: PlanRequest, scorer, top: list[Estimate], k: int,  # noqa
                 if alt is not None:
                     alternatives.append(capacity_at_slo(scorer, alt, seed=seed))
     return final, why(req, final, alternatives)
+
+
+def capacities(req: PlanRequest, scorer, ests: list[Estimate]) -> list[Estimate]:  # noqa: ANN001
+    """capacity_at_slo of each, side by side in search.workers processes (parallel.parallel_map)."""
+    seed = req.search.seed
+    return parallel_map(partial(capacity_at_slo, scorer, seed=seed), ests, req.search.workers)
 
 
 HEADROOM_TRIES = 3  # leaders outside the finalists whose capacity is computed when no finalist keeps the headroom
@@ -102,8 +110,7 @@ def _with_headroom(req: PlanRequest, scorer, pool: list[Estimate], final: list[E
     likely = [e for e in pool if _structure(e.config) not in shown and e.meets_slo and e.predictions is not None
               and e.predictions.max_rps >= asked]  # the mean-field ceiling: capacity within the SLO is below it
     likely.sort(key=lambda e: -e.predictions.max_rps)  # type: ignore[union-attr]  # the most capacity first
-    seed = req.search.seed
-    extra = [capacity_at_slo(scorer, e, seed=seed) for e in diverse(likely, HEADROOM_TRIES)]  # it simulates them
+    extra = capacities(req, scorer, diverse(likely, HEADROOM_TRIES))  # it simulates them
     keep = [e for e in extra if has_headroom(req, e)]
     return keep + final  # ranked and cut to k by the caller
 

@@ -546,6 +546,8 @@ class SearchConfig(Frozen):
                             "replicas for that. Predictions are good to ~10-25%, and near capacity a small error "
                             "decides between a stable queue and a growing one.")
     top_k: int = Field(default=5, ge=1, le=50, description="Candidates shown and written.")
+    workers: int = Field(default=0, ge=0, le=256, description="Processes that simulate the finalists' capacity "
+                         "at the SLO side by side (forked; Linux): 0 = the CPUs this process may use, 1 = none.")
     max_model_len: int | None = Field(default=None, ge=16, description="Context to provision; default: "
                                       "the traffic's longest prompt + output, rounded up.")
 
