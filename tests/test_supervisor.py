@@ -294,6 +294,9 @@ def test_dry_run_touches_nothing(plan_dir, capsys):
     assert "vllm serve" in out and "CUDA_VISIBLE_DEVICES=" in out
     assert rec.replicas[0].port != rec.replicas[1].port
     assert set(rec.replicas[0].gpus).isdisjoint(rec.replicas[1].gpus)
+    # an H100 plan at TP=2 assumes NVLink multicast, and says so before anything starts
+    assert any("assumes NVLink multicast at TP=2" in n and "hardware.nvlink_multicast=false" in n for n in rec.notes)
+    assert "note: the plan assumes NVLink multicast" in out
 
 
 def test_quantized_winner_needs_checkpoint(plan_dir):
@@ -315,6 +318,7 @@ def test_quantized_winner_needs_checkpoint(plan_dir):
     rec = launch_plan(d, dry_run=True, base_port=free_base_port(2))
     assert rec.replicas[0].argv[2] == str((d / "checkpoints" / "llama-3.1-8b-awq").resolve())
     assert "--quantization" not in rec.replicas[0].argv
+    assert not any("NVLink multicast" in n for n in rec.notes)  # TP=1: nothing to say
 
 
 def test_a_gptq_folder_vllm_cannot_read_its_layers_from_is_refused(plan_dir, tmp_path):

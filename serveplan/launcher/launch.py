@@ -103,6 +103,11 @@ def _prepare(plan_dir: Path, *, model: str | None, force: bool, base_port: int, 
         raise LaunchError(f"The winner ({cfg.label()}) needs {cfg.total_gpus} GPUs, more than one node's "
                           f"{inv.gpus_per_node}; `plan launch` starts replicas on this machine only, so launch "
                           f"it node by node or re-plan with use of one node.")
+    if cfg.tp > 1 and inv.nvlink_multicast:
+        # session 25: a TP2 plan that assumed it crashed in vLLM's memory profile on two H200s without it
+        notes.append(f"the plan assumes NVLink multicast at TP={cfg.tp} (vLLM's FlashInfer all-reduce fusion, NCCL "
+                     f"NVLS); on nodes without it (many cloud VMs) the engine fails while starting: plan again with "
+                     f"hardware.nvlink_multicast=false there.")
     warnings = check_gpus(plan, force=force or dry_run)
     notes.extend(f"GPU check ({'dry run' if dry_run else 'forced'}): {w}" for w in warnings)
     ckpt = _resolve_checkpoint(plan, model, plan_dir, notes, dry_run)
