@@ -82,11 +82,15 @@ def last_line(tail: Iterable[str]) -> str:
     return ""
 
 
+def _bare(line: str) -> str:
+    """The line without the engine's log prefix (_ENGINE_PREFIX) and surrounding blanks."""
+    return _ENGINE_PREFIX.sub("", line.strip()).strip()
+
+
 def error_line(tail: Iterable[str]) -> str:
     """The line that best says what went wrong: the last exception line, else the last error-looking one (each
     without the engine's log prefix)."""
-    lines = [_ENGINE_PREFIX.sub("", l.strip()).strip() for l in tail]
-    lines = [l for l in lines if l]
+    lines = [b for b in map(_bare, tail) if b]
     for line in reversed(lines):
         if _EXCEPTION_LINE.match(line):
             return line
@@ -102,8 +106,7 @@ def first_exception_after(tail: Iterable[str], marker: str) -> str:
     destructor's error, minutes after the GEMM that failed). Falls back to error_line."""
     lines = list(tail)
     start = next((i for i, l in enumerate(lines) if l.strip() == marker.strip()), 0)
-    for raw in lines[start:]:
-        line = _ENGINE_PREFIX.sub("", raw.strip()).strip()
+    for line in map(_bare, lines[start:]):
         if _EXCEPTION_LINE.match(line):
             return line
     return error_line(lines)

@@ -74,33 +74,34 @@ def capacity_at_slo(scorer: Scorer, est: Estimate, *, seed: int = 0) -> Estimate
     top = min(p.max_rps, replica_capacity(sm, cand, mem, req.traffic, seed=seed,
                                           kv_block=req.engine.kv_block_size) * cand.replicas)
 
-    def light(rate: float) -> Predictions:
-        q, _ = analytic(sm, cand, mem, req.traffic.model_copy(update={"rate_rps": rate}), req.slo, req.inventory)
-        return q
-
-    def margin(rate: float, simulated: bool) -> float:
+    def predicted(rate: float, simulated: bool) -> Predictions | None:
         if rate >= top:
-            return math.inf  # past what it serves at all
+            return None  # past what it serves at all
         tr = req.traffic.model_copy(update={"rate_rps": rate})
         if simulated:
             # Saturated against the capacity already known, not by the in-system count's sign: that sign is noisy
             # under Poisson arrivals and long-tailed outputs, and read alone it rated 8B FP8 + FP8 KV on an H200 at
             # 15 req/s within the SLO where 20 met it with a TTFT P99 of 0.2 s against 2 s.
-            q = simulate(sm, cand, mem, tr, req.slo, req.inventory, seed=seed, kv_block=req.engine.kv_block_size,
-                         replica_capacity_rps=top / cand.replicas, horizon_s=REPORTED_HORIZON_S)
-        else:
-            q, _ = analytic(sm, cand, mem, tr, req.slo, req.inventory)
-        return math.inf if q.saturated else slo_margin(q, req.slo)
+            return simulate(sm, cand, mem, tr, req.slo, req.inventory, seed=seed, kv_block=req.engine.kv_block_size,
+                            replica_capacity_rps=top / cand.replicas, horizon_s=REPORTED_HORIZON_S)
+        return analytic(sm, cand, mem, tr, req.slo, req.inventory)[0]
+
+    def margin_of(q: Predictions | None) -> float:
+        return math.inf if q is None or q.saturated else slo_margin(q, req.slo)
+
+    def margin(rate: float, simulated: bool) -> float:
+        return margin_of(predicted(rate, simulated))
 
     light_load = None
-    if not req.slo.latency_targets():
+    targets = req.slo.latency_targets()
+    idle = predicted(top * 1e-3, simulated=False) if targets else None
+    if not targets:
         rate = top
-    elif margin(top * 1e-3, simulated=False) > 0:
+    elif margin_of(idle) > 0:
         rate = 0.0  # not even an idle deployment meets it: say what the SLO would have to allow
-        q = light(top * 1e-3)
-        light_load = {f"{metric}_{pct}": getattr(q, f"{metric}_ms").at(pct)
-                      for metric, pct, limit in req.slo.latency_targets()
-                      if getattr(q, f"{metric}_ms").at(pct) > limit}
+        if idle is not None:
+            light_load = {f"{metric}_{pct}": v for metric, pct, limit in targets
+                          if (v := getattr(idle, f"{metric}_ms").at(pct)) > limit}
     else:
         lo, hi = top * 1e-3, top
         for _ in range(BISECTION_STEPS):
@@ -108,7 +109,7 @@ def capacity_at_slo(scorer: Scorer, est: Estimate, *, seed: int = 0) -> Estimate
             lo, hi = (mid, hi) if margin(mid, simulated=False) <= 0 else (lo, mid)
         known = {}  # the offered load's own simulation (Scorer.reported): a point already paid for
         if req.traffic.rate_rps:
-            known[req.traffic.rate_rps] = math.inf if p.saturated else slo_margin(p, req.slo)
+            known[req.traffic.rate_rps] = margin_of(p)
         rate = _refine(lambda r: margin(r, simulated=True), lo, top, known)
     mean_out = req.traffic.output_len.mean
     gpus = cand.total_gpus

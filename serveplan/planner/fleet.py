@@ -221,9 +221,8 @@ def model_options(spec: FleetSpec, pools: list[Pool], planner: Planner | None = 
                 w = result.winner
                 p = w.predictions
                 if p is None or not p.capacity_rps or not w.memory.fits:
-                    why = idle_miss_phrase(p, req.slo) if p is not None else "meets the SLO at no arrival rate"
                     why_none.setdefault(i, f"on {n}x{pool.gpu.display_name} the best configuration "
-                                        f"({w.config.label()}) {why}")
+                                        f"({w.config.label()}) {idle_miss_phrase(p, req.slo)}")
                     continue
                 opt = Option(model=i, pool=j, gpus_per_replica=w.config.gpus_per_replica,
                              capacity_rps=p.capacity_rps / w.config.replicas, price_per_gpu_hour=pool.gpu.price_per_hour_usd,

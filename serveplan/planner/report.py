@@ -210,15 +210,14 @@ def _render_pareto(plan: Plan, console) -> None:  # noqa: ANN001
     console.print(t)
 
 
-def idle_miss_phrase(p, slo) -> str:  # noqa: ANN001 (Predictions, SLO)
+def idle_miss_phrase(p, slo) -> str:  # noqa: ANN001 (Predictions or None, SLO)
     """Why no arrival rate meets the SLO, and what it would have to allow: "misses the SLO even at light load
-    (TTFT P99 620 ms against 500)"."""
-    missed = p.light_load_ms or {}
+    (TTFT P99 620 ms against 500)"; without those figures (light_load_ms), only that it meets it at no rate."""
+    missed = (p.light_load_ms if p is not None else None) or {}
     if not missed:
         return "meets the SLO at no arrival rate"
-    limits = {f"{metric}_{pct}": limit for metric, pct, limit in slo.latency_targets()}
-    parts = [f"{k.replace('_', ' ').upper()} {v:,.0f} ms" + (f" against {limits[k]:,.0f}" if k in limits else "")
-             for k, v in missed.items()]
+    limits = {f"{metric}_{pct}": limit for metric, pct, limit in slo.latency_targets()}  # every missed one is here
+    parts = [f"{k.replace('_', ' ').upper()} {v:,.0f} ms against {limits[k]:,.0f}" for k, v in missed.items()]
     return f"misses the SLO even at light load ({', '.join(parts)})"
 
 
