@@ -534,3 +534,42 @@ def test_cancel_while_preparing(engine, monkeypatch):
     r = asyncio.run(main())
     assert time.monotonic() - t < 10  # not the 100 s the whole pool would take
     assert r.interrupted and r.requests == [] and r.summary.completed == 0
+
+
+# ----------------------------------------------------------------------------------------------- warm-up
+def test_warmup_is_sent_first_and_left_out(engine):
+    """warmup_s sends the same load first (a fresh engine compiles kernels for new batch shapes under it) and no
+    figure includes it: the engine serves more requests than the result records, and a note says why."""
+    before = served(engine)
+    r = run_bench([engine], traffic(), concurrency=2, num_requests=6, warmup_s=1.0, progress=False)
+    extra = int(served(engine) - before - 6)
+    assert r.summary.completed == 6 and len(r.requests) == 6 and r.args.warmup_s == 1.0
+    assert extra >= 2  # a closed loop of two clients sends at least one request each before its second is up
+    assert r.notes[0].startswith(f"a 1-s warm-up at the same load ({extra} requests)") and "in no figure" in r.notes[0]
+    # the measured sample is the one a run without warm-up draws (the warm-up has its own seed)
+    plain = run_bench([engine], traffic(inp=LengthDist(kind="uniform", mean=50, min=10, max=90)), concurrency=2,
+                      num_requests=6, progress=False)
+    warmed = run_bench([engine], traffic(inp=LengthDist(kind="uniform", mean=50, min=10, max=90)), concurrency=2,
+                       num_requests=6, warmup_s=0.5, progress=False)
+    assert sorted(q.input_len for q in plain.requests) == sorted(q.input_len for q in warmed.requests)
+    with pytest.raises(ConfigError, match="warmup_s"):
+        run_bench([engine], traffic(), warmup_s=-1)
+
+
+def test_cancel_during_warmup_measures_nothing(engine):
+    async def main():
+        before = served(engine)
+        task = asyncio.create_task(run_bench_async([engine], traffic(), concurrency=2, num_requests=5,
+                                                   warmup_s=120.0, progress=False))
+        for _ in range(600):  # cancel once the warm-up has served a request, however slow the machine
+            await asyncio.sleep(0.1)
+            if await asyncio.to_thread(served, engine) > before:
+                break
+        task.cancel()
+        return await task
+
+    t = time.monotonic()
+    r = asyncio.run(main())
+    assert time.monotonic() - t < 60  # not the 120-s warm-up
+    assert r.interrupted and r.requests == [] and r.summary.completed == 0
+    assert "interrupted during the warm-up: nothing was measured" in r.notes

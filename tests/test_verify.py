@@ -59,11 +59,11 @@ def verify_cmd(d: Path, *args: str) -> list[str]:
     # Two replicas listen on port and port + 1: both must be free (port + 1 of a random free port can be
     # the local end of some client connection).
     return [sys.executable, "-m", "serveplan.cli", "verify", str(d), "--port", str(free_base_port(2)),
-            "--health-timeout", "15", "--no-progress", *args]
+            "--health-timeout", "15", "--no-progress", "--warmup", "0", *args]
 
 
 def test_verify_end_to_end(plan_dir):
-    p = subprocess.run(verify_cmd(plan_dir, "--num-requests", "10"), cwd=REPO, capture_output=True, text=True,
+    p = subprocess.run(verify_cmd(plan_dir, "--num-requests", "10", "--warmup", "2"), cwd=REPO, capture_output=True, text=True,
                        timeout=60, env=dict(os.environ, COLUMNS="200"))
     assert p.returncode == 0, p.stdout + p.stderr
     doc = json.loads((plan_dir / "verify.json").read_text())
@@ -81,6 +81,9 @@ def test_verify_end_to_end(plan_dir):
     # The fake engine waits FAKE_ENGINE_TTFT_MS before the first token.
     assert TTFT_MS <= doc["measured"]["ttft_ms"]["p50"] < TTFT_MS * 1.5 + 20
     assert doc["completed"] == 10 and doc["failed"] == 0 and doc["errors"] == {}
+    # two seconds of the planned load went first and are in no figure (only the ten measured requests are)
+    assert doc["notes"][0].startswith("a 2-s warm-up at the same load (") and "in no figure" in doc["notes"][0]
+    assert doc["bench_args"]["warmup_s"] == 2
     assert any(n.startswith("10 requests: each P99 is about the slowest 1 of them") for n in doc["notes"])
     # each latency's range over simulated runs of ten requests: a P99 of ten moves far more than a P50 of ten does
     rng = {c["metric"]: c["sample_range"] for c in doc["comparison"]}
@@ -124,10 +127,10 @@ def test_forced_run_on_another_gpu_is_predicted_for_that_gpu(plan_dir, fake_env)
 
     fake_env.setenv("SERVEPLAN_FAKE_GPUS", ",".join(["NVIDIA H200"] * 2))
     with pytest.raises(LaunchError, match="made for H100"):
-        verify_plan(plan_dir, num_requests=4, base_port=free_port(), health_timeout_s=15, grace_s=3, progress=False,
+        verify_plan(plan_dir, warmup_s=0, num_requests=4, base_port=free_port(), health_timeout_s=15, grace_s=3, progress=False,
                     console=Console(file=open(os.devnull, "w")))
     out = plan_dir / "forced.json"
-    res = verify_plan(plan_dir, force=True, num_requests=6, base_port=free_base_port(2), health_timeout_s=15,
+    res = verify_plan(plan_dir, warmup_s=0, force=True, num_requests=6, base_port=free_base_port(2), health_timeout_s=15,
                       grace_s=3, progress=False, output=out, console=Console(file=open(os.devnull, "w")))
     doc = json.loads(out.read_text())
     assert doc["gpu"] == "h100-sxm" and doc["ran_on_gpu"] == "h200" and doc["prediction_source"] == "re-estimated"
@@ -151,7 +154,7 @@ def test_load_override_re_estimates(plan_dir):
     from serveplan.planner.result import load_plan
 
     out = plan_dir / "elsewhere" / "v.json"
-    res = verify_plan(plan_dir, concurrency=2, num_requests=6, base_port=free_port(), health_timeout_s=15,
+    res = verify_plan(plan_dir, warmup_s=0, concurrency=2, num_requests=6, base_port=free_port(), health_timeout_s=15,
                       grace_s=3, progress=False, output=out, console=Console(file=open(os.devnull, "w")))
     doc = json.loads(out.read_text())
     assert res.path == str(out) and (out.parent / "v-bench.json").is_file()
@@ -173,7 +176,7 @@ def test_launch_failure_propagates(plan_dir, fake_env):
 
     fake_env.setenv("FAKE_ENGINE_MODE", "crash")
     with pytest.raises(LaunchError, match=r"crashed while starting \(exited with code 1\): `RuntimeError: CUDA error"):
-        verify_plan(plan_dir, num_requests=2, base_port=free_port(), health_timeout_s=15, grace_s=3,
+        verify_plan(plan_dir, warmup_s=0, num_requests=2, base_port=free_port(), health_timeout_s=15, grace_s=3,
                     progress=False, console=None)
     assert not (plan_dir / "verify.json").exists()
     rec = read_run(plan_dir)

@@ -40,6 +40,7 @@ from serveplan.errors import ConfigError
 from serveplan.planner.spec import SLO, Traffic
 
 PREPARE_NOTE_S = 2.0  # preparation slower than this is reported in the notes
+WARMUP_SEED = 1_000_003  # the warm-up's lengths and arrivals: another sample than the measured run's
 
 
 # ----------------------------------------------------------------------------------------------- runner
@@ -346,7 +347,7 @@ def auth_headers() -> dict[str, str]:
 
 
 def _resolve_args(urls, traffic, model, num_requests, duration_s, rate_rps, concurrency, seed, timeout_s,
-                  tokenizer, endpoint) -> BenchArgs:
+                  tokenizer, endpoint, warmup_s: float = 0.0) -> BenchArgs:
     if isinstance(urls, str):
         urls = [urls]
     if not urls:
@@ -363,6 +364,8 @@ def _resolve_args(urls, traffic, model, num_requests, duration_s, rate_rps, conc
         raise ConfigError(f"duration_s must be positive, got {duration_s}.")
     if timeout_s <= 0:
         raise ConfigError(f"timeout_s must be positive, got {timeout_s}.")
+    if warmup_s < 0:
+        raise ConfigError(f"warmup_s must be 0 (no warm-up) or more seconds, got {warmup_s:g}.")
     if rate_rps is not None:  # explicit rate: open loop (a concurrency given too caps requests in flight)
         mode, rate, conc = "open", rate_rps, concurrency
     elif concurrency is not None:  # explicit concurrency only: closed loop
@@ -376,7 +379,22 @@ def _resolve_args(urls, traffic, model, num_requests, duration_s, rate_rps, conc
         num_requests = DEFAULT_NUM_REQUESTS
     return BenchArgs(urls=list(urls), endpoint=endpoint, model=model, mode=mode, arrival=arrival,
                      rate_rps=rate, concurrency=conc, num_requests=num_requests, duration_s=duration_s,
-                     seed=seed, timeout_s=timeout_s, tokenizer=tokenizer)
+                     seed=seed, timeout_s=timeout_s, tokenizer=tokenizer, warmup_s=warmup_s)
+
+
+def _warmup_args(args: BenchArgs) -> BenchArgs:
+    """The warm-up's load: the measured run's, for warmup_s seconds, on other lengths and arrivals (its own seed), so
+    that the measured requests are the same sample with or without a warm-up."""
+    return args.model_copy(update={"duration_s": args.warmup_s, "num_requests": None, "seed": args.seed + WARMUP_SEED,
+                                   "warmup_s": 0.0})
+
+
+def _warmup_note(warm: "BenchResult") -> str:
+    s = warm.summary
+    failed = f", {s.failed} failed" if s.failed else ""
+    return (f"a {warm.args.duration_s:g}-s warm-up at the same load ({s.completed + s.failed} requests{failed}) ran "
+            "first and is in no figure: engines compile kernels for batch shapes the first time they meet them "
+            "(vLLM's fused MoE kernel stalled a fresh server's first ~25 s of load, docs/accuracy.md session 26)")
 
 
 async def run_bench_async(urls: list[str], traffic: Traffic, *, model: str | None = None,
@@ -384,11 +402,24 @@ async def run_bench_async(urls: list[str], traffic: Traffic, *, model: str | Non
                           rate_rps: float | None = None, concurrency: int | None = None, seed: int = 0,
                           slo: SLO | None = None, timeout_s: float = 600, tokenizer: str | None = None,
                           endpoint: Endpoint = "completions", progress: bool = True,
-                          extra_body: dict | None = None, output: str | Path | None = None) -> BenchResult:
+                          extra_body: dict | None = None, output: str | Path | None = None,
+                          warmup_s: float = 0.0) -> BenchResult:
     """`run_bench` inside a running event loop. Cancelling it stops the run and still returns the result."""
     args = _resolve_args(urls, traffic, model, num_requests, duration_s, rate_rps, concurrency, seed,
-                         timeout_s, tokenizer, endpoint)
-    result = await _Run(args.urls, traffic, args, slo, progress, extra_body).run()
+                         timeout_s, tokenizer, endpoint, warmup_s)
+    warm = None
+    if args.warmup_s > 0:
+        warm = await _Run(args.urls, traffic, _warmup_args(args), slo, progress, extra_body).run()
+        args.model = args.model or warm.args.model  # discovered once
+    run = _Run(args.urls, traffic, args, slo, progress, extra_body)
+    if warm is not None and warm.interrupted:  # stopped while warming up: nothing was measured
+        run.interrupted = True
+        run.notes.append("interrupted during the warm-up: nothing was measured")
+        result = run._result(datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    else:
+        result = await run.run()
+        if warm is not None:
+            result.notes.insert(0, _warmup_note(warm))
     if output is not None:
         result.write_json(output)
     return result
@@ -398,7 +429,7 @@ def run_bench(urls: list[str], traffic: Traffic, *, model: str | None = None, nu
               duration_s: float | None = None, rate_rps: float | None = None, concurrency: int | None = None,
               seed: int = 0, slo: SLO | None = None, timeout_s: float = 600, tokenizer: str | None = None,
               endpoint: Endpoint = "completions", progress: bool = True, extra_body: dict | None = None,
-              output: str | Path | None = None) -> BenchResult:
+              output: str | Path | None = None, warmup_s: float = 0.0) -> BenchResult:
     """Benchmark one load point against one or more replicas (round-robin) of an OpenAI-compatible server.
 
     Load: `rate_rps` = open loop at that rate (the traffic's arrival process: poisson, constant or bursty;
@@ -409,12 +440,15 @@ def run_bench(urls: list[str], traffic: Traffic, *, model: str | None = None, nu
     them); `extra_body` adds or overrides request fields, and a None value removes one (e.g.
     {"min_tokens": None, "ignore_eos": None} for a server that rejects them). Errors are counted, never raised. SIGINT/SIGTERM (or cancellation of the async form)
     stops the run: in-flight requests are cancelled and left out, and the result comes back with
-    interrupted=True. With `output`, the JSON is written there (also when interrupted).
+    interrupted=True. With `output`, the JSON is written there (also when interrupted). `warmup_s` > 0 first sends
+    the same load for that many seconds, lets it finish, and leaves it out of every figure (a note says so): an
+    engine compiles kernels for batch shapes the first time it meets them, which a fresh server's first seconds of
+    load pay and a running deployment does not.
     """
     coro = run_bench_async(urls, traffic, model=model, num_requests=num_requests, duration_s=duration_s,
                            rate_rps=rate_rps, concurrency=concurrency, seed=seed, slo=slo,
                            timeout_s=timeout_s, tokenizer=tokenizer, endpoint=endpoint, progress=progress,
-                           extra_body=extra_body, output=output)
+                           extra_body=extra_body, output=output, warmup_s=warmup_s)
     return asyncio.run(coro)
 
 

@@ -170,6 +170,9 @@ class BenchArgs(_Model):
     seed: int = 0
     timeout_s: float = 600
     tokenizer: str | None = None
+    # seconds of the same load sent before the measured run and left out of every figure (engines compile kernels
+    # for batch shapes the first time they meet them; see loadgen.run_bench)
+    warmup_s: float = 0.0
 
 
 class BenchResult(_Model):

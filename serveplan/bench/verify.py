@@ -72,6 +72,10 @@ BENCH_FILE = "verify-bench.json"
 SCHEMA_VERSION = 1
 EXIT_INTERRUPTED = 130
 EXIT_ALL_FAILED = EXIT_LAUNCH_FAILED
+# Seconds of the planned load sent before the measured run and in no figure. vLLM compiles its Triton fused MoE
+# kernel for each new batch shape the first time it meets one: a fresh Mixtral FP8 server's first ~25 s at 8 req/s
+# read TTFT P50 1-2.4 s against ~0.15 s after (docs/accuracy.md, session 26). The prediction is a warm deployment's.
+DEFAULT_WARMUP_S = 30.0
 
 # (key in comparison, label, predicted getter, measured getter)
 _PCTS = ("p50", "p90", "p99", "mean")
@@ -420,10 +424,12 @@ def verify_plan(plan_dir: str | Path, *, model: str | None = None, num_requests:
                 health_timeout_s: float = 900, output: str | Path | None = None,
                 rate_rps: float | None = None, concurrency: int | None = None, seed: int = 0,
                 timeout_s: float = 600, endpoint: str = "completions", progress: bool = True,
-                grace_s: float = 10.0, console=None, tokenizer: str | None = None) -> VerifyResult:  # noqa: ANN001
-    """Launch the plan in plan_dir, bench it at its planned load (or rate_rps / concurrency), stop it, and
-    write verify.json (to `output`, default next to plan.yaml). Raises LaunchError when the launch fails;
-    the engines are stopped in every case. Returns the document (result.path says where it went)."""
+                grace_s: float = 10.0, console=None, tokenizer: str | None = None,  # noqa: ANN001
+                warmup_s: float = DEFAULT_WARMUP_S) -> VerifyResult:
+    """Launch the plan in plan_dir, bench it at its planned load (or rate_rps / concurrency) after `warmup_s`
+    seconds of the same load that no figure includes, stop it, and write verify.json (to `output`, default next to
+    plan.yaml). Raises LaunchError when the launch fails; the engines are stopped in every case. Returns the
+    document (result.path says where it went)."""
     from rich.console import Console
 
     from serveplan.fileio import write_atomic
@@ -436,7 +442,7 @@ def verify_plan(plan_dir: str | Path, *, model: str | None = None, num_requests:
     plan_file, plan = _load(plan_dir)
     # Bad bench arguments are reported before anything is started.
     _resolve_args(["http://check"], plan.request.traffic, model, num_requests, duration_s, rate_rps, concurrency,
-                  seed, timeout_s, None, endpoint)
+                  seed, timeout_s, None, endpoint, warmup_s)
     pdir = plan_file.parent
     out = Path(output) if output is not None else pdir / VERIFY_FILE
     bench_out = out.parent / BENCH_FILE if out.name == VERIFY_FILE else out.with_name(out.stem + "-bench.json")
@@ -463,7 +469,7 @@ def verify_plan(plan_dir: str | Path, *, model: str | None = None, num_requests:
         bench = run_bench(list(rec.endpoints), traffic, model=rec.served_model_name, num_requests=num_requests,
                           duration_s=duration_s, seed=seed, slo=req.slo, timeout_s=timeout_s,
                           endpoint=endpoint, progress=progress,  # type: ignore[arg-type]
-                          tokenizer=tokenizer or _local_tokenizer(model))
+                          tokenizer=tokenizer or _local_tokenizer(model), warmup_s=warmup_s)
     # launched() has stopped the engines and updated rec (exit codes, status, stopped_at).
     notes.extend(bench.notes)
     if 0 < bench.summary.completed < P99_FEW_REQUESTS:

@@ -90,6 +90,19 @@ def positive_float(text: str) -> float:
     return v
 
 
+def seconds_or_zero(text: str) -> float:
+    """argparse type: a finite number of seconds >= 0 (0 turns the thing off)."""
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be 0 (off) or a finite number of seconds")
+    return v
+
+
 def port(text: str) -> int:
     """argparse type: a TCP port a server can listen on."""
     v = positive_int(text)

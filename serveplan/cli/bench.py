@@ -29,7 +29,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _parser():  # noqa: ANN202
-    from serveplan.cli.args import _Parser, positive_float, positive_int
+    from serveplan.cli.args import _Parser, positive_float, positive_int, seconds_or_zero
 
     p = _Parser(prog="bench", description="Load-test OpenAI-compatible endpoint(s) with a traffic preset and "
                 "report TTFT, TPOT, ITL, E2E and throughput. Extra key=value arguments override the traffic, "
@@ -49,6 +49,9 @@ def _parser():  # noqa: ANN202
                    "--duration is not given)")
     p.add_argument("--duration", type=positive_float, help="stop sending after this many seconds")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled lengths and arrivals")
+    p.add_argument("--warmup", type=seconds_or_zero, default=0.0, metavar="SECONDS", help="first send the same load "
+                   "for this many seconds and leave it out of the figures (a fresh engine compiles kernels for new "
+                   "batch shapes under its first load; default 0: none)")
     p.add_argument("--timeout", type=positive_float, default=600.0, help="per-request timeout in seconds")
     p.add_argument("--model", help="model name for requests (default: the server's first /v1/models entry)")
     p.add_argument("--tokenizer", help="local tokenizer (HF id or path) for exact prompt lengths")
@@ -161,7 +164,8 @@ def main(argv: list[str]) -> int:
             check_writable(flag, Path(path))
     check_reachable(a.url)
     kw = dict(model=a.model, num_requests=a.num_requests, duration_s=a.duration, seed=a.seed, slo=slo,
-              timeout_s=a.timeout, tokenizer=a.tokenizer, endpoint=a.endpoint, progress=not a.no_progress)
+              timeout_s=a.timeout, tokenizer=a.tokenizer, endpoint=a.endpoint, progress=not a.no_progress,
+              warmup_s=a.warmup)
     if a.sweep_rates or a.sweep_concurrency:
         if a.sweep_rates:
             results = sweep(a.url, traffic, rates=rates, concurrency=a.concurrency, **kw)

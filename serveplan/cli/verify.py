@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from serveplan.bench.verify import render_verify, verify_plan
-from serveplan.cli.args import _Parser, port, positive_float, positive_int
+from serveplan.bench.verify import DEFAULT_WARMUP_S
+from serveplan.cli.args import _Parser, port, positive_float, positive_int, seconds_or_zero
 from serveplan.cli.boundary import _console
 
 
@@ -20,6 +21,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--concurrency", type=positive_int, help="bench closed loop with this many clients instead (with "
                    "--rate: a cap on requests in flight)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warmup", type=seconds_or_zero, default=DEFAULT_WARMUP_S, metavar="SECONDS",
+                   help=f"send the same load for this many seconds first, left out of the comparison (default "
+                   f"{DEFAULT_WARMUP_S:g}; 0: none): a fresh engine compiles kernels for new batch shapes under its "
+                   "first load, which the prediction, a running deployment's, does not include")
     p.add_argument("--timeout", type=positive_float, default=600.0, help="per-request timeout in seconds")
     p.add_argument("--endpoint", choices=("completions", "chat"), default="completions")
     p.add_argument("--force", action="store_true", help="launch even if the visible GPUs do not match the plan")
@@ -32,7 +37,7 @@ def main(argv: list[str]) -> int:
     result = verify_plan(a.plan_dir, model=a.model, tokenizer=a.tokenizer, num_requests=a.num_requests, duration_s=a.duration,
                          force=a.force, base_port=a.port, health_timeout_s=a.health_timeout, output=a.output,
                          rate_rps=a.rate, concurrency=a.concurrency, seed=a.seed, timeout_s=a.timeout,
-                         endpoint=a.endpoint, progress=not a.no_progress, console=con)
+                         endpoint=a.endpoint, progress=not a.no_progress, console=con, warmup_s=a.warmup)
     render_verify(result, con)
     if result.interrupted:
         import sys
