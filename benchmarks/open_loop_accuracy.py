@@ -82,6 +82,10 @@ EXCLUDED_ROWS = {
     "H100 8B fp8 rag 2 req/s, prefix cached": "a load-generator bug of the time made every prompt alike, so vLLM's "
     "prefix cache served most of each prompt; the traffic the file records (no shared prefix) is not what ran "
     "(docs/gpu-runs.md; the rerun is the row above it)",
+    "H200 MXF chat-8 req/s (session 26)": "the fresh server's first open loop: vLLM JIT-compiled its fused MoE kernel "
+    "for new batch shapes in its first ~25 s (the log's 'Triton kernel JIT compilation during inference'; TTFT P50 "
+    "1.2-2.4 s per 5-s bin there, 0.10-0.17 s after), a warm-up `verify` now runs before measuring (docs/accuracy.md, "
+    "session 26); the same server at 12 req/s, after it, is the row below",
 }
 # (label, bench JSON, model, gpu, rate, tp, fit?): `vllm serve FOLDER [--tensor-parallel-size TP]` with vLLM
 # 0.26.0's defaults on an H200: bf16, max_num_seqs 1024, max_num_batched_tokens 8192 (>= 70 GiB cards), chunked
@@ -131,6 +135,8 @@ DEFAULTS_RUNS = [
 # Session 24 (session24.sh, one of four H200s): CAP = the 8B FP8 plan for one H200 (seqs 512, 8,192 tokens chunked,
 # max_model_len 16,384) at 24, 27 and 30 req/s for 90 s each, around the plan's "req/s at SLO" (docs/accuracy.md);
 # session24c.sh's CS = the same server on another host at 12, 20 and 25 req/s, its engine steps scraped (--steps).
+# Session 26 (session26.sh, one H200): the Mixtral plan's flags (seqs 512, 16,384 tokens chunked, FP8 KV) served as
+# MXI = INT8 W8A8 at 6, 8, 9 and 10 req/s and MXF = FP8 at 8 and 12, one after the other on one GPU, steps scraped.
 SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "session 6", {"D"}),
             (R / "session7", "session 7", set()), (R / "session8", "session 8", set()),
             (R / "session9", "session 9", set()), (R / "session11", "session 11", set()),
@@ -139,7 +145,8 @@ SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "sessi
             (R / "session15", "session 15", set()), (R / "session17", "session 17", set()),
             (R / "session18", "session 18", set()), (R / "session19", "session 19", set()),
             (R / "session20", "session 20", set()), (R / "session23", "session 23", set()),
-            (R / "session24", "session 24", set()), (R / "session24c", "session 24", set())]
+            (R / "session24", "session 24", set()), (R / "session24c", "session 24", set()),
+            (R / "session26", "session 26", set())]
 # The open loops the shipped H200 calibration is fitted on, beside the grids' training points (benchmarks/accuracy.py
 # --fit): session 6's 8B server alone on its host. Their engine timings also gave conf/engine/vllm.yaml's
 # tokenize_us_per_token (the concurrency-1 sweep) and frontend_ms_per_ktok_s (the open loops). Every other row is
