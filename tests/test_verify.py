@@ -107,6 +107,8 @@ def test_verify_end_to_end(plan_dir):
     for word in ("predicted (plan)", "measured", "TTFT P50", "TPOT P99", "output tok/s", "verify.json",
                  "replayed on the requests sent"):
         assert word in p.stdout
+    # the launch's own notes (as `plan launch` prints them) are shown too, and kept in run.notes
+    assert doc["run"]["notes"] and all(f"note: {n[:40]}" in " ".join(p.stdout.split()) for n in doc["run"]["notes"])
     # the model replayed on the ten requests sent (each replica's own): latencies beside the prediction's
     for m in ("ttft_ms", "tpot_ms", "e2e_ms"):
         assert doc["replayed"][m]["p99"] >= doc["replayed"][m]["p50"] > 0

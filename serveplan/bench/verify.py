@@ -466,6 +466,9 @@ def verify_plan(plan_dir: str | Path, *, model: str | None = None, num_requests:
                   console=console, grace_s=grace_s) as rec:
         console.print(f"serving {rec.served_model_name} on {', '.join(rec.endpoints)}; benchmarking",
                       highlight=False, markup=False)
+        for n in rec.notes:  # what `plan launch` says before it starts (weights, multicast, GPU check); verify.json
+            # keeps them in run.notes
+            console.print(f"note: {n}", style="yellow", highlight=False, markup=False, soft_wrap=True)
         bench = run_bench(list(rec.endpoints), traffic, model=rec.served_model_name, num_requests=num_requests,
                           duration_s=duration_s, seed=seed, slo=req.slo, timeout_s=timeout_s,
                           endpoint=endpoint, progress=progress,  # type: ignore[arg-type]
