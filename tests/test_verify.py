@@ -172,6 +172,29 @@ def test_load_override_re_estimates(plan_dir):
     engines_gone(doc["run"])
 
 
+def test_a_kernel_compiled_during_the_measured_load_is_noted(plan_dir, fake_env):
+    """vLLM logs "Triton kernel JIT compilation during inference" when it compiles a kernel for a batch shape met while
+    serving (session 26: a fresh Mixtral server's first ~25 s of load). In the warm-up: no note. In the measured part:
+    a note naming the replica and the line, and what to do."""
+    from rich.console import Console
+
+    from serveplan.bench.verify import verify_plan
+
+    def run(jit_at: int, warmup_s: float) -> list[str]:
+        fake_env.setenv("FAKE_ENGINE_JIT_AT_REQUEST", str(jit_at))
+        res = verify_plan(plan_dir, warmup_s=warmup_s, concurrency=2, num_requests=4, base_port=free_base_port(2),
+                          health_timeout_s=15, grace_s=3, progress=False, console=Console(file=open(os.devnull, "w")))
+        return [n for n in res.notes if "compiled a kernel during the measured load" in n]
+
+    # each replica's first request is a warm-up one (two clients, round robin): compiled before the measured part
+    assert run(jit_at=1, warmup_s=1.0) == []
+    # each replica's second measured request: inside it
+    stalls = run(jit_at=2, warmup_s=0)
+    assert len(stalls) == 1 and stalls[0].startswith("replica-")
+    assert "Triton kernel JIT compilation during inference: fused_moe_kernel" in stalls[0]
+    assert "(EngineCore pid=" not in stalls[0] and "--warmup" in stalls[0]
+
+
 def test_launch_failure_propagates(plan_dir, fake_env):
     from serveplan.launcher.record import read_run
     from serveplan.bench.verify import verify_plan

@@ -27,6 +27,7 @@ import random
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -403,7 +404,7 @@ async def run_bench_async(urls: list[str], traffic: Traffic, *, model: str | Non
                           slo: SLO | None = None, timeout_s: float = 600, tokenizer: str | None = None,
                           endpoint: Endpoint = "completions", progress: bool = True,
                           extra_body: dict | None = None, output: str | Path | None = None,
-                          warmup_s: float = 0.0) -> BenchResult:
+                          warmup_s: float = 0.0, on_measure: Callable[[], None] | None = None) -> BenchResult:
     """`run_bench` inside a running event loop. Cancelling it stops the run and still returns the result."""
     args = _resolve_args(urls, traffic, model, num_requests, duration_s, rate_rps, concurrency, seed,
                          timeout_s, tokenizer, endpoint, warmup_s)
@@ -417,6 +418,8 @@ async def run_bench_async(urls: list[str], traffic: Traffic, *, model: str | Non
         run.notes.append("interrupted during the warm-up: nothing was measured")
         result = run._result(datetime.now(timezone.utc).isoformat(timespec="seconds"))
     else:
+        if on_measure is not None:  # the caller marks where the measured part starts (verify: the engines' logs)
+            on_measure()
         result = await run.run()
         if warm is not None:
             result.notes.insert(0, _warmup_note(warm))
@@ -429,7 +432,8 @@ def run_bench(urls: list[str], traffic: Traffic, *, model: str | None = None, nu
               duration_s: float | None = None, rate_rps: float | None = None, concurrency: int | None = None,
               seed: int = 0, slo: SLO | None = None, timeout_s: float = 600, tokenizer: str | None = None,
               endpoint: Endpoint = "completions", progress: bool = True, extra_body: dict | None = None,
-              output: str | Path | None = None, warmup_s: float = 0.0) -> BenchResult:
+              output: str | Path | None = None, warmup_s: float = 0.0,
+              on_measure: Callable[[], None] | None = None) -> BenchResult:
     """Benchmark one load point against one or more replicas (round-robin) of an OpenAI-compatible server.
 
     Load: `rate_rps` = open loop at that rate (the traffic's arrival process: poisson, constant or bursty;
@@ -443,12 +447,12 @@ def run_bench(urls: list[str], traffic: Traffic, *, model: str | None = None, nu
     interrupted=True. With `output`, the JSON is written there (also when interrupted). `warmup_s` > 0 first sends
     the same load for that many seconds, lets it finish, and leaves it out of every figure (a note says so): an
     engine compiles kernels for batch shapes the first time it meets them, which a fresh server's first seconds of
-    load pay and a running deployment does not.
+    load pay and a running deployment does not. `on_measure` is called once, just before the measured part starts.
     """
     coro = run_bench_async(urls, traffic, model=model, num_requests=num_requests, duration_s=duration_s,
                            rate_rps=rate_rps, concurrency=concurrency, seed=seed, slo=slo,
                            timeout_s=timeout_s, tokenizer=tokenizer, endpoint=endpoint, progress=progress,
-                           extra_body=extra_body, output=output, warmup_s=warmup_s)
+                           extra_body=extra_body, output=output, warmup_s=warmup_s, on_measure=on_measure)
     return asyncio.run(coro)
 
 

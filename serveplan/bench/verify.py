@@ -310,6 +310,34 @@ def fell_behind(s, requests) -> str | None:  # noqa: ANN001 (BenchSummary, Reque
             f"{s.served_rps:.2f} (--rate) to measure the configuration itself")
 
 
+def log_offsets(rec) -> dict[str, int]:  # noqa: ANN001 (RunRecord)
+    """Each replica log's size now: where the measured part of a run starts in it."""
+    from serveplan.launcher.logwatch import log_size
+
+    return {r.log: log_size(r.log) for r in rec.replicas if r.log}
+
+
+def compile_stalls(rec, offsets: dict[str, int]) -> str | None:  # noqa: ANN001 (RunRecord)
+    """A note when an engine logged a kernel compiled while serving (its adapter's compile_stall_patterns) after
+    `offsets` (log_offsets at the start of the measured part): those latencies include a stall a warm deployment
+    does not have."""
+    from serveplan.launcher.logwatch import lines_after
+    from serveplan.render.engines.base import get_adapter
+
+    try:
+        patterns = get_adapter(rec.engine, rec.engine_version).compile_stall_patterns
+    except Exception:  # noqa: BLE001 (an engine this version cannot render: nothing to look for)
+        return None
+    for r in rec.replicas:
+        if r.log and r.log in offsets:
+            found = lines_after(r.log, offsets[r.log], patterns, limit=1)
+            if found:
+                return (f"{r.name} compiled a kernel during the measured load ({found[0][:160]}): its latencies "
+                        f"include that stall, which a warm deployment does not have; run again with a longer "
+                        f"--warmup to leave it out")
+    return None
+
+
 def _plan_file(plan_dir: str | Path) -> Path:
     p = Path(plan_dir)
     f = p / "plan.yaml" if p.is_dir() else p
@@ -469,12 +497,17 @@ def verify_plan(plan_dir: str | Path, *, model: str | None = None, num_requests:
         for n in rec.notes:  # what `plan launch` says before it starts (weights, multicast, GPU check); verify.json
             # keeps them in run.notes
             console.print(f"note: {n}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+        offsets: dict[str, int] = {}
         bench = run_bench(list(rec.endpoints), traffic, model=rec.served_model_name, num_requests=num_requests,
                           duration_s=duration_s, seed=seed, slo=req.slo, timeout_s=timeout_s,
                           endpoint=endpoint, progress=progress,  # type: ignore[arg-type]
-                          tokenizer=tokenizer or _local_tokenizer(model), warmup_s=warmup_s)
+                          tokenizer=tokenizer or _local_tokenizer(model), warmup_s=warmup_s,
+                          on_measure=lambda: offsets.update(log_offsets(rec)))
+        stalls = compile_stalls(rec, offsets)
     # launched() has stopped the engines and updated rec (exit codes, status, stopped_at).
     notes.extend(bench.notes)
+    if stalls:
+        notes.append(stalls)
     if 0 < bench.summary.completed < P99_FEW_REQUESTS:
         n = bench.summary.completed
         notes.append(f"{n} requests: each P99 is about the slowest {max(1, round(n / 100))} of them and moves with the "

@@ -27,6 +27,30 @@ _ENGINE_PREFIX = re.compile(r"^(\([\w.-]+ pid=\d+\)\s*)?((DEBUG|INFO|WARNING|ERR
                             r"\[[^\]]*\]\s?)?(\[\d{4}-\d\d-\d\d [\d:]+( [\w ]+)?\]\s?)?")
 
 
+def lines_after(path: str | Path, offset: int, patterns: Iterable[str], limit: int = 3) -> list[str]:
+    """Up to `limit` lines of the log at `path`, from byte `offset` on, that match one of `patterns` (engine
+    prefixes stripped); none when the file is gone or there are no patterns."""
+    regexes = [compile_pattern(p) for p in patterns]
+    if not regexes:
+        return []
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    found = [_bare(line) for line in text.splitlines() if any(r.search(line) for r in regexes)]
+    return found[:limit]
+
+
+def log_size(path: str | Path) -> int:
+    """The log's size in bytes now (0 when it is not there yet): where a later `lines_after` starts."""
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0
+
+
 class FailureLines:
     """Which failure a log line shows: "oom" (the engine's and the spec's own patterns), "port", or "crash" (the
     spec's patterns for an engine process's exception, after which it never serves: vLLM's workers stay up and

@@ -26,6 +26,8 @@ Behaviour comes from the environment, so a rendered argv stays unchanged:
     FAKE_ENGINE_CRASH_AFTER_S    crash mode: become healthy, then crash this many seconds later
                                  (unset: crash at the end of startup, never healthy)
     FAKE_ENGINE_LIFETIME_S       exit by itself after this many seconds (0 = never); a safety net for tests
+    FAKE_ENGINE_JIT_AT_REQUEST   log vLLM's "Triton kernel JIT compilation during inference" warning when the N-th
+                                 generation request arrives (session 26's fused-MoE compile under load); unset: never
 """
 
 

@@ -47,6 +47,7 @@ class EngineAdapter(Protocol):
     oom_patterns: tuple[str, ...]     # regexes that mean CUDA out-of-memory in this engine's log
     crash_patterns: tuple[str, ...]   # regexes for an engine process's exception after which it never serves
     crash_hints: tuple[tuple[str, str], ...]  # (regex of a log line, the sentence that explains such a crash)
+    compile_stall_patterns: tuple[str, ...]  # regexes for a kernel compiled while serving (a latency spike)
 
     def render(self, candidate: Candidate, request: PlanRequest, *, replica: int, gpus: list[int],
                port: int, host: str = "0.0.0.0", model: str | None = None, served_model_name: str | None = None,

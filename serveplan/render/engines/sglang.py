@@ -44,6 +44,7 @@ class SGLangAdapter:
     # SGLang's scheduler logs this, then takes the server down (its exit is caught anyway; the line names the cause)
     crash_patterns = (r"Scheduler hit an exception",)
     crash_hints: tuple[tuple[str, str], ...] = ()
+    compile_stall_patterns: tuple[str, ...] = ()
 
     @property
     def schema(self) -> dict:

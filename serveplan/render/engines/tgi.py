@@ -63,6 +63,7 @@ class TGIAdapter:
     )
     crash_patterns: tuple[str, ...] = ()  # its processes exit on a fatal error, which the supervisor sees
     crash_hints: tuple[tuple[str, str], ...] = ()
+    compile_stall_patterns: tuple[str, ...] = ()
 
     @property
     def schema(self) -> dict:

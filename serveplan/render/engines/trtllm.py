@@ -57,6 +57,7 @@ class TRTLLMAdapter:
     )
     crash_patterns: tuple[str, ...] = ()  # its processes exit on a fatal error, which the supervisor sees
     crash_hints: tuple[tuple[str, str], ...] = ()
+    compile_stall_patterns: tuple[str, ...] = ()
 
     @property
     def schema(self) -> dict:

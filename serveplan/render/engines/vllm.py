@@ -103,6 +103,10 @@ class VLLMAdapter:
          "hardware.nvlink_multicast=false, which turns that fusion and NCCL NVLS off."),
     )
 
+    # vLLM's JIT monitor, once per server: a Triton kernel (the fused MoE one) compiled for a batch shape met while
+    # serving. Session 26: a fresh Mixtral server's first ~25 s of load stalled on it (verify's warm-up is for it).
+    compile_stall_patterns = (r"JIT compilation during inference",)
+
     def __init__(self, version: str = VERSION):
         self.schema = load_schema(self.name, version)  # a version with no schema: ConfigError naming those with one
         self.version = version

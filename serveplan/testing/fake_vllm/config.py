@@ -99,6 +99,7 @@ class Behaviour:
     max_concurrency: int | None = None
     crash_after_s: float | None = None
     lifetime_s: float = 0.0
+    jit_at_request: int | None = None
 
     @classmethod
     def from_env(cls, env=os.environ) -> "Behaviour":
@@ -111,9 +112,10 @@ class Behaviour:
             raise SystemExit(f"FAKE_ENGINE_MODE must be one of {', '.join(MODES)}, not {mode!r}")
         cap = env.get("FAKE_ENGINE_MAX_CONCURRENCY", "").strip()
         crash_after = env.get("FAKE_ENGINE_CRASH_AFTER_S", "").strip()
+        jit_at = env.get("FAKE_ENGINE_JIT_AT_REQUEST", "").strip()
         return cls(ttft_s=num("FAKE_ENGINE_TTFT_MS", 20) / 1000, itl_s=num("FAKE_ENGINE_ITL_MS", 5) / 1000,
                    itl_per_seq_s=num("FAKE_ENGINE_ITL_PER_SEQ_MS", 0) / 1000,
                    startup_s=num("FAKE_ENGINE_STARTUP_S", 0.2), mode=mode,
                    max_concurrency=int(cap) if cap else None,
                    crash_after_s=float(crash_after) if crash_after else None,
-                   lifetime_s=num("FAKE_ENGINE_LIFETIME_S", 0))
+                   lifetime_s=num("FAKE_ENGINE_LIFETIME_S", 0), jit_at_request=int(jit_at) if jit_at else None)

@@ -15,7 +15,7 @@ from .config import Args, Behaviour
 from .http_io import (HTTPError, Request, end_event_stream, error_body, read_request, send, send_event, send_json,
                       start_event_stream)
 from .metrics import Stats, prometheus_text
-from .vllm_log import VERSION
+from .vllm_log import VERSION, log
 
 WORDS = ("the quick brown fox jumps over a lazy dog while seven wizards quietly judge boxing matches "
          "under bright northern lights").split()
@@ -30,6 +30,7 @@ class Server:
         cap = args.max_num_seqs if beh.max_concurrency is None else min(args.max_num_seqs, beh.max_concurrency)
         self.cap = max(1, cap)
         self.slots = asyncio.Semaphore(self.cap)
+        self.generations = 0  # generation requests received (FAKE_ENGINE_JIT_AT_REQUEST counts them)
         self.stopping = asyncio.Event()
         # vLLM's --api-key (or VLLM_API_KEY): /v1 requests need "Authorization: Bearer KEY"
         self.api_key = (args.other.get("api-key") or [None])[0] or os.environ.get("VLLM_API_KEY") or None
@@ -184,6 +185,11 @@ class Server:
         await self._generate(body, writer, keep, model, [words], limits, [json.dumps(messages)], chat=True)
 
     async def _generate(self, body, writer, keep, model, counts, limits, seeds, *, chat: bool) -> None:
+        self.generations += 1
+        if self.generations == self.beh.jit_at_request:  # vLLM 0.26.0's JIT monitor, word for word (session 26)
+            log("Triton kernel JIT compilation during inference: fused_moe_kernel. This causes a latency spike; "
+                "consider extending warmup to cover this shape/config.", level="WARNING", where="jit_monitor.py:135",
+                proc=f"EngineCore pid={os.getpid()}")
         stream = bool(body.get("stream", False))
         opts = body.get("stream_options") or {}
         include_usage = bool(opts.get("include_usage")) if stream else False
