@@ -215,6 +215,13 @@ def test_bad_plan_dir_is_one_line(tmp_path, capsys):
     assert main(["verify", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: No plan.yaml in")
+    # a folder that is not there is named as given (it read "No plan.yaml in /" for /nonexistent)
+    missing = tmp_path / "no-such-plan"
+    assert main(["verify", str(missing)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: Plan folder '{missing}' does not exist; give the folder `plan -o` wrote."]
+    assert main(["plan", "stop", str(missing)]) != 0
+    assert capsys.readouterr().err.strip().splitlines() == err
 
 
 def test_sigterm_during_bench_stops_engines(plan_dir):

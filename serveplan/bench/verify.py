@@ -340,6 +340,8 @@ def compile_stalls(rec, offsets: dict[str, int]) -> str | None:  # noqa: ANN001 
 
 def _plan_file(plan_dir: str | Path) -> Path:
     p = Path(plan_dir)
+    if not p.exists():  # not "No plan.yaml in /" for a mistyped folder
+        raise ConfigError(f"Plan folder '{p}' does not exist; give the folder `plan -o` wrote.")
     f = p / "plan.yaml" if p.is_dir() else p
     if not f.is_file():
         where = p if p.is_dir() else p.parent

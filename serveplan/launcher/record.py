@@ -78,6 +78,8 @@ def write_atomic(path: Path, text: str) -> Path:
 
 def read_run(plan_dir: str | Path) -> RunRecord:
     p = Path(plan_dir)
+    if not p.exists():  # not "No run.json in /" for a mistyped folder
+        raise LaunchError(f"Plan folder '{p}' does not exist; give the folder `plan -o` wrote.")
     p = p / RUN_FILE if p.is_dir() else p
     if not p.exists():
         raise LaunchError(f"No {RUN_FILE} in {p.parent}: nothing was launched from this plan folder.")
