@@ -31,7 +31,9 @@ load() {  # tag name tokenizer rate extra-overrides...: 60 s of the chat preset,
   local tag=$1 name=$2 tok=$3 rate=$4 scraper=; shift 4
   curl -s "http://127.0.0.1:${PORT:-8000}/metrics" > "$S/$tag/metrics-$name-before.txt"
   if [ "${SCRAPE:-0}" = 1 ]; then scrape_steps "${PORT:-8000}" "$S/$tag/steps-$name.txt" & scraper=$!; fi
-  bench "$tag" "open-$name" "$tok" --traffic chat --rate "$rate" --duration 60 "$@"
+  # LOAD_WARMUP=S: S seconds of the same load first, in no figure (session 26: a fresh MoE server's first ~25 s of load
+  # stalled on vLLM's fused-MoE JIT; default 0, as every committed run until then)
+  bench "$tag" "open-$name" "$tok" --traffic chat --rate "$rate" --duration 60 --warmup "${LOAD_WARMUP:-0}" "$@"
   [ -n "$scraper" ] && kill "$scraper" 2>/dev/null
   curl -s "http://127.0.0.1:${PORT:-8000}/metrics" > "$S/$tag/metrics-$name-after.txt"
 }
