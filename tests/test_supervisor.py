@@ -367,6 +367,46 @@ def test_detach_then_stop_run(plan_dir):
     assert not temp_leftovers(d)
 
 
+def test_detached_launch_warms_up_before_it_is_ready(plan_dir):
+    """--warmup: the plan's own traffic for that long once healthy, before the launch reports ready, in no figure;
+    run.json says how many requests it took."""
+    from conftest import served
+    from serveplan.launcher.launch import launch_plan, stop_run
+    from serveplan.launcher.record import read_run
+
+    d = plan_dir(tp=1, replicas=2)
+    rec = launch_plan(d, detach=True, base_port=free_base_port(2), health_timeout_s=10, quiet=True, warmup_s=1.0)
+    try:
+        on_disk = read_run(d)
+        note = next(n for n in on_disk.notes if n.startswith("warmed up with "))
+        sent = int(note.split()[3])
+        assert note == f"warmed up with {sent} requests of the plan's traffic in 1 s" and sent >= 1
+        # the two smoke completions and the warm-up's requests, all finished before the launch returned
+        assert sum(served(u.removesuffix("/v1")) for u in on_disk.endpoints) >= sent + 2
+        assert on_disk.status == "detached"
+    finally:
+        stop_run(d, grace_s=3)
+    records_gone(rec)
+
+
+def test_moe_plan_on_vllm_suggests_a_warmup(plan_dir):
+    from conftest import make_plan
+    from serveplan.launcher.launch import _prepare
+    from serveplan.testing import factories
+
+    d = plan_dir(tp=1)
+    plan = make_plan(tp=1)
+    moe = plan.model_copy(update={"request": plan.request.model_copy(update={"model": factories.model("mixtral-8x7b")})})
+    (d / "plan.yaml").write_text(moe.to_yaml())
+    notes: list[str] = []
+    _prepare(d, model=None, force=True, base_port=free_port(), dry_run=True, notes=notes)
+    assert any("fused MoE kernel" in n and "plan launch --warmup 30" in n for n in notes)
+    dense: list[str] = []
+    (d / "plan.yaml").write_text(plan.to_yaml())
+    _prepare(d, model=None, force=True, base_port=free_port(), dry_run=True, notes=dense)
+    assert not any("fused MoE kernel" in n for n in dense)
+
+
 def test_launched_context_manager(plan_dir):
     from serveplan.launcher.launch import launched
     from serveplan.launcher.record import read_run
@@ -429,6 +469,40 @@ def test_foreground_launch_stops_on_signal(plan_dir, sig):
 
     rec = read_run(d)
     assert rec.status == "stopped" and rec.stop_signal == sig.name
+    records_gone(rec)
+    assert not temp_leftovers(d)
+
+
+def test_ctrl_c_during_the_warmup_stops_the_launch(plan_dir):
+    """A signal while a foreground launch warms up stops it as one during supervision would: the engines are
+    stopped, run.json says so."""
+    d = plan_dir(replicas=2)
+    port = free_base_port(2)
+    script = textwrap.dedent(f"""
+        from serveplan.launcher.launch import launch_plan
+        rec = launch_plan(r"{d}", base_port={port}, health_timeout_s=10, grace_s=3, quiet=True, warmup_s=120)
+        print("RESULT", rec.status, rec.stop_signal, rec.error, flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith("warming up: 120 s"):
+                break
+        assert proc.poll() is None, "".join(seen)
+        time.sleep(1.0)  # inside the warm-up's load (it is 120 s long)
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=30)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "RESULT stopped SIGINT interrupted while warming up" in out, "".join(seen) + out
+    from serveplan.launcher.record import read_run
+
+    rec = read_run(d)
+    assert rec.status == "stopped" and rec.error == "interrupted while warming up"
     records_gone(rec)
     assert not temp_leftovers(d)
 

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from serveplan.cli.args import _Parser, port, positive_float
+from serveplan.cli.args import _Parser, port, positive_float, seconds_or_zero
 from serveplan.cli.boundary import _console
 
 
@@ -22,6 +22,9 @@ def launch(argv: list[str]) -> int:
     p.add_argument("--port", type=port, default=8000, help="first replica's port")
     p.add_argument("--health-timeout", type=positive_float, default=900.0, help="seconds to wait for /health")
     p.add_argument("--detach", action="store_true", help="return once healthy; stop later with plan stop DIR")
+    p.add_argument("--warmup", type=seconds_or_zero, default=0.0, metavar="SECONDS", help="once healthy, send this "
+                   "many seconds of the plan's traffic before reporting ready (a fresh engine compiles kernels for new "
+                   "batch shapes under its first load; default 0: none)")
     p.add_argument("--engine-args", default="", help="extra engine flags, checked against the engine's flag "
                    "schema (e.g. --engine-args='--load-format dummy')")
     a = p.parse_args(argv)
@@ -31,7 +34,7 @@ def launch(argv: list[str]) -> int:
     try:
         rec = launch_plan(Path(a.plan_dir), model=a.model, dry_run=a.dry_run, force=a.force, base_port=a.port,
                           health_timeout_s=a.health_timeout, detach=a.detach,
-                          extra_args=tuple(shlex.split(a.engine_args)))
+                          extra_args=tuple(shlex.split(a.engine_args)), warmup_s=a.warmup)
     except KeyboardInterrupt:
         # Stopped by a signal while starting: the engines are stopped and run.json says which signal.
         print("interrupted", file=sys.stderr)
