@@ -32,6 +32,7 @@ import json
 import re
 import statistics
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -77,16 +78,19 @@ VERIFY_RUNS = [
 # Runs whose plan named another GPU than the one they ran on (verify --force): predicted for the GPU that ran them.
 # verify.json records it since session 21 (ran_on_gpu); the session-21 run came before.
 RAN_ON = {"H200 70B awq kv:fp8 chat 2 req/s (1xH100 plan)": "h200"}
-# Rows shown but left out of the held-out figures, and why: their traffic file does not say what the server was sent
+# Rows shown but left out of the held-out figures, and why: their traffic file does not say what the server was sent.
+# excluded_rows() adds the runs that started on a cold server (cold_start).
 EXCLUDED_ROWS = {
     "H100 8B fp8 rag 2 req/s, prefix cached": "a load-generator bug of the time made every prompt alike, so vLLM's "
     "prefix cache served most of each prompt; the traffic the file records (no shared prefix) is not what ran "
     "(docs/gpu-runs.md; the rerun is the row above it)",
-    "H200 MXF chat-8 req/s (session 26)": "the fresh server's first open loop: vLLM JIT-compiled its fused MoE kernel "
-    "for new batch shapes in its first ~25 s (the log's 'Triton kernel JIT compilation during inference'; TTFT P50 "
-    "1.2-2.4 s per 5-s bin there, 0.10-0.17 s after), a warm-up `verify` now runs before measuring (docs/accuracy.md, "
-    "session 26); the same server at 12 req/s, after it, is the row below",
 }
+# A run whose first seconds' TTFT P50 is at least COLD_START_RATIO times that of its requests from COLD_AFTER_S on
+# started on a server still compiling kernels for the batch shapes it met (session 26: a fresh Mixtral server's first
+# ~25 s of load waited on vLLM's fused-MoE JIT; vLLM warns of it once per server). The model is a warm server's and
+# `verify` warms one up first; such runs are left out by this rule, not by hand. Over the committed runs it takes
+# session 26's MXF at 8 req/s (15x) and session 11's Qwen3-30B-A3B at 5 (2.3x), both a MoE server's first load.
+COLD_START_S, COLD_AFTER_S, COLD_START_RATIO = 15.0, 30.0, 2.0
 # (label, bench JSON, model, gpu, rate, tp, fit?): `vllm serve FOLDER [--tensor-parallel-size TP]` with vLLM
 # 0.26.0's defaults on an H200: bf16, max_num_seqs 1024, max_num_batched_tokens 8192 (>= 70 GiB cards), chunked
 # prefill and prefix caching on, max_model_len = the folder's 32768, gpu_memory_utilization 0.92.
@@ -467,6 +471,34 @@ def load_of(o: Observation, cal) -> float:  # noqa: ANN001
     return o.rate_rps / o.replicas / replica_capacity(scorer.step_model(cand), cand, scorer.memory(cand), req.traffic)
 
 
+def cold_start(label: str) -> str | None:
+    """Why a run is left out as one that started on a cold server (see COLD_START_RATIO), or None."""
+    from statistics import median
+
+    points = [(r["start_s"], r["ttft_ms"]) for r in run_requests(label) or []
+              if r.get("ttft_ms") is not None and r.get("start_s") is not None]
+    first = [t for s, t in points if s < COLD_START_S]
+    later = [t for s, t in points if s >= COLD_AFTER_S]
+    if len(first) < 5 or len(later) < 10:
+        return None
+    a, b = median(first), median(later)
+    if a < COLD_START_RATIO * b:
+        return None
+    return (f"started on a cold server: TTFT P50 {a:,.0f} ms over its first {COLD_START_S:g} s against {b:,.0f} ms "
+            f"from {COLD_AFTER_S:g} s on ({a / b:.1f}x; a fresh MoE server compiles vLLM's fused-MoE kernel for the "
+            f"batch shapes of its first load, docs/accuracy.md session 26); the model is a warm server's")
+
+
+@lru_cache(maxsize=1)
+def excluded_rows() -> dict[str, str]:
+    """EXCLUDED_ROWS, and every run that started on a cold server (cold_start), with why."""
+    out = dict(EXCLUDED_ROWS)
+    for label, _, _ in observations():
+        if label not in out and (why := cold_start(label)):
+            out[label] = why
+    return out
+
+
 def run_requests(label: str) -> list[dict] | None:
     """The requests a run's bench file records (a `verify` run's through its bench file; None where it is missing)."""
     for lb, path, _ in VERIFY_RUNS:
@@ -526,7 +558,7 @@ def replay_table() -> None:
     parts = []  # runs with vLLM's engine timings: where TTFT went, measured and replayed
     print("| run | " + " | ".join(f"{n} replay / meas" for n in names) + " |\n|---|" + "---:|" * len(names))
     for label, fit, o in observations():
-        requests = None if label in EXCLUDED_ROWS or label in fitted else run_requests(label)
+        requests = None if label in excluded_rows() or label in fitted else run_requests(label)
         if not requests or "start_s" not in requests[0]:
             continue
         pred = replay_run(o, requests, find_calibration(o.engine, "0.26.0", o.gpu))
@@ -574,7 +606,7 @@ def repeated_runs(rows: list[tuple[str, bool, Observation]]) -> list[list[tuple[
     metas = {label: meta for label, _, meta, _ in _bench_runs()}
     groups: dict[tuple, list[tuple[str, Observation]]] = {}
     for label, _, o in rows:
-        if label not in EXCLUDED_ROWS:
+        if label not in excluded_rows():
             groups.setdefault(repeat_key(o, metas.get(label)), []).append((label, o))
     return [g for g in groups.values() if len(g) > 1]
 
@@ -649,7 +681,7 @@ def table(rows: list[tuple[str, bool, Observation]], cal_for, markdown: bool, fi
     for label, fit, o in rows:
         pred, p99_range = predict_seeds(o, cal_for(o), seeds)
         split = ("fit" if fit else "held out") if fitted else ("fit" if label in shipped_fit else "held out")
-        if label in EXCLUDED_ROWS:
+        if label in excluded_rows():
             split = "excluded"
         cells, worst = [], 1.0
         for n, key in METRICS:
@@ -687,9 +719,9 @@ def table(rows: list[tuple[str, bool, Observation]], cal_for, markdown: bool, fi
     if seeds > 1:
         print(f"medians of {seeds} simulations per row; the measured TTFT P99 lies inside the simulations' range "
               f"[in brackets] on {sum(p99_inside)} of {len(p99_inside)} held-out rows")
-    excluded = [label for label, _, _ in rows if label in EXCLUDED_ROWS]
+    excluded = [label for label, _, _ in rows if label in excluded_rows()]
     for label in excluded:
-        print(f"excluded: {label}: {EXCLUDED_ROWS[label]}")
+        print(f"excluded: {label}: {excluded_rows()[label]}")
     if by_load:
         print_by_load(errors_by_load)
     return by_gpu

@@ -49,7 +49,7 @@ def main() -> int:
     rows = []
     print(f"| run | requests | measured P99 (ms) | plan, {base:g} s | plan, {a.horizon:g} s |\n|---|---:|---:|---:|---:|")
     for label, fit, o in ola.observations():
-        if fit or label in ola.EXCLUDED_ROWS or o.rate_rps is None:
+        if fit or label in ola.excluded_rows() or o.rate_rps is None:
             continue
         m, p0, p1 = o.ttft_p99_ms, plan_p99(o, base), plan_p99(o, a.horizon)
         rows.append((o.num_prompts, m, p0 / m - 1, p1 / m - 1))

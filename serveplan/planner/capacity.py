@@ -68,11 +68,13 @@ def capacity_at_slo(scorer: Scorer, est: Estimate, *, seed: int = 0) -> Estimate
     assert p is not None
     cand, mem = est.config, est.memory
     sm = scorer.step_model(cand)
-    # The most it serves: the simulated replica capacity where it is below the estimate's (at a light offered load
-    # that is the mean-field one, and above the simulation's: the 8B FP8 plan for an H200 read 28.9 req/s within the
-    # SLO beside a simulated capacity of 27.7; vLLM served 27.5 of 30 offered, benchmarks/gpu/results/session24/CAP).
-    top = min(p.max_rps, replica_capacity(sm, cand, mem, req.traffic, seed=seed,
-                                          kv_block=req.engine.kv_block_size) * cand.replicas)
+    # The most it serves: the simulated replica capacity, whatever the offered load. Not the estimate's max_rps: at a
+    # light offered load that is the mean-field one, which missed both ways. Above the simulation, the 8B FP8 plan for
+    # an H200 read 28.9 req/s within the SLO beside a simulated capacity of 27.7 (vLLM served 27.5 of 30 offered,
+    # benchmarks/gpu/results/session24/CAP). Below it, Qwen3-30B-A3B bf16 on an H200 read 11.46 req/s at an offered 5
+    # and 14.53 at an offered 15, its SLO met with 44% to spare at the 11.46 cap; vLLM met the SLO at 15 (session 11,
+    # benchmarks/capacity_verdicts.py).
+    top = replica_capacity(sm, cand, mem, req.traffic, seed=seed, kv_block=req.engine.kv_block_size) * cand.replicas
 
     def predicted(rate: float, simulated: bool) -> Predictions | None:
         if rate >= top:
