@@ -76,6 +76,25 @@ def test_start_health_smoke_and_stop(fake_env, tmp_path):
     assert (tmp_path / "logs" / "replica-0.log").read_text().count("Starting vLLM API server") >= 1
 
 
+def test_a_signal_landing_inside_the_supervisors_wait_never_deadlocks(tmp_path):
+    """SIGINT/SIGTERM run their handler on the main thread, which may then hold the stop event's lock inside
+    Event.wait() (a Ctrl-C once hung a foreground `plan launch` that way, ~1 in 7 runs of a test that signalled right
+    after "ready"). The handler must not take that lock: it only flags the signal, which the waits poll."""
+    import threading
+
+    sup = make_sup(tmp_path, specs(1))
+
+    def handler_inside_the_wait():
+        with sup._stop_evt._cond:  # what Event.wait() holds when it re-acquires after a timeout
+            sup._on_signal(signal.SIGINT, None)
+
+    t = threading.Thread(target=handler_inside_the_wait, daemon=True)
+    t.start()
+    t.join(timeout=10)
+    assert not t.is_alive(), "the signal handler blocked on the stop event's lock"
+    assert sup.signal_received == signal.SIGINT
+
+
 def test_lines_are_printed_with_replica_prefix(fake_env, tmp_path):
     from rich.console import Console
 
@@ -438,6 +457,31 @@ def test_launch_failure_is_recorded(plan_dir, fake_env):
     assert not temp_leftovers(d)
 
 
+def _signal_after_line(script: str, marker: str, sig: int, wait_s: float = 0.0, timeout_s: float = 15):
+    """Run `script` in a Python subprocess; once a line of its output starts with `marker`, wait `wait_s` and send
+    `sig`. Returns (the finished process, the output up to the marker, the rest)."""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith(marker):
+                break
+        assert proc.poll() is None, "".join(seen)
+        time.sleep(wait_s)
+        proc.send_signal(sig)
+        try:
+            out = proc.communicate(timeout=timeout_s)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError("".join(seen) + "\n--- after the signal:\n" + proc.communicate()[0]) from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc, "".join(seen), out
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_foreground_launch_stops_on_signal(plan_dir, sig):
     d = plan_dir(replicas=2)
@@ -449,21 +493,8 @@ def test_foreground_launch_stops_on_signal(plan_dir, sig):
         print("RESULT", rec.status, rec.stop_signal, flush=True)
         sys.exit(128 + {int(sig)} if rec.stop_signal == "{sig.name}" else 1)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    try:
-        seen = []
-        for line in proc.stdout:
-            seen.append(line)
-            if line.startswith("Stop: Ctrl-C here"):
-                break
-        assert proc.poll() is None, "".join(seen)
-        proc.send_signal(sig)
-        out = proc.communicate(timeout=15)[0]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 128 + sig, "".join(seen) + out
+    proc, seen, out = _signal_after_line(script, "Stop: Ctrl-C here", sig)
+    assert proc.returncode == 128 + sig, seen + out
     assert f"RESULT stopped {sig.name}" in out
     from serveplan.launcher.record import read_run
 
@@ -483,22 +514,9 @@ def test_ctrl_c_during_the_warmup_stops_the_launch(plan_dir):
         rec = launch_plan(r"{d}", base_port={port}, health_timeout_s=10, grace_s=3, quiet=True, warmup_s=120)
         print("RESULT", rec.status, rec.stop_signal, rec.error, flush=True)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    try:
-        seen = []
-        for line in proc.stdout:
-            seen.append(line)
-            if line.startswith("warming up: 120 s"):
-                break
-        assert proc.poll() is None, "".join(seen)
-        time.sleep(1.0)  # inside the warm-up's load (it is 120 s long)
-        proc.send_signal(signal.SIGINT)
-        out = proc.communicate(timeout=30)[0]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert "RESULT stopped SIGINT interrupted while warming up" in out, "".join(seen) + out
+    # a second inside the warm-up's load (it is 120 s long)
+    _, seen, out = _signal_after_line(script, "warming up: 120 s", signal.SIGINT, wait_s=1.0, timeout_s=30)
+    assert "RESULT stopped SIGINT interrupted while warming up" in out, seen + out
     from serveplan.launcher.record import read_run
 
     rec = read_run(d)

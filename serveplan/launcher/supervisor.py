@@ -408,8 +408,10 @@ class Supervisor:
     def _on_signal(self, signum, frame) -> None:
         if self._signal is not None:
             self._hurry = True  # a second Ctrl-C: do not wait out the grace period
+        # Only flags: wait() and _wait_healthy() look at _signal every poll_s. Setting _stop_evt here deadlocked: the
+        # handler runs on the main thread, which may hold the event's lock inside _stop_evt.wait() when the signal
+        # lands (a Ctrl-C that `plan launch` never answered; tests/test_supervisor.py -k deadlock).
         self._signal = signum
-        self._stop_evt.set()
 
     def _atexit(self) -> None:
         if not self._detached:
