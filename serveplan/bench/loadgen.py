@@ -25,9 +25,9 @@ import contextlib
 import math
 import random
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import httpx
