@@ -72,6 +72,10 @@ def test_capacity_at_the_slo_does_not_depend_on_the_offered_load_below_it():
     light = sc.score(cand, simulated=True).predictions  # the estimate at the offered 2 req/s
     assert caps[0] > light.max_rps  # above the mean-field maximum the old cap stopped at ...
     assert caps[0] <= served  # ... and within what the replica serves at all
+    # and the plan's "most this deployment serves" is that simulated capacity, never below its req/s at the SLO
+    r = req.model_copy(update={"traffic": req.traffic.model_copy(update={"rate_rps": 2.0})})
+    p = _capacity(r, cand)[1].predictions
+    assert p.max_rps == pytest.approx(served, rel=0.01) and p.capacity_rps <= p.max_rps
 
 
 def test_a_looser_slo_never_lowers_capacity():
