@@ -182,3 +182,27 @@ def test_version():
     p = subprocess.run([*CLI, "--version"], capture_output=True, text=True, env=_env())
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == f"serveplan {version('serveplan')}"
+
+
+def test_detached_launch_warms_up_then_stops(plan_dir):
+    """`plan launch --detach --warmup S`: the plan's traffic for S seconds once healthy, said before "ready" and kept
+    in run.json's notes; `plan stop` then stops it as any detached launch."""
+    port = free_base_port(2)
+    p = subprocess.run([*CLI, "launch", str(plan_dir), "--detach", "--warmup", "1", "--port", str(port),
+                        "--health-timeout", "20"], capture_output=True, text=True, env=_env(), timeout=60)
+    try:
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert p.stdout.index("warming up: 1 s of the plan's traffic") < p.stdout.index("ready replica-0")
+        rec = _read_run(plan_dir)
+        assert rec["status"] == "detached" and any(n.startswith("warmed up with ") for n in rec["notes"])
+    finally:
+        q = subprocess.run([*CLI, "stop", str(plan_dir)], capture_output=True, text=True, env=_env(), timeout=60)
+    assert q.returncode == 0, q.stdout + q.stderr
+    _assert_all_stopped_by_stop(plan_dir)
+
+
+def _assert_all_stopped_by_stop(d: Path) -> None:
+    rec = _read_run(d)
+    assert rec["status"] == "stopped", rec
+    for r in rec["replicas"]:
+        assert not alive(r["pid"]) and not group_alive(r["pgid"])

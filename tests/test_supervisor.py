@@ -393,8 +393,14 @@ def test_detached_launch_warms_up_before_it_is_ready(plan_dir):
     from serveplan.launcher.launch import launch_plan, stop_run
     from serveplan.launcher.record import read_run
 
+    from rich.console import Console
+
+    from serveplan.bench.warmup import warm_up
+
     d = plan_dir(tp=1, replicas=2)
-    rec = launch_plan(d, detach=True, base_port=free_base_port(2), health_timeout_s=10, quiet=True, warmup_s=1.0)
+    con = Console(file=open(os.devnull, "w"))
+    rec = launch_plan(d, detach=True, base_port=free_base_port(2), health_timeout_s=10, quiet=True,
+                      warm_up=lambda r: warm_up(r, d, 1.0, con))
     try:
         on_disk = read_run(d)
         note = next(n for n in on_disk.notes if n.startswith("warmed up with "))
@@ -510,8 +516,12 @@ def test_ctrl_c_during_the_warmup_stops_the_launch(plan_dir):
     d = plan_dir(replicas=2)
     port = free_base_port(2)
     script = textwrap.dedent(f"""
+        from rich.console import Console
+        from serveplan.bench.warmup import warm_up
         from serveplan.launcher.launch import launch_plan
-        rec = launch_plan(r"{d}", base_port={port}, health_timeout_s=10, grace_s=3, quiet=True, warmup_s=120)
+        con = Console(highlight=False)
+        rec = launch_plan(r"{d}", base_port={port}, health_timeout_s=10, grace_s=3, quiet=True,
+                          warm_up=lambda r: warm_up(r, r"{d}", 120, con))
         print("RESULT", rec.status, rec.stop_signal, rec.error, flush=True)
     """)
     # a second inside the warm-up's load (it is 120 s long)

@@ -31,10 +31,18 @@ def launch(argv: list[str]) -> int:
     import shlex
     from serveplan.launcher.launch import launch_plan
 
+    warm = None
+    if a.warmup > 0 and not a.dry_run:  # the plan's own traffic before "ready" (serveplan.bench.warmup)
+        from rich.console import Console
+
+        from serveplan.bench.warmup import warm_up
+
+        con = Console(highlight=False)
+        warm = lambda rec: warm_up(rec, a.plan_dir, a.warmup, con)  # noqa: E731
     try:
         rec = launch_plan(Path(a.plan_dir), model=a.model, dry_run=a.dry_run, force=a.force, base_port=a.port,
                           health_timeout_s=a.health_timeout, detach=a.detach,
-                          extra_args=tuple(shlex.split(a.engine_args)), warmup_s=a.warmup)
+                          extra_args=tuple(shlex.split(a.engine_args)), warm_up=warm)
     except KeyboardInterrupt:
         # Stopped by a signal while starting: the engines are stopped and run.json says which signal.
         print("interrupted", file=sys.stderr)

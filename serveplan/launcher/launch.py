@@ -15,7 +15,7 @@ import shlex
 import signal
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from rich.console import Console
 from rich.text import Text
@@ -289,39 +289,34 @@ class _Run:
         return self.record
 
 
-def _warm_up(run: "_Run", seconds: float, console: Console) -> bool:
-    """Send the plan's own traffic to the healthy replicas for `seconds` and keep none of it: an engine compiles
-    kernels for batch shapes the first time it meets them (vLLM's fused MoE kernel stalled a fresh Mixtral server's
-    first ~25 s of load, session 26), which the first users would otherwise pay. False when a signal stopped it."""
-    from serveplan.bench.loadgen import run_bench
-    from serveplan.planner.result import load_plan
-
-    rec = run.record
-    traffic = load_plan(run.plan_dir).request.traffic
-    console.print(Text(f"warming up: {seconds:g} s of the plan's traffic ({traffic.name}), in no figure"),
-                  soft_wrap=True)
-    warm = run_bench(list(rec.endpoints), traffic, model=rec.served_model_name, duration_s=seconds, progress=False)
-    s = warm.summary
-    rec.notes.append(f"warmed up with {s.completed + s.failed} requests of the plan's traffic in {seconds:g} s"
-                     + (f" ({s.failed} failed: {', '.join(f'{k} {v}' for k, v in s.errors.items())})"
-                        if s.failed else ""))
-    rec.write(run.plan_dir)
-    console.print(Text(f"note: {rec.notes[-1]}", "yellow"), soft_wrap=True)
-    return not warm.interrupted
+def _warmed(run: _Run, warm_up: Callable[[RunRecord], bool] | None) -> bool:
+    """Run the launch's warm-up hook, if any, and record what it noted. False when a signal stopped it; any error
+    in it stops the engines before it propagates (run.json then says so)."""
+    if warm_up is None:
+        return True
+    try:
+        warmed = warm_up(run.record)
+    except BaseException as e:
+        run.finish("stopped", error=f"stopped while warming up ({type(e).__name__}: {e})")
+        raise
+    run.record.write(run.plan_dir)
+    return warmed
 
 
 def launch_plan(plan_dir: Path, *, model: str | None = None, dry_run: bool = False, force: bool = False,
                 base_port: int = 8000, health_timeout_s: float = 900, detach: bool = False,
                 console: Console | None = None, grace_s: float = 10.0, quiet: bool = False,
-                extra_args: tuple[str, ...] = (), warmup_s: float = 0.0) -> RunRecord:
+                extra_args: tuple[str, ...] = (),
+                warm_up: Callable[[RunRecord], bool] | None = None) -> RunRecord:
     """Launch the winner of the plan in plan_dir (see the module docstring).
 
     dry_run prints the commands and environment and touches nothing. Foreground (detach=False) supervises
     until Ctrl-C / SIGTERM and returns the stopped record (record.stop_signal says which signal), or raises
     LaunchError when an engine fails. detach=True returns once every replica is healthy and answered a smoke
     completion, leaving them running (stop_run(plan_dir) or `kill -TERM -<pgid>` stops them).
-    quiet drops the engines' log echo (the logs are still in <plan_dir>/logs). warmup_s > 0 sends that many seconds
-    of the plan's traffic once the replicas are healthy, before the launch says they are ready.
+    quiet drops the engines' log echo (the logs are still in <plan_dir>/logs). warm_up, when given, runs once the
+    replicas are healthy and smoke-tested, before the launch says they are ready (`plan launch --warmup`: the plan's
+    own traffic, serveplan.bench.warmup); it returns False when a signal stopped it, which stops the launch.
     """
     console = console or Console(highlight=False)
     if dry_run:
@@ -338,15 +333,9 @@ def launch_plan(plan_dir: Path, *, model: str | None = None, dry_run: bool = Fal
     _print_commands(console, rec)
     if detach:
         run.start()
-        if warmup_s > 0:
-            try:
-                warmed = _warm_up(run, warmup_s, console)
-            except BaseException:
-                run.finish("stopped", error="interrupted while warming up")
-                raise
-            if not warmed:  # Ctrl-C during the warm-up of a detaching launch: it was not handed over yet
-                run.finish("stopped", error="interrupted while warming up")
-                raise KeyboardInterrupt
+        if not _warmed(run, warm_up):  # Ctrl-C during the warm-up of a detaching launch: it was not handed over yet
+            run.finish("stopped", error="interrupted while warming up")
+            raise KeyboardInterrupt
         run.sup.detach()
         rec.status = "detached"
         groups = " ".join(f"-{g}" for g in rec.pgids)
@@ -357,7 +346,7 @@ def launch_plan(plan_dir: Path, *, model: str | None = None, dry_run: bool = Fal
         return rec
     with run.sup.handling_signals():  # a Ctrl-C anywhere below only asks for a stop; the stop always completes
         run.start()
-        if warmup_s > 0 and not _warm_up(run, warmup_s, console):  # a signal during it: stop, as it would later
+        if not _warmed(run, warm_up):  # a signal during the warm-up: stop, as it would later
             # (the load generator took the signal, which it does not name: Ctrl-C is what stops a foreground launch)
             console.print(Text("stop received while warming up: stopping"), soft_wrap=True)
             return run.finish("stopped", error="interrupted while warming up", stop_signal="SIGINT")
