@@ -37,14 +37,10 @@ NEAR = 0.05
 
 def measured_p99s(label: str) -> tuple[float, float]:
     """(TTFT P99, TPOT P99) in ms of a held-out run, from its verify.json or bench JSON."""
-    for lab, path, _fit in ola.VERIFY_RUNS:
-        if lab == label:
-            m = ola._read(path)["measured"]
-            return m["ttft_ms"]["p99"], m["tpot_ms"]["p99"]
-    paths = [p for lab, p, *_ in ola.DEFAULTS_RUNS if lab == label]
-    paths += [p for lab, p, _meta, _rate in ola._bench_runs() if lab == label]
-    s = ola._read(paths[0])["summary"]
-    return s["ttft_ms"]["p99"], s["tpot_ms"]["p99"]
+    path, is_verify = ola.run_file(label)
+    doc = ola._read(path)
+    m = doc["measured"] if is_verify else doc["summary"]
+    return m["ttft_ms"]["p99"], m["tpot_ms"]["p99"]
 
 
 def config_key(o: Observation) -> str:

@@ -471,11 +471,12 @@ def load_of(o: Observation, cal) -> float:  # noqa: ANN001
     return o.rate_rps / o.replicas / replica_capacity(scorer.step_model(cand), cand, scorer.memory(cand), req.traffic)
 
 
-def cold_start(label: str) -> str | None:
-    """Why a run is left out as one that started on a cold server (see COLD_START_RATIO), or None."""
+def cold_start(requests: list[dict]) -> str | None:
+    """Why a run with these request records is left out as one that started on a cold server (see
+    COLD_START_RATIO), or None."""
     from statistics import median
 
-    points = [(r["start_s"], r["ttft_ms"]) for r in run_requests(label) or []
+    points = [(r["start_s"], r["ttft_ms"]) for r in requests
               if r.get("ttft_ms") is not None and r.get("start_s") is not None]
     first = [t for s, t in points if s < COLD_START_S]
     later = [t for s, t in points if s >= COLD_AFTER_S]
@@ -491,27 +492,43 @@ def cold_start(label: str) -> str | None:
 
 @lru_cache(maxsize=1)
 def excluded_rows() -> dict[str, str]:
-    """EXCLUDED_ROWS, and every run that started on a cold server (cold_start), with why."""
+    """EXCLUDED_ROWS, and every run that started on a cold server (cold_start), with why. Each run's file is read
+    once, for its requests only (not through observations(), which the callers have already paid for)."""
     out = dict(EXCLUDED_ROWS)
-    for label, _, _ in observations():
-        if label not in out and (why := cold_start(label)):
+    for label, path, is_verify in run_files():
+        if label not in out and (why := cold_start(_requests_of(path, is_verify) or [])):
             out[label] = why
     return out
 
 
+def run_files() -> list[tuple[str, Path, bool]]:
+    """(label, file, whether it is a verify.json) of every committed open loop, in observations()' order."""
+    return ([(label, path, True) for label, path, _ in VERIFY_RUNS]
+            + [(label, path, False) for label, path, *_ in DEFAULTS_RUNS]
+            + [(label, path, False) for label, path, _, _ in _bench_runs()])
+
+
+def run_file(label: str) -> tuple[Path, bool]:
+    """The file of the run `label` and whether it is a verify.json (KeyError when no run has that label)."""
+    for lb, path, is_verify in run_files():
+        if lb == label:
+            return path, is_verify
+    raise KeyError(label)
+
+
+def _requests_of(path: Path, is_verify: bool) -> list[dict] | None:
+    if is_verify:  # a verify.json keeps its requests' timings in its bench file
+        bench = _bench_of(path, _read(path))
+        return bench["requests"] if bench else None
+    return _read(path)["requests"]
+
+
 def run_requests(label: str) -> list[dict] | None:
     """The requests a run's bench file records (a `verify` run's through its bench file; None where it is missing)."""
-    for lb, path, _ in VERIFY_RUNS:
-        if lb == label:
-            bench = _bench_of(path, _read(path))
-            return bench["requests"] if bench else None
-    for lb, path, *_ in DEFAULTS_RUNS:
-        if lb == label:
-            return _read(path)["requests"]
-    for lb, path, _, _ in _bench_runs():
-        if lb == label:
-            return _read(path)["requests"]
-    return None
+    try:
+        return _requests_of(*run_file(label))
+    except KeyError:
+        return None
 
 
 def replay_run(o: Observation, requests: list[dict], cal) -> dict:  # noqa: ANN001

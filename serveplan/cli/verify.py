@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from serveplan.bench.verify import render_verify, verify_plan
-from serveplan.bench.verify import DEFAULT_WARMUP_S
+from serveplan.bench.verify import DEFAULT_WARMUP_S, render_verify, verify_plan
 from serveplan.cli.args import _Parser, port, positive_float, positive_int, seconds_or_zero
 from serveplan.cli.boundary import _console
 
