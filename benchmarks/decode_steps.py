@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE.parent))
 from serveplan.planner.calibrate import step_model_of  # noqa: E402
 from serveplan.planner.memory import kv_bytes_per_token_per_gpu  # noqa: E402
 from serveplan.planner.perf import StepModel  # noqa: E402
-from serveplan.planner.profiles import find_calibration  # noqa: E402
+from serveplan.planner.profiles import Calibration, find_calibration  # noqa: E402
 
 from open_loop_accuracy import _read  # noqa: E402  (benchmarks/: a committed bench file, gzipped or not)
 
@@ -90,11 +90,13 @@ def _with_engine(sm: StepModel, engine: dict) -> StepModel:
     return StepModel(sm.model, sm.inventory, sm.engine.model_copy(update=engine), sm.cand, sm.profile, sm.calib)
 
 
-def model_step(meta: dict, c: int, L: int, engine: dict | None = None) -> tuple[float, float, float]:
+def model_step(meta: dict, c: int, L: int, engine: dict | None = None,
+               calibration: Calibration | None = None) -> tuple[float, float, float]:
     """The shipped model's decode step (ms) of c sequences at the lockstep's mean context, its attention part (ms)
     and the bytes that context holds in an FP8 cache (one byte per element); engine: terms of the engine
-    configuration to use instead of conf/engine's (benchmarks/w4a16.py solves some that way)."""
-    cal = find_calibration("vllm", "0.26.0", meta["gpu"])
+    configuration to use instead of conf/engine's (benchmarks/w4a16.py solves some that way); calibration: another
+    than the shipped one for the server's GPU."""
+    cal = calibration or find_calibration("vllm", "0.26.0", meta["gpu"])
     sm = step_model_of(meta, cal, L, OUTPUT_LEN)
     if engine:
         sm = _with_engine(sm, engine)

@@ -69,12 +69,19 @@ TERMS = {
 }
 
 
-def _ttft(term: Term, name: str, c: int, penalty: float | None) -> tuple[float, float]:
+def _calibration(gpu: str, kernel_table: bool):
+    """The shipped calibration for gpu; kernel_table False: without its measured INT8 MoE kernel table (session 27),
+    so that the engine's one penalty prices INT8 experts, as it does on a GPU no table was carried to."""
+    cal = find_calibration("vllm", "0.26.0", gpu)
+    return cal if kernel_table else cal.model_copy(update={"moe_int8_kernel": {}})
+
+
+def _ttft(term: Term, name: str, c: int, penalty: float | None, kernel_table: bool = False) -> tuple[float, float]:
     """(measured, predicted) mean TTFT of a server's burst of c prompts; penalty None: the shipped term."""
     folder = term.servers[name]
     o = w4a16.burst_observation(name, folder, c, 1024)
     engine = None if penalty is None else {term.key: penalty}
-    return o.ttft_ms, predict_observation(o, find_calibration("vllm", "0.26.0", o.gpu), engine=engine)["ttft_ms"]
+    return o.ttft_ms, predict_observation(o, _calibration(o.gpu, kernel_table), engine=engine)["ttft_ms"]
 
 
 def solve(kind: str) -> float:
@@ -93,7 +100,7 @@ def solve(kind: str) -> float:
     return round(w4a16.golden_section(loss, *PENALTY_RANGE, steps=40), 2)
 
 
-def report(kind: str, penalty: float | None, label: str) -> None:
+def report(kind: str, penalty: float | None, label: str, kernel_table: bool = False) -> None:
     term = TERMS[kind]
     print(f"\n{label}")
     print("| server | burst | split | decode step meas / model (ms) | mean TTFT meas / model (ms) |")
@@ -101,9 +108,11 @@ def report(kind: str, penalty: float | None, label: str) -> None:
     engine = None if penalty is None else {term.key: penalty}
     for name, folder in term.servers.items():
         for c, L, step, _ in decode_steps.bursts(folder):
-            p = decode_steps.model_step(w4a16._meta(folder), c, L, engine=engine)[0]
-            m, t = _ttft(term, name, c, penalty)
-            split = "fit (TTFT)" if name in term.fit and c in FIT_CONCURRENCY else "held out"
+            p = decode_steps.model_step(w4a16._meta(folder), c, L, engine=engine,
+                                        calibration=_calibration(w4a16._meta(folder)["gpu"], kernel_table))[0]
+            m, t = _ttft(term, name, c, penalty, kernel_table)
+            split = ("held out" if kernel_table or name not in term.fit or c not in FIT_CONCURRENCY
+                     else "fit (TTFT)")
             print(f"| {name} | {c} x {L:,} | {split} | {step:.2f} / {p:.2f} ({p / step - 1:+.0%}) | "
                   f"{m:,.0f} / {t:,.0f} ({t / m - 1:+.0%}) |")
 
@@ -117,7 +126,10 @@ def main() -> int:
         report(kind, 1.0, f"{key} = 1 (the dense terms alone)")
         penalty = solve(kind)
         report(kind, penalty, f"solved: {key} {penalty:g}")
-        report(kind, None, "shipped (conf/engine/vllm.yaml)")
+        report(kind, None, "shipped (conf/engine/vllm.yaml), without a kernel table")
+        if kind == "int8":  # session 27: the calibrations' measured kernel table, which the penalty stands in for
+            report(kind, None, "shipped, with the calibration's INT8 MoE kernel table (benchmarks/moe_kernel.py; "
+                   "nothing solved)", kernel_table=True)
     return 0
 
 

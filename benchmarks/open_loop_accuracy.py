@@ -141,6 +141,8 @@ DEFAULTS_RUNS = [
 # session24c.sh's CS = the same server on another host at 12, 20 and 25 req/s, its engine steps scraped (--steps).
 # Session 26 (session26.sh, one H200): the Mixtral plan's flags (seqs 512, 16,384 tokens chunked, FP8 KV) served as
 # MXI = INT8 W8A8 at 6, 8, 9 and 10 req/s and MXF = FP8 at 8 and 12, one after the other on one GPU, steps scraped.
+# Session 27 (session27.sh, one H200): MXI again with traffic it never ran: codegen at 5 and 7 req/s, rag at 2 and 3,
+# long-generation at 2.5, each after 15 s of warm-up at the same load, steps scraped.
 SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "session 6", {"D"}),
             (R / "session7", "session 7", set()), (R / "session8", "session 8", set()),
             (R / "session9", "session 9", set()), (R / "session11", "session 11", set()),
@@ -150,7 +152,7 @@ SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "sessi
             (R / "session18", "session 18", set()), (R / "session19", "session 19", set()),
             (R / "session20", "session 20", set()), (R / "session23", "session 23", set()),
             (R / "session24", "session 24", set()), (R / "session24c", "session 24", set()),
-            (R / "session26", "session 26", set())]
+            (R / "session26", "session 26", set()), (R / "session27", "session 27", set())]
 # The open loops the shipped H200 calibration is fitted on, beside the grids' training points (benchmarks/accuracy.py
 # --fit): session 6's 8B server alone on its host. Their engine timings also gave conf/engine/vllm.yaml's
 # tokenize_us_per_token (the concurrency-1 sweep) and frontend_ms_per_ktok_s (the open loops). Every other row is

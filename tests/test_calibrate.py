@@ -158,15 +158,16 @@ def test_a_refit_started_from_the_old_calibration_never_ends_worse_on_its_points
 
 
 def test_a_refit_keeps_the_measured_kernel_tables(synthetic):
-    """The engine's measured GEMM tables (fp8_gemm, int8_gemm) are not fitted: a refit carries start's, or the ones
-    passed, through unchanged; a calibration without them gets none."""
+    """The engine's measured GEMM and MoE kernel tables (fp8_gemm, int8_gemm, moe_int8_kernel) are not fitted: a
+    refit carries start's, or the ones passed, through unchanged; a calibration without them gets none."""
     from serveplan.planner.profiles import KernelFactor
 
     fp8 = KernelFactor(tokens=(16, 17), factor=(1.0, 1.3), source="fp8 table")
     int8 = KernelFactor(tokens=(16, 17), factor=(1.0, 1.02), source="int8 table")
-    start = TRUE.model_copy(update={"fp8_gemm": fp8, "int8_gemm": int8})
+    moe = {"E=8,N=14336": KernelFactor(tokens=(32, 256), factor=(1.0, 3.0), source="moe table")}
+    start = TRUE.model_copy(update={"fp8_gemm": fp8, "int8_gemm": int8, "moe_int8_kernel": moe})
     kept = fit_calibration(synthetic, source="synthetic", n_trials=2, version="0.26.0", start=start)
-    assert kept.kernel_tables() == {"fp8_gemm": fp8, "int8_gemm": int8}
+    assert kept.kernel_tables() == {"fp8_gemm": fp8, "int8_gemm": int8, "moe_int8_kernel": moe}
     passed = fit_calibration(synthetic, source="synthetic", n_trials=2, version="0.26.0",
                              kernel_tables={"int8_gemm": int8})
     assert passed.kernel_tables() == {"int8_gemm": int8}

@@ -26,14 +26,16 @@ bench() {  # tag name tokenizer bench-args...
     -o "$S/$tag/$name.json" > "$S/$tag/$name.txt" 2>&1
   echo "$tag $name rc=$? in $((SECONDS - t1)) s" >> "$S/times.txt"
 }
-load() {  # tag name tokenizer rate extra-overrides...: 60 s of the chat preset, open loop, /metrics around it
+load() {  # tag name tokenizer rate extra-overrides...: 60 s of the chat preset (LOAD_TRAFFIC), open loop, /metrics around it
   # (and every SCRAPE_S seconds during it with SCRAPE=1: engine steps, tokens and the running batch, see scrape_steps)
   local tag=$1 name=$2 tok=$3 rate=$4 scraper=; shift 4
   curl -s "http://127.0.0.1:${PORT:-8000}/metrics" > "$S/$tag/metrics-$name-before.txt"
   if [ "${SCRAPE:-0}" = 1 ]; then scrape_steps "${PORT:-8000}" "$S/$tag/steps-$name.txt" & scraper=$!; fi
   # LOAD_WARMUP=S: S seconds of the same load first, in no figure (session 26: a fresh MoE server's first ~25 s of load
   # stalled on vLLM's fused-MoE JIT; default 0, as every committed run until then)
-  bench "$tag" "open-$name" "$tok" --traffic chat --rate "$rate" --duration 60 --warmup "${LOAD_WARMUP:-0}" "$@"
+  # LOAD_TRAFFIC: another traffic preset than chat (session 27)
+  bench "$tag" "open-$name" "$tok" --traffic "${LOAD_TRAFFIC:-chat}" --rate "$rate" --duration 60 \
+    --warmup "${LOAD_WARMUP:-0}" "$@"
   [ -n "$scraper" ] && kill "$scraper" 2>/dev/null
   curl -s "http://127.0.0.1:${PORT:-8000}/metrics" > "$S/$tag/metrics-$name-after.txt"
 }

@@ -18,12 +18,13 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict
 
 from serveplan.fileio import write_atomic
-from serveplan.planner.profiles import SHIPPED_PROFILES, Calibration, KernelFactor
+from serveplan.planner.profiles import SHIPPED_PROFILES, Calibration
 
 
 class Observation(BaseModel):
@@ -158,13 +159,13 @@ def loss(obs: list[Observation], cal: Calibration | None) -> float:
 
 def fit_calibration(obs: list[Observation], *, source: str, n_trials: int = 120, seed: int = 0,
                     version: str | None = None, start: Calibration | None = None,
-                    kernel_tables: dict[str, KernelFactor] | None = None,
+                    kernel_tables: dict[str, Any] | None = None,
                     bounds: dict[str, tuple[float, float]] | None = None) -> Calibration:
     """Fit step overhead, per-sequence and per-request overheads, the cost of a step beyond the CUDA graphs, the
     front end's streaming ceiling and weight-bandwidth / attention-bandwidth / compute / prefill scales.
     start: a calibration to try first (the one a refit replaces), so that a refit after a change to the step model
-    never ends worse on its own points than the old terms would. kernel_tables: the engine's measured W8A8 GEMM
-    tables to keep (Calibration.kernel_tables; not fitted); by default start's. bounds: narrower (low, high) for
+    never ends worse on its own points than the old terms would. kernel_tables: the engine's measured GEMM and MoE
+    kernel tables to keep (Calibration.kernel_tables; not fitted); by default start's. bounds: narrower (low, high) for
     named terms, to try a step model with a term held near a value (`benchmarks/accuracy.py --fit --bound`)."""
     import optuna
 

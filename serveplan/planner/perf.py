@@ -173,7 +173,11 @@ class StepModel:
         # INT8 and int4 experts run slower fused kernels than the dense terms give them: INT8's against FP8's, int4's
         # (Marlin WNA16 MoE) against the dense W4A16 GEMMs' rate (engine.moe_*_compute_penalty; benchmarks/moe_quant.py)
         self.moe_compute_penalty = 1.0
-        if m.is_moe and self.w8a8 and c.weight_dtype == "int8":
+        # INT8 experts with a measured kernel table: the FP8 experts' modelled time times the engine's INT8 kernel
+        # over its FP8 one at the step's tokens (calibration.moe_int8_kernel); the engine's one penalty without it
+        self.moe_kernel = (self.calib.moe_int8_table(m.num_experts, m.intermediate_size // c.tp)
+                           if self.calib and m.is_moe and self.w8a8 and c.weight_dtype == "int8" else None)
+        if m.is_moe and self.w8a8 and c.weight_dtype == "int8" and self.moe_kernel is None:
             self.moe_compute_penalty = self.engine.moe_int8_compute_penalty
         elif m.is_moe and self.w4a16:  # one of the W4A16 terms: 1 where the published Marlin numbers stand in
             self.moe_compute_penalty = self.w4["moe_w4a16_compute_penalty"]
@@ -206,7 +210,12 @@ class StepModel:
             # and Qwen3-30B-A3B bf16)
             measured = self.moe_layer_us or self.engine.moe_compute_efficiency != 1.0
             self.sources["moe"] = "measured (Mixtral-8x7B FP8, Qwen3-30B-A3B bf16; H200)" if measured else "none"
-            if self.moe_compute_penalty != 1.0:  # the quantized experts' fused kernel, measured against FP8's
+            if self.moe_kernel is not None:  # the engine's INT8 expert kernel timed against its FP8 one
+                moe_table, shape = self.moe_kernel
+                where = f"on {moe_table.measured_on}, applied to this {gpu.arch} GPU" if moe_table.measured_on else ""
+                self.sources["moe"] += (f"; INT8 experts' kernel against FP8's by tokens measured{where and ' ' + where}"
+                                        f" ({shape})")
+            elif self.moe_compute_penalty != 1.0:  # the quantized experts' fused kernel, measured against FP8's
                 kind, served = ("INT8", "INT8") if c.weight_dtype == "int8" else ("int4", "AWQ")
                 self.sources["moe"] += (f"; {kind} experts' prompt rate measured (Mixtral-8x7B {served} against FP8; "
                                         "H200)")
@@ -298,6 +307,8 @@ class StepModel:
         dense *= self._kernel_factor(t_int, read - expert_read)  # the fused expert kernels are not those GEMMs
         experts = max(expert_flops * self.moe_compute_penalty / (rate * e.moe_compute_efficiency),
                       expert_read / self.bw)
+        if self.moe_kernel is not None:  # INT8 experts: FP8's time times the engine's kernel ratio at these tokens
+            experts *= self.moe_kernel[0].at(t_int)
         return dense + experts + self.layers * self.moe_layer_us * 1e-6
 
     def _kernel_factor(self, t_int: int, read: float) -> float:

@@ -38,7 +38,7 @@ import math
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -292,6 +292,14 @@ class Calibration(_Model):
     table: on Hopper INT8 and FP8 tensor cores share one peak, and vLLM 0.26.0's CUTLASS INT8 kernel is 1.4-1.8x
     faster than torch._int_mm, the profile's int8 curve (session 17). None: the profile's int8 curve. Measured
     (`benchmarks/fp8_gemm.py`), kept through refits."""
+    moe_int8_kernel: dict[str, KernelFactor] = Field(default_factory=dict)
+    """The engine's fused MoE kernel for INT8 W8A8 checkpoints over its FP8 one, by M (tokens in the step), per expert
+    shape as vLLM names its tuned configs ("E=8,N=14336": experts, intermediate size per GPU). vLLM 0.26.0 runs a
+    compressed-tensors INT8 checkpoint's experts (dynamic activation scales) as int8_w8a16, weight-only, with its
+    default Triton config, and FP8 experts as fp8_w8a8 with a tuned one: the two run alike on memory-bound steps and
+    ~3x apart on long prompt chunks (session 27). With a table, INT8 experts take the FP8 experts' modelled time
+    times it (engine.moe_int8_compute_penalty stands in only without one). Measured (`benchmarks/moe_kernel.py`),
+    kept through refits."""
     source: str = ""
     fit: dict = Field(default_factory=dict)
     held_out: HeldOutAccuracy | None = None
@@ -313,9 +321,26 @@ class Calibration(_Model):
             where += f"; {self.held_out.describe(self.engine, self.engine_version)}"
         return where
 
-    def kernel_tables(self) -> dict[str, KernelFactor]:
+    def kernel_tables(self) -> dict[str, Any]:
         """The measured kernel tables it carries, by field name (a refit keeps them: they are not fitted)."""
-        return {f: getattr(self, f) for f in KERNEL_TABLES.values() if getattr(self, f) is not None}
+        return {f: getattr(self, f) for f in (*KERNEL_TABLES.values(), "moe_int8_kernel") if getattr(self, f)}
+
+    def moe_int8_table(self, num_experts: int, intermediate: int) -> tuple[KernelFactor, str] | None:
+        """The INT8 MoE kernel table for experts of this shape (intermediate size per GPU), and how it applies: its
+        own shape's, else one measured with as many experts, else the first measured; None without any."""
+        if not self.moe_int8_kernel:
+            return None
+        key = moe_shape_key(num_experts, intermediate)
+        if key in self.moe_int8_kernel:
+            return self.moe_int8_kernel[key], key
+        same_e = [k for k in self.moe_int8_kernel if k.startswith(f"E={num_experts},")]
+        other = same_e[0] if same_e else next(iter(self.moe_int8_kernel))
+        return self.moe_int8_kernel[other], f"{other}, applied to {key}"
+
+
+def moe_shape_key(num_experts: int, intermediate: int) -> str:
+    """An expert shape as vLLM names its fused MoE configs: E=8,N=14336."""
+    return f"E={num_experts},N={intermediate}"
 
 
 # The Calibration field holding the engine's measured W8A8 GEMM table, by the compute dtype it times.

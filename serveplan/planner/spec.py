@@ -409,7 +409,8 @@ class EngineConfig(Frozen):
     moe_int8_compute_penalty: float = Field(default=1.0, ge=1, le=10, description="MoE models with INT8 W8A8 "
                                             "weights: their fused expert GEMMs take prompt chunks this many times "
                                             "slower than FP8's (vLLM 0.26.0 runs them in its Triton kernel with no "
-                                            "tuned configuration).")
+                                            "tuned configuration). Used only where the calibration carries no "
+                                            "measured INT8 MoE kernel table (moe_int8_kernel).")
     moe_w4a16_compute_penalty: float = Field(default=1.0, ge=1, le=10, description="MoE models with weight-only "
                                              "int4 weights (AWQ, GPTQ): their fused expert GEMMs take prompt chunks "
                                              "this many times slower than the dense W4A16 terms say (vLLM 0.26.0's "
