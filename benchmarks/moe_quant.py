@@ -25,6 +25,11 @@ requests waited 1-4 s in the API server, quantized and FP8 alike. Held out: the 
 memory-bound ones), Qwen3-30B-A3B INT8's bursts (another MoE shape), MXA's bursts (another host), and the open loops
 (`open_loop_accuracy.py`: "H200 Mixtral int8" and the session-23 MXA rows).
 
+Session 27 (`benchmarks/moe_kernel.py`) timed vLLM's INT8 and FP8 expert kernels by step size: the H200 and H100
+calibrations carry that table (`moe_int8_kernel`), and where one is carried it prices INT8 experts instead of
+moe_int8_compute_penalty. The INT8 solve here runs without the table (the penalty is what a GPU without one gets);
+the last INT8 table prints the bursts with it, every row held out.
+
     python benchmarks/moe_quant.py          # solve both, and print every burst with the shipped terms and the solution
 """
 

@@ -432,6 +432,29 @@ def test_moe_plan_on_vllm_suggests_a_warmup(plan_dir):
     assert not any("fused MoE kernel" in n for n in dense)
 
 
+def test_int8_moe_plan_on_vllm_says_its_experts_run_weight_only(plan_dir):
+    """Session 27: vLLM 0.26.0 runs an INT8 checkpoint's experts as int8_w8a16 with an untuned Triton config; the
+    launch says so and how to tune one. An FP8 MoE plan and a dense INT8 plan get no such note."""
+    from conftest import make_plan
+    from serveplan.launcher.launch import _prepare
+    from serveplan.testing import factories
+
+    d = plan_dir(tp=1)
+
+    def notes_of(weight_dtype: str, model: str) -> list[str]:
+        plan = make_plan(tp=1, weight_dtype=weight_dtype)
+        req = plan.request.model_copy(update={"model": factories.model(model)})
+        (d / "plan.yaml").write_text(plan.model_copy(update={"request": req}).to_yaml())
+        notes: list[str] = []
+        _prepare(d, model=None, force=True, base_port=free_port(), dry_run=True, notes=notes)
+        return notes
+
+    said = [n for n in notes_of("int8", "mixtral-8x7b") if "int8_w8a16" in n]
+    assert len(said) == 1 and "benchmark_moe.py --tune --dtype int8_w8a16" in said[0]
+    assert "VLLM_TUNED_CONFIG_FOLDER" in said[0]
+    assert not any("int8_w8a16" in n for n in notes_of("fp8", "mixtral-8x7b") + notes_of("int8", "llama-3.1-8b"))
+
+
 def test_launched_context_manager(plan_dir):
     from serveplan.launcher.launch import launched
     from serveplan.launcher.record import read_run

@@ -112,6 +112,12 @@ def _prepare(plan_dir: Path, *, model: str | None, force: bool, base_port: int, 
         notes.append("vLLM compiles its fused MoE kernel for each new batch shape under the first load (session 26: a "
                      "fresh Mixtral server's first ~25 s of load stalled on it); `plan launch --warmup 30` sends that "
                      "load before the launch reports ready.")
+        if cfg.weight_dtype == "int8":  # session 27: the server logs "Config file not found ... dtype=int8_w8a16"
+            notes.append("vLLM 0.26.0 runs an INT8 checkpoint's experts weight-only (int8_w8a16) with its default "
+                         "Triton config, none being shipped for them: long prompt chunks take ~3x FP8 experts' time, "
+                         "as the plan predicts. vLLM's benchmarks/kernels/benchmark_moe.py --tune --dtype int8_w8a16 "
+                         "writes a tuned config; VLLM_TUNED_CONFIG_FOLDER points the server at it (the plan does not "
+                         "assume one).")
     warnings = check_gpus(plan, force=force or dry_run)
     notes.extend(f"GPU check ({'dry run' if dry_run else 'forced'}): {w}" for w in warnings)
     ckpt = _resolve_checkpoint(plan, model, plan_dir, notes, dry_run)
