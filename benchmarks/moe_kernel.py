@@ -39,9 +39,13 @@ MEASURED_ON = "h200"
 CARRIED_TO = ("h100-sxm",)  # the same architecture's calibrations, whose MoE kernels were not timed
 
 
-def read(paths: tuple[Path, ...] = RUNS) -> dict[str, tuple[str, dict[int, dict[str, float]]]]:
-    """shape name -> (its vLLM config key, M -> kind -> microseconds), over the files that exist."""
-    out: dict[str, tuple[str, dict[int, dict[str, float]]]] = {}
+Timings = dict[str, tuple[str, dict[int, dict[str, float]], Path]]
+
+
+def read(paths: tuple[Path, ...] = RUNS) -> Timings:
+    """shape name -> (its vLLM config key, M -> kind -> microseconds, the file it was read from), over the files that
+    exist."""
+    out: Timings = {}
     for path in paths:
         if not path.exists():
             continue
@@ -50,30 +54,23 @@ def read(paths: tuple[Path, ...] = RUNS) -> dict[str, tuple[str, dict[int, dict[
             if "us" not in r:
                 continue
             e, n = (r["experts"], r["intermediate"]) if "experts" in r else SHAPES[r["shape"]]
-            key, by_m = out.setdefault(r["shape"], (moe_shape_key(e, n), {}))
+            _, by_m, _ = out.setdefault(r["shape"], (moe_shape_key(e, n), {}, path))
             by_m.setdefault(r["m"], {})[r["kind"]] = r["us"]
     return out
 
 
-def _where(path_of_shape: str) -> str:
-    for path in RUNS:
-        if path.exists() and f'"shape": "{path_of_shape}"' in path.read_text():
-            return str(path.relative_to(HERE.parent))
-    return ""
-
-
-def tables(data: dict[str, tuple[str, dict[int, dict[str, float]]]] | None = None) -> dict[str, KernelFactor]:
+def tables(data: Timings | None = None) -> dict[str, KernelFactor]:
     """Expert shape key -> the INT8 (int8_w8a16) over FP8 (fp8_w8a8) kernel time by M."""
     data = data if data is not None else read()
     out = {}
-    for shape, (key, by_m) in data.items():
+    for shape, (key, by_m, path) in data.items():
         ms = sorted(m for m, k in by_m.items() if "int8_w8a16" in k and "fp8_w8a8" in k)
         if not ms:
             continue
         out[key] = KernelFactor(
             tokens=tuple(ms), factor=tuple(round(by_m[m]["int8_w8a16"] / by_m[m]["fp8_w8a8"], 3) for m in ms),
             source=f"benchmarks/moe_kernel.py: vLLM 0.26.0 fused_experts, int8_w8a16 (default config) over fp8_w8a8, "
-                   f"{shape}'s experts on {MEASURED_ON} ({_where(shape)})")
+                   f"{shape}'s experts on {MEASURED_ON} ({path.relative_to(HERE.parent)})")
     return out
 
 
@@ -83,7 +80,7 @@ def main() -> int:
                     "calibrations (their fitted terms unchanged)")
     a = ap.parse_args()
     data = read()
-    for shape, (key, by_m) in data.items():
+    for shape, (key, by_m, _) in data.items():
         kinds = [x for x in KINDS if any(x in k for k in by_m.values())]
         over = [x for x in kinds if x != "fp8_w8a8"]
         print(f"\n{shape} ({key}), microseconds per layer, and over fp8_w8a8\n")

@@ -77,14 +77,20 @@ def positive_int(text: str) -> int:
     return v
 
 
+def _number(text: str, what: str) -> float:
+    """The float in `text`, or an argparse refusal naming `what` it should have been; NaN and infinities pass (the
+    callers' bounds refuse them)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
     import math
 
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    v = _number(text, "a number")
     if not math.isfinite(v) or v <= 0:
         raise argparse.ArgumentTypeError(f"{text} must be a finite number above 0")
     return v
@@ -94,10 +100,7 @@ def seconds_or_zero(text: str) -> float:
     """argparse type: a finite number of seconds >= 0 (0 turns the thing off)."""
     import math
 
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    v = _number(text, "a number of seconds")
     if not math.isfinite(v) or v < 0:
         raise argparse.ArgumentTypeError(f"{text} must be 0 (off) or a finite number of seconds")
     return v

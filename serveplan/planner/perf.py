@@ -175,9 +175,10 @@ class StepModel:
         self.moe_compute_penalty = 1.0
         # INT8 experts with a measured kernel table: the FP8 experts' modelled time times the engine's INT8 kernel
         # over its FP8 one at the step's tokens (calibration.moe_int8_kernel); the engine's one penalty without it
+        int8_experts = m.is_moe and self.w8a8 and c.weight_dtype == "int8"
         self.moe_kernel = (self.calib.moe_int8_table(m.num_experts, m.intermediate_size // c.tp)
-                           if self.calib and m.is_moe and self.w8a8 and c.weight_dtype == "int8" else None)
-        if m.is_moe and self.w8a8 and c.weight_dtype == "int8" and self.moe_kernel is None:
+                           if self.calib and int8_experts else None)
+        if int8_experts and self.moe_kernel is None:
             self.moe_compute_penalty = self.engine.moe_int8_compute_penalty
         elif m.is_moe and self.w4a16:  # one of the W4A16 terms: 1 where the published Marlin numbers stand in
             self.moe_compute_penalty = self.w4["moe_w4a16_compute_penalty"]
@@ -212,9 +213,8 @@ class StepModel:
             self.sources["moe"] = "measured (Mixtral-8x7B FP8, Qwen3-30B-A3B bf16; H200)" if measured else "none"
             if self.moe_kernel is not None:  # the engine's INT8 expert kernel timed against its FP8 one
                 moe_table, shape = self.moe_kernel
-                where = f"on {moe_table.measured_on}, applied to this {gpu.arch} GPU" if moe_table.measured_on else ""
-                self.sources["moe"] += (f"; INT8 experts' kernel against FP8's by tokens measured{where and ' ' + where}"
-                                        f" ({shape})")
+                where = f" on {moe_table.measured_on}, applied to this {gpu.arch} GPU" if moe_table.measured_on else ""
+                self.sources["moe"] += f"; INT8 experts' kernel against FP8's by tokens measured{where} ({shape})"
             elif self.moe_compute_penalty != 1.0:  # the quantized experts' fused kernel, measured against FP8's
                 kind, served = ("INT8", "INT8") if c.weight_dtype == "int8" else ("int4", "AWQ")
                 self.sources["moe"] += (f"; {kind} experts' prompt rate measured (Mixtral-8x7B {served} against FP8; "
