@@ -77,7 +77,8 @@ def make_folder(base: Path, model: str, fmt: str) -> Path:
     m = yaml.safe_load((CATALOG / f"{model}.yaml").read_text())
     moe = m["num_experts"] > 0
     model_type = {"MixtralForCausalLM": "mixtral", "MistralForCausalLM": "mistral",
-                  "Qwen2ForCausalLM": "qwen2", "Qwen3MoeForCausalLM": "qwen3_moe"}.get(m["architecture"], "llama")
+                  "Qwen2ForCausalLM": "qwen2", "Qwen3MoeForCausalLM": "qwen3_moe", "Qwen3ForCausalLM": "qwen3",
+                  "Gemma2ForCausalLM": "gemma2"}.get(m["architecture"], "llama")
     cfg = {"architectures": [m["architecture"]], "model_type": model_type,
            "hidden_size": m["hidden_size"], "intermediate_size": m["intermediate_size"],
            "num_hidden_layers": m["num_layers"], "num_attention_heads": m["num_attention_heads"],
@@ -88,6 +89,15 @@ def make_folder(base: Path, model: str, fmt: str) -> Path:
            "eos_token_id": 1, "initializer_range": 0.02, "use_cache": True}
     if model_type in ("mistral", "qwen2"):
         cfg.update(sliding_window=None, use_sliding_window=False, rope_theta=1e6)
+    if model_type == "qwen3":  # dense Qwen3 (session 28): q/k RMSNorm, no attention bias, full attention
+        cfg.update(sliding_window=None, use_sliding_window=False, max_window_layers=m["num_layers"], rope_theta=1e6,
+                   rms_norm_eps=1e-6)
+    if model_type == "gemma2":  # session 28, as google/gemma-2-27b-it's config.json: GeGLU (tanh GELU), logit
+        # soft-capping, every other layer a 4,096-token sliding window (vLLM's hybrid KV cache manager sizes those)
+        cfg.update(hidden_act="gelu_pytorch_tanh", hidden_activation="gelu_pytorch_tanh",
+                   query_pre_attn_scalar=m["hidden_size"] // m["num_attention_heads"], attn_logit_softcapping=50.0,
+                   final_logit_softcapping=30.0, sliding_window=4096, cache_implementation="hybrid",
+                   rope_theta=10000.0, rms_norm_eps=1e-6)
     if moe and model_type == "qwen3_moe":  # every layer routed; the catalog's intermediate_size is per expert
         cfg.update(num_experts=m["num_experts"], num_experts_per_tok=m["experts_per_token"],
                    moe_intermediate_size=m["intermediate_size"], intermediate_size=6144, norm_topk_prob=True,
