@@ -74,6 +74,10 @@ VERIFY_RUNS = [
     ("H200 32B int8 kv:fp8 summarize 1 req/s (plan)", R / "session22/VQ32S/verify.json", False),
     ("H200 Mixtral int8 kv:fp8 chat 8 req/s (plan)", R / "session22/VMX8/verify.json.gz", False),
     ("H200 14B int8 kv:fp8 rag 5 req/s (plan)", R / "session22/VQ14R5/verify.json.gz", False),
+    # session 28 (session28.sh, one H200): the planner's answers for two models no run had served, verified at ~0.7 of
+    # the capacity the plan gives them. The Gemma-2 run fell behind (docs/accuracy.md, session 28)
+    ("H200 Qwen3-32B int8 kv:fp8 chat 7 req/s (plan)", R / "session28/VQ3/verify.json.gz", False),
+    ("H200 Gemma-2-27B int8 kv:fp8 chat 8 req/s (plan)", R / "session28/VG27/verify.json.gz", False),
 ]
 # Runs whose plan named another GPU than the one they ran on (verify --force): predicted for the GPU that ran them.
 # verify.json records it since session 21 (ran_on_gpu); the session-21 run came before.
@@ -152,7 +156,8 @@ SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "sessi
             (R / "session18", "session 18", set()), (R / "session19", "session 19", set()),
             (R / "session20", "session 20", set()), (R / "session23", "session 23", set()),
             (R / "session24", "session 24", set()), (R / "session24c", "session 24", set()),
-            (R / "session26", "session 26", set()), (R / "session27", "session 27", set())]
+            (R / "session26", "session 26", set()), (R / "session27", "session 27", set()),
+            (R / "session28", "session 28", set())]
 # The open loops the shipped H200 calibration is fitted on, beside the grids' training points (benchmarks/accuracy.py
 # --fit): session 6's 8B server alone on its host. Their engine timings also gave conf/engine/vllm.yaml's
 # tokenize_us_per_token (the concurrency-1 sweep) and frontend_ms_per_ktok_s (the open loops). Every other row is
