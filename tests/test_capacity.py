@@ -330,3 +330,44 @@ def test_the_plans_table_and_plan_estimate_read_the_same_sample(readme_plan):
     per_replica = req.traffic.rate_rps / win.config.replicas
     n = int(p.sources["percentiles"].split()[0].replace(",", ""))
     assert n >= 0.9 * min(1500, round(per_replica * REPORTED_HORIZON_S))  # less the 10% warm-up the summary skips
+
+
+def test_the_share_longer_than_a_context_is_what_the_load_generator_sends():
+    """Traffic.share_longer_than: a tail share (1 below the shortest request, 0 from the longest, never rising with
+    the limit), and the share of requests the bench's own sampler draws longer than it."""
+    import random
+
+    from serveplan.bench.prompts import _sample_len
+
+    t = build_request(model="gemma-2-27b", gpus="1xH200", traffic="rag").traffic
+    shares = [t.share_longer_than(n) for n in (1, 2048, 4096, 6144, 8192, 12288, 16384, 32768)]
+    assert shares[0] == 1.0 and shares[-1] == 0.0
+    assert all(a >= b for a, b in zip(shares, shares[1:]))
+    rng = random.Random(7)
+    drawn = [_sample_len(t.input_len, rng) + _sample_len(t.output_len, rng) for _ in range(20_000)]
+    sampled = sum(n > 8192 for n in drawn) / len(drawn)
+    assert 0.005 < sampled and abs(t.share_longer_than(8192) - sampled) < 0.004
+
+
+def test_a_plan_says_what_share_of_its_traffic_the_engine_refuses_for_length():
+    """Gemma-2's 8,192-token context under rag (prompts to 16,384): the plan names the share vLLM refuses with HTTP
+    400 and how to avoid it; a context that holds the whole traffic says nothing."""
+    from serveplan.planner.report import context_sentence
+
+    req = build_request(model="gemma-2-27b", gpus="1xH200", traffic="rag")
+    s = context_sentence(req, 8192)
+    assert s is not None and "8,192 tokens" in s and "gemma-2-27b's context" in s and "HTTP 400" in s
+    assert f"{req.traffic.share_longer_than(8192):.1%}" in s
+    shorter = context_sentence(req, 4096)  # a max_model_len below the model's context: raise it
+    assert shorter is not None and "search.max_model_len" in shorter
+    assert context_sentence(build_request(model="llama-70b", gpus="2xA100"), 16384) is None
+    p = plan(build_request(model="gemma-2-27b", gpus="1xH200", traffic="rag",
+                           overrides=["search.sampler=random", "search.n_trials=12"]))
+    assert plan_json(p)["context"] == context_sentence(p.request, p.winner.config.max_model_len)
+    out = io.StringIO()
+    render_plan(p, Console(file=out, width=250))
+    assert "Context:" in out.getvalue()
+
+
+def test_the_readme_plan_has_no_context_sentence(readme_plan):
+    assert plan_json(readme_plan)["context"] is None

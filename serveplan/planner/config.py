@@ -176,7 +176,8 @@ def _check_weight_methods(req: PlanRequest) -> None:
 
 def _check_lengths(req: PlanRequest) -> None:
     """What the engine would refuse, refused first: a typical prompt longer than the model's context, or than
-    the max_model_len asked for. (A tail beyond the context is served up to it: max_model_len is capped.)"""
+    the max_model_len asked for. (A tail beyond the context is planned for, max_model_len capped at the context;
+    the engine refuses those requests, and the plan says how many: report.context_sentence.)"""
     mean_in = req.traffic.input_len.mean
     ctx = req.model.max_position_embeddings
     if mean_in >= ctx:

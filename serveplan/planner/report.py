@@ -72,6 +72,7 @@ def plan_json(plan: Plan) -> dict:
         "model": r.model.name, "gpus": r.inventory.describe(), "traffic": r.traffic.name,
         "engine": f"{r.engine.name} {r.engine.version}", "slo": r.slo.model_dump(exclude_none=True),
         "objective": r.search.objective, "why": plan.why, "sizing": sizing_sentence(plan) or None,
+        "context": context_sentence(r, plan.winner.config.max_model_len) if plan.ranked else None,
         "profile": plan.profile, "search": plan.stats.model_dump(),
         "candidates": [candidate_doc(e) for e in plan.ranked],
         "pareto": [candidate_doc(e) for e in plan.pareto],
@@ -119,6 +120,9 @@ def render_plan(plan: Plan, console) -> None:  # noqa: ANN001 (rich Console, imp
         console.print(f"[bold]Sizing:[/] {sizing}")
     if plan.winner.config.checkpoint is not None:
         console.print(f"[bold]Weights:[/] {plan.winner.config.checkpoint.describe()}")
+    refused = context_sentence(r, plan.winner.config.max_model_len)
+    if refused:
+        console.print(f"[bold]Context:[/] {refused}")
     used, have = plan.winner.config.total_gpus, r.inventory.total_gpus
     if used < have and plan.winner.meets_slo:
         console.print(f"The winner uses {used} of the {have} GPUs: at this load the others would only add "
@@ -221,6 +225,27 @@ def idle_miss_phrase(p, slo) -> str:  # noqa: ANN001 (Predictions or None, SLO)
     return f"misses the SLO even at light load ({', '.join(parts)})"
 
 
+# Below this share of refused requests the plan says nothing (one request in a thousand)
+REFUSED_SHARE_NOTED = 0.001
+
+
+def context_sentence(req, max_model_len: int) -> str | None:  # noqa: ANN001 (PlanRequest)
+    """A sentence when some of the traffic's requests are longer (prompt + output) than the configuration's
+    max_model_len: the engine refuses them, and the predictions, which serve every request, count them as served
+    (session 28: the chat preset's longest prompts and answers do not fit Gemma-2's 8,192 tokens)."""
+    share = req.traffic.share_longer_than(max_model_len)
+    if share < REFUSED_SHARE_NOTED:
+        return None
+    ctx = req.model.max_position_embeddings
+    if max_model_len >= ctx:
+        limit, fix = f"{req.model.name}'s context", "or serve a model with a longer context"
+    else:
+        limit, fix = "the configuration's max_model_len", f"or raise search.max_model_len (up to {ctx:,})"
+    return (f"{share:.1%} of this traffic's requests are longer than {max_model_len:,} tokens, prompt + output "
+            f"({limit}); the engine refuses them (vLLM: HTTP 400) and the figures above count them as served. "
+            f"Lower traffic.input_len.max / traffic.output_len.max, {fix}.")
+
+
 def sizing_sentence(plan: Plan) -> str:
     """How many replicas of the winner the offered load needs at its capacity within the SLO."""
     r, w = plan.request, plan.winner
@@ -261,6 +286,9 @@ def render_estimate(est: Estimate, req, console, held_out=None) -> None:  # noqa
     if not m.fits:
         console.print(f"[bold red]Does not fit:[/] {m.reason}.")
         return
+    refused = context_sentence(req, cand.max_model_len)
+    if refused:
+        console.print(f"Context: {refused}")
     pr = est.predictions
     assert pr is not None
     if pr.burst_ttft_ms is not None:

@@ -6,6 +6,7 @@ never mutated: change one by `model_copy(update=...)`. Planner functions take th
 
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Literal
 
@@ -318,6 +319,14 @@ class Traffic(Frozen):
     @property
     def is_closed_loop(self) -> bool:
         return self.arrival == "closed" or self.rate_rps is None
+
+    def share_longer_than(self, tokens: int, n: int = 2000) -> float:
+        """The share of requests whose prompt + output exceed `tokens`, over an n x n grid of the two (independent)
+        length distributions, each length rounded as the simulation and the load generator send it. An engine
+        refuses those against its max_model_len (vLLM: HTTP 400 when prompt + max_tokens exceeds it)."""
+        outs = sorted(max(1, round(x)) for x in self.output_len.grid(n))
+        over = sum(n - bisect.bisect_right(outs, tokens - max(1, round(i))) for i in self.input_len.grid(n))
+        return over / (n * n)
 
 
 # ---------------------------------------------------------------------------------------------- slo
