@@ -216,6 +216,9 @@ BAD_STREAMS = {
     "bad_json": b'data: {"choices": [\n\n',
     "no_done": b'data: {"choices": [{"index": 0, "text": " hi"}]}\n\n',
     "plain_json": b'{"choices": [{"text": "hi"}]}',
+    # every token a special one, skipped in the text (session 28's dummy Gemma-2): [DONE] and usage, no text
+    "no_text": (b'data: {"choices": [{"index": 0, "text": ""}]}\n\n'
+                b'data: {"choices": [], "usage": {"prompt_tokens": 8, "completion_tokens": 5}}\n\ndata: [DONE]\n\n'),
 }
 
 
@@ -243,6 +246,8 @@ def test_malformed_stream_is_counted(kind):
     r = asyncio.run(main())
     assert r.summary.errors == {"malformed": 3}, [q.error for q in r.requests]
     assert all(q.error.startswith("malformed stream") for q in r.requests)
+    if kind == "no_text":  # the message says the server did generate, so the cause is the text, not the engine
+        assert all("generated 5 tokens, none with text" in q.error for q in r.requests)
 
 
 def test_bad_arguments_are_config_errors():
