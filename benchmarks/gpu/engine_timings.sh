@@ -28,15 +28,18 @@ bench() {  # tag name tokenizer bench-args...
 }
 load() {  # tag name tokenizer rate extra-overrides...: 60 s of the chat preset (LOAD_TRAFFIC), open loop, /metrics around it
   # (and every SCRAPE_S seconds during it with SCRAPE=1: engine steps, tokens and the running batch, see scrape_steps)
-  local tag=$1 name=$2 tok=$3 rate=$4 scraper=; shift 4
+  local tag=$1 name=$2 tok=$3 rate=$4 scraper= cpu=; shift 4
   curl -s "http://127.0.0.1:${PORT:-8000}/metrics" > "$S/$tag/metrics-$name-before.txt"
   if [ "${SCRAPE:-0}" = 1 ]; then scrape_steps "${PORT:-8000}" "$S/$tag/steps-$name.txt" & scraper=$!; fi
+  # CPU=1: the server's processes' CPU time every second (cpu_sample; session 29: is the API server the bottleneck?)
+  if [ "${CPU:-0}" = 1 ]; then cpu_sample "$(cat "$S/$tag/server.pid")" "$S/$tag/cpu-$name.txt" & cpu=$!; fi
   # LOAD_WARMUP=S: S seconds of the same load first, in no figure (session 26: a fresh MoE server's first ~25 s of load
   # stalled on vLLM's fused-MoE JIT; default 0, as every committed run until then)
   # LOAD_TRAFFIC: another traffic preset than chat (session 27)
   bench "$tag" "open-$name" "$tok" --traffic "${LOAD_TRAFFIC:-chat}" --rate "$rate" --duration 60 \
     --warmup "${LOAD_WARMUP:-0}" "$@"
   [ -n "$scraper" ] && kill "$scraper" 2>/dev/null
+  [ -n "$cpu" ] && kill "$cpu" 2>/dev/null
   curl -s "http://127.0.0.1:${PORT:-8000}/metrics" > "$S/$tag/metrics-$name-after.txt"
 }
 scrape_steps() {  # port out-file: every SCRAPE_S seconds (0.5) until killed, one line: the time, then vLLM's step
@@ -51,6 +54,17 @@ scrape_steps() {  # port out-file: every SCRAPE_S seconds (0.5) until killed, on
       '^vllm:(iteration_tokens_total_(count|sum|bucket)|num_requests_running|num_requests_waiting)\{' |
       sed 's/,\?model_name="[^"]*"//; s/engine="0",\?//' | awk '{printf "%s ", $0}'
     echo
+  done >> "$2"
+}
+cpu_sample() {  # process-group out-file: every second until killed, one line per process of the server's group
+  # (setsid made the server's pid its group): the time, the pid, its user + system CPU ticks so far (/proc/PID/stat
+  # fields 14 and 15; 100 a second) and its command. Differences between lines give each process's share of a core:
+  # an API server near 100 is the front end holding requests back (session 28's Gemma-2: none waiting in the engine)
+  local p
+  while sleep 1; do
+    for p in $(pgrep -g "$1"); do
+      echo "$(date +%s.%N) $p $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) $(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | cut -c1-80)"
+    done
   done >> "$2"
 }
 c1_sweep() {  # tag tokenizer lengths...: TTFT alone at each prompt length (6 requests each, 16 tokens out)
