@@ -371,3 +371,33 @@ def test_a_plan_says_what_share_of_its_traffic_the_engine_refuses_for_length():
 
 def test_the_readme_plan_has_no_context_sentence(readme_plan):
     assert plan_json(readme_plan)["context"] is None
+
+
+def _one(req, **kw):
+    base = dict(engine="vllm", tp=1, weight_dtype="fp8", kv_cache_dtype="fp8", max_num_seqs=64,
+                max_num_batched_tokens=2048, chunked_prefill=True, gpu_memory_utilization=0.92,
+                enable_prefix_caching=False)
+    return Scorer(req).score(Candidate(**{**base, **kw}), simulated=True)
+
+
+def test_requests_longer_than_the_context_are_refused_not_queued():
+    """vLLM refuses a request longer (prompt + output) than max_model_len: the simulation serves the rest, at the
+    rest's share of the rate. Before, a prompt longer than the KV cache waited at the head of the queue forever
+    and gemma-2-9b on an L4 under summarize crashed the plan (no request finished)."""
+    req = build_request(model="gemma-2-9b", gpus="1xL4", traffic="summarize")
+    e = _one(req, max_num_seqs=16, max_model_len=8192)  # raised "max() arg is an empty sequence" before
+    assert e.predictions is not None and e.predictions.ttft_ms.p50 > 0
+    req = build_request(model="phi-3-medium", gpus="1xH100", traffic="rag")  # 4,096-token context: ~46% refused
+    share = req.traffic.share_longer_than(4096)
+    assert 0.3 < share < 0.6
+    p = _one(req, max_model_len=4096, max_num_seqs=256).predictions
+    offered = req.traffic.rate_rps
+    assert p.requests_per_s == pytest.approx(offered * (1 - share), rel=0.1)  # well below its capacity
+
+
+def test_a_traffic_the_engine_would_refuse_whole_is_a_config_error():
+    from serveplan.errors import ConfigError
+
+    req = build_request(model="llama-3.1-8b", gpus="1xH100", traffic="rag")
+    with pytest.raises(ConfigError, match="refuse them all"):
+        _one(req, max_model_len=200)

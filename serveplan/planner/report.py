@@ -231,8 +231,9 @@ REFUSED_SHARE_NOTED = 0.001
 
 def context_sentence(req, max_model_len: int) -> str | None:  # noqa: ANN001 (PlanRequest)
     """A sentence when some of the traffic's requests are longer (prompt + output) than the configuration's
-    max_model_len: the engine refuses them, and the predictions, which serve every request, count them as served
-    (session 28: the chat preset's longest prompts and answers do not fit Gemma-2's 8,192 tokens)."""
+    max_model_len: the engine refuses them, and the simulation leaves them out (simulation._servable), so the
+    figures are the rest's (session 28: the chat preset's longest prompts and answers do not fit Gemma-2's 8,192
+    tokens)."""
     share = req.traffic.share_longer_than(max_model_len)
     if share < REFUSED_SHARE_NOTED:
         return None
@@ -242,7 +243,8 @@ def context_sentence(req, max_model_len: int) -> str | None:  # noqa: ANN001 (Pl
     else:
         limit, fix = "the configuration's max_model_len", f"or raise search.max_model_len (up to {ctx:,})"
     return (f"{share:.1%} of this traffic's requests are longer than {max_model_len:,} tokens, prompt + output "
-            f"({limit}); the engine refuses them (vLLM: HTTP 400) and the figures above count them as served. "
+            f"({limit}); the engine refuses them (vLLM: HTTP 400), and the figures above are the other requests' "
+            f"(served in SLO leaves them out). "
             f"Lower traffic.input_len.max / traffic.output_len.max, {fix}.")
 
 

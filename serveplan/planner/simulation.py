@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from serveplan.errors import ConfigError
 from serveplan.planner.perf import StepModel
 from serveplan.planner.result import MemoryBreakdown, Predictions
 from serveplan.planner.serving import NEAR_SATURATION, Load, finish_predictions, percentiles, replica_load
@@ -51,6 +52,19 @@ def _sample_lengths(traffic: Traffic, n: int, rng: random.Random) -> list[tuple[
             for a, b in zip(qi, qo)]
 
 
+def _servable(lengths: list[tuple[int, int]], cand: Candidate) -> list[tuple[int, int]]:
+    """The sampled requests the engine takes: vLLM refuses one whose prompt + output exceed max_model_len (HTTP
+    400), so it never queues (report.context_sentence says how many). Without this a prompt longer than the KV cache
+    waited at the head of the queue forever: gemma-2-9b on an L4 under summarize finished no request, and the plan
+    crashed."""
+    kept = [(i, o) for i, o in lengths if i + o <= cand.max_model_len]
+    if not kept:
+        raise ConfigError(f"Every request of this traffic is longer (prompt + output) than max_model_len "
+                          f"{cand.max_model_len:,}, so the engine would refuse them all; lower traffic.input_len / "
+                          f"output_len or raise max_model_len.")
+    return kept
+
+
 def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traffic, slo: SLO,
              inventory: Inventory, *, n_requests: int | None = None, seed: int = 0,
              max_decode_tokens: int = 25_000, kv_block: int = 16, with_capacity: bool = True,
@@ -85,7 +99,15 @@ def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
             n_requests = max(n_requests, min(OPEN_LOOP_MAX_REQUESTS, round(load.rate * horizon_s)))
             tail = max(8, n_requests // 4)
     # stratified apart, so the measured requests alone follow the length distribution
-    lengths = _sample_lengths(traffic, n_requests, rng) + (_sample_lengths(traffic, tail, rng) if tail else [])
+    measured = _sample_lengths(traffic, n_requests, rng)
+    served = _servable(measured, cand)
+    if len(served) < len(measured):  # the rest are refused: the engine sees that share of the rate
+        if load.rate is not None:
+            load = Load(load.rate * len(served) / len(measured), None, load.ca2)
+        tail = round(tail * len(served) / len(measured))
+        n_requests = len(served)
+    tail_lengths = _sample_lengths(traffic, tail, rng) if tail else []
+    lengths = served + [x for x in tail_lengths if x[0] + x[1] <= cand.max_model_len]
     share = 1.0 - traffic.prefix_share
     arrivals, pending = _arrivals(traffic, load, lengths, share, rng)
     for r in list(arrivals)[n_requests:]:
@@ -161,7 +183,7 @@ def replica_capacity(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traff
     kv_seqs = int(mem.kv_tokens / max(traffic.input_len.mean * (1.0 - traffic.prefix_share) + e_out, 1.0))
     clients = max(2, min(math.ceil(cand.max_num_seqs * 1.25), kv_seqs))
     n = max(2 * clients, int(min(600, 30_000 / e_out)))
-    lengths = _sample_lengths(traffic, n, rng)
+    lengths = _servable(_sample_lengths(traffic, n, rng), cand)
     share = 1.0 - traffic.prefix_share
     arrivals, pending = _arrivals(traffic, Load(None, clients, 1.0), lengths, share, rng)
     sim = _ReplicaSim(sm, cand, kv_cap=max(mem.kv_tokens, 1), share=share, arrivals=arrivals, pending=pending,
