@@ -28,11 +28,19 @@ bench() {  # tag name tokenizer bench-args...
 }
 load() {  # tag name tokenizer rate extra-overrides...: 60 s of the chat preset (LOAD_TRAFFIC), open loop, /metrics around it
   # (and every SCRAPE_S seconds during it with SCRAPE=1: engine steps, tokens and the running batch, see scrape_steps)
-  local tag=$1 name=$2 tok=$3 rate=$4 scraper= cpu=; shift 4
+  local tag=$1 name=$2 tok=$3 rate=$4 scraper= cpu= clocks=; shift 4
   curl -s "http://127.0.0.1:${PORT:-8000}/metrics" > "$S/$tag/metrics-$name-before.txt"
   if [ "${SCRAPE:-0}" = 1 ]; then scrape_steps "${PORT:-8000}" "$S/$tag/steps-$name.txt" & scraper=$!; fi
   # CPU=1: the server's processes' CPU time every second (cpu_sample; session 29: is the API server the bottleneck?)
   if [ "${CPU:-0}" = 1 ]; then cpu_sample "$(cat "$S/$tag/server.pid")" "$S/$tag/cpu-$name.txt" & cpu=$!; fi
+  # CLOCKS=1: the GPUs' SM clock, power, temperature and throttle reasons every 0.5 s (session 29: is a large model's
+  # sustained open loop power-throttled? Its steps read 9-15% slower than the short closed-loop points predict)
+  if [ "${CLOCKS:-0}" = 1 ]; then
+    local why=clocks_event_reasons.active  # the newer drivers' name; clocks_throttle_reasons before them
+    nvidia-smi --query-gpu=$why --format=csv,noheader > /dev/null 2>&1 || why=clocks_throttle_reasons.active
+    nvidia-smi --query-gpu=timestamp,index,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu,$why \
+      --format=csv,noheader -lms 500 > "$S/$tag/clocks-$name.csv" 2>&1 & clocks=$!
+  fi
   # LOAD_WARMUP=S: S seconds of the same load first, in no figure (session 26: a fresh MoE server's first ~25 s of load
   # stalled on vLLM's fused-MoE JIT; default 0, as every committed run until then)
   # LOAD_TRAFFIC: another traffic preset than chat (session 27)
@@ -40,6 +48,7 @@ load() {  # tag name tokenizer rate extra-overrides...: 60 s of the chat preset 
     --warmup "${LOAD_WARMUP:-0}" "$@"
   [ -n "$scraper" ] && kill "$scraper" 2>/dev/null
   [ -n "$cpu" ] && kill "$cpu" 2>/dev/null
+  [ -n "$clocks" ] && kill "$clocks" 2>/dev/null
   curl -s "http://127.0.0.1:${PORT:-8000}/metrics" > "$S/$tag/metrics-$name-after.txt"
 }
 scrape_steps() {  # port out-file: every SCRAPE_S seconds (0.5) until killed, one line: the time, then vLLM's step

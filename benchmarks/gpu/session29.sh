@@ -8,7 +8,9 @@
 #      6,144 tokens as the plan's traffic, at 3 and 6 req/s.
 #   2. Q3F, then Q25I: whether session 28's ~15% step shortfall on Qwen3-32B INT8 is INT8's, Qwen3's (64 query heads,
 #      q/k norms) or a 32B's. The same flags on Qwen3-32B FP8 (Q3F) and on Qwen2.5-32B INT8 (Q25I), chat at 7 and 9.5
-#      req/s, steps scraped (`open_loop_accuracy.py --steps` reads them against the model, held out).
+#      req/s, steps scraped (`open_loop_accuracy.py --steps` reads them against the model, held out). With every load
+#      the GPU's SM clock, power and throttle reasons (CLOCKS=1): one explanation to rule in or out is power
+#      throttling under a large model's sustained load, which the short closed-loop points fitted would not see.
 #   setsid nohup bash benchmarks/gpu/session29.sh > /tmp/s29/session29.log 2>&1 < /dev/null &   # poll $S/ALL_DONE
 set -u
 S=${S29:-/tmp/s29}; mkdir -p "$S"
@@ -18,7 +20,7 @@ gpu=$(gpu_kind "$S/nvidia-smi.txt")
 MAX_BATCHED=16384; MAX_LEN=16384
 source benchmarks/gpu/engine_timings.sh
 P=benchmarks/gpu/plans/session28
-export SCRAPE=1 CPU=1 LOAD_WARMUP=15 DEV=0 PORT=8000
+export SCRAPE=1 CPU=1 CLOCKS=1 LOAD_WARMUP=15 DEV=0 PORT=8000
 kv_of() { grep -o 'kv-cache-memory-bytes [0-9]*' "$P/$1/launch.sh" | cut -d' ' -f2; }
 plan_flags() {  # tag model format weight-dtype plan-folder [extra flags]: serve with session 28's plan flags
   local tag=$1 model=$2 fmt=$3 wd=$4 kvb; kvb=$(kv_of "$5"); shift 5
