@@ -9,8 +9,9 @@
 #   2. Q3F, then Q25I: whether session 28's ~15% step shortfall on Qwen3-32B INT8 is INT8's, Qwen3's (64 query heads,
 #      q/k norms) or a 32B's. The same flags on Qwen3-32B FP8 (Q3F) and on Qwen2.5-32B INT8 (Q25I), chat at 7 and 9.5
 #      req/s, steps scraped (`open_loop_accuracy.py --steps` reads them against the model, held out). With every load
-#      the GPU's SM clock, power and throttle reasons (CLOCKS=1): one explanation to rule in or out is power
-#      throttling under a large model's sustained load, which the short closed-loop points fitted would not see.
+#      the GPU's SM clock, power and throttle reasons (CLOCKS=1). Session 28's sustained_gemm.py found dense GEMMs
+#      power-capped from their first second with a flat rate over 55 s, so a slow decay under sustained load is
+#      ruled out for GEMMs; the clocks of the mixed steps themselves are not yet recorded.
 #   setsid nohup bash benchmarks/gpu/session29.sh > /tmp/s29/session29.log 2>&1 < /dev/null &   # poll $S/ALL_DONE
 set -u
 S=${S29:-/tmp/s29}; mkdir -p "$S"
