@@ -52,13 +52,13 @@ def _sample_lengths(traffic: Traffic, n: int, rng: random.Random) -> list[tuple[
             for a, b in zip(qi, qo)]
 
 
-def _servable(lengths: list[tuple[int, int]], cand: Candidate) -> list[tuple[int, int]]:
+def _servable(lengths: list[tuple[int, int]], cand: Candidate, *, needed: bool = True) -> list[tuple[int, int]]:
     """The sampled requests the engine takes: vLLM refuses one whose prompt + output exceed max_model_len (HTTP
     400), so it never queues (report.context_sentence says how many). Without this a prompt longer than the KV cache
     waited at the head of the queue forever: gemma-2-9b on an L4 under summarize finished no request, and the plan
-    crashed."""
+    crashed. needed: none left is a config error (an open loop's unmeasured tail may be empty)."""
     kept = [(i, o) for i, o in lengths if i + o <= cand.max_model_len]
-    if not kept:
+    if needed and not kept:
         raise ConfigError(f"Every request of this traffic is longer (prompt + output) than max_model_len "
                           f"{cand.max_model_len:,}, so the engine would refuse them all; lower traffic.input_len / "
                           f"output_len or raise max_model_len.")
@@ -107,7 +107,7 @@ def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
         tail = round(tail * len(served) / len(measured))
         n_requests = len(served)
     tail_lengths = _sample_lengths(traffic, tail, rng) if tail else []
-    lengths = served + [x for x in tail_lengths if x[0] + x[1] <= cand.max_model_len]
+    lengths = served + _servable(tail_lengths, cand, needed=False)
     share = 1.0 - traffic.prefix_share
     arrivals, pending = _arrivals(traffic, load, lengths, share, rng)
     for r in list(arrivals)[n_requests:]:
