@@ -83,7 +83,7 @@ VERIFY_RUNS = [
 # verify.json records it since session 21 (ran_on_gpu); the session-21 run came before.
 RAN_ON = {"H200 70B awq kv:fp8 chat 2 req/s (1xH100 plan)": "h200"}
 # Rows shown but left out of the held-out figures, and why: their traffic file does not say what the server was sent.
-# excluded_rows() adds the runs that started on a cold server (cold_start).
+# excluded_rows() adds the runs that started on a cold server (cold_start) and those with text-less streams (malformed).
 EXCLUDED_ROWS = {
     "H100 8B fp8 rag 2 req/s, prefix cached": "a load-generator bug of the time made every prompt alike, so vLLM's "
     "prefix cache served most of each prompt; the traffic the file records (no shared prefix) is not what ran "
@@ -95,6 +95,12 @@ EXCLUDED_ROWS = {
 # `verify` warms one up first; such runs are left out by this rule, not by hand. Over the committed runs it takes
 # session 26's MXF at 8 req/s (15x) and session 11's Qwen3-30B-A3B at 5 (2.3x), both a MoE server's first load.
 COLD_START_S, COLD_AFTER_S, COLD_START_RATIO = 15.0, 30.0, 2.0
+# A run in which at least MALFORMED_SHARE of the streams carried tokens but no text measured a front end the model
+# does not describe: the bench cannot time those requests, yet the engine served them, and their streams ran vLLM's
+# API server at a full core (session 29: Gemma-2-27B from dummy weights generated special tokens only on 36-45% of
+# requests; TTFT's front-end part reached 2.4 s at P90 with the engine's queue empty). Only the Gemma-2 runs have
+# any such stream; every other committed run's failures are a few disconnects.
+MALFORMED_SHARE = 0.05
 # (label, bench JSON, model, gpu, rate, tp, fit?): `vllm serve FOLDER [--tensor-parallel-size TP]` with vLLM
 # 0.26.0's defaults on an H200: bf16, max_num_seqs 1024, max_num_batched_tokens 8192 (>= 70 GiB cards), chunked
 # prefill and prefix caching on, max_model_len = the folder's 32768, gpu_memory_utilization 0.92.
@@ -147,6 +153,10 @@ DEFAULTS_RUNS = [
 # MXI = INT8 W8A8 at 6, 8, 9 and 10 req/s and MXF = FP8 at 8 and 12, one after the other on one GPU, steps scraped.
 # Session 27 (session27.sh, one H200): MXI again with traffic it never ran: codegen at 5 and 7 req/s, rag at 2 and 3,
 # long-generation at 2.5, each after 15 s of warm-up at the same load, steps scraped.
+# Session 29 (session29.sh, one H200): session 28's Qwen3-32B plan flags (seqs 512, 16,384 tokens chunked, FP8 KV) on
+# Qwen3-32B FP8 (Q3F) and Qwen2.5-32B INT8 (Q25I) at chat 7 and 9.5 req/s, steps scraped. G27D (Gemma-2-27B's plan
+# at chat 3 and 6) is left out: 42-45% of its streams were special tokens only (dummy weights), which the bench
+# cannot time, and its API server ran at a full core (docs/accuracy.md, "Session 29"); its engine side is read there.
 SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "session 6", {"D"}),
             (R / "session7", "session 7", set()), (R / "session8", "session 8", set()),
             (R / "session9", "session 9", set()), (R / "session11", "session 11", set()),
@@ -157,7 +167,7 @@ SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "sessi
             (R / "session20", "session 20", set()), (R / "session23", "session 23", set()),
             (R / "session24", "session 24", set()), (R / "session24c", "session 24", set()),
             (R / "session26", "session 26", set()), (R / "session27", "session 27", set()),
-            (R / "session28", "session 28", set())]
+            (R / "session28", "session 28", set()), (R / "session29", "session 29", set())]
 # The open loops the shipped H200 calibration is fitted on, beside the grids' training points (benchmarks/accuracy.py
 # --fit): session 6's 8B server alone on its host. Their engine timings also gave conf/engine/vllm.yaml's
 # tokenize_us_per_token (the concurrency-1 sweep) and frontend_ms_per_ktok_s (the open loops). Every other row is
@@ -497,13 +507,28 @@ def cold_start(requests: list[dict]) -> str | None:
             f"batch shapes of its first load, docs/accuracy.md session 26); the model is a warm server's")
 
 
+def malformed(requests: list[dict]) -> str | None:
+    """Why a run with these request records is left out as one whose streams carried no text (see MALFORMED_SHARE),
+    or None."""
+    bad = sum(1 for r in requests if r.get("error_kind") == "malformed")
+    if not requests or bad < MALFORMED_SHARE * len(requests):
+        return None
+    return (f"{bad} of {len(requests)} streams carried tokens but no text (special tokens only, from dummy weights): "
+            f"the bench cannot time them though the engine served them, and their streams kept vLLM's API server "
+            f"busy (docs/accuracy.md session 29); the model is of text streams")
+
+
 @lru_cache(maxsize=1)
 def excluded_rows() -> dict[str, str]:
-    """EXCLUDED_ROWS, and every run that started on a cold server (cold_start), with why. Each run's file is read
-    once, for its requests only (not through observations(), which the callers have already paid for)."""
+    """EXCLUDED_ROWS, and every run that started on a cold server (cold_start) or whose streams carried no text
+    (malformed), with why. Each run's file is read once, for its requests only (not through observations(), which
+    the callers have already paid for)."""
     out = dict(EXCLUDED_ROWS)
     for label, path, is_verify in run_files():
-        if label not in out and (why := cold_start(_requests_of(path, is_verify) or [])):
+        if label in out:
+            continue
+        requests = _requests_of(path, is_verify) or []
+        if why := cold_start(requests) or malformed(requests):
             out[label] = why
     return out
 

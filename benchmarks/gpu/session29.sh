@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Session 29 (prepared in session 28, not run yet), one H200. Two questions session 28 left (docs/accuracy.md):
+# Session 29 (prepared in session 28, run in session 29 on one H200: results/session29, docs/accuracy.md "Session 29"). Two questions session 28 left (docs/accuracy.md):
 #   1. G27D: why Gemma-2-27B's plan fell behind at 8 req/s with its engine starved (170-190 running, none waiting).
 #      The plan's flags again (W8A8 INT8, FP8 KV, 512 sequences, 16,384 tokens chunked, max-model-len 8,192, its
 #      pinned KV bytes), with vLLM's per-request timings (FLAGS: --enable-per-request-metrics; bench splits TTFT into
