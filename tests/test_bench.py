@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import signal
 import socket
@@ -248,6 +249,32 @@ def test_malformed_stream_is_counted(kind):
     assert all(q.error.startswith("malformed stream") for q in r.requests)
     if kind == "no_text":  # the message says the server did generate, so the cause is the text, not the engine
         assert all("generated 5 tokens, none with text" in q.error for q in r.requests)
+        assert any(n.startswith("3 of 3 streams (100%) carried tokens but no text") for n in r.notes)
+    else:  # a stream that breaks the protocol is not a text-less one
+        assert not any("carried tokens but no text" in n for n in r.notes)
+
+
+def _committed_bench(name: str) -> BenchResult:
+    path = Path(__file__).resolve().parents[1] / "benchmarks/gpu/results" / f"{name}.json.gz"
+    return BenchResult.model_validate(json.loads(gzip.decompress(path.read_bytes())))
+
+
+def test_notes_say_when_streams_had_no_text_or_requests_waited_before_the_engine():
+    """Session 29's Gemma-2-27B at 6 req/s (dummy weights: 163 of 389 streams special tokens only; TTFT's part before
+    vLLM's scheduler 2,446 ms at P90 with its queue empty) gets both notes; at 3 req/s only the first; Qwen3-32B FP8
+    near its capacity, whose front-end part stays under its prefill, neither. The thresholds are read from the
+    figures, so a rule that always or never fires fails here."""
+    from serveplan.bench.results import FRONTEND_NOTE_MS, summary_notes
+
+    g6 = _committed_bench("session29/G27D/open-chat-6")
+    notes = summary_notes(g6.summary, g6.requests)
+    assert notes[0].startswith("163 of 389 streams (42%) carried tokens but no text")
+    assert "2,446 ms at P90, against 0.1 ms queued and 867 ms of prefill" in notes[1]
+    g3 = _committed_bench("session29/G27D/open-chat-3")
+    assert [n.split(" (")[0] for n in summary_notes(g3.summary, g3.requests)] == ["70 of 192 streams"]
+    q = _committed_bench("session29/Q3F/open-chat-9.5")
+    assert summary_notes(q.summary, q.requests) == []
+    assert q.summary.frontend_ms.p90 > 0.5 * FRONTEND_NOTE_MS  # a real front-end wait, under the note's bar
 
 
 def test_bad_arguments_are_config_errors():

@@ -34,7 +34,7 @@ import httpx
 
 from serveplan.bench.requests import DEFAULT_NUM_REQUESTS, RequestSource
 from serveplan.bench.results import (BenchArgs, BenchResult, ClassSummary, Endpoint, LatencyStats,
-                                     RequestRecord, _pct, summarize)
+                                     RequestRecord, _pct, summarize, summary_notes)
 from serveplan.bench.interactive import ProgressBar, on_interrupt, restore_signals
 from serveplan.bench.sse import _base_url, stream_request
 from serveplan.errors import ConfigError
@@ -309,6 +309,7 @@ class _Run:
                             concurrency_limit=self.args.concurrency)
         summary.max_in_flight, summary.mean_in_flight = self.max_in_flight, mean_if
         summary.client_lag_ms = LatencyStats.of(self.lags)
+        self.notes.extend(summary_notes(summary, recs))
         if summary.client_lag_ms.p99 is not None and summary.client_lag_ms.p99 > 5:
             self.notes.append(f"the load generator itself was busy (event-loop lag P99 "
                               f"{summary.client_lag_ms.p99:.1f} ms): measured latencies include up to "

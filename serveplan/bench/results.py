@@ -290,6 +290,37 @@ def summarize(recs: list[RequestRecord], duration_s: float, slo: SLO | None = No
     return s
 
 
+TEXTLESS_SHARE = 0.05  # text-less streams at or above this share of the finished requests get a note
+# The front end's part of TTFT (TTFT less the engine's own queue and prefill times) at P90 above this many ms and
+# above FRONTEND_OVER_ENGINE x the engine's queue + prefill at P90: the requests waited before the engine saw them.
+FRONTEND_NOTE_MS, FRONTEND_OVER_ENGINE = 250.0, 2.0
+
+
+def summary_notes(s: BenchSummary, recs: list[RequestRecord]) -> list[str]:
+    """What a run says beside its figures: streams that carried no text (the figures leave them out), and requests
+    held before the engine's scheduler took them in. Session 29 (docs/accuracy.md):
+    Gemma-2-27B from dummy weights streamed special tokens only on 42% of its requests, and at 6 req/s TTFT's
+    front-end part reached 2,446 ms at P90 with vLLM's queue empty and its API server at a full core."""
+    notes = []
+    finished = [r for r in recs if not r.cancelled]
+    textless = sum(1 for r in finished if not r.ok and "no content tokens" in (r.error or ""))
+    if finished and textless >= TEXTLESS_SHARE * len(finished):
+        notes.append(f"{textless} of {len(finished)} streams ({textless / len(finished):.0%}) carried tokens but no "
+                     "text (special tokens only: dummy weights, or a tokenizer or chat template that does not match "
+                     "the model): the figures are of the other requests, though the server generated theirs too")
+    front, queue, prefill = s.frontend_ms, s.server_queue_ms, s.server_prefill_ms
+    if front is not None and queue is not None and prefill is not None and None not in (front.p90, queue.p90,
+                                                                                       prefill.p90):
+        engine = queue.p90 + prefill.p90  # type: ignore[operator]
+        if front.p90 > FRONTEND_NOTE_MS and front.p90 > FRONTEND_OVER_ENGINE * engine:  # type: ignore[operator]
+            notes.append(f"the requests waited before the engine's scheduler took them in: TTFT less the engine's "
+                         f"queue and prefill times reached {front.p90:,.0f} ms at P90, against {queue.p90:,.1f} ms "
+                         f"queued and {prefill.p90:,.0f} ms of prefill; the API server (one process unless vLLM's "
+                         "--api-server-count adds more), the network, or an engine loop held up by its own work (a "
+                         "kernel compile) kept them")
+    return notes
+
+
 def slo_checks(s: BenchSummary, slo: SLO) -> dict[str, bool]:
     """Every SLO target judged on the aggregate percentiles of a summary (False where not measured)."""
     out = {}
