@@ -12,6 +12,10 @@
 #      --ttft-parts` reads them): past 512 tokens a step leaves vLLM's CUDA graphs, and the calibration's eager-step
 #      cost is one constant fitted on 32-layer models. The 512 -> 768 jump on a 64-layer model against the model's
 #      says whether that cost grows with layers.
+#   4. If time is left: session 24's 8B FP8 plan server (CS's flags) at chat 27 req/s, just under its ~27.5 req/s
+#      capacity, with one API server (C1) and with `--api-server-count 2` (C2), the processes' CPU sampled. Session
+#      29's bench note found TTFT's part before the scheduler at 260 ms (27 req/s) and 5,221 ms (30) at P90 on that
+#      server: if a second API server removes it, the 8B's measured capacity is partly its front end's.
 #   setsid nohup bash benchmarks/gpu/session30.sh > /tmp/s30/session30.log 2>&1 < /dev/null &   # poll $S/ALL_DONE
 set -u
 S=${S30:-/tmp/s30}; mkdir -p "$S"
@@ -41,4 +45,17 @@ if [ "$SECONDS" -lt "${LAST_BY:-1100}" ] && plan_flags Q25I qwen2.5-32b ct-int8 
   c1_sweep Q25I "$tok" 256 512 768 1024 2048
   stop Q25I
 else echo "Q25I skipped at $SECONDS s" >> "$S/times.txt"; fi
+if [ "$SECONDS" -lt "${LAST_8B_BY:-1350}" ]; then
+  MAX_BATCHED=8192  # CS's batching; FLAGS was set with 16,384 when sourced, so the flag is passed again (the last wins)
+  m8=$(model_folder /tmp/models-0 llama-3.1-8b fp8); tok8=$(tokenizer_folder "$m8")
+  for api in 1 2; do
+    [ "$SECONDS" -lt "${LAST_8B_BY:-1350}" ] || { echo "C$api skipped at $SECONDS s" >> "$S/times.txt"; break; }
+    if CPU=1 SERVE_ENV=VLLM_CACHE_ROOT=/tmp/vcache-c8 serve "C$api" "$m8" "$tok8" \
+        "$(meta_of llama-3.1-8b fp8 auto "\"max_num_seqs\": 512, \"api_server_count\": $api")" \
+        --max-num-seqs 512 --max-num-batched-tokens 8192 --api-server-count "$api"; then
+      CPU=1 load "C$api" chat-27 "$tok8" 27
+    fi
+    stop "C$api"
+  done
+else echo "C1, C2 skipped at $SECONDS s" >> "$S/times.txt"; fi
 touch "$S/ALL_DONE"
