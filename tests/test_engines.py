@@ -500,6 +500,9 @@ def test_engine_versions():
     assert str(e.value).count(". ") == 0 and str(e.value).endswith(".")
     with pytest.raises(ConfigError, match="0.5.23"):
         get_adapter("sglang", "0.6.0")
+    # `engine.version=0.26` reaches the config as a float: the answer names the versions, not a type
+    with pytest.raises(ConfigError, match=r"^vllm 0\.26 has no flag schema .* 0\.26\.0 or 0\.33\.0 "):
+        get_adapter("vllm", make_request(version=0.26).engine.version)
     # An adapter never renders another version's request silently.
     with pytest.raises(ValueError, match="0.26.0"):
         get_adapter("vllm").render(Candidate(), make_request(version="0.26.0"), replica=0, gpus=[0], port=8000)

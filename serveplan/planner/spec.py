@@ -517,7 +517,12 @@ class EngineConfig(Frozen):
     @model_validator(mode="before")
     @classmethod
     def _image_at_version(cls, data):  # noqa: ANN001, ANN206
-        """conf/engine/*.yaml write the image as `...:v{version}`, so `engine.version=X` moves the image too."""
+        """conf/engine/*.yaml write the image as `...:v{version}`, so `engine.version=X` moves the image too. A
+        version Hydra read as a number (`engine.version=0.26` is a float) is taken as the user wrote it, so the
+        version check names the versions there are rather than asking for a string."""
+        version = data.get("version") if isinstance(data, dict) else None
+        if isinstance(version, (int, float)) and not isinstance(version, bool):
+            data = {**data, "version": str(version)}
         if isinstance(data, dict) and "{version}" in str(data.get("image") or ""):
             data = {**data, "image": str(data["image"]).replace("{version}", str(data.get("version", "")))}
         return data
