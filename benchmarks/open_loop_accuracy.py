@@ -95,12 +95,12 @@ EXCLUDED_ROWS = {
 # `verify` warms one up first; such runs are left out by this rule, not by hand. Over the committed runs it takes
 # session 26's MXF at 8 req/s (15x) and session 11's Qwen3-30B-A3B at 5 (2.3x), both a MoE server's first load.
 COLD_START_S, COLD_AFTER_S, COLD_START_RATIO = 15.0, 30.0, 2.0
-# A run in which at least MALFORMED_SHARE of the streams carried tokens but no text measured a front end the model
-# does not describe: the bench cannot time those requests, yet the engine served them, and their streams ran vLLM's
-# API server at a full core (session 29: Gemma-2-27B from dummy weights generated special tokens only on 36-45% of
-# requests; TTFT's front-end part reached 2.4 s at P90 with the engine's queue empty). Only the Gemma-2 runs have
-# any such stream; every other committed run's failures are a few disconnects.
-MALFORMED_SHARE = 0.05
+# A run in which at least serveplan.bench.results.TEXTLESS_SHARE (5%) of the streams carried tokens but no text
+# measured a front end the model does not describe: the bench cannot time those requests, yet the engine served them,
+# and their streams ran vLLM's API server at a full core (session 29: Gemma-2-27B from dummy weights generated special
+# tokens only on 36-42% of requests; TTFT's front-end part reached 2.4 s at P90 with the engine's queue empty). Only
+# the Gemma-2 runs have any such stream; every other committed run's failures are a few disconnects. `bench` and
+# `verify` note such runs by the same test (results.summary_notes).
 # (label, bench JSON, model, gpu, rate, tp, fit?): `vllm serve FOLDER [--tensor-parallel-size TP]` with vLLM
 # 0.26.0's defaults on an H200: bf16, max_num_seqs 1024, max_num_batched_tokens 8192 (>= 70 GiB cards), chunked
 # prefill and prefix caching on, max_model_len = the folder's 32768, gpu_memory_utilization 0.92.
@@ -155,8 +155,8 @@ DEFAULTS_RUNS = [
 # long-generation at 2.5, each after 15 s of warm-up at the same load, steps scraped.
 # Session 29 (session29.sh, one H200): session 28's Qwen3-32B plan flags (seqs 512, 16,384 tokens chunked, FP8 KV) on
 # Qwen3-32B FP8 (Q3F) and Qwen2.5-32B INT8 (Q25I) at chat 7 and 9.5 req/s, steps scraped. G27D (Gemma-2-27B's plan
-# at chat 3 and 6) is left out: 42-45% of its streams were special tokens only (dummy weights), which the bench
-# cannot time, and its API server ran at a full core (docs/accuracy.md, "Session 29"); its engine side is read there.
+# at chat 3 and 6) is left out by `malformed`: 36-42% of its streams were special tokens only (dummy weights), which
+# the bench cannot time, and its API server ran at a full core (docs/accuracy.md, "Session 29").
 SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "session 6", {"D"}),
             (R / "session7", "session 7", set()), (R / "session8", "session 8", set()),
             (R / "session9", "session 9", set()), (R / "session11", "session 11", set()),
@@ -508,10 +508,12 @@ def cold_start(requests: list[dict]) -> str | None:
 
 
 def malformed(requests: list[dict]) -> str | None:
-    """Why a run with these request records is left out as one whose streams carried no text (see MALFORMED_SHARE),
-    or None."""
-    bad = sum(1 for r in requests if r.get("error_kind") == "malformed")
-    if not requests or bad < MALFORMED_SHARE * len(requests):
+    """Why a run with these request records is left out as one whose streams carried no text (TEXTLESS_SHARE or
+    more of them, by results.is_textless), or None."""
+    from serveplan.bench.results import TEXTLESS_SHARE, is_textless
+
+    bad = sum(1 for r in requests if not r.get("ok") and is_textless(r.get("error")))
+    if not requests or bad < TEXTLESS_SHARE * len(requests):
         return None
     return (f"{bad} of {len(requests)} streams carried tokens but no text (special tokens only, from dummy weights): "
             f"the bench cannot time them though the engine served them, and their streams kept vLLM's API server "

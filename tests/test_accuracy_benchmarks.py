@@ -359,19 +359,24 @@ def test_runs_that_started_on_a_cold_server_are_left_out_by_rule():
 
 
 def test_runs_whose_streams_carried_no_text_are_left_out_by_rule():
-    """Gemma-2-27B from dummy weights generated special tokens only on 36-45% of its requests (sessions 28 and 29):
+    """Gemma-2-27B from dummy weights generated special tokens only on 36-42% of its requests (sessions 28 and 29):
     those runs are left out by malformed's rule, with the count in the reason; a run whose few failures are
-    disconnects is not, and the rule reads the share, not the count."""
+    disconnects is not, the rule reads the share, not the count, and another broken stream is not a text-less one."""
+    from serveplan.bench.results import TEXTLESS_SHARE
+
     out = ola.excluded_rows()
     gemma = [label for label in out if "Gemma-2-27B" in label or "G27D" in label]
     assert len(gemma) == 3
     why = out["H200 G27D chat-6 req/s (session 29)"]
     bad, total = (int(x) for x in re.findall(r"(\d+) of (\d+) streams", why)[0])
-    assert bad / total >= ola.MALFORMED_SHARE and "no text" in why
+    assert bad / total >= TEXTLESS_SHARE and "no text" in why
     assert "H200 8B fp8 chat 26 req/s (winner)" not in out  # two disconnected streams of 2,401
-    few = [{"ok": False, "error_kind": "malformed"}] + [{"ok": True}] * 99
+    textless = {"ok": False, "error_kind": "malformed", "error": "malformed stream: no content tokens (...)"}
+    few = [textless] + [{"ok": True}] * 99
     assert ola.malformed(few) is None and ola.malformed(few * 10) is None
-    assert ola.malformed([{"ok": False, "error_kind": "malformed"}] * 5 + [{"ok": True}] * 95) is not None
+    assert ola.malformed([textless] * 5 + [{"ok": True}] * 95) is not None
+    broken = dict(textless, error="malformed stream: data is not JSON: 'x'")  # another protocol break: not counted
+    assert ola.malformed([broken] * 50 + [{"ok": True}] * 50) is None
     assert ola.malformed([]) is None
 
 

@@ -291,6 +291,13 @@ def summarize(recs: list[RequestRecord], duration_s: float, slo: SLO | None = No
 
 
 TEXTLESS_SHARE = 0.05  # text-less streams at or above this share of the finished requests get a note
+TEXTLESS_ERROR = "no content tokens"  # in the error of a stream that ended without text (sse.stream_request)
+
+
+def is_textless(error: str | None) -> bool:
+    """Whether a request's error says its stream carried tokens but no text."""
+    return TEXTLESS_ERROR in (error or "")
+
 # The front end's part of TTFT (TTFT less the engine's own queue and prefill times) at P90 above this many ms and
 # above FRONTEND_OVER_ENGINE x the engine's queue + prefill at P90: the requests waited before the engine saw them.
 FRONTEND_NOTE_MS, FRONTEND_OVER_ENGINE = 250.0, 2.0
@@ -303,7 +310,7 @@ def summary_notes(s: BenchSummary, recs: list[RequestRecord]) -> list[str]:
     front-end part reached 2,446 ms at P90 with vLLM's queue empty and its API server at a full core."""
     notes = []
     finished = [r for r in recs if not r.cancelled]
-    textless = sum(1 for r in finished if not r.ok and "no content tokens" in (r.error or ""))
+    textless = sum(1 for r in finished if not r.ok and is_textless(r.error))
     if finished and textless >= TEXTLESS_SHARE * len(finished):
         notes.append(f"{textless} of {len(finished)} streams ({textless / len(finished):.0%}) carried tokens but no "
                      "text (special tokens only: dummy weights, or a tokenizer or chat template that does not match "

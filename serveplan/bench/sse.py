@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from serveplan.bench.results import Endpoint, ErrorKind, RequestRecord
+from serveplan.bench.results import TEXTLESS_ERROR, Endpoint, ErrorKind, RequestRecord
 
 
 def _endpoint_url(url: str, endpoint: Endpoint) -> str:
@@ -144,7 +144,7 @@ async def stream_request(client: httpx.AsyncClient, rec: RequestRecord, body: di
             made = (usage or {}).get("completion_tokens")
             # a model whose tokens are all special ones (skipped in the text) streams none: session 28's dummy-weight
             # Gemma-2 did on 42% of its requests, and the server's usage still counted them
-            raise _Malformed("malformed stream: no content tokens" + (
+            raise _Malformed(f"malformed stream: {TEXTLESS_ERROR}" + (
                 f" (the server generated {made} tokens, none with text: special tokens only?)" if made else ""))
     except asyncio.CancelledError:
         raise
