@@ -104,8 +104,8 @@ def simulate(sm: StepModel, cand: Candidate, mem: MemoryBreakdown, traffic: Traf
     if len(served) < len(measured):  # the rest are refused: the engine sees that share of the rate
         if load.rate is not None:
             load = Load(load.rate * len(served) / len(measured), None, load.ca2)
-        tail = round(tail * len(served) / len(measured))
         n_requests = len(served)
+    # the tail's arrivals are thinned by the same filter, so it keeps its length in time at the thinned rate
     tail_lengths = _sample_lengths(traffic, tail, rng) if tail else []
     lengths = served + _servable(tail_lengths, cand, needed=False)
     share = 1.0 - traffic.prefix_share
