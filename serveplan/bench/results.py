@@ -316,10 +316,9 @@ def summary_notes(s: BenchSummary, recs: list[RequestRecord]) -> list[str]:
                      "text (special tokens only: dummy weights, or a tokenizer or chat template that does not match "
                      "the model): the figures are of the other requests, though the server generated theirs too")
     front, queue, prefill = s.frontend_ms, s.server_queue_ms, s.server_prefill_ms
-    if front is not None and queue is not None and prefill is not None and None not in (front.p90, queue.p90,
-                                                                                       prefill.p90):
-        engine = queue.p90 + prefill.p90  # type: ignore[operator]
-        if front.p90 > FRONTEND_NOTE_MS and front.p90 > FRONTEND_OVER_ENGINE * engine:  # type: ignore[operator]
+    if front is not None and front.p90 is not None:  # summarize sets the three together, from the same requests
+        engine = queue.p90 + prefill.p90  # type: ignore[union-attr, operator]
+        if front.p90 > FRONTEND_NOTE_MS and front.p90 > FRONTEND_OVER_ENGINE * engine:
             notes.append(f"the requests waited before the engine's scheduler took them in: TTFT less the engine's "
                          f"queue and prefill times reached {front.p90:,.0f} ms at P90, against {queue.p90:,.1f} ms "
                          f"queued and {prefill.p90:,.0f} ms of prefill; the API server (one process unless vLLM's "

@@ -516,7 +516,7 @@ class EngineConfig(Frozen):
 
     @model_validator(mode="before")
     @classmethod
-    def _image_at_version(cls, data):  # noqa: ANN001, ANN206
+    def _version_and_image(cls, data):  # noqa: ANN001, ANN206
         """conf/engine/*.yaml write the image as `...:v{version}`, so `engine.version=X` moves the image too. A
         version Hydra read as a number (`engine.version=0.26` is a float) is taken as the user wrote it, so the
         version check names the versions there are rather than asking for a string."""
