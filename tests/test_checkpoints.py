@@ -158,6 +158,18 @@ def test_user_checkpoint_override(tmp_path):
     req = build_request(model="phi-3-medium", gpus="1xL4", overrides=[f"model.checkpoints.awq={d}"])
     ck = checkpoints.checkpoint_for(req.model, "awq", "vllm")
     assert ck.source == "user" and ck.id == str(d.resolve()) and ck.format == "awq"
+    assert "no such folder" not in ck.describe()
+
+
+def test_a_local_path_missing_here_is_kept_and_named(tmp_path):
+    # A plan made away from the GPU host keeps the path as given, and says it is not on this machine (a typo shows)
+    missing = tmp_path / "not-here-awq"
+    req = build_request(model="phi-3-medium", gpus="1xL4", overrides=[f"model.checkpoints.awq={missing}"])
+    ck = checkpoints.checkpoint_for(req.model, "awq", "vllm")
+    assert ck.source == "user" and ck.id == str(missing)
+    assert "no such folder on this machine" in ck.describe()
+    hub = Checkpoint(id="org/model-awq", source="user", format="awq", weight_dtype="awq", base_id="org/model")
+    assert "no such folder" not in hub.describe()  # a hub id is not a local path
 
 
 # ---------------------------------------------------------------------------------------------- engine rules

@@ -623,14 +623,16 @@ def test_vllm_pins_the_planned_kv_cache(tp, pp, kv):
 
 
 @pytest.mark.parametrize("version", ["0.26.0", "0.33.0"])
-def test_vllm_renders_the_cudagraph_capture_size_only_when_set(version):
+@pytest.mark.parametrize("field,flag,value", [("max_cudagraph_capture_size", "--max-cudagraph-capture-size", 2048),
+                                              ("api_server_count", "--api-server-count", 2)])
+def test_vllm_renders_a_front_end_or_graph_setting_only_when_set(version, field, flag, value):
+    # the defaults (no graph size, one API server) leave vLLM's own default in place: no flag
     req = make_request("vllm", version=version)
     ad = get_adapter("vllm", version)
     plain = ad.render(Candidate(max_model_len=8192), req, replica=0, gpus=[0], port=8000).argv
-    assert "--max-cudagraph-capture-size" not in plain
-    argv = ad.render(Candidate(max_model_len=8192, max_cudagraph_capture_size=2048), req, replica=0, gpus=[0],
-                     port=8000).argv
-    assert flag_value(argv, "--max-cudagraph-capture-size") == "2048" and ad.validate(argv) == []
+    assert flag not in plain
+    argv = ad.render(Candidate(max_model_len=8192, **{field: value}), req, replica=0, gpus=[0], port=8000).argv
+    assert flag_value(argv, flag) == str(value) and ad.validate(argv) == []
 
 
 def test_cudagraph_capture_size_is_a_vllm_setting():
@@ -638,6 +640,16 @@ def test_cudagraph_capture_size_is_a_vllm_setting():
 
     with pytest.raises(ValidationError, match="vLLM setting"):
         Candidate(engine="sglang", max_cudagraph_capture_size=1024)
+
+
+def test_api_server_count_is_a_vllm_setting():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="vLLM setting"):
+        Candidate(engine="sglang", api_server_count=2)
+    Candidate(engine="sglang", api_server_count=1)  # the default: one front end, whatever the engine
+    with pytest.raises(ValidationError, match="vLLM setting"):
+        EngineConfig(name="trtllm", version=get_adapter("trtllm").version, api_server_count=2)
 
 
 def test_tgi_plans_without_pipeline_parallelism():

@@ -80,7 +80,8 @@ def build_candidate(req, knobs: dict, what: str = "this configuration"):  # noqa
 
     try:
         cand = Candidate(engine=req.engine.name, max_model_len=req.max_model_len,
-                         gpu_memory_utilization=req.engine.gpu_memory_utilization, **knobs)
+                         gpu_memory_utilization=req.engine.gpu_memory_utilization,
+                         api_server_count=req.engine.api_server_count or 1, **knobs)
     except ValidationError as e:
         err = e.errors()[0]
         raise ConfigError(f"Invalid configuration{'' if what == 'this configuration' else ' ' + what}: "

@@ -61,6 +61,7 @@ class Observation(BaseModel):
     replicas: int = 1
     enable_prefix_caching: bool = False
     max_cudagraph_capture_size: int | None = None  # vLLM's default when None
+    api_server_count: int = 1  # vLLM --api-server-count (session 30's C2: 2)
     ttft_p99_ms: float | None = None  # open loop: the measured TTFT P99, reported beside the fit (not fitted)
 
 
@@ -78,7 +79,7 @@ def _request(model: str, gpu: str, engine: str, i: int, o: int, c: int, mml: int
 # The Candidate fields a measured configuration carries (an Observation, or a GPU run's meta.json)
 CANDIDATE_KEYS = ("engine", "tp", "pp", "replicas", "weight_dtype", "kv_cache_dtype", "max_num_seqs",
                   "max_num_batched_tokens", "chunked_prefill", "max_model_len", "gpu_memory_utilization",
-                  "enable_prefix_caching", "max_cudagraph_capture_size")
+                  "enable_prefix_caching", "max_cudagraph_capture_size", "api_server_count")
 
 
 def candidate_of(config: dict):  # noqa: ANN201 (Candidate, lazy import)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 from serveplan.planner.estimate import Scorer
+from serveplan.planner.frontend import OUTPUT_TOK_S_PER_API_SERVER, api_servers_for
 from serveplan.planner.result import Estimate, Predictions
 from serveplan.planner.serving import analytic
 from serveplan.planner.simulation import REPORTED_HORIZON_S, replica_capacity, simulate
@@ -119,10 +120,20 @@ def capacity_at_slo(scorer: Scorer, est: Estimate, *, seed: int = 0) -> Estimate
     cost = gpus * req.inventory.gpu.price_per_hour_usd / (tok_s * 3600) * 1e6 if tok_s > 0 else None
     # max_rps becomes the same simulated capacity the search stopped at: left at the mean-field one, a plan could read
     # "the most this deployment serves: 11.47 req/s" beside 14.81 within the SLO (Qwen3-30B-A3B on an H200)
+    sources = {**p.sources, "capacity": "simulated around the mean-field bisection"}
+    # The API servers a replica needs to stream what it serves at most (frontend.py): decided here, where that rate is
+    # known; the predictions above were made with the candidate's own count (a floor only where the front end binds).
+    servers = api_servers_for(req, cand, top / cand.replicas)
+    if servers != cand.api_server_count:
+        cand = cand.model_copy(update={"api_server_count": servers})
+    if servers > 1:
+        sources["api_servers"] = (f"{servers} for {top / cand.replicas * mean_out:,.0f} output tok/s per replica "
+                                  f"at most (one per {OUTPUT_TOK_S_PER_API_SERVER:,.0f}; "
+                                  f"{'engine.api_server_count' if req.engine.api_server_count else 'measured, session 30'})")
     preds = p.model_copy(update={"capacity_rps": rate, "max_rps": top, "capacity_tok_s_per_gpu": tok_s / gpus,
                                  "cost_per_1m_tokens_at_capacity": cost, "light_load_ms": light_load,
-                                 "sources": {**p.sources, "capacity": "simulated around the mean-field bisection"}})
-    return est.model_copy(update={"predictions": preds})
+                                 "sources": sources})
+    return est.model_copy(update={"config": cand, "predictions": preds})
 
 
 def _refine(margin, start: float, top: float, known: dict[float, float]) -> float:  # noqa: ANN001

@@ -149,6 +149,7 @@ class StepModel:
         self.max_stream_tok_s = (self.calib.max_stream_tok_s if self.calib and self.calib.max_stream_tok_s
                                  else self.engine.max_stream_tok_s)
         self.request_overhead_ms = self._calibrated("request_overhead_ms")
+        self.api_servers = c.api_server_count  # the front end's work is shared among them (frontend.py)
         self.graph_tokens = cudagraph_tokens(self.engine, c)
         self.eager_ms = self._calibrated("eager_step_ms")
         self.idle_floor_ms = self.engine.idle_step_floor_ms  # the first step on an idle engine (simulation, serving)
@@ -344,9 +345,9 @@ class StepModel:
     def request_ms(self, prompt_tokens: float, tokens_per_s: float) -> float:
         """Time a request spends outside the engine steps before its first token, in ms: the fixed part,
         tokenizing its prompt, and waiting behind the front end's other work at tokens_per_s (prompt + output
-        tokens/s through this replica's API server)."""
+        tokens/s through this replica, shared among its API servers)."""
         return (self.request_overhead_ms + self.tokenize_us * prompt_tokens / 1000.0
-                + self.frontend_ms_per_ktok_s * tokens_per_s / 1000.0)
+                + self.frontend_ms_per_ktok_s * tokens_per_s / self.api_servers / 1000.0)
 
     # -------------------------------------------------------------------------------------------- step
     def stage_s(self, decode_seqs: float, decode_ctx: float, prefill_tokens: float,
@@ -412,5 +413,5 @@ class StepModel:
         if eager:  # ... and the host launches its kernels one by one: the GPU waits on it when it is the slower
             step = max(step, self.eager_floor_ms)
         if self.max_stream_tok_s:  # the front end streams at most this many tokens/s: a floor on the step
-            step = max(step, decode_seqs / self.max_stream_tok_s * 1000.0)
+            step = max(step, decode_seqs / (self.max_stream_tok_s * self.api_servers) * 1000.0)
         return step

@@ -40,7 +40,7 @@ def candidate_doc(e: Estimate) -> dict:
         "config": {k: getattr(c, k) for k in ("engine", "tp", "pp", "replicas", "weight_dtype",
                                                "kv_cache_dtype", "max_num_seqs", "max_num_batched_tokens",
                                                "chunked_prefill", "max_model_len", "gpu_memory_utilization",
-                                               "max_cudagraph_capture_size")},
+                                               "max_cudagraph_capture_size", "api_server_count")},
         "memory_gb": {"weights": round(m.weights_gb, 3), "kv_cache": round(m.kv_cache_gb, 3),
                       "other": round(m.other_gb, 3), "capacity": round(m.capacity_gb, 3),
                       "kv_tokens": m.kv_tokens, "max_concurrent_seqs": m.max_concurrent_seqs},
@@ -120,6 +120,10 @@ def render_plan(plan: Plan, console) -> None:  # noqa: ANN001 (rich Console, imp
         console.print(f"[bold]Sizing:[/] {sizing}")
     if plan.winner.config.checkpoint is not None:
         console.print(f"[bold]Weights:[/] {plan.winner.config.checkpoint.describe()}")
+    servers = plan.winner.predictions.sources.get("api_servers") if plan.winner.predictions else None
+    if servers:  # capacity.capacity_at_slo's choice (frontend.py)
+        console.print(f"[bold]Front end:[/] --api-server-count {servers}: one vLLM API server tokenizes, "
+                      f"detokenizes and streams for the whole replica on one core.")
     refused = context_sentence(r, plan.winner.config.max_model_len)
     if refused:
         console.print(f"[bold]Context:[/] {refused}")

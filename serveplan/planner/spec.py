@@ -491,6 +491,9 @@ class EngineConfig(Frozen):
     supports_pp: bool = Field(default=True, description="Pipeline parallelism available.")
     supports_chunked_prefill: bool = Field(default=True, description="Chunked prefill available.")
     kv_block_size: int = Field(default=16, description="Tokens per KV-cache block (the KV cache is whole blocks).")
+    api_server_count: int | None = Field(default=None, ge=1, description="vLLM: API-server processes per replica "
+                                         "(--api-server-count); unset: one per 4,000 output tokens/s the replica "
+                                         "serves at capacity (planner/frontend.py).")
     ttft_guard: bool = Field(default=True, description="vLLM 0.33+: render --max-num-queued-tokens (SLO TTFT "
                              "target x predicted prefill tokens/s), so the server answers 503 instead of "
                              "queueing a prefill backlog it cannot clear within the target.")
@@ -512,6 +515,12 @@ class EngineConfig(Frozen):
                 type(self).__pydantic_validator__.validate_assignment(self.model_construct(), k, v)
             except ValidationError as e:
                 raise ValueError(f"w4a16_zero_point.{k}: {e.errors()[0]['msg']} (got {v})") from None
+        return self
+
+    @model_validator(mode="after")
+    def _api_servers_are_vllm(self) -> "EngineConfig":
+        if self.api_server_count is not None and self.name != "vllm":
+            raise ValueError(f"api_server_count is a vLLM setting (--api-server-count); {self.name} has no such flag")
         return self
 
     @model_validator(mode="before")
@@ -617,10 +626,19 @@ class Checkpoint(Frozen):
         """The engine quantizes bf16 weights at load time (it holds them unquantized first)."""
         return self.source == "online"
 
+    def _missing_here(self) -> str:
+        """A note for a local path that is not on this machine: a plan is often made away from the GPU host, so it
+        is kept as given, but a typo should not pass unseen."""
+        from pathlib import Path
+
+        if self.id.startswith(("/", "./", "../", "~")) and not Path(self.id).expanduser().exists():
+            return "; no such folder on this machine: the host that launches it must have it"
+        return ""
+
     def describe(self) -> str:
         return {"base": f"{self.id} (unquantized)",
                 "published": f"{self.id} ({self.format}, published)",
-                "user": f"{self.id} (yours)",
+                "user": f"{self.id} (yours{self._missing_here()})",
                 "online": f"{self.id} quantized to {self.weight_dtype} by the engine at load",
                 "needs_quantize": f"{self.id} (needs quantize: `quantize --model {self.base_id} --method "
                                   f"{self.quantize_method} -o {self.id}`)"}[self.source]
@@ -649,11 +667,16 @@ class Candidate(Frozen):
                                                    "run in CUDA graphs (default: min(2 x max_num_seqs, 512)); a "
                                                    "larger size keeps steps with a prompt chunk out of eager mode, "
                                                    "for more graph memory.")
+    api_server_count: int = Field(default=1, ge=1, description="vLLM --api-server-count: the processes that "
+                                  "tokenize, detokenize and stream (planner/frontend.py: one per 4,000 output "
+                                  "tokens/s the replica serves at capacity).")
 
     @model_validator(mode="after")
     def _graph_size_is_vllm(self) -> "Candidate":
         if self.max_cudagraph_capture_size is not None and self.engine != "vllm":
             raise ValueError(f"max_cudagraph_capture_size is a vLLM setting; {self.engine} has no such flag")
+        if self.api_server_count > 1 and self.engine != "vllm":
+            raise ValueError(f"api_server_count is a vLLM setting; {self.engine} has no such flag")
         return self
 
     @property
@@ -675,5 +698,6 @@ class Candidate(Frozen):
         cp = "chunked" if self.chunked_prefill else "no-chunk"
         nq = " (needs quantize)" if self.needs_quantize else ""
         graphs = f" graphs={self.max_cudagraph_capture_size}" if self.max_cudagraph_capture_size else ""
+        api = f" api-servers={self.api_server_count}" if self.api_server_count > 1 else ""
         return (f"{par} {self.weight_dtype}{kv}{nq} seqs={self.max_num_seqs} "
-                f"tokens={self.max_num_batched_tokens} {cp}{graphs}")
+                f"tokens={self.max_num_batched_tokens} {cp}{graphs}{api}")

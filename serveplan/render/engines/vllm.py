@@ -140,6 +140,8 @@ class VLLMAdapter:
                 *_ttft_guard(c, request, self.schema)]
         if c.max_cudagraph_capture_size:
             argv += ["--max-cudagraph-capture-size", str(c.max_cudagraph_capture_size)]
+        if c.api_server_count > 1:  # planner/frontend.py: one process streams ~6,000 output tokens/s at most
+            argv += ["--api-server-count", str(c.api_server_count)]
         argv += quant
         env_off = multicast_off_env(request, c)
         if env_off:
