@@ -64,8 +64,12 @@ json.dump(c, open(p, 'w'), indent=1)" "$out" "$2"
 wait_health() {  # PORT SECONDS: 0 once /health answers, 1 if it never did
   for _ in $(seq 1 "$2"); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0; sleep 1; done; return 1
 }
-gpu_kind() {  # the profile name of GPU 0: h200 (141 GB) or h100-sxm; writes nvidia-smi's list to $1 when given
+gpu_kind() {  # the profile name of GPU 0: h200 (141 GB) or h100-sxm; writes nvidia-smi's list to $1 when given,
+  # and the host's CPU beside it (host-cpu.txt): near capacity a small model's API server and engine core are bound by
+  # one core's speed, which differed between session 24's and session 30's hosts (docs/accuracy.md, session 30)
   [ -n "${1:-}" ] && nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader > "$1"
+  [ -n "${1:-}" ] && { grep -m1 'model name' /proc/cpuinfo; nproc; grep -m1 MHz /proc/cpuinfo; } \
+    > "$(dirname "$1")/host-cpu.txt" 2>/dev/null
   local mem_mib; mem_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
   if [ "${mem_mib:-0}" -ge 100000 ]; then echo h200; else echo h100-sxm; fi
 }
