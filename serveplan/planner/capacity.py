@@ -123,11 +123,12 @@ def capacity_at_slo(scorer: Scorer, est: Estimate, *, seed: int = 0) -> Estimate
     sources = {**p.sources, "capacity": "simulated around the mean-field bisection"}
     # The API servers a replica needs to stream what it serves at most (frontend.py): decided here, where that rate is
     # known; the predictions above were made with the candidate's own count (a floor only where the front end binds).
-    servers = api_servers_for(req, cand, top / cand.replicas)
+    replica_top = top / cand.replicas
+    servers = api_servers_for(req, cand, replica_top)
     if servers != cand.api_server_count:
         cand = cand.model_copy(update={"api_server_count": servers})
     if servers > 1:
-        sources["api_servers"] = (f"{servers} for {top / cand.replicas * mean_out:,.0f} output tok/s per replica "
+        sources["api_servers"] = (f"{servers} for {replica_top * mean_out:,.0f} output tok/s per replica "
                                   f"at most (one per {OUTPUT_TOK_S_PER_API_SERVER:,.0f}; "
                                   f"{'engine.api_server_count' if req.engine.api_server_count else 'measured, session 30'})")
     preds = p.model_copy(update={"capacity_rps": rate, "max_rps": top, "capacity_tok_s_per_gpu": tok_s / gpus,

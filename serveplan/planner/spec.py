@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from pathlib import Path
 from typing import Literal
 
 from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo, field_validator,
@@ -629,8 +630,6 @@ class Checkpoint(Frozen):
     def _missing_here(self) -> str:
         """A note for a local path that is not on this machine: a plan is often made away from the GPU host, so it
         is kept as given, but a typo should not pass unseen."""
-        from pathlib import Path
-
         if self.id.startswith(("/", "./", "../", "~")) and not Path(self.id).expanduser().exists():
             return "; no such folder on this machine: the host that launches it must have it"
         return ""
@@ -672,11 +671,12 @@ class Candidate(Frozen):
                                   "tokens/s the replica serves at capacity).")
 
     @model_validator(mode="after")
-    def _graph_size_is_vllm(self) -> "Candidate":
-        if self.max_cudagraph_capture_size is not None and self.engine != "vllm":
-            raise ValueError(f"max_cudagraph_capture_size is a vLLM setting; {self.engine} has no such flag")
-        if self.api_server_count > 1 and self.engine != "vllm":
-            raise ValueError(f"api_server_count is a vLLM setting; {self.engine} has no such flag")
+    def _vllm_settings_only_on_vllm(self) -> "Candidate":
+        """The fields only vLLM has a flag for keep their engine-neutral default on another engine."""
+        if self.engine != "vllm":
+            for name in ("max_cudagraph_capture_size", "api_server_count"):
+                if getattr(self, name) != type(self).model_fields[name].default:
+                    raise ValueError(f"{name} is a vLLM setting; {self.engine} has no such flag")
         return self
 
     @property
