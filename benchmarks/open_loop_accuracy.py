@@ -160,6 +160,8 @@ DEFAULTS_RUNS = [
 # Session 30 (session30.sh, one H200): Q25B = session 29's Q25I (Qwen2.5-32B INT8, the Qwen3-32B plan flags) with a
 # bf16 KV cache at chat 7 and 9.5, Q25I again with its FP8 cache at 9.5 on the same host, both steps scraped; C1 / C2 =
 # session 24's 8B FP8 plan server (CS's flags) at chat 27 with one and two API servers (--api-server-count).
+# Session 31 (session31.sh, one H200): the same 8B FP8 server (CS's flags) with a bf16 (K8A) and an FP8 (K8F) KV cache
+# at chat 10 and 16, steps scraped; C2 again (two API servers) at chat 24 and 27 with the CPU sampled.
 SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "session 6", {"D"}),
             (R / "session7", "session 7", set()), (R / "session8", "session 8", set()),
             (R / "session9", "session 9", set()), (R / "session11", "session 11", set()),
@@ -171,7 +173,7 @@ SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "sessi
             (R / "session24", "session 24", set()), (R / "session24c", "session 24", set()),
             (R / "session26", "session 26", set()), (R / "session27", "session 27", set()),
             (R / "session28", "session 28", set()), (R / "session29", "session 29", set()),
-            (R / "session30", "session 30", set())]
+            (R / "session30", "session 30", set()), (R / "session31", "session 31", set())]
 # The open loops the shipped H200 calibration is fitted on, beside the grids' training points (benchmarks/accuracy.py
 # --fit): session 6's 8B server alone on its host. Their engine timings also gave conf/engine/vllm.yaml's
 # tokenize_us_per_token (the concurrency-1 sweep) and frontend_ms_per_ktok_s (the open loops). Every other row is
@@ -420,38 +422,79 @@ STEP_BATCH_WIDTH = 16  # --steps: running batches grouped 0-15, 16-31, ...
 STEP_RANGES = ((0, 16), (16, 32), (32, 64), (64, 1 << 20))  # ... and summed into these for the summary table
 
 
-def window_model_s(sm, w: ScrapeWindow, n_in: float, n_out: float) -> tuple[float, float]:  # noqa: ANN001
+class LongestContext:
+    """The expected longest context among n decoding sequences of a run, drawn from its own requests: a request
+    decodes in as many steps as it has output tokens, at contexts spread evenly from its prompt to prompt + output.
+    A scrape counts the running batch but not how its contexts spread, and an FP8 cache's batch that fills the GPU
+    waits for its longest sequence (engine.fp8_kv_seq_gbs): without this, --steps would leave that term out."""
+
+    POINTS = 8  # contexts per request, evenly through its decode
+
+    def __init__(self, requests: list[dict]) -> None:
+        pts = []
+        for r in requests:
+            if not r.get("ok") or not r.get("output_tokens"):
+                continue
+            p, o = r.get("prompt_tokens") or r["input_len"], r["output_tokens"]
+            pts += [(p + o * (i + 0.5) / self.POINTS, o / self.POINTS) for i in range(self.POINTS)]
+        pts.sort()
+        total = sum(w for _, w in pts) or 1.0
+        self._ctx = [c for c, _ in pts]
+        cdf, acc = [], 0.0
+        for _, w in pts:
+            acc += w
+            cdf.append(acc / total)
+        self._cdf = cdf
+
+    @lru_cache(maxsize=512)  # noqa: B019 (one instance per run, a few hundred batch sizes)
+    def expected_max(self, n: int) -> float:
+        """E[max of n draws] = sum over the sorted contexts of context x (F_i^n - F_(i-1)^n)."""
+        out, prev = 0.0, 0.0
+        for c, f in zip(self._ctx, self._cdf):
+            fn = f ** n
+            out += c * (fn - prev)
+            prev = fn
+        return out
+
+
+def window_model_s(sm, w: ScrapeWindow, n_in: float, n_out: float,  # noqa: ANN001
+                   longest: LongestContext | None = None) -> tuple[float, float]:
     """The model's seconds for a window's steps, in two parts: its steps as decode steps of the window's batch (at the
-    run's mean context), and what the prompt tokens beside them add: (tokens - steps x batch) spread over the
-    window's prompt steps (or over as many steps as it holds mean prompts, where the scrape kept no buckets). A scrape
-    does not say how the batch's contexts spread, so fp8_kv_seq_gbs's term is not in it."""
+    run's mean context, its longest sequence the expected longest of the batch when `longest` is given), and what the
+    prompt tokens beside them add: (tokens - steps x batch) spread over the window's prompt steps (or over as many
+    steps as it holds mean prompts, where the scrape kept no buckets)."""
     batch = w.running
     ctx = batch * (n_in + n_out / 2)
-    decode = sm.step_ms(batch, ctx) if batch >= 1 else 0.0
+    top = longest.expected_max(max(1, round(batch))) if longest is not None and batch >= 1 else 0.0
+    decode = sm.step_ms(batch, ctx, longest_ctx=top) if batch >= 1 else 0.0
     prompt_tokens = max(w.tokens - w.steps * batch, 0.0)
     extra = 0.0
     if prompt_tokens > 0:
         k = w.prompt_steps if w.prompt_steps else max(1.0, prompt_tokens / n_in)
         per = prompt_tokens / k
-        extra = k * (sm.step_ms(batch, ctx, per, per * min(per, n_in) / 2, 1) - decode)
+        extra = k * (sm.step_ms(batch, ctx, per, per * min(per, n_in) / 2, 1, top) - decode)
     return w.steps * decode / 1000, extra / 1000
 
 
-def step_table(folder: Path, name: str, width: int = STEP_BATCH_WIDTH,
-               min_s: float = STEP_WINDOW_S) -> tuple[list[tuple[int, int, float, float, float]], tuple[float, float]]:
+def step_table(folder: Path, name: str, width: int = STEP_BATCH_WIDTH, min_s: float = STEP_WINDOW_S,
+               with_longest: bool = True) -> tuple[list[tuple[int, int, float, float, float]], tuple[float, float]]:
     """An open loop's engine time against the model's, from its scrape (scraped_windows, windows of min_s): per
     running-batch bucket of `width`, (bucket start, windows, steps, measured seconds, the shipped model's seconds for
     the same steps, window_model_s); and, over all windows, the least-squares factors (decode, prompt) by which the
-    model's two parts would have to be multiplied to give the measured seconds."""
+    model's two parts would have to be multiplied to give the measured seconds. with_longest: each window's batch
+    waits for its expected longest sequence (LongestContext) as the simulation's steps do; False: every sequence at
+    the mean context (what --steps printed up to session 30)."""
     from serveplan.planner.calibrate import step_model_of
 
     meta = json.loads((folder / "meta.json").read_text())
-    bench = _read(folder / f"open-{name}.json.gz")["summary"]
+    doc = _read(folder / f"open-{name}.json.gz")
+    bench = doc["summary"]
     n_in = bench["total_input_tokens"] / bench["completed"]
     n_out = bench["total_output_tokens"] / bench["completed"]
     sm = step_model_of(meta, find_calibration("vllm", "0.26.0", meta["gpu"]), round(n_in), round(n_out))
     windows = scraped_windows(next(folder.glob(f"steps-{name}.txt*")), min_s)
-    parts = [window_model_s(sm, w, n_in, n_out) for w in windows]
+    longest = LongestContext(doc.get("requests") or []) if with_longest else None
+    parts = [window_model_s(sm, w, n_in, n_out, longest) for w in windows]
     buckets: dict[int, list[tuple[ScrapeWindow, float]]] = {}
     for w, (dec, extra) in zip(windows, parts):
         buckets.setdefault(int(w.running // width * width), []).append((w, dec + extra))

@@ -600,6 +600,26 @@ def test_the_scraped_engine_time_factors_recover_what_the_windows_were_built_wit
 
 
 
+def test_the_longest_context_of_a_batch_is_drawn_from_the_runs_own_requests(tmp_path):
+    # --steps gives each window's batch the expected longest context of that many running sequences, as the
+    # simulation's steps have one: an FP8 cache's batch that fills the GPU waits for it (fp8_kv_seq_gbs)
+    from serveplan.planner.calibrate import step_model_of
+
+    reqs = [{"ok": True, "prompt_tokens": p, "output_tokens": 200} for p in (100, 300, 500, 700, 4_000)]
+    longest = ola.LongestContext(reqs + [{"ok": False, "prompt_tokens": 50_000, "output_tokens": 200}])
+    tops = [longest.expected_max(n) for n in (1, 4, 16, 64)]
+    assert tops == sorted(tops) and tops[-1] < 4_200 + 1  # more sequences, a longer longest; a failed one not drawn
+    assert tops[0] == pytest.approx(sum(p + 100 for p in (100, 300, 500, 700, 4_000)) / 5)  # one: the mean
+    assert ola.LongestContext([]).expected_max(8) == 0.0
+    meta = _scraped_server(tmp_path, "llama-3.1-8b", 11_000, 2_000)
+    window = ola.ScrapeWindow(1.0, 100, 100 * 48, 48, 0)
+    for kv, longer in (("fp8", True), ("auto", False)):
+        sm = step_model_of({**meta, "kv_cache_dtype": kv}, find_calibration("vllm", "0.26.0", "h200"), 1100, 200)
+        mean_only, _ = ola.window_model_s(sm, window, 1100, 200)
+        with_top, _ = ola.window_model_s(sm, window, 1100, 200, longest)
+        assert (with_top > mean_only) is longer  # the bf16 cache has no such wait (session 15c)
+
+
 def test_the_h100_fit_sees_short_prompts_alone():
     # accuracy.py --fit adds PROMPTS_ALONE_FIT to the H100's training split (its grid's checkerboard has no prompt
     # alone): concurrency-1 runs of the grid's FP8 configuration, each its measured means
