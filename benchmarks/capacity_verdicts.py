@@ -64,7 +64,9 @@ def main() -> int:
     ap.add_argument("--markdown", action="store_true")
     a = ap.parse_args()
     slo = build_request(model="llama-3.1-8b", gpus="1xh200").slo
-    rows = [(label, o) for label, fit, o in ola.observations() if not fit and label not in ola.excluded_rows()]
+    fitted = ola.shipped_fit_labels()  # the runs a shipped term was solved on
+    rows = [(label, o) for label, fit, o in ola.observations()
+            if not fit and label not in ola.excluded_rows() and label not in fitted]
     groups: dict[str, list[tuple[str, Observation]]] = {}
     for label, o in rows:
         groups.setdefault(config_key(o), []).append((label, o))

@@ -253,6 +253,12 @@ def observations() -> list[tuple[str, bool, Observation]]:
     return out
 
 
+def shipped_fit_labels() -> set[str]:
+    """The rows the shipped terms were solved on (SHIPPED_FIT): "fit" in the table, in no held-out figure (nor in
+    capacity_verdicts.py's)."""
+    return {label for label, _, _, _ in _bench_runs(SHIPPED_FIT)}
+
+
 def shipped_fit_observations() -> list[Observation]:
     """The open loops in SHIPPED_FIT, as the calibration fit takes them."""
     return [_chat_bench_observation(label, path, meta, rate) for label, path, meta, rate in _bench_runs(SHIPPED_FIT)]
@@ -648,7 +654,7 @@ def verify_runs_line(errs: dict[str, list[float]], how: str) -> str:
 def replay_table() -> None:
     """Every held-out run replayed (replay_run) against what it measured, as a markdown table, and the mean |error|
     over them."""
-    fitted = {label for label, _, _, _ in _bench_runs(SHIPPED_FIT)}
+    fitted = shipped_fit_labels()
     names = ("TTFT P50", "TTFT P99", "TPOT mean")
     keys = ("ttft_ms", "ttft_p99_ms", "tpot_ms")
     errs: dict[str, list[float]] = {k: [] for k in keys}
@@ -767,7 +773,7 @@ def table(rows: list[tuple[str, bool, Observation]], cal_for, markdown: bool, fi
           seeds: int = 1, by_load: bool = False) -> dict[str, dict[str, list[float]]]:
     """Print every row predicted against measured; return the held-out rows' relative errors by GPU and metric."""
     names = [n for n, _ in METRICS]
-    shipped_fit = {label for label, _, _, _ in _bench_runs(SHIPPED_FIT)}
+    shipped_fit = shipped_fit_labels()
     if markdown:
         print("| point | split | " + " | ".join(f"{n} pred / meas" for n in names) + " | worst optimism |")
         print("|---|---|" + "---:|" * (len(names) + 1))
