@@ -22,7 +22,6 @@ session-3/4 8B runs) and the table reports it on the rest (session 4's experimen
     python benchmarks/open_loop_accuracy.py --ttft-parts         # where TTFT went (sessions 6-8's engine timings)
     python benchmarks/open_loop_accuracy.py --steps              # scraped open loops: engine time by batch, and
                                                                  # the model's decode / prompt parts' factors
-    python benchmarks/open_loop_accuracy.py --fp8-eager          # solve the H200's fp8_kv_eager_step_ms (session 31)
 """
 
 from __future__ import annotations
@@ -180,11 +179,6 @@ SESSIONS = [(R / "session5", "session 5", {"32b-bf16"}), (R / "session6", "sessi
 # tokenize_us_per_token (the concurrency-1 sweep) and frontend_ms_per_ktok_s (the open loops). Every other row is
 # held out.
 SHIPPED_FIT = {"session6/A"}
-# The pair the H200 calibration's fp8_kv_eager_step_ms is solved on (--fp8-eager): session 31's 8B FP8 with a bf16
-# (K8A) and an FP8 (K8F) KV cache, the same flags, loads and host. Their rows are "fit" in the table; the 32B's
-# bf16 / FP8 pair (session 30) and every other run stay held out.
-FP8_EAGER_FIT = {"session31/K8A", "session31/K8F"}
-FP8_EAGER_GRID_MS = [x / 2 for x in range(0, 27)]  # 0 to 13 ms by 0.5
 
 
 def _bench_runs(only: set[str] | None = None) -> list[tuple[str, Path, dict, float]]:
@@ -260,46 +254,9 @@ def observations() -> list[tuple[str, bool, Observation]]:
 
 
 def shipped_fit_labels() -> set[str]:
-    """The rows the shipped terms were solved on (SHIPPED_FIT, FP8_EAGER_FIT): "fit" in the table, in no held-out
-    figure (nor in capacity_verdicts.py's)."""
-    return {label for label, _, _, _ in _bench_runs(SHIPPED_FIT | FP8_EAGER_FIT)}
-
-
-def fp8_eager_solve(seeds: int = 5) -> tuple[float, list[tuple[float, float, list[tuple[str, float, float]]]]]:
-    """fp8_kv_eager_step_ms by a scan: the H200 calibration's eager cost of an FP8 cache (eager_step_ms +
-    fp8_kv_eager_step_ms, which its FP8-only fit points fixed) is held, the bf16 cache's is that minus X, and X is
-    the one whose predicted FP8 / bf16 ratios of TTFT P50 and mean TPOT over FP8_EAGER_FIT's loads are nearest the
-    measured ones (sum of squared log errors). Ratios, not levels: the pair's common error is not the cache's.
-    Returns (X, [(X, loss, [(metric at load, predicted ratio, measured ratio)])])."""
-    import math
-
-    cal = find_calibration("vllm", "0.26.0", "h200")
-    fp8_total = (cal.eager_step_ms or 0.0) + cal.fp8_kv_eager_step_ms
-    runs = {label: _chat_bench_observation(label, path, meta, rate)
-            for label, path, meta, rate in _bench_runs(FP8_EAGER_FIT)}
-    pairs = []
-    for label, o in runs.items():
-        if o.kv_cache_dtype == "fp8":
-            bf16 = next(b for b, p in runs.items() if p.kv_cache_dtype != "fp8" and p.rate_rps == o.rate_rps)
-            pairs.append((runs[bf16], o))
-
-    def med(o: Observation, c) -> dict:  # noqa: ANN001
-        ps = [predict_observation(o, c, seed=s) for s in range(seeds)]
-        return {k: statistics.median(p[k] for p in ps) for k in ("ttft_ms", "tpot_ms")}
-
-    fp8_pred = {id(f): med(f, cal) for _, f in pairs}  # X moves only the bf16 cache's predictions
-    scan = []
-    for x in FP8_EAGER_GRID_MS:
-        c = cal.model_copy(update={"eager_step_ms": fp8_total - x, "fp8_kv_eager_step_ms": x})
-        terms = []
-        for a, f in pairs:
-            pa = med(a, c)
-            for k, name in (("ttft_ms", "TTFT P50"), ("tpot_ms", "TPOT mean")):
-                terms.append((f"{name} at {f.rate_rps:g} req/s", fp8_pred[id(f)][k] / pa[k],
-                              getattr(f, k) / getattr(a, k)))
-        scan.append((x, sum(math.log(p / m) ** 2 for _, p, m in terms), terms))
-    return min(scan, key=lambda r: r[1])[0], scan
-
+    """The rows the shipped terms were solved on (SHIPPED_FIT): "fit" in the table, in no held-out figure (nor in
+    capacity_verdicts.py's)."""
+    return {label for label, _, _, _ in _bench_runs(SHIPPED_FIT)}
 
 
 def shipped_fit_observations() -> list[Observation]:
@@ -892,8 +849,6 @@ def main() -> int:
     ap.add_argument("--replay", action="store_true",
                     help="replay each held-out run's own requests (arrivals and lengths, per replica) through the "
                          "step simulation: the step model's error without the traffic sample's")
-    ap.add_argument("--fp8-eager", action="store_true",
-                    help="solve the H200 calibration's fp8_kv_eager_step_ms on FP8_EAGER_FIT (session 31's 8B pair)")
     ap.add_argument("--steps", action="store_true",
                     help="the open loops scraped every 0.25-0.5 s (SCRAPE=1 in engine_timings.sh), in 1-s windows: "
                          "the engine's seconds by running batch against the model's for the same steps, and the "
@@ -938,17 +893,6 @@ def main() -> int:
         return 0
     if a.replay:
         replay_table()
-        return 0
-    if a.fp8_eager:
-        best, scan = fp8_eager_solve(a.seeds if a.seeds > 1 else 5)
-        names = [t for t, _, _ in scan[0][2]]
-        print("| fp8_kv_eager_step_ms | loss | " + " | ".join(f"{n}: FP8 / bf16 pred (meas)" for n in names) + " |")
-        print("|---:|---:|" + "---:|" * len(names))
-        for x, loss_x, terms in scan:
-            print(f"| {x:g} | {loss_x:.4f} | " + " | ".join(f"{p:.2f} ({m:.2f})" for _, p, m in terms) + " |")
-        cal = find_calibration("vllm", "0.26.0", "h200")
-        print(f"solved: {best:g} ms (shipped: {cal.fp8_kv_eager_step_ms:g}; the FP8 cache's eager step stays "
-              f"{(cal.eager_step_ms or 0) + cal.fp8_kv_eager_step_ms:.2f} ms)")
         return 0
     if a.steps:
         print(f"| run | running batch | windows ({STEP_WINDOW_S:g} s) | steps | engine s, measured | "

@@ -452,21 +452,6 @@ def test_the_shipped_fp8_kv_term_is_the_h200_8b_pairs_solution():
         assert saved_model == pytest.approx(saved_meas, rel=0.15)
 
 
-def test_the_shipped_fp8_eager_term_is_the_8b_pairs_solution(monkeypatch):
-    # the H200 calibration's fp8_kv_eager_step_ms is what `open_loop_accuracy.py --fp8-eager` solves on session 31's
-    # 8B pair (bf16 against FP8 cache, the same loads and host): the scan's minimum, checked here on the shipped value
-    # and its neighbours; the pair's rows are the only fit rows it adds, and the FP8 cache's eager cost is the one
-    # the FP8-only fit points fixed
-    cal = find_calibration("vllm", "0.26.0", "h200")
-    x = cal.fp8_kv_eager_step_ms
-    monkeypatch.setattr(ola, "FP8_EAGER_GRID_MS", [x - 0.5, x, x + 0.5])
-    best, scan = ola.fp8_eager_solve()
-    assert best == x and len(scan[0][2]) == 4  # TTFT P50 and TPOT at 10 and 16 req/s
-    fit = {label.split()[1] for label in ola.shipped_fit_labels() if "session 31" in label}
-    assert fit == {"K8A", "K8F"}
-    assert not any("session 31" in o.label for o in ola.shipped_fit_observations())  # not the calibration's
-
-
 def test_the_shipped_eager_floors_are_the_fit_points_solution():
     # conf/engine/vllm.yaml's eager_layer_us / eager_moe_layer_us are what `eager_steps.py --solve` finds on its fit
     # points (the 8B and Mixtral at 1,024 tokens, concurrency 1); Qwen3-30B-A3B, the 14B and the 70B stay held out

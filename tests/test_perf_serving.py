@@ -419,28 +419,6 @@ def test_larger_cudagraphs_keep_prompt_steps_out_of_eager_mode():
     assert default.step_ms(16, 16 * 500) == big.step_ms(16, 16 * 500)  # decode-only steps were in the graphs
 
 
-def test_an_eager_step_over_an_fp8_cache_costs_the_calibrations_fp8_term_more():
-    """Session 31: an 8B's steps beyond the CUDA graphs took ~9 ms more over an FP8 KV cache than over a bf16 one
-    (the H200 calibration's fp8_kv_eager_step_ms); steps inside the graphs are not touched by it, and a calibration
-    without the term (the H100's) prices both caches' eager steps alike."""
-    m, h200 = _model("llama-3.1-8b"), _datasheet("h200")
-    cal = find_calibration("vllm", "0.26.0", "h200")
-    assert cal.fp8_kv_eager_step_ms > 0
-
-    def steps(calib, kv: str) -> tuple[float, float]:
-        sm = StepModel(m, _inv("h200"), VLLM, CAND.model_copy(update={"kv_cache_dtype": kv}), h200, calib)
-        mixed = sm.step_ms(16, 16 * 500, 1008, 1008 * 504, 1)  # 1,024 tokens: beyond the 512-token graphs
-        return mixed - sm.step_ms(16, 16 * 500, 400, 400 * 200, 1), sm.step_ms(16, 16 * 500, 400, 400 * 200, 1)
-
-    (eager_fp8, _), (eager_bf16, _) = steps(cal, "fp8"), steps(cal, "auto")
-    # what the FP8 cache adds to the eager step beyond what it changes in the graphed one (the bytes it reads)
-    assert (eager_fp8 - eager_bf16) == pytest.approx(cal.fp8_kv_eager_step_ms, abs=0.5)
-    plain = cal.model_copy(update={"fp8_kv_eager_step_ms": 0.0})
-    (e8, _), (e16, _) = steps(plain, "fp8"), steps(plain, "auto")
-    assert abs(e8 - e16) < 0.5
-    assert cal.fp8_kv_eager_step_ms in cal.kernel_tables().values()  # solved elsewhere: a refit keeps it
-
-
 def test_scorer_keeps_one_step_model_per_cudagraph_size():
     """The scorer shares step models between candidates; which steps run in CUDA graphs depends on max_num_seqs,
     the token budget and the capture size, so candidates that differ there must not share one (`plan compare` of

@@ -152,8 +152,6 @@ class StepModel:
         self.api_servers = c.api_server_count  # the front end's work is shared among them (frontend.py)
         self.graph_tokens = cudagraph_tokens(self.engine, c)
         self.eager_ms = self._calibrated("eager_step_ms")
-        if c.kv_cache_dtype == "fp8" and self.calib:  # an eager step over an FP8 cache costs more (session 31)
-            self.eager_ms += self.calib.fp8_kv_eager_step_ms
         self.idle_floor_ms = self.engine.idle_step_floor_ms  # the first step on an idle engine (simulation, serving)
         # a step beyond the graphs launches every kernel from the host: at least this long, whatever the GPU does
         per_layer_us = (self.engine.eager_moe_layer_us or self.engine.eager_layer_us) if m.is_moe \

@@ -273,10 +273,6 @@ class Calibration(_Model):
     prefill_seq_overhead_ms: float | None = None
     max_stream_tok_s: float | None = None
     eager_step_ms: float | None = None
-    fp8_kv_eager_step_ms: float = 0.0
-    """What a step beyond the CUDA graphs takes more over an FP8 KV cache than over a bf16 one (eager_step_ms is the
-    bf16 cache's). Solved on one host's 8B FP8 pair, bf16 against FP8 cache at the same open loops (session 31:
-    `python benchmarks/open_loop_accuracy.py --fp8-eager`); 0 where no pair was measured. Kept through refits."""
     bandwidth_scale: float = 1.0
     seq_layer_us: float = 0.0
     """GPU time per decoding sequence per layer per step beyond its bytes: a batch's step grows with the batch
@@ -326,10 +322,8 @@ class Calibration(_Model):
         return where
 
     def kernel_tables(self) -> dict[str, Any]:
-        """The measured kernel tables it carries, and the FP8 cache's eager-step cost, by field name (a refit keeps
-        them: they are solved elsewhere, not fitted)."""
-        return {f: getattr(self, f) for f in (*KERNEL_TABLES.values(), "moe_int8_kernel", "fp8_kv_eager_step_ms")
-                if getattr(self, f)}
+        """The measured kernel tables it carries, by field name (a refit keeps them: they are not fitted)."""
+        return {f: getattr(self, f) for f in (*KERNEL_TABLES.values(), "moe_int8_kernel") if getattr(self, f)}
 
     def moe_int8_table(self, num_experts: int, intermediate: int) -> tuple[KernelFactor, str] | None:
         """The INT8 MoE kernel table for experts of this shape (intermediate size per GPU), and how it applies: its
