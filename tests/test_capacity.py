@@ -296,6 +296,33 @@ def test_a_rate_past_the_planners_headroom_is_flagged_in_estimate_and_why():
     assert "Load:" not in out.getvalue() and load_pressure(req, est) is None and req.traffic.rate_rps == 8
 
 
+def test_why_says_when_an_fp8_caches_lead_is_within_what_the_model_misses_for_it():
+    # session 31: over an FP8 KV cache an 8B's steps beyond the CUDA graphs ran 6-8 ms longer than over a bf16 one,
+    # which the model does not have; a winner whose FP8 cache leads the same weights and layout with a bf16 cache by
+    # less than FP8_CACHE_UNPROVEN_LEAD gets a sentence saying so, a larger lead, another layout's bf16 cache or a
+    # bf16 winner does not
+    from serveplan.planner.decision import FP8_CACHE_UNPROVEN_LEAD, fp8_cache_note, why
+    from serveplan.planner.estimate import estimate
+
+    req = build_request(model="llama-8b", gpus="1xH200", overrides=["search.max_model_len=16384"])
+
+    def at(kv: str, capacity: float, **knobs):  # noqa: ANN003, ANN202
+        e = estimate(req, Candidate(weight_dtype="fp8", kv_cache_dtype=kv, max_model_len=16384, **knobs))
+        return e.model_copy(update={"predictions": e.predictions.model_copy(update={"capacity_rps": capacity})})
+
+    fp8, bf16 = at("fp8", 30.0), at("auto", 28.5)
+    assert fp8.meets_slo and bf16.meets_slo
+    note = fp8_cache_note(req, fp8, [bf16])
+    assert note and "by 5%" in note and bf16.config.label() in note and "session 31" in note
+    assert note in why(req, [fp8, bf16])
+    far = at("auto", 30.0 / (1 + FP8_CACHE_UNPROVEN_LEAD) * 0.99)  # the FP8 cache leads by more than the margin
+    assert fp8_cache_note(req, fp8, [far]) is None
+    assert fp8_cache_note(req, bf16, [fp8]) is None  # a bf16 winner
+    int8 = bf16.config.model_copy(update={"weight_dtype": "int8"})
+    other_weights = at("auto", 29.9).model_copy(update={"config": int8})
+    assert fp8_cache_note(req, fp8, [other_weights]) is None  # not the same weights: another decision
+
+
 @pytest.mark.parametrize("zero", [3.1, 9.3, 17.0])
 def test_refine_narrows_its_bracket_to_the_tolerance(zero):
     """Past its first simulations the capacity search keeps interpolating until the highest rate that met the SLO and

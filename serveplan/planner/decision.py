@@ -180,12 +180,46 @@ def load_pressure(req: PlanRequest, w: Estimate) -> str | None:
             f"a 10% step error, to 30% too fast on a 70B; docs/accuracy.md, \"Open loop by load\").")
 
 
+# An FP8 KV cache's lead in capacity over the same weights and layout with a bf16 cache below which `why` says the
+# lead is not established: in vLLM 0.26.0 on an H200 the 8B FP8's steps beyond the CUDA graphs ran 6-8 ms longer
+# over an FP8 cache, TPOT +9-12% and TTFT P50 +15-34% at chat 10-16 req/s, where the model has the two caches within
+# 1% (docs/accuracy.md, session 31; a term for it was tried and not shipped).
+FP8_CACHE_UNPROVEN_LEAD = 0.10
+
+
+def fp8_cache_note(req: PlanRequest, w: Estimate, alternatives: list[Estimate]) -> str | None:
+    """A sentence when the winner's FP8 KV cache beats the same weights and layout with a bf16 cache by less than
+    FP8_CACHE_UNPROVEN_LEAD in capacity per GPU, and the bf16 cache holds this load without KV pressure."""
+    c = w.config
+    if c.kv_cache_dtype != "fp8" or c.engine != "vllm" or not w.meets_slo:
+        return None
+    same = [e for e in alternatives if e.config.kv_cache_dtype != "fp8" and e.meets_slo and e.predictions
+            and (e.config.weight_dtype, e.config.tp, e.config.pp, e.config.replicas) ==
+            (c.weight_dtype, c.tp, c.pp, c.replicas) and kv_pressure(req, e) is None]
+    if not same:
+        return None
+    alt = max(same, key=capacity_per_gpu)
+    cap, alt_cap = capacity_per_gpu(w), capacity_per_gpu(alt)
+    if alt_cap <= 0 or cap >= alt_cap * (1 + FP8_CACHE_UNPROVEN_LEAD):
+        return None
+    return (f"Its FP8 KV cache leads the same weights and layout with a bf16 cache ({alt.config.label()}, "
+            f"{alt_cap:.2f} req/s per GPU) by {cap / alt_cap - 1:.0%}, within what the model is known to miss for an "
+            f"FP8 cache: in vLLM 0.26.0 on an H200 an 8B's steps beyond the CUDA graphs ran 6-8 ms longer over it, "
+            f"TPOT +9-12% and TTFT P50 +15-34% against a bf16 cache at 10-16 req/s (docs/accuracy.md, session 31). "
+            f"Where memory does not bind, the bf16 cache may serve as much or more.")
+
+
 def why(req: PlanRequest, ranked: list[Estimate], alternatives: list[Estimate] | None = None) -> str:
     """Why the winner: for the goodput objective, one clause per decision (precision, layout, batching)
     against the best alternative that decided differently; for cost and latency, the runner-up's number.
-    Sentences on KV-cache pressure and on a rate near capacity follow where they apply to the winner."""
+    Sentences on KV-cache pressure, on a rate near capacity and on an FP8 cache's unproven lead follow where they
+    apply to the winner."""
     text = _why(req, ranked, alternatives)
-    notes = [n for n in (kv_pressure(req, ranked[0]), load_pressure(req, ranked[0])) if n] if ranked else []
+    if not ranked:
+        return text
+    others = [e for e in (alternatives if alternatives is not None else ranked) if e is not ranked[0]]
+    notes = [n for n in (kv_pressure(req, ranked[0]), load_pressure(req, ranked[0]),
+                         fp8_cache_note(req, ranked[0], others)) if n]
     return " ".join([text, *notes]) if notes else text
 
 
