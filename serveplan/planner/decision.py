@@ -175,9 +175,10 @@ def load_pressure(req: PlanRequest, w: Estimate) -> str | None:
         return None
     return (f"This rate is {load:.0%} of the most the deployment serves ({p.max_rps:.2f} req/s), above the "
             f"{limit:.0%} the planner keeps (search.headroom {req.search.headroom:g}): latency rises steeply this "
-            f"close to capacity, and on the 12 held-out runs at 85-100% of their predicted capacity the predicted "
-            f"median TTFT was 19% off and mean TPOT 49% (from 2x too slow on an 8B, whose simulated batch grows with "
-            f"a 10% step error, to 30% too fast on a 70B; docs/accuracy.md, \"Open loop by load\").")
+            f"close to capacity, and on the 21 held-out runs at 85-100% of their predicted capacity the predicted "
+            f"median TTFT was 23% off and mean TPOT 48% (from 2x too slow on an 8B, whose simulated batch grows with "
+            f"a 10% step error, to about 30% too fast on the 32B-70B models; docs/accuracy.md, \"Open loop by "
+            f"load\").")
 
 
 # An FP8 KV cache's lead in capacity over the same weights and layout with a bf16 cache below which `why` says the
