@@ -9,7 +9,13 @@
 #   E1: the same with one API server at 16 and 22 (the API server's share, the engine core's unchanged).
 #   host-speed.txt: one core's speed (a fixed pure-Python loop, as vLLM's engine core is), so a term per host can be
 #       scaled; host-cpu.txt as before.
-# Sessions 30-31's C1/C2 runs stay held out.
+#   If time is left, Q25D: the large dense models' shortfall, common to both caches (session 31). Qwen2.5-32B INT8's
+#       decode-only bursts of equal 1,024-token prompts read within 2% of the model at 16-64 sequences (session 17's
+#       Q32), while its open loops' steps are 5-9% slower at 64+ running (Q25B, bf16 cache). Bursts at 64, 128 and 192
+#       of equal prompts (burst) and of chat-length ones with the same mean (hburst) with the 32B plan's flags and a
+#       bf16 cache: do its decode steps slow beyond 64 sequences, or with unequal contexts (a wait the model gives
+#       only an FP8 cache, fp8_kv_seq_gbs)? `python benchmarks/decode_steps.py` reads them once listed there.
+# Sessions 30-31's C1/C2 runs and the 32B's open loops stay held out.
 #   setsid nohup bash benchmarks/gpu/session32.sh > /tmp/s32/session32.log 2>&1 < /dev/null &   # poll $S/ALL_DONE
 set -u
 S=${S32:-/tmp/s32}; mkdir -p "$S"
@@ -39,4 +45,19 @@ if [ "$SECONDS" -lt "${LAST_E1_BY:-1150}" ]; then
   fi
   stop E1
 else echo "E1 skipped at $SECONDS s" >> "$S/times.txt"; fi
+if [ "$SECONDS" -lt "${LAST_Q_BY:-1250}" ]; then
+  MAX_BATCHED=16384  # the 32B plan's (session 28), for meta_of; the flag below overrides FLAGS' 8,192
+  kvb=$(grep -o 'kv-cache-memory-bytes [0-9]*' benchmarks/gpu/plans/session28/qwen3-32b-chat/launch.sh | cut -d' ' -f2)
+  m32=$(model_folder /tmp/models-0 qwen2.5-32b ct-int8); tok32=$(tokenizer_folder "$m32")
+  if SERVE_ENV=VLLM_CACHE_ROOT=/tmp/vcache-q25 serve Q25D "$m32" "$tok32" \
+      "$(meta_of qwen2.5-32b int8 auto "\"max_num_seqs\": 512, \"enable_chunked_prefill\": true, \"kv_cache_memory_bytes\": $kvb")" \
+      --max-num-seqs 512 --max-num-batched-tokens 16384 --enable-chunked-prefill --kv-cache-memory-bytes "$kvb"; then
+    for c in 64 128 192; do
+      burst Q25D "$tok32" "$c" 1024
+      bench Q25D "hburst-c$c-l1024" "$tok32" --traffic chat --concurrency "$c" --num-requests "$c" \
+        traffic.output_len.kind=fixed traffic.output_len.mean=256 traffic.output_len.max=256
+    done
+  fi
+  stop Q25D
+else echo "Q25D skipped at $SECONDS s" >> "$S/times.txt"; fi
 touch "$S/ALL_DONE"
