@@ -195,8 +195,7 @@ def fp8_cache_note(req: PlanRequest, w: Estimate, alternatives: list[Estimate]) 
     if c.kv_cache_dtype != "fp8" or c.engine != "vllm" or not w.meets_slo:
         return None
     same = [e for e in alternatives if e.config.kv_cache_dtype != "fp8" and e.meets_slo and e.predictions
-            and (e.config.weight_dtype, e.config.tp, e.config.pp, e.config.replicas) ==
-            (c.weight_dtype, c.tp, c.pp, c.replicas) and kv_pressure(req, e) is None]
+            and _dims(e.config)[:2] == _dims(c)[:2] and kv_pressure(req, e) is None]  # same weights and layout
     if not same:
         return None
     alt = max(same, key=capacity_per_gpu)
